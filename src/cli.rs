@@ -1,0 +1,151 @@
+//! Command-line interface (clap derive). Raw flags only; `main` turns them into calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// One staging environment per git branch, declared in environments.yaml and converged safely.
+///
+/// octostage reads a config repository (environments.yaml), lists the branches of each
+/// environment's application repository, computes which stagings should exist (TTL, caps,
+/// overrides, static stagings) and converges a target toward that set.
+///
+/// Exit codes: 0 ok, 1 invalid input or failed pass, 2 usage.
+#[derive(Debug, Parser)]
+#[command(name = "octostage", version, max_term_width = 100)]
+pub struct Cli {
+    /// Log filter (tracing syntax), e.g. `info` or `octostage=debug`.
+    #[arg(long, global = true, env = "OCTOSTAGE_LOG", default_value = "warn")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check environments.yaml and its templates; print every problem with file:line:column.
+    Validate(ConfigArgs),
+    /// Render one staging's objects as multi-document YAML on stdout.
+    Render(RenderArgs),
+    /// Show what a pass would do to the target, changing nothing.
+    Plan(PlanArgs),
+    /// Converge the target: a pass at start, then on every interval and config file change.
+    Run(RunArgs),
+    /// Print the JSON Schema of environments.yaml.
+    Schema,
+    /// Show octostage at work on a demo application repository made locally (no cluster, no
+    /// network): stagings appear, follow new commits, and expire.
+    Demo(DemoArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// Config repository: a directory, or a git URL (https, ssh, file://).
+    #[arg(long, short, env = "OCTOSTAGE_CONFIG")]
+    pub config: String,
+    /// Branch, tag or commit of a git config repository (default: the remote's HEAD).
+    #[arg(long, env = "OCTOSTAGE_CONFIG_REF")]
+    pub config_ref: Option<String>,
+    /// Use URL instead of the environment's repository (a local mirror, a fixture): ENV=URL.
+    /// Repeatable.
+    #[arg(long = "repository", value_name = "ENV=URL", value_parser = parse_pair)]
+    pub repositories: Vec<(String, String)>,
+    /// Cache directory for fetched repositories [default: $XDG_CACHE_HOME/octostage].
+    #[arg(long, env = "OCTOSTAGE_CACHE")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .ok_or_else(|| format!("expected ENV=URL, got {s:?}"))
+}
+
+/// `render` arguments.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Where the configuration comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Environment name.
+    #[arg(long, short)]
+    pub environment: String,
+    /// Branch whose staging to render.
+    #[arg(
+        long,
+        short,
+        conflicts_with = "static_name",
+        required_unless_present = "static_name"
+    )]
+    pub branch: Option<String>,
+    /// Static staging to render (its name under `static:`).
+    #[arg(long = "static")]
+    pub static_name: Option<String>,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// A table for people.
+    Text,
+    /// `{"stagings": [...]}` for programs; times in RFC 3339.
+    Json,
+}
+
+/// Where stagings land.
+#[derive(Debug, Args, Clone)]
+pub struct TargetArgs {
+    /// Target: `dir:PATH` (a folder per staging) or `none` (plan against an empty target).
+    #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "none")]
+    pub target: String,
+    /// Believe a listing that lost more branches at once than safety.max_branch_loss_percent
+    /// allows (after a real mass deletion of branches).
+    #[arg(long)]
+    pub confirm_deletions: bool,
+    /// Most stagings converged at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// `plan` arguments.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Where the configuration comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where stagings land.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Where the configuration comes from.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Where stagings land.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Run one pass and exit (for CI and cron); exit 1 when it failed.
+    #[arg(long)]
+    pub once: bool,
+    /// Time between passes, e.g. 30s or 5m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+}
+
+/// `demo` arguments.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's repositories and stagings [default: a new temporary directory].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}

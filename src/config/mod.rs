@@ -1,0 +1,176 @@
+//! `environments.yaml`: the file format ([`raw`]), where its values stand ([`position`]), its
+//! JSON Schema ([`schema`]), validation ([`validate`]) and the validated model ([`model`]).
+//!
+//! Loading runs in stages and gathers every problem of a file before it gives up:
+//! YAML syntax, then the JSON Schema (types, unknown keys), then semantic checks (durations,
+//! cron, globs, time zones, templates). Each problem names `file:line:column`.
+
+pub mod model;
+pub mod position;
+pub mod raw;
+pub mod schema;
+pub mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+use position::{Pos, Positions};
+
+use crate::consts;
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File, relative to the config repository.
+    pub file: String,
+    /// Where in it.
+    pub pos: Pos,
+    /// What is wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.pos, self.message)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file was read and is wrong; every problem found is listed.
+    #[error("{}", list(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn list(problems: &[Problem]) -> String {
+    let mut s = format!(
+        "{} problem{} in the configuration:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        s.push_str("\n  ");
+        s.push_str(&p.to_string());
+    }
+    s
+}
+
+/// Read access to the config repository's files, so validation can load templates without
+/// touching the disk in tests.
+pub trait Files {
+    /// Every template file (`*.yaml`, `*.yml`, `*.j2`) under `dir`, recursively, as
+    /// (path relative to the repository root, contents), sorted by path.
+    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String>;
+}
+
+/// [`Files`] on a directory.
+pub struct DiskFiles<'a>(pub &'a Path);
+
+impl Files for DiskFiles<'_> {
+    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let base = self.0.join(dir);
+        if !base.is_dir() {
+            return Err(format!(
+                "directory {dir:?} does not exist in the config repository"
+            ));
+        }
+        collect(&base, dir, &mut out).map_err(|e| format!("cannot read {dir:?}: {e}"))?;
+        out.sort();
+        Ok(out)
+    }
+}
+
+fn collect(path: &Path, rel: &str, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = format!("{rel}/{name}");
+        if entry.file_type()?.is_dir() {
+            collect(&entry.path(), &rel, out)?;
+        } else if [".yaml", ".yml", ".j2"].iter().any(|e| name.ends_with(e)) {
+            out.push((rel, std::fs::read_to_string(entry.path())?));
+        }
+    }
+    Ok(())
+}
+
+/// Options of a load that do not come from the file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Commit of the config repository, when known.
+    pub commit: Option<String>,
+    /// Repository URLs that replace the file's, by environment (a local mirror, a test fixture).
+    pub repository_overrides: Vec<(String, String)>,
+}
+
+/// Load and validate `environments.yaml` from the config repository at `root`.
+pub fn load(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    let path = root.join(consts::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text, consts::CONFIG_FILE, root, &DiskFiles(root), opts)
+}
+
+/// Validate the text of `environments.yaml` (named `file` in messages). Pure but for `files`.
+pub fn parse(
+    text: &str,
+    file: &str,
+    root: &Path,
+    files: &dyn Files,
+    opts: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    let problem = |pos: Pos, message: String| Problem {
+        file: file.to_string(),
+        pos,
+        message,
+    };
+    let value: serde_json::Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: l.line(),
+                    column: l.column(),
+                })
+                .unwrap_or_default();
+            return Err(ConfigError::Invalid(vec![problem(
+                pos,
+                format!("YAML syntax: {e}"),
+            )]));
+        }
+    };
+    let positions = Positions::index(text);
+    let mut problems = schema::check(&value, &positions, file);
+    let raw: raw::RawFile = match serde_json::from_value(value) {
+        Ok(raw) => raw,
+        Err(e) => {
+            if problems.is_empty() {
+                problems.push(problem(Pos { line: 1, column: 1 }, e.to_string()));
+            }
+            return Err(ConfigError::Invalid(problems));
+        }
+    };
+    let mut v = validate::Validator::new(file, &positions, files, root);
+    let config = v.config(&raw, opts);
+    problems.extend(v.into_problems());
+    problems.sort_by(|a, b| a.pos.cmp(&b.pos).then_with(|| a.message.cmp(&b.message)));
+    problems.dedup();
+    match config {
+        Some(c) if problems.is_empty() => Ok(c),
+        _ => Err(ConfigError::Invalid(problems)),
+    }
+}

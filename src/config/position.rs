@@ -1,0 +1,216 @@
+//! Where each value of a YAML document stands, by JSON pointer, so that errors found on the
+//! parsed value (schema, semantic checks) can name `file:line:column`.
+//!
+//! serde_yaml gives no positions for values that parsed fine, so the same text is read a second
+//! time with yaml-rust2's event parser, which marks every node.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+/// A 1-based line and column in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+impl From<Marker> for Pos {
+    fn from(m: Marker) -> Self {
+        // yaml-rust2 counts lines from 1 and columns from 0.
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+        }
+    }
+}
+
+/// Positions of the nodes of one YAML document, by JSON pointer (`/environments/shop/ttl`).
+#[derive(Debug, Default, Clone)]
+pub struct Positions {
+    values: HashMap<String, Pos>,
+    keys: HashMap<String, Pos>,
+}
+
+impl Positions {
+    /// Index the first document of `text`. Text that does not parse gives an empty index: the
+    /// parse error itself is reported by the caller, with serde_yaml's position.
+    pub fn index(text: &str) -> Positions {
+        let mut builder = Builder::default();
+        let mut parser = Parser::new_from_str(text);
+        let _ = parser.load(&mut builder, false);
+        builder.positions
+    }
+
+    /// Position of the value at `pointer`; for a missing pointer, the nearest ancestor's.
+    pub fn value(&self, pointer: &str) -> Pos {
+        self.lookup(&self.values, pointer)
+    }
+
+    /// Position of the key that names the value at `pointer` (the value's own for the root and
+    /// list items); for a missing pointer, the nearest ancestor's.
+    pub fn key(&self, pointer: &str) -> Pos {
+        self.lookup(&self.keys, pointer)
+    }
+
+    fn lookup(&self, map: &HashMap<String, Pos>, pointer: &str) -> Pos {
+        let mut p = pointer;
+        loop {
+            if let Some(pos) = map.get(p).or_else(|| self.values.get(p)) {
+                return *pos;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return Pos { line: 1, column: 1 },
+            }
+        }
+    }
+}
+
+/// Escape one JSON pointer segment (RFC 6901).
+pub fn escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
+
+enum Frame {
+    Map {
+        pointer: String,
+        pending_key: Option<(String, Pos)>,
+    },
+    Seq {
+        pointer: String,
+        next: usize,
+    },
+}
+
+#[derive(Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    positions: Positions,
+    done: bool,
+}
+
+impl Builder {
+    /// The pointer of a node starting now, or `None` when the scalar is a mapping key.
+    fn place(&mut self, scalar: Option<&str>, pos: Pos) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { pointer, next }) => {
+                let p = format!("{pointer}/{next}");
+                *next += 1;
+                self.positions.keys.insert(p.clone(), pos);
+                Some(p)
+            }
+            Some(Frame::Map {
+                pointer,
+                pending_key,
+            }) => match pending_key.take() {
+                Some((key, key_pos)) => {
+                    let p = format!("{pointer}/{}", escape(&key));
+                    self.positions.keys.insert(p.clone(), key_pos);
+                    Some(p)
+                }
+                None => {
+                    // A key: non-scalar keys are not used by environments.yaml; they get "?".
+                    *pending_key = Some((scalar.unwrap_or("?").to_string(), pos));
+                    None
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.done {
+            return;
+        }
+        let pos = Pos::from(mark);
+        match ev {
+            Event::Scalar(value, ..) => {
+                if let Some(p) = self.place(Some(&value), pos) {
+                    self.positions.values.insert(p, pos);
+                }
+            }
+            Event::Alias(_) => {
+                if let Some(p) = self.place(None, pos) {
+                    self.positions.values.insert(p, pos);
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let pointer = self.place(None, pos).unwrap_or_else(|| "?".to_string());
+                self.positions.values.insert(pointer.clone(), pos);
+                self.stack.push(match ev {
+                    Event::MappingStart(..) => Frame::Map {
+                        pointer,
+                        pending_key: None,
+                    },
+                    _ => Frame::Seq { pointer, next: 0 },
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            Event::DocumentEnd => self.done = true,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "version: 1\nenvironments:\n  shop:\n    ttl: 7d\n    always: [main, \"release/x\"]\n    a/b: 1\n";
+
+    #[test]
+    fn values_and_keys_have_their_lines_and_columns() {
+        let p = Positions::index(DOC);
+        assert_eq!(
+            p.value("/version"),
+            Pos {
+                line: 1,
+                column: 10
+            }
+        );
+        assert_eq!(p.key("/environments/shop/ttl"), Pos { line: 4, column: 5 });
+        assert_eq!(
+            p.value("/environments/shop/ttl"),
+            Pos {
+                line: 4,
+                column: 10
+            }
+        );
+        assert_eq!(
+            p.value("/environments/shop/always/1"),
+            Pos {
+                line: 5,
+                column: 20
+            }
+        );
+        assert_eq!(p.key("/environments/shop/a~1b"), Pos { line: 6, column: 5 });
+    }
+
+    #[test]
+    fn unknown_pointers_fall_back_to_the_nearest_ancestor() {
+        let p = Positions::index(DOC);
+        assert_eq!(
+            p.value("/environments/shop/missing"),
+            p.value("/environments/shop")
+        );
+        assert_eq!(
+            Positions::index(": : bad").value("/x"),
+            Pos { line: 1, column: 1 }
+        );
+    }
+}

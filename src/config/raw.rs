@@ -1,0 +1,206 @@
+//! The file format of `environments.yaml`, as written by people. These types define the JSON
+//! Schema; [`super::validate`] turns them into the validated [`super::Config`].
+//!
+//! Scalars that need checking beyond their type (durations, cron expressions, globs, time zones)
+//! are kept as strings here so that one bad value does not hide the others: every problem of a
+//! file is reported at once.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The root of `environments.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "octostage environments.yaml")]
+pub struct RawFile {
+    /// Format version of this file. Only `1` exists.
+    pub version: u32,
+    /// Settings every environment inherits; each environment, override and static staging may
+    /// replace them.
+    #[serde(default)]
+    pub defaults: RawSettings,
+    /// Guards that keep a bad listing from deleting stagings in bulk.
+    #[serde(default)]
+    pub safety: RawSafety,
+    /// The environments, by name. A name is a lowercase DNS label of at most 24 characters; it
+    /// starts every staging name of the environment.
+    pub environments: IndexMap<String, RawEnvironment>,
+}
+
+/// Settings that can be set in `defaults`, per environment, per branch override and per static
+/// staging. The most specific level wins; `values` and `links` are merged key by key.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Template of the namespace a staging lives in (default `{{ staging }}`). Must render to a
+    /// DNS-1123 label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Directory in the config repository whose `*.yaml`, `*.yml` and `*.j2` files are minijinja
+    /// templates of Kubernetes objects. Exclusive with `command` at the same level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<String>,
+    /// A program and its arguments (each a template) that prints multi-document YAML, such as
+    /// `helm template` or `kubectl kustomize`. Runs in the config repository with the template
+    /// context in `OCTOSTAGE_*` environment variables. Exclusive with `templates` at the same
+    /// level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// How long a render command may run before it is stopped (default `60s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_timeout: Option<String>,
+    /// Free values handed to templates as `values`; strings inside are templates themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Named URLs of a staging (templates), shown in plans and status and handed to templates as
+    /// `links`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub links: Option<IndexMap<String, String>>,
+    /// Time to live without activity, such as `36h` or `7d`; `never` keeps the staging forever.
+    /// Activity is the later of the head commit's time and when octostage first saw that head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// How long an expired staging sleeps before it is deleted; `0` deletes at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
+    /// When stagings sleep (scaled to zero) and wake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep: Option<RawSleep>,
+}
+
+/// A sleep schedule: two cron expressions in an IANA time zone.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSleep {
+    /// Cron expression of when stagings go to sleep: five fields (minute hour day month weekday)
+    /// or six with seconds first, such as `0 20 * * Mon-Fri`.
+    pub at: String,
+    /// Cron expression of when they wake, such as `0 7 * * Mon-Fri`.
+    pub wake: String,
+    /// IANA time zone the expressions are read in, such as `Europe/Berlin` (default `UTC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+/// Safety limits of a pass.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSafety {
+    /// Most stagings one pass may delete (default 10); the rest wait for later passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deletions_per_pass: Option<u32>,
+    /// Largest share, in percent, of an environment's branch stagings whose branches may vanish
+    /// from one listing (default 50). A larger loss is treated as a broken listing: those
+    /// deletions are held until the branches are confirmed gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_branch_loss_percent: Option<u32>,
+}
+
+/// One environment: an application repository and how its branches become stagings.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawEnvironment {
+    /// The application repository whose branches are watched.
+    pub repository: RawRepository,
+    /// Which branches get a staging.
+    #[serde(default)]
+    pub branches: RawBranches,
+    /// Branch names or globs whose stagings never expire, such as `main`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub always: Vec<String>,
+    /// Most stagings of this environment; beyond it the least recently active branches get none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stagings: Option<u32>,
+    /// Settings for branches matching a name or glob, applied in file order over the
+    /// environment's settings.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub overrides: IndexMap<String, RawSettings>,
+    /// Named stagings pinned to a branch or a commit (a customer demo, a release candidate).
+    #[serde(default, rename = "static", skip_serializing_if = "IndexMap::is_empty")]
+    pub statics: IndexMap<String, RawStatic>,
+    /// The environment's own settings over `defaults`.
+    #[serde(flatten)]
+    pub settings: RawSettings,
+}
+
+/// Where an application repository lives: a URL or path, or a map with credentials.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawRepository {
+    /// An `https://`, `ssh://`, `git@host:path`, `file://` URL or a local path.
+    Url(String),
+    /// A URL with credentials.
+    Full(RawRepositoryFull),
+}
+
+/// A repository URL with a reference to its credentials.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRepositoryFull {
+    /// An `https://`, `ssh://`, `git@host:path`, `file://` URL or a local path.
+    pub url: String,
+    /// Where credentials come from; never the secrets themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RawCredentials>,
+}
+
+/// References to credentials: names of environment variables or files, never inline secrets.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCredentials {
+    /// User name for https (default `x-access-token`, which GitHub and Gitea accept with a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Name of an environment variable holding an https token or password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// Path of a file holding an https token or password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Path of an SSH private key file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_file: Option<String>,
+}
+
+/// Branch selection by glob: `*` matches within one path segment, `**` across `/`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawBranches {
+    /// Globs of branches that get a staging (default: all).
+    #[serde(default = "all_branches")]
+    pub include: Vec<String>,
+    /// Globs of branches that never get one, even when included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl Default for RawBranches {
+    fn default() -> Self {
+        RawBranches {
+            include: all_branches(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+fn all_branches() -> Vec<String> {
+    vec!["**".to_string()]
+}
+
+/// A staging declared by name and pinned to a branch or a commit.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawStatic {
+    /// Branch whose head the staging follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Commit (full or short sha, or a tag) the staging stays on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// RFC 3339 time after which the staging expires; without it, it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Settings of this staging over the environment's.
+    #[serde(flatten)]
+    pub settings: RawSettings,
+}

@@ -1,0 +1,38 @@
+//! Names and defaults that the rest of the code, the cluster and the docs agree on.
+
+/// Label every object octostage owns carries, with the value [`MANAGER`].
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The value of [`LABEL_MANAGED_BY`], and the server-side apply field manager.
+pub const MANAGER: &str = "octostage";
+/// Label naming the environment a staging belongs to.
+pub const LABEL_ENVIRONMENT: &str = "octostage.dev/environment";
+/// Label naming the staging an object belongs to.
+pub const LABEL_STAGING: &str = "octostage.dev/staging";
+/// Annotation carrying the content hash of an applied object.
+pub const ANNOTATION_HASH: &str = "octostage.dev/content-hash";
+
+/// The file a config repository keeps at its root.
+pub const CONFIG_FILE: &str = "environments.yaml";
+/// The only format version this release reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Default time to live of a branch staging without activity.
+pub const DEFAULT_TTL: &str = "7d";
+/// Default time an expired staging sleeps before deletion.
+pub const DEFAULT_RETENTION: &str = "0";
+/// Default namespace template.
+pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
+/// Default limit on how long a render command may run.
+pub const DEFAULT_RENDER_TIMEOUT: &str = "60s";
+/// Default number of deletions one pass may perform.
+pub const DEFAULT_MAX_DELETIONS_PER_PASS: u32 = 10;
+/// Default share (percent) of an environment's branch stagings whose branches may vanish in one
+/// listing before the listing is treated as suspect.
+pub const DEFAULT_MAX_BRANCH_LOSS_PERCENT: u32 = 50;
+/// Default interval between passes of `octostage run`.
+pub const DEFAULT_INTERVAL: &str = "30s";
+
+/// Longest environment name: leaves room for a branch slug inside a 63-character label.
+pub const MAX_ENVIRONMENT_NAME: usize = 24;
+/// Maximum length of a DNS-1123 label.
+pub const MAX_LABEL: usize = 63;

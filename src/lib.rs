@@ -1,0 +1,23 @@
+//! octostage: one staging environment per git branch, declared in `environments.yaml` and
+//! converged safely.
+//!
+//! A pass flows through pure stages between thin I/O edges:
+//! [`source`] (config repository, branch listings) → [`config`] (validated configuration) →
+//! [`plan`] (desired stagings and actions, given `now` and what the target holds) → [`render`]
+//! (objects per staging) → [`target`] (apply the difference). [`pass`] ties one pass together;
+//! [`run`] repeats it on triggers.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod consts;
+pub mod demo;
+pub mod naming;
+pub mod pass;
+pub mod plan;
+pub mod render;
+pub mod report;
+pub mod run;
+pub mod source;
+pub mod target;

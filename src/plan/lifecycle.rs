@@ -1,0 +1,195 @@
+//! Time to live and retention: when a staging is active, sleeping after expiry, or gone.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Ttl;
+
+/// Where a staging stands in its life at `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Running.
+    Active,
+    /// Expired; kept asleep until its retention ends.
+    Expired,
+    /// Expired and past its retention: deleted.
+    Gone,
+}
+
+/// The lifecycle of one staging at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Life {
+    /// Later of the head commit's time and when octostage first saw that head, unless the head
+    /// was already past its ttl when first seen (see [`Life::new`]).
+    pub activity: DateTime<Utc>,
+    /// When it expires, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it is deleted, if ever.
+    pub delete_at: Option<DateTime<Utc>>,
+    /// Phase at `now`.
+    pub phase: Phase,
+}
+
+impl Life {
+    /// Compute the lifecycle. `until` wins over `ttl` when given (static stagings).
+    ///
+    /// Activity is the later of the commit time and when octostage first saw the head, so a
+    /// commit pushed days after it was made (a late push, a rebase that kept dates) keeps a full
+    /// ttl. A head that was already older than the ttl when first seen gets no new lease of life:
+    /// stale branches found on the first pass are not created, and a branch moved back to a stale
+    /// commit expires.
+    pub fn new(
+        commit_time: DateTime<Utc>,
+        first_seen: DateTime<Utc>,
+        ttl: Ttl,
+        until: Option<DateTime<Utc>>,
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Life {
+        let ttl = match ttl {
+            Ttl::Never => None,
+            Ttl::After(d) => chrono::Duration::from_std(d).ok(),
+        };
+        let stale_when_seen = ttl
+            .and_then(|d| commit_time.checked_add_signed(d))
+            .is_some_and(|e| first_seen >= e);
+        let activity = if stale_when_seen {
+            commit_time
+        } else {
+            commit_time.max(first_seen)
+        };
+        let expires_at = until.or_else(|| ttl.and_then(|d| activity.checked_add_signed(d)));
+        let delete_at = expires_at.and_then(|e| {
+            chrono::Duration::from_std(retention)
+                .ok()
+                .and_then(|r| e.checked_add_signed(r))
+        });
+        let phase = match (expires_at, delete_at) {
+            (Some(_), Some(d)) if now >= d => Phase::Gone,
+            (Some(e), _) if now >= e => Phase::Expired,
+            _ => Phase::Active,
+        };
+        Life {
+            activity,
+            expires_at,
+            delete_at,
+            phase,
+        }
+    }
+}
+
+/// A duration the way people write them in environments.yaml: `7d`, `36h`, `1d12h`, `90m`.
+pub fn human(d: chrono::Duration) -> String {
+    let mut secs = d.num_seconds().max(0);
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if secs >= len {
+            out.push_str(&format!("{}{unit}", secs / len));
+            secs %= len;
+            // Two units are precise enough for a reason text.
+            if out.chars().filter(|c| c.is_ascii_alphabetic()).count() == 2 {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// [`human`] for a std duration.
+pub fn human_std(d: std::time::Duration) -> String {
+    human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    const DAY: u64 = 86_400;
+
+    #[test]
+    fn activity_is_the_later_of_commit_time_and_first_seen() {
+        // A commit made five days before it was pushed lives a full ttl from the push.
+        let l = Life::new(
+            t("2026-11-15T00:00:00Z"),
+            t("2026-11-20T00:00:00Z"),
+            Ttl::After(Duration::from_secs(7 * DAY)),
+            None,
+            Duration::ZERO,
+            t("2026-11-26T00:00:00Z"),
+        );
+        assert_eq!(l.phase, Phase::Active);
+        assert_eq!(l.expires_at, Some(t("2026-11-27T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_head_already_stale_when_first_seen_gets_no_new_life() {
+        let l = Life::new(
+            t("2026-10-01T00:00:00Z"),
+            t("2026-11-20T00:00:00Z"),
+            Ttl::After(Duration::from_secs(7 * DAY)),
+            None,
+            Duration::ZERO,
+            t("2026-11-20T00:00:00Z"),
+        );
+        assert_eq!(
+            (l.phase, l.activity),
+            (Phase::Gone, t("2026-10-01T00:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn expiry_then_retention_then_gone() {
+        let ttl = Ttl::After(Duration::from_secs(7 * DAY));
+        let life = |now| {
+            Life::new(
+                t("2026-11-01T00:00:00Z"),
+                t("2026-11-01T00:00:00Z"),
+                ttl,
+                None,
+                Duration::from_secs(DAY),
+                t(now),
+            )
+            .phase
+        };
+        assert_eq!(life("2026-11-07T23:59:59Z"), Phase::Active);
+        assert_eq!(life("2026-11-08T00:00:00Z"), Phase::Expired);
+        assert_eq!(life("2026-11-09T00:00:00Z"), Phase::Gone);
+        let never = Life::new(
+            t("2020-01-01T00:00:00Z"),
+            t("2020-01-01T00:00:00Z"),
+            Ttl::Never,
+            None,
+            Duration::ZERO,
+            t("2026-11-26T00:00:00Z"),
+        );
+        assert_eq!((never.phase, never.expires_at), (Phase::Active, None));
+    }
+
+    #[test]
+    fn until_wins_over_ttl() {
+        let l = Life::new(
+            t("2026-11-25T00:00:00Z"),
+            t("2026-11-25T00:00:00Z"),
+            Ttl::Never,
+            Some(t("2026-11-26T00:00:00Z")),
+            Duration::ZERO,
+            t("2026-11-26T00:00:00Z"),
+        );
+        assert_eq!(l.phase, Phase::Gone);
+    }
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human(chrono::Duration::days(7)), "7d");
+        assert_eq!(human(chrono::Duration::hours(36)), "1d12h");
+        assert_eq!(human(chrono::Duration::minutes(90)), "1h30m");
+        assert_eq!(human(chrono::Duration::seconds(0)), "0s");
+    }
+}

@@ -1,0 +1,359 @@
+//! Planner tests on inline configurations, fixed `now`, no I/O.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::*;
+use crate::config::{parse, Files, LoadOptions};
+use crate::source::{Branch, Commit, RepoListing};
+
+struct Tpl;
+impl Files for Tpl {
+    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
+        Ok(vec![(
+            format!("{dir}/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n".into(),
+        )])
+    }
+}
+
+fn config(extra: &str) -> Config {
+    let text = format!(
+        "version: 1\ndefaults:\n  templates: t\n  ttl: 7d\nenvironments:\n  shop:\n    repository: /repo\n    always: [main]\n{extra}"
+    );
+    parse(
+        &text,
+        "environments.yaml",
+        Path::new("/cfg"),
+        &Tpl,
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-26T12:00:00Z".parse().unwrap()
+}
+
+fn branch(name: &str, days_ago: i64) -> Branch {
+    Branch {
+        name: name.into(),
+        commit: Commit {
+            sha: format!(
+                "{:0>40}",
+                crate::naming::short_hash(&format!("{name}{days_ago}"), 12)
+            ),
+            time: now() - Duration::days(days_ago),
+            author: "Dev".into(),
+            subject: "work".into(),
+        },
+    }
+}
+
+fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>> {
+    [(
+        "shop".to_string(),
+        Ok(RepoListing {
+            branches,
+            pins: HashMap::new(),
+        }),
+    )]
+    .into()
+}
+
+/// What the target would hold after applying `plan`.
+fn applied(plan: &Plan) -> Vec<ObservedStaging> {
+    plan.stagings
+        .iter()
+        .filter(|p| p.exists_after())
+        .map(|p| ObservedStaging {
+            name: p.name.clone(),
+            environment: p.environment.clone(),
+            branch: p.branch.clone(),
+            static_name: p.static_name.clone(),
+            namespace: p.namespace.clone().unwrap(),
+            commit: p.commit.as_ref().unwrap().sha.clone(),
+            first_seen: p.first_seen,
+            expires_at: p.expires_at,
+            state: p.state.unwrap(),
+        })
+        .collect()
+}
+
+fn run(
+    c: &Config,
+    l: &HashMap<String, Result<RepoListing, String>>,
+    observed: &[ObservedStaging],
+    at: DateTime<Utc>,
+) -> Plan {
+    plan(
+        c,
+        &Inputs {
+            listings: l,
+            observed,
+            now: at,
+            confirm_deletions: false,
+        },
+    )
+}
+
+fn find<'a>(p: &'a Plan, branch: &str) -> &'a Planned {
+    p.stagings
+        .iter()
+        .find(|s| s.branch == branch)
+        .unwrap_or_else(|| panic!("{branch} not in plan"))
+}
+
+#[test]
+fn new_branches_are_created_and_a_second_plan_is_all_noop() {
+    let c = config("");
+    let l = listing(vec![branch("main", 100), branch("feature/a", 1)]);
+    let p1 = run(&c, &l, &[], now());
+    assert_eq!(find(&p1, "main").action, Action::Create);
+    assert_eq!(find(&p1, "main").expires_at, None);
+    assert_eq!(
+        find(&p1, "feature/a").reason,
+        format!(
+            "new branch at {}",
+            &find(&p1, "feature/a").commit.as_ref().unwrap().sha[..7]
+        )
+    );
+    assert_eq!(
+        find(&p1, "feature/a").expires_at,
+        Some(now() + Duration::days(7)),
+        "a full ttl from when it was first seen"
+    );
+    let p2 = run(&c, &l, &applied(&p1), now());
+    assert!(
+        p2.stagings.iter().all(|s| s.action == Action::Noop),
+        "{p2:?}"
+    );
+}
+
+#[test]
+fn deleted_branch_new_commit_and_ttl() {
+    let c = config("");
+    let l = listing(vec![
+        branch("main", 100),
+        branch("a", 1),
+        branch("b", 1),
+        branch("c", 1),
+    ]);
+    let held = applied(&run(&c, &l, &[], now()));
+    let l2 = listing(vec![branch("main", 100), branch("a", 0), branch("c", 1)]);
+    let later = now() + Duration::days(3);
+    let p = run(&c, &l2, &held, later);
+    assert_eq!(find(&p, "a").action, Action::Update);
+    assert!(find(&p, "a").reason.starts_with("new commit "));
+    assert_eq!(
+        (find(&p, "b").action, find(&p, "b").reason.as_str()),
+        (Action::Delete, "branch deleted")
+    );
+    // c was committed a day before it was first seen, 8 days ago by `later + 4d`.
+    let p = run(&c, &l2, &held, now() + Duration::days(7));
+    assert_eq!(find(&p, "c").action, Action::Delete);
+    assert_eq!(find(&p, "c").reason, "no activity for 7d (ttl 7d)");
+    assert_eq!(find(&p, "main").action, Action::Noop);
+}
+
+#[test]
+fn late_pushed_commits_live_a_full_ttl_and_stale_heads_none() {
+    let c = config("");
+    // Committed five days ago, first seen now: a full week from now.
+    let p = run(&c, &listing(vec![branch("late", 5)]), &[], now());
+    assert_eq!(
+        (find(&p, "late").action, find(&p, "late").expires_at),
+        (Action::Create, Some(now() + Duration::days(7)))
+    );
+    // Already past its ttl when first seen: a stale branch is not created.
+    let p = run(&c, &listing(vec![branch("old", 30)]), &[], now());
+    assert_eq!(find(&p, "old").action, Action::Noop);
+    assert_eq!(
+        find(&p, "old").reason,
+        "not created: no activity for 30d (ttl 7d)"
+    );
+    // A running staging whose branch moves to a commit older than its ttl expires.
+    let held = applied(&run(&c, &listing(vec![branch("a", 0)]), &[], now()));
+    let p = run(
+        &c,
+        &listing(vec![branch("a", 9)]),
+        &held,
+        now() + Duration::hours(1),
+    );
+    assert_eq!(
+        (find(&p, "a").action, find(&p, "a").reason.as_str()),
+        (Action::Delete, "no activity for 9d1h (ttl 7d)")
+    );
+}
+
+fn obs(name: &str, branch: &str) -> ObservedStaging {
+    ObservedStaging {
+        name: name.into(),
+        environment: "shop".into(),
+        branch: branch.into(),
+        static_name: None,
+        namespace: name.into(),
+        commit: "0".repeat(40),
+        first_seen: now(),
+        expires_at: None,
+        state: State::Active,
+    }
+}
+
+#[test]
+fn retention_sleeps_before_deleting() {
+    let c = config("    retention: 2d\n");
+    let l = listing(vec![branch("a", 0)]);
+    let held = applied(&run(&c, &l, &[], now()));
+    let p = run(&c, &l, &held, now() + Duration::days(8));
+    assert_eq!(find(&p, "a").action, Action::Expire);
+    let held = applied(&p);
+    assert_eq!(held[0].state, State::Expired);
+    let p = run(&c, &l, &held, now() + Duration::days(8));
+    assert_eq!(find(&p, "a").action, Action::Noop);
+    let p = run(&c, &l, &held, now() + Duration::days(9));
+    assert_eq!(find(&p, "a").action, Action::Delete);
+}
+
+#[test]
+fn excluded_and_failed_sources() {
+    let c = config("    branches:\n      exclude: ['wip/**']\n");
+    let mut held = vec![obs("shop-wip-x", "wip/x")];
+    let p = run(&c, &listing(vec![branch("wip/x", 0)]), &held, now());
+    assert_eq!(
+        (find(&p, "wip/x").action, find(&p, "wip/x").reason.as_str()),
+        (Action::Delete, "excluded by pattern \"wip/**\"")
+    );
+    held.push(obs("shop-a", "a"));
+    let failed: HashMap<_, _> =
+        [("shop".to_string(), Err("connection refused".to_string()))].into();
+    let p = run(&c, &failed, &held, now());
+    assert!(p
+        .stagings
+        .iter()
+        .all(|s| s.action == Action::Noop && s.reason.contains("connection refused")));
+    assert_eq!(p.failed_sources.len(), 1);
+}
+
+#[test]
+fn an_empty_or_shrunken_listing_is_not_believed() {
+    let c = config("");
+    let held: Vec<_> = (0..4)
+        .map(|i| obs(&format!("shop-b{i}"), &format!("b{i}")))
+        .collect();
+    let p = run(&c, &listing(vec![]), &held, now());
+    assert!(p.stagings.iter().all(|s| s.action == Action::Noop), "{p:?}");
+    let p = run(&c, &listing(vec![branch("b0", 0)]), &held, now());
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .count(),
+        0
+    );
+    let p = plan(
+        &c,
+        &Inputs {
+            listings: &listing(vec![branch("b0", 0)]),
+            observed: &held,
+            now: now(),
+            confirm_deletions: true,
+        },
+    );
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .count(),
+        3
+    );
+    // One of four is an ordinary deletion.
+    let p = run(
+        &c,
+        &listing((0..3).map(|i| branch(&format!("b{i}"), 0)).collect()),
+        &held,
+        now(),
+    );
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn deletions_per_pass_are_bounded() {
+    let c = config("    ttl: 1h\nsafety:\n  max_deletions_per_pass: 2\n");
+    let l = listing((0..5).map(|i| branch(&format!("b{i}"), 0)).collect());
+    let held = applied(&run(&c, &l, &[], now()));
+    let p = run(&c, &l, &held, now() + Duration::hours(2));
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .count(),
+        2
+    );
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.reason.starts_with("deletion deferred"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn max_stagings_keeps_the_most_recently_active() {
+    let c = config("    max_stagings: 2\n");
+    let l = listing(vec![
+        branch("main", 50),
+        branch("new", 0),
+        branch("older", 2),
+    ]);
+    let p = run(&c, &l, &[], now());
+    assert_eq!(find(&p, "main").action, Action::Create);
+    assert_eq!(find(&p, "new").action, Action::Create);
+    assert_eq!(find(&p, "older").action, Action::Noop);
+    assert!(find(&p, "older").reason.contains("max_stagings"));
+}
+
+#[test]
+fn overrides_and_statics() {
+    let c = config(
+        "    overrides:\n      'release/*':\n        ttl: never\n        namespace: 'rel-{{ branch.slug }}'\n    static:\n      demo:\n        branch: main\n        values: {customer: acme}\n",
+    );
+    let l = listing(vec![branch("main", 100), branch("release/1.2", 60)]);
+    let p = run(&c, &l, &[], now());
+    let rel = find(&p, "release/1.2");
+    assert_eq!(
+        (rel.action, rel.expires_at, rel.namespace.as_deref()),
+        (Action::Create, None, Some("rel-release-1-2"))
+    );
+    let demo = p
+        .stagings
+        .iter()
+        .find(|s| s.static_name.as_deref() == Some("demo"))
+        .unwrap();
+    assert_eq!(
+        (demo.name.as_str(), demo.action, demo.expires_at),
+        ("shop-demo", Action::Create, None)
+    );
+    assert_eq!(demo.context.as_ref().unwrap().values["customer"], "acme");
+}
+
+#[test]
+fn removed_environment_is_deleted() {
+    let c = config("");
+    let mut o = obs("docs-main", "main");
+    o.environment = "docs".into();
+    let p = run(&c, &listing(vec![]), &[o], now());
+    assert_eq!(p.stagings[0].action, Action::Delete);
+    assert!(p.stagings[0]
+        .reason
+        .contains("removed from the configuration"));
+}

@@ -1,0 +1,158 @@
+//! How plans and passes are shown: a table for people, JSON for programs.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use crate::pass::Report;
+use crate::plan::Action;
+
+/// One staging in `plan --format json`.
+#[derive(Debug, Serialize)]
+pub struct JsonStaging<'a> {
+    /// Environment.
+    pub environment: &'a str,
+    /// Branch (full name).
+    pub branch: &'a str,
+    /// Static staging name, or null.
+    #[serde(rename = "static")]
+    pub static_name: Option<&'a str>,
+    /// Staging name.
+    pub name: &'a str,
+    /// Namespace.
+    pub namespace: Option<&'a str>,
+    /// Commit sha.
+    pub commit: Option<&'a str>,
+    /// create, update, expire, delete or noop.
+    pub action: Action,
+    /// Why.
+    pub reason: String,
+    /// RFC 3339, or null when it never expires.
+    pub expires_at: Option<String>,
+    /// State after the pass: active, expired, or null when it will not exist.
+    pub state: Option<crate::plan::State>,
+    /// Rendered links.
+    pub links: Option<&'a indexmap::IndexMap<String, String>>,
+    /// Object changes (`create Deployment/web`).
+    pub changes: Vec<String>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The JSON document of a plan or pass.
+pub fn json(r: &Report) -> serde_json::Value {
+    let stagings: Vec<JsonStaging<'_>> = r
+        .plan
+        .stagings
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (action, reason) = r.effective(i);
+            let outcome = r.outcomes.iter().find(|o| o.index == i);
+            JsonStaging {
+                environment: &s.environment,
+                branch: &s.branch,
+                static_name: s.static_name.as_deref(),
+                name: &s.name,
+                namespace: s.namespace.as_deref(),
+                commit: s.commit.as_ref().map(|c| c.sha.as_str()),
+                action,
+                reason,
+                expires_at: s.expires_at.map(rfc3339),
+                state: s.state,
+                links: s.context.as_ref().map(|c| &c.links),
+                changes: outcome
+                    .map(|o| o.changes.iter().map(|c| c.to_string()).collect())
+                    .unwrap_or_default(),
+                error: s
+                    .error
+                    .clone()
+                    .or_else(|| outcome.and_then(|o| o.error.clone())),
+            }
+        })
+        .collect();
+    serde_json::json!({ "stagings": stagings, "failed_sources": r.plan.failed_sources.iter().map(|(e, m)| serde_json::json!({"environment": e, "error": m})).collect::<Vec<_>>() })
+}
+
+/// A table of a plan or pass, with a summary line. `verbose` lists unchanged stagings too.
+pub fn text(r: &Report, verbose: bool) -> String {
+    let mut rows = vec![
+        ["ACTION", "STAGING", "BRANCH", "COMMIT", "EXPIRES", "REASON"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    let mut counts = std::collections::BTreeMap::new();
+    for (i, s) in r.plan.stagings.iter().enumerate() {
+        let (action, mut reason) = r.effective(i);
+        *counts.entry(action.to_string()).or_insert(0) += 1;
+        if let Some(e) = r
+            .outcomes
+            .iter()
+            .find(|o| o.index == i)
+            .and_then(|o| o.error.as_ref())
+        {
+            reason = format!("FAILED: {}", e.lines().next().unwrap_or(""));
+        }
+        if action == Action::Noop && !verbose && s.error.is_none() {
+            continue;
+        }
+        rows.push(vec![
+            action.to_string(),
+            s.name.clone(),
+            s.static_name
+                .as_ref()
+                .map(|n| format!("{} (static {n})", s.branch))
+                .unwrap_or_else(|| s.branch.clone()),
+            s.commit
+                .as_ref()
+                .map(|c| c.sha.chars().take(7).collect())
+                .unwrap_or_default(),
+            s.expires_at
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "never".into()),
+            reason,
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count().min(48));
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i == 5 {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for (env, err) in &r.plan.failed_sources {
+        out.push_str(&format!(
+            "source of {env} failed (its stagings are kept as they are): {err}\n"
+        ));
+    }
+    let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
+    out.push_str(&format!(
+        "{} stagings: {}\n",
+        r.plan.stagings.len(),
+        if summary.is_empty() {
+            "none".into()
+        } else {
+            summary.join(", ")
+        }
+    ));
+    out
+}

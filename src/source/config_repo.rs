@@ -1,0 +1,138 @@
+//! The config repository: a local directory (used as it is) or a git URL checked out at a ref
+//! into the cache directory.
+
+use std::path::{Path, PathBuf};
+
+use git2::{build::CheckoutBuilder, Repository};
+
+use super::git::fetch_mirror;
+use super::SourceError;
+use crate::config::Credentials;
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// A directory on this machine (its git HEAD, if any, is the config commit).
+    Dir(PathBuf),
+    /// A git repository checked out into the cache.
+    Git {
+        /// Its URL.
+        url: String,
+        /// Branch, tag or commit; the remote's default branch when `None`.
+        reference: Option<String>,
+        /// Cache directory.
+        cache: PathBuf,
+    },
+}
+
+/// A readable copy of the config repository.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Directory holding `environments.yaml`.
+    pub root: PathBuf,
+    /// Commit it was taken from, when it is a git checkout.
+    pub commit: Option<String>,
+}
+
+impl ConfigSource {
+    /// Interpret a `--config` argument: an existing directory, else a git URL.
+    pub fn parse(arg: &str, reference: Option<String>, cache: PathBuf) -> ConfigSource {
+        let p = Path::new(arg);
+        if p.is_dir() && !arg.contains("://") {
+            return ConfigSource::Dir(p.to_path_buf());
+        }
+        ConfigSource::Git {
+            url: arg.to_string(),
+            reference,
+            cache,
+        }
+    }
+
+    /// Whether changes show up on the local disk (so a file watcher can trigger passes).
+    pub fn local_dir(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::Dir(p) => Some(p),
+            ConfigSource::Git { .. } => None,
+        }
+    }
+
+    /// Read the current state of the config repository.
+    pub fn snapshot(&self) -> Result<Snapshot, SourceError> {
+        match self {
+            ConfigSource::Dir(p) => {
+                if !p.is_dir() {
+                    return Err(SourceError::Local {
+                        path: p.display().to_string(),
+                        message: "is not a directory".into(),
+                    });
+                }
+                let commit = Repository::discover(p).ok().and_then(|r| {
+                    r.head()
+                        .ok()?
+                        .peel_to_commit()
+                        .ok()
+                        .map(|c| c.id().to_string())
+                });
+                Ok(Snapshot {
+                    root: p.clone(),
+                    commit,
+                })
+            }
+            ConfigSource::Git {
+                url,
+                reference,
+                cache,
+            } => checkout(url, reference.as_deref(), cache),
+        }
+    }
+}
+
+fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot, SourceError> {
+    let err = |action: &'static str| {
+        move |e: git2::Error| SourceError::Git {
+            url: url.to_string(),
+            action,
+            message: e.message().to_string(),
+        }
+    };
+    let dir = cache
+        .join("config")
+        .join(crate::naming::short_hash(url, 16));
+    let repo = match Repository::open(&dir) {
+        Ok(r) => r,
+        Err(_) => {
+            std::fs::create_dir_all(&dir).map_err(|e| SourceError::Local {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            Repository::init(&dir).map_err(err("creating the cache"))?
+        }
+    };
+    // Config repositories are read anonymously or with the ambient SSH agent; private https
+    // config repositories can be cloned by any other means and passed as a directory.
+    let default = fetch_mirror(&repo, url, &Credentials::default())?;
+    let target = match reference {
+        Some(r) => r.to_string(),
+        None => default.ok_or_else(|| SourceError::Git {
+            url: url.into(),
+            action: "finding the default branch",
+            message: "the remote names no HEAD; pass --config-ref".into(),
+        })?,
+    };
+    let object = repo
+        .revparse_single(&target)
+        .or_else(|_| repo.revparse_single(&format!("refs/heads/{target}")))
+        .and_then(|o| o.peel_to_commit())
+        .map_err(err("resolving the config ref"))?;
+    repo.checkout_tree(
+        object.as_object(),
+        Some(CheckoutBuilder::new().force().remove_untracked(true)),
+    )
+    .map_err(err("checking out"))?;
+    repo.set_head_detached(object.id())
+        .map_err(err("checking out"))?;
+    Ok(Snapshot {
+        root: dir,
+        commit: Some(object.id().to_string()),
+    })
+}

@@ -1,0 +1,243 @@
+//! Application repositories: their branch heads mirrored into a bare repository per URL in the
+//! cache directory, incrementally after the first fetch.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use git2::{
+    AutotagOption, Cred, CredentialType, Direction, FetchOptions, Oid, RemoteCallbacks, Repository,
+};
+
+use super::{Branch, Commit, SourceError};
+use crate::config::Credentials;
+
+/// The default cache directory: `$OCTOSTAGE_CACHE`, else `$XDG_CACHE_HOME/octostage`, else
+/// `~/.cache/octostage`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("OCTOSTAGE_CACHE") {
+        return p.into();
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("octostage")
+}
+
+/// What one fetch of an application repository saw.
+#[derive(Debug, Clone, Default)]
+pub struct RepoListing {
+    /// Branch heads, sorted by name.
+    pub branches: Vec<Branch>,
+    /// Pinned commits (sha, short sha or tag) resolved, or why not.
+    pub pins: HashMap<String, Result<Commit, String>>,
+}
+
+/// Mirrors of application repositories under one directory.
+#[derive(Debug, Clone)]
+pub struct RepoCache {
+    dir: PathBuf,
+}
+
+impl RepoCache {
+    /// A cache rooted at `dir` (created on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RepoCache { dir: dir.into() }
+    }
+
+    /// The mirror directory of `url`.
+    pub fn mirror_dir(&self, url: &str) -> PathBuf {
+        let tail = url
+            .trim_end_matches('/')
+            .trim_end_matches(".git")
+            .rsplit(['/', ':'])
+            .next()
+            .unwrap_or("repo");
+        let tail = crate::naming::slug(tail);
+        self.dir
+            .join("repos")
+            .join(format!("{}-{tail}", crate::naming::short_hash(url, 16)))
+    }
+
+    /// Fetch `url` into its mirror and list its branches; `pins` are resolved in the mirror.
+    pub fn list(
+        &self,
+        url: &str,
+        credentials: &Credentials,
+        pins: &[String],
+    ) -> Result<RepoListing, SourceError> {
+        let err = |action: &'static str| {
+            move |e: git2::Error| SourceError::Git {
+                url: url.to_string(),
+                action,
+                message: e.message().to_string(),
+            }
+        };
+        let dir = self.mirror_dir(url);
+        let repo = if dir.join("HEAD").exists() {
+            Repository::open_bare(&dir).map_err(err("opening the cache"))?
+        } else {
+            std::fs::create_dir_all(&dir).map_err(|e| SourceError::Local {
+                path: dir.display().to_string(),
+                message: format!("cannot create cache directory: {e}"),
+            })?;
+            Repository::init_bare(&dir).map_err(err("creating the cache"))?
+        };
+        fetch_mirror(&repo, url, credentials)?;
+        let branches = read_branches(&repo).map_err(err("reading branches"))?;
+        let pins = pins
+            .iter()
+            .map(|p| {
+                let c = repo
+                    .revparse_single(p)
+                    .and_then(|o| o.peel_to_commit())
+                    .map(|c| commit_of(&c))
+                    .map_err(|e| {
+                        format!(
+                            "{p:?} is not a commit, tag or branch of {url}: {}",
+                            e.message()
+                        )
+                    });
+                (p.clone(), c)
+            })
+            .collect();
+        Ok(RepoListing { branches, pins })
+    }
+}
+
+/// Make `repo`'s `refs/heads/*` and `refs/tags/*` equal to the remote's: fetch what is new and
+/// drop what the remote no longer has. Returns the remote's default branch, when it says.
+pub(super) fn fetch_mirror(
+    repo: &Repository,
+    url: &str,
+    credentials: &Credentials,
+) -> Result<Option<String>, SourceError> {
+    let err = |action: &'static str| {
+        move |e: git2::Error| SourceError::Git {
+            url: url.to_string(),
+            action,
+            message: e.message().to_string(),
+        }
+    };
+    let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
+    let mut conn = remote
+        .connect_auth(Direction::Fetch, Some(callbacks(credentials)), None)
+        .map_err(err("connecting"))?;
+    let advertised: BTreeMap<String, Oid> = conn
+        .list()
+        .map_err(err("listing refs"))?
+        .iter()
+        .filter(|h| {
+            (h.name().starts_with("refs/heads/") || h.name().starts_with("refs/tags/"))
+                && !h.name().ends_with("^{}")
+        })
+        .map(|h| (h.name().to_string(), h.oid()))
+        .collect();
+    let default_branch = conn
+        .default_branch()
+        .ok()
+        .and_then(|b| b.as_str().map(str::to_string));
+    let mut opts = FetchOptions::new();
+    opts.remote_callbacks(callbacks(credentials))
+        .download_tags(AutotagOption::None);
+    let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+    conn.remote()
+        .download(&specs, Some(&mut opts))
+        .map_err(err("fetching"))?;
+    drop(conn);
+    let _ = remote.disconnect();
+    for (name, oid) in &advertised {
+        let current = repo.refname_to_id(name).ok();
+        if current != Some(*oid) {
+            repo.reference(name, *oid, true, "octostage fetch")
+                .map_err(err("updating refs"))?;
+        }
+    }
+    let mut stale = Vec::new();
+    for r in repo.references().map_err(err("reading refs"))? {
+        let r = r.map_err(err("reading refs"))?;
+        if let Some(name) = r.name() {
+            if (name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
+                && !advertised.contains_key(name)
+            {
+                stale.push(name.to_string());
+            }
+        }
+    }
+    for name in stale {
+        if let Ok(mut r) = repo.find_reference(&name) {
+            r.delete().map_err(err("pruning refs"))?;
+        }
+    }
+    Ok(default_branch)
+}
+
+fn read_branches(repo: &Repository) -> Result<Vec<Branch>, git2::Error> {
+    let mut out = Vec::new();
+    for r in repo.references_glob("refs/heads/*")? {
+        let r = r?;
+        let Some(name) = r.name().and_then(|n| n.strip_prefix("refs/heads/")) else {
+            continue;
+        };
+        let commit = r.peel_to_commit()?;
+        out.push(Branch {
+            name: name.to_string(),
+            commit: commit_of(&commit),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
+    Commit {
+        sha: c.id().to_string(),
+        time: Utc
+            .timestamp_opt(c.committer().when().seconds(), 0)
+            .single()
+            .unwrap_or_default(),
+        author: c.author().name().unwrap_or("").to_string(),
+        subject: c.summary().unwrap_or("").to_string(),
+    }
+}
+
+/// Credentials from the references in the config; libgit2 asks again after a refusal, so each
+/// kind is offered once and then the fetch fails with the server's answer.
+fn callbacks(creds: &Credentials) -> RemoteCallbacks<'static> {
+    let creds = creds.clone();
+    let mut tried = 0u32;
+    let mut cb = RemoteCallbacks::new();
+    cb.credentials(move |_url, user_from_url, allowed| {
+        tried += 1;
+        if tried > 2 {
+            return Err(git2::Error::from_str("authentication failed with the configured credentials"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            let user = user_from_url.unwrap_or("git");
+            return match &creds.ssh_key_file {
+                Some(key) => Cred::ssh_key(user, None, key, None),
+                None => Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            let token = match (&creds.token_env, &creds.token_file) {
+                (Some(var), _) => std::env::var(var).map_err(|_| git2::Error::from_str(&format!("credentials.token_env names {var}, which is not set")))?,
+                (None, Some(file)) => read_token(file)?,
+                (None, None) => return Err(git2::Error::from_str("the server asks for credentials; set credentials.token_env or credentials.token_file")),
+            };
+            let user = creds.username.as_deref().or(user_from_url).unwrap_or("x-access-token");
+            return Cred::userpass_plaintext(user, &token);
+        }
+        Cred::default()
+    });
+    cb
+}
+
+fn read_token(file: &Path) -> Result<String, git2::Error> {
+    std::fs::read_to_string(file)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| {
+            git2::Error::from_str(&format!("credentials.token_file {}: {e}", file.display()))
+        })
+}

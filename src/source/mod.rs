@@ -1,0 +1,56 @@
+//! Sources: the config repository (a directory or a git URL) and the application repositories'
+//! branches (fetched with git2 into a local cache).
+
+mod config_repo;
+mod git;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use config_repo::{ConfigSource, Snapshot};
+pub use git::{default_cache_dir, RepoCache, RepoListing};
+
+/// A commit as octostage needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// Full sha.
+    pub sha: String,
+    /// Committer time.
+    pub time: DateTime<Utc>,
+    /// Author name.
+    pub author: String,
+    /// First line of the message.
+    pub subject: String,
+}
+
+/// A branch head.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    /// Name without `refs/heads/`.
+    pub name: String,
+    /// Its head commit.
+    pub commit: Commit,
+}
+
+/// Why a source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A git operation failed.
+    #[error("{url}: {action} failed: {message}")]
+    Git {
+        /// The repository (never with credentials: they are not allowed in URLs).
+        url: String,
+        /// What was being done.
+        action: &'static str,
+        /// libgit2's message.
+        message: String,
+    },
+    /// A local file or directory problem.
+    #[error("{path}: {message}")]
+    Local {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
