@@ -224,6 +224,12 @@ pub fn run(dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), DemoError> {
         )?;
         write!(out, "{}", crate::report::text(&r, false))?;
         writeln!(out, "{} files written\n", r.writes)?;
+        if r.failures() > 0 {
+            return Err(DemoError::Setup(format!(
+                "{} stagings failed in {title:?}",
+                r.failures()
+            )));
+        }
         Ok(())
     };
     pass_at("Pass 1: first look at both repositories", now, out)?;

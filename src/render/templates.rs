@@ -35,6 +35,9 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    // With the `json` feature minijinja would JSON-escape output of `*.yaml` templates; templates
+    // here quote explicitly, as Helm charts do, and use `tojson` where they need to.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_filter("slug", |s: String| crate::naming::slug(&s));
     env
 }

@@ -1,1 +1,8 @@
-mod placeholder {}
+//! Integration tests: one binary (ripgrep style), real git repositories, the real `octostage`
+//! binary. Shared helpers live in `util`.
+
+mod cli;
+mod config_source;
+mod example;
+mod git_source;
+mod util;

@@ -1,0 +1,295 @@
+//! The CLI end to end on real repositories: validation, schema, plans over 200 branches with
+//! hostile names, idempotent runs against the dir target, exit codes.
+
+use std::collections::HashSet;
+
+use crate::util::*;
+
+#[test]
+fn the_example_repository_is_valid() {
+    let out = octostage_ok(
+        &[
+            "validate",
+            "--config",
+            root().join("example-repo").to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(
+        out.contains("valid (2 environments, 2 static stagings)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn every_problem_of_a_bad_file_is_reported_with_its_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bad");
+    copy_dir(&root().join("example-repo"), &dir);
+    let file = dir.join("environments.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let text = text
+        .replace(
+            "    max_stagings: 25\n",
+            "    max_stagings: 25\n    tll: 3d\n",
+        )
+        .replace("  ttl: 7d\n", "  ttl: 7 dayz\n")
+        .replace("at: \"0 20 * * Mon-Fri\"", "at: \"0 25 * * Mon-Fri\"")
+        .replace("\"fix/**\", \"release/*\"", "\"fix/[abc\", \"release/*\"");
+    std::fs::write(&file, &text).unwrap();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let out = octostage(&["validate", "--config", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("4 problems"), "{err}");
+    for (needle, expect) in [
+        ("tll: 3d", "unknown key `tll`"),
+        ("ttl: 7 dayz", "invalid duration \"7 dayz\""),
+        ("0 25 * *", "invalid cron expression"),
+        ("fix/[abc", "invalid glob \"fix/[abc\""),
+    ] {
+        let prefix = format!("environments.yaml:{}:", line_of(needle));
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&prefix) && l.contains(expect)),
+            "no {expect:?} at {prefix}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn the_committed_schema_is_the_generated_one() {
+    let generated = octostage_ok(&["schema"], 0);
+    let committed =
+        std::fs::read_to_string(root().join("schema/environments.schema.json")).unwrap();
+    assert!(generated == committed, "schema/environments.schema.json is stale: run `cargo run -- schema > schema/environments.schema.json`");
+    let first = std::fs::read_to_string(root().join("example-repo/environments.yaml")).unwrap();
+    assert!(first.starts_with("# yaml-language-server: $schema=../schema/environments.schema.json"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(octostage(&["plan"]).status.code(), Some(2));
+    assert_eq!(octostage(&["frobnicate"]).status.code(), Some(2));
+}
+
+fn hostile_branches() -> Vec<String> {
+    let mut b: Vec<String> = (0..150).map(|i| format!("feature/task-{i}")).collect();
+    b.extend((0..20).map(|i| format!("fix/UPPER_case.{i}")));
+    b.extend(
+        [
+            "feature/a",
+            "feature-a",
+            "Feature_A",
+            "feature/ümlaut-日本語",
+            "feat/🚀-rocket",
+            "a/b/c/d/e/f",
+            "123",
+            "release/1.2.3",
+            "x",
+            "_under_",
+            "dots.in.name",
+            "MiXeD/CaSe/Branch",
+            "feature/___",
+            "ü",
+            "日本",
+        ]
+        .map(String::from),
+    );
+    b.push(format!("feature/{}", "very-long-".repeat(24)));
+    b.push(format!("feature/{}x", "very-long-".repeat(24)));
+    while b.len() < 199 {
+        b.push(format!("misc/n{}", b.len()));
+    }
+    b
+}
+
+fn write_config(dir: &std::path::Path, repo: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("t")).unwrap();
+    std::fs::write(dir.join("t/cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: info\ndata:\n  branch: {{ branch.name | tojson }}\n  commit: {{ commit.sha }}\n").unwrap();
+    std::fs::write(
+        dir.join("environments.yaml"),
+        format!("version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: t\n    ttl: 7d\n    always: [main]\n", repo.display()),
+    )
+    .unwrap();
+}
+
+#[test]
+fn two_hundred_branches_plan_run_delete_and_expire() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(60));
+    let branches = hostile_branches();
+    for b in &branches {
+        repo.commit(b, "work", &days_ago(1));
+    }
+    let cfg = tmp.path().join("cfg");
+    write_config(&cfg, &repo.path);
+    let cache = tmp.path().join("cache");
+    let target = format!("dir:{}", tmp.path().join("out").display());
+    let args = |cmd: &'static str| -> Vec<String> {
+        [
+            cmd,
+            "--config",
+            cfg.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--target",
+            &target,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let plan = |extra: &[&str]| -> serde_json::Value {
+        let mut a = args("plan");
+        a.extend(["--format", "json"].map(String::from));
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        serde_json::from_str(&octostage_ok(&refs, 0)).unwrap()
+    };
+
+    let p = plan(&[]);
+    let stagings = p["stagings"].as_array().unwrap();
+    assert_eq!(stagings.len(), 200, "199 branches and main");
+    let names: HashSet<&str> = stagings
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 200, "names are unique");
+    for s in stagings {
+        let name = s["name"].as_str().unwrap();
+        assert!(name.len() <= 63 && name.starts_with("app-"), "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !name.ends_with('-'),
+            "{name}"
+        );
+        assert_eq!(s["action"], "create", "{s}");
+        assert_eq!(s["namespace"], s["name"]);
+        for key in ["environment", "branch", "commit", "reason", "expires_at"] {
+            assert!(s.get(key).is_some(), "{key} missing in {s}");
+        }
+        if s["branch"] == "main" {
+            assert!(s["expires_at"].is_null());
+        } else {
+            chrono::DateTime::parse_from_rfc3339(s["expires_at"].as_str().unwrap())
+                .expect("RFC 3339");
+        }
+    }
+
+    let run = args("run");
+    let mut once: Vec<&str> = run.iter().map(String::as_str).collect();
+    once.push("--once");
+    let first = octostage(&once);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out_dir = tmp.path().join("out");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 200);
+    let before = snapshot(&out_dir);
+    let second = octostage(&once);
+    assert!(second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("0 writes"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(snapshot(&out_dir), before, "the second run rewrote files");
+
+    // After a run everything is up to date.
+    let p = plan(&[]);
+    assert!(
+        p["stagings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "noop"),
+        "{p}"
+    );
+
+    repo.delete_branch("feature/task-7");
+    repo.commit("feature/task-8", "old work", &days_ago(30));
+    let p = plan(&[]);
+    let by_branch = |b: &str| {
+        p["stagings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["branch"] == b)
+            .unwrap()
+            .clone()
+    };
+    let deleted = by_branch("feature/task-7");
+    assert_eq!(
+        (deleted["action"].as_str(), deleted["reason"].as_str()),
+        (Some("delete"), Some("branch deleted"))
+    );
+    let expired = by_branch("feature/task-8");
+    assert_eq!(expired["action"], "delete");
+    assert!(
+        expired["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no activity for 30d"),
+        "{expired}"
+    );
+    assert!(
+        expired["reason"].as_str().unwrap().ends_with("(ttl 7d)"),
+        "{expired}"
+    );
+    let changed = p["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] != "noop")
+        .count();
+    assert_eq!(changed, 2, "{p}");
+
+    // The run carries the deletions out.
+    assert!(octostage(&once).status.success());
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 198);
+}
+
+#[test]
+fn an_unreachable_repository_fails_that_environment_and_deletes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
+    repo.commit("feature/x", "x", &days_ago(1));
+    let cfg = tmp.path().join("cfg");
+    write_config(&cfg, &repo.path);
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let target = format!("dir:{}", out.display());
+    let once = [
+        "run",
+        "--once",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--target",
+        &target,
+    ];
+    assert!(octostage(&once).status.success());
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    std::fs::rename(&repo.path, tmp.path().join("moved")).unwrap();
+    let r = octostage(&once);
+    assert!(r.status.success(), "a failed source is not a failed pass");
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("source of app failed"),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        2,
+        "nothing deleted"
+    );
+    // A config that no longer parses changes nothing either.
+    std::fs::write(cfg.join("environments.yaml"), "version: 1\nenvironments: [").unwrap();
+    assert_eq!(octostage(&once).status.code(), Some(1));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+}

@@ -1,0 +1,194 @@
+//! The example config repository end to end: templates, a render command, overrides, static
+//! stagings, against local application repositories.
+
+use crate::util::*;
+
+fn apps(tmp: &std::path::Path) -> (GitRepo, GitRepo) {
+    let shop = GitRepo::init(&tmp.join("shop"), &days_ago(40));
+    shop.git(&["tag", "v1.4.0", "main"]);
+    shop.commit("main", "Release", &days_ago(2));
+    shop.commit("feature/checkout", "Checkout", &days_ago(1));
+    shop.commit("feature/wip-thing", "excluded", &days_ago(1));
+    shop.commit("release/2.0", "RC", &days_ago(1));
+    let docs = GitRepo::init(&tmp.join("docs"), &days_ago(3));
+    docs.commit("docs/guide", "Guide", &days_ago(1));
+    (shop, docs)
+}
+
+#[test]
+fn the_example_converges_into_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shop, docs) = apps(tmp.path());
+    let out = tmp.path().join("out");
+    let target = format!("dir:{}", out.display());
+    let shop_arg = format!("shop={}", shop.path.display());
+    let docs_arg = format!("docs={}", docs.path.display());
+    let cache = tmp.path().join("cache");
+    let example = root().join("example-repo");
+    let common = [
+        "--config",
+        example.to_str().unwrap(),
+        "--repository",
+        &shop_arg,
+        "--repository",
+        &docs_arg,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ];
+    let mut args = vec!["run", "--once", "--target", &target];
+    args.extend_from_slice(&common);
+    octostage_ok(&args, 0);
+    let mut dirs: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        [
+            "docs-docs-guide",
+            "docs-main",
+            "shop-demo-acme",
+            "shop-feature-checkout",
+            "shop-main",
+            "shop-rc",
+            "shop-release-2-0"
+        ]
+    );
+    let shop_main = out.join("shop-main");
+    for f in [
+        "deployment-web.yaml",
+        "deployment-api.yaml",
+        "deployment-worker.yaml",
+        "statefulset-postgres.yaml",
+        "service-web.yaml",
+        "ingress-shop.yaml",
+        "configmap-shop-config.yaml",
+        "secret-postgres.yaml",
+    ] {
+        assert!(shop_main.join(f).is_file(), "{f} missing");
+    }
+    let web: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(out.join("shop-release-2-0/deployment-web.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        web["spec"]["replicas"], 2,
+        "the release/* override sets replicas"
+    );
+    assert_eq!(web["metadata"]["namespace"], "shop-release-2-0");
+    assert_eq!(
+        web["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "octostage"
+    );
+    assert_eq!(
+        web["metadata"]["labels"]["octostage.dev/staging"],
+        "shop-release-2-0"
+    );
+    let cm =
+        std::fs::read_to_string(out.join("shop-demo-acme/configmap-shop-config.yaml")).unwrap();
+    assert!(
+        cm.contains("DEMO_CUSTOMER: acme")
+            && cm.contains("https://acme-demo.shop.staging.example.com"),
+        "{cm}"
+    );
+    let docs_dep =
+        std::fs::read_to_string(out.join("docs-docs-guide/deployment-docs.yaml")).unwrap();
+    let short = &docs.git(&["rev-parse", "docs/guide"])[..7];
+    assert!(
+        docs_dep.contains(&format!("docs:{short}")),
+        "the render command saw the context: {docs_dep}"
+    );
+    let status = std::fs::read_to_string(out.join("shop-rc/octostage-status.yaml")).unwrap();
+    assert!(
+        status.contains("expires_at: 2027-01-31T18:00:00Z") && status.contains("branch: v1.4.0"),
+        "{status}"
+    );
+
+    // render prints the same objects as the run wrote.
+    let mut r = vec![
+        "render",
+        "--environment",
+        "shop",
+        "--branch",
+        "feature/checkout",
+    ];
+    r.extend_from_slice(&common);
+    let rendered = octostage_ok(&r, 0);
+    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&rendered)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 10, "{rendered}");
+    for d in &docs {
+        assert_eq!(d["metadata"]["namespace"], "shop-feature-checkout", "{d:?}");
+        assert_eq!(d["metadata"]["labels"]["octostage.dev/environment"], "shop");
+    }
+    let written = std::fs::read_dir(out.join("shop-feature-checkout"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        written,
+        docs.len() + 1,
+        "the run wrote the same objects plus the status file"
+    );
+}
+
+#[test]
+fn a_failing_render_command_is_reported_with_its_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (shop, docs) = apps(tmp.path());
+    let cfg = tmp.path().join("cfg");
+    copy_dir(&root().join("example-repo"), &cfg);
+    std::fs::write(
+        cfg.join("render/docs.sh"),
+        "echo 'chart docs not found' >&2\nexit 4\n",
+    )
+    .unwrap();
+    let shop_arg = format!("shop={}", shop.path.display());
+    let docs_arg = format!("docs={}", docs.path.display());
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let target = format!("dir:{}", out.display());
+    let r = octostage(&[
+        "run",
+        "--once",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--repository",
+        &shop_arg,
+        "--repository",
+        &docs_arg,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--target",
+        &target,
+    ]);
+    assert_eq!(r.status.code(), Some(1), "failed stagings fail the pass");
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("chart docs not found") || stdout.contains("chart docs not found"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        out.join("shop-main").is_dir(),
+        "the other stagings converged"
+    );
+    assert!(!out.join("docs-main").exists());
+}
+
+#[test]
+fn the_demo_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = octostage_ok(&["demo", "--dir", tmp.path().to_str().unwrap()], 0);
+    assert!(
+        out.contains("Pass 2: nothing changed, so nothing is written")
+            && out.contains("0 files written"),
+        "{out}"
+    );
+    assert!(
+        out.contains("branch deleted") && out.contains("no activity for"),
+        "{out}"
+    );
+    assert!(out.contains("shop-main"), "{out}");
+}

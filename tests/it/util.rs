@@ -1,0 +1,191 @@
+//! Helpers: real git repositories driven by the `git` CLI (dates set with GIT_COMMITTER_DATE),
+//! and the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A git repository made with the `git` CLI.
+pub struct GitRepo {
+    pub path: PathBuf,
+}
+
+impl GitRepo {
+    /// `git init` with `main` holding one commit at `date`.
+    pub fn init(path: &Path, date: &str) -> GitRepo {
+        std::fs::create_dir_all(path).unwrap();
+        let r = GitRepo {
+            path: path.to_path_buf(),
+        };
+        r.git(&["init", "-q", "-b", "main"]);
+        r.git(&["config", "user.name", "Test Dev"]);
+        r.git(&["config", "user.email", "dev@example.com"]);
+        r.commit("main", "Initial commit", date);
+        r
+    }
+
+    /// Run git in the repository; panics with its stderr on failure.
+    pub fn git(&self, args: &[&str]) -> String {
+        self.git_env(args, &[])
+    }
+
+    pub fn git_env(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.path)
+            .envs(env.iter().copied())
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A new commit on `branch` (branched from main when new), committed at `date` (any date
+    /// git accepts, e.g. `2026-11-01T10:00:00Z` or `30 days ago`). Returns its sha.
+    pub fn commit(&self, branch: &str, message: &str, date: &str) -> String {
+        let parent = Command::new("git")
+            .args([
+                "rev-parse",
+                "-q",
+                "--verify",
+                &format!("refs/heads/{branch}^{{commit}}"),
+            ])
+            .current_dir(&self.path)
+            .output()
+            .unwrap();
+        let parent = if parent.status.success() {
+            Some(String::from_utf8(parent.stdout).unwrap().trim().to_string())
+        } else {
+            let main = Command::new("git")
+                .args(["rev-parse", "-q", "--verify", "refs/heads/main"])
+                .current_dir(&self.path)
+                .output()
+                .unwrap();
+            main.status
+                .success()
+                .then(|| String::from_utf8(main.stdout).unwrap().trim().to_string())
+        };
+        let blob = {
+            let mut child = Command::new("git")
+                .args(["hash-object", "-w", "--stdin"])
+                .current_dir(&self.path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{branch} {message}\n").as_bytes())
+                .unwrap();
+            String::from_utf8(child.wait_with_output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let tree = {
+            let mut child = Command::new("git")
+                .args(["mktree"])
+                .current_dir(&self.path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("100644 blob {blob}\tchange.txt\n").as_bytes())
+                .unwrap();
+            String::from_utf8(child.wait_with_output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let mut args = vec!["commit-tree", tree.as_str(), "-m", message];
+        if let Some(p) = &parent {
+            args.push("-p");
+            args.push(p);
+        }
+        let env = [("GIT_COMMITTER_DATE", date), ("GIT_AUTHOR_DATE", date)];
+        let sha = self.git_env(&args, &env);
+        self.git(&["update-ref", &format!("refs/heads/{branch}"), &sha]);
+        sha
+    }
+
+    pub fn delete_branch(&self, branch: &str) {
+        self.git(&["update-ref", "-d", &format!("refs/heads/{branch}")]);
+    }
+}
+
+/// Run the octostage binary.
+pub fn octostage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .args(args)
+        .env_remove("OCTOSTAGE_CONFIG")
+        .env_remove("OCTOSTAGE_TARGET")
+        .output()
+        .expect("binary runs")
+}
+
+/// Run it and expect `code`; returns stdout.
+pub fn octostage_ok(args: &[&str], code: i32) -> String {
+    let out = octostage(args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "octostage {args:?}\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The repository's root (for `example-repo/` and `schema/`).
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copy a directory tree.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir` with its modification time and size.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    let mut out = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<(PathBuf, std::time::SystemTime, u64)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.push((e.path(), m.modified().unwrap(), m.len()));
+            }
+        }
+    }
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A date `days` days before now, as git reads it.
+pub fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
+}
