@@ -390,7 +390,7 @@ impl<'a> Validator<'a> {
     }
 
     fn template_str(&mut self, text: &str, ptr: &str) {
-        if let Err(e) = crate::render::check_template(text) {
+        if let Err(e) = self.templates.add_inline(text) {
             self.err(ptr, format!("template {text:?}: {e}"));
         }
     }

@@ -78,7 +78,7 @@ pub struct Planned {
     /// Resolved settings (for stagings that will exist).
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
-    pub context: Option<Context>,
+    pub context: Option<Box<Context>>,
     /// Why the context could not be built; the staging is left as it is.
     pub error: Option<String>,
 }
@@ -567,7 +567,7 @@ impl<'a> EnvPlanner<'a> {
                         );
                     }
                     p.namespace = Some(ctx.namespace.clone());
-                    p.context = Some(ctx);
+                    p.context = Some(Box::new(ctx));
                 }
                 Err(e) => {
                     p.error = Some(e.to_string());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-pub use templates::{check_template, environment, TemplateSet};
+pub use templates::{environment, TemplateSet};
 
 use crate::config::{Config, Render, Settings};
 use crate::consts;
@@ -178,23 +178,27 @@ impl Context {
             }
             r
         };
+        // One serialization of the context; later stages layer what they add on top of it
+        // (this runs for every staging of every pass).
+        let base = minijinja::Value::from_serialize(&ctx);
         let ns = templates
-            .render_str(&settings.namespace, &minijinja::Value::from_serialize(&ctx))
+            .render_str(&settings.namespace, &base)
             .map_err(|e| setting_err("namespace", e))?;
         crate::naming::check_label(&ns).map_err(|reason| RenderError::Namespace {
             template: settings.namespace.clone(),
             value: ns.clone(),
             reason: reason.trim_start_matches("is ").to_string(),
         })?;
+        let view = minijinja::context! { namespace => &ns, ..base.clone() };
         ctx.namespace = ns;
-        let view = minijinja::Value::from_serialize(&ctx);
         let mut values = serde_json::Value::Object(std::mem::take(&mut ctx.values));
         render_values(templates, &mut values, &view).map_err(|e| setting_err("values", e))?;
+        let view =
+            minijinja::context! { values => minijinja::Value::from_serialize(&values), ..view };
         ctx.values = match values {
             serde_json::Value::Object(m) => m,
             _ => unreachable!("values stay a map"),
         };
-        let view = minijinja::Value::from_serialize(&ctx);
         for (name, t) in &settings.links {
             let url = templates
                 .render_str(t, &view)

@@ -99,26 +99,38 @@ impl TemplateSet {
             .collect()
     }
 
+    /// Compile a string template (namespace, value, link, argument) once, so rendering it for
+    /// thousands of stagings does not parse it each time. Returns the compile error, if any.
+    pub fn add_inline(&mut self, text: &str) -> Result<(), String> {
+        if !is_template(text) || self.env.get_template(&inline_name(text)).is_ok() {
+            return Ok(());
+        }
+        self.env
+            .add_template_owned(inline_name(text), text.to_string())
+            .map_err(|e| e.detail().unwrap_or("invalid template").to_string())
+    }
+
     /// Render one string template with `ctx`.
     pub fn render_str(
         &self,
         text: &str,
         ctx: &minijinja::Value,
     ) -> Result<String, minijinja::Error> {
-        if !text.contains("{{") && !text.contains("{%") {
+        if !is_template(text) {
             return Ok(text.to_string());
         }
-        self.env.render_str(text, ctx)
+        match self.env.get_template(&inline_name(text)) {
+            Ok(t) => t.render(ctx),
+            Err(_) => self.env.render_str(text, ctx),
+        }
     }
 }
 
-/// Check that `text` compiles as a template.
-pub fn check_template(text: &str) -> Result<(), String> {
-    if !text.contains("{{") && !text.contains("{%") {
-        return Ok(());
-    }
-    let env = environment();
-    env.template_from_str(text)
-        .map(|_| ())
-        .map_err(|e| e.detail().unwrap_or("invalid template").to_string())
+fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%")
+}
+
+/// Inline templates live beside the files under a name no file can have.
+fn inline_name(text: &str) -> String {
+    format!("<inline>{text}")
 }

@@ -110,7 +110,7 @@ fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot
     };
     // Config repositories are read anonymously or with the ambient SSH agent; private https
     // config repositories can be cloned by any other means and passed as a directory.
-    let default = fetch_mirror(&repo, url, &Credentials::default())?;
+    let default = fetch_mirror(&repo, url, &Credentials::default())?.default_branch;
     let target = match reference {
         Some(r) => r.to_string(),
         None => default.ok_or_else(|| SourceError::Git {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
 use git2::{
@@ -38,12 +39,17 @@ pub struct RepoListing {
 #[derive(Debug, Clone)]
 pub struct RepoCache {
     dir: PathBuf,
+    /// Commit metadata by sha: commits never change, so later passes read only new ones.
+    commits: Arc<Mutex<HashMap<Oid, Commit>>>,
 }
 
 impl RepoCache {
     /// A cache rooted at `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        RepoCache { dir: dir.into() }
+        RepoCache {
+            dir: dir.into(),
+            commits: Arc::default(),
+        }
     }
 
     /// The mirror directory of `url`.
@@ -84,8 +90,10 @@ impl RepoCache {
             })?;
             Repository::init_bare(&dir).map_err(err("creating the cache"))?
         };
-        fetch_mirror(&repo, url, credentials)?;
-        let branches = read_branches(&repo).map_err(err("reading branches"))?;
+        let heads = fetch_mirror(&repo, url, credentials)?.heads;
+        let branches = self
+            .branches(&repo, &heads)
+            .map_err(err("reading branches"))?;
         let pins = pins
             .iter()
             .map(|p| {
@@ -106,13 +114,22 @@ impl RepoCache {
     }
 }
 
+/// What the remote advertised in a fetch.
+pub(super) struct Fetched {
+    /// `refs/heads/*` with their targets, sorted by name.
+    pub heads: BTreeMap<String, Oid>,
+    /// The remote's default branch, when it says.
+    pub default_branch: Option<String>,
+}
+
 /// Make `repo`'s `refs/heads/*` and `refs/tags/*` equal to the remote's: fetch what is new and
-/// drop what the remote no longer has. Returns the remote's default branch, when it says.
+/// drop what the remote no longer has. Local refs are what the next fetch negotiates with, so
+/// later fetches transfer only new objects.
 pub(super) fn fetch_mirror(
     repo: &Repository,
     url: &str,
     credentials: &Credentials,
-) -> Result<Option<String>, SourceError> {
+) -> Result<Fetched, SourceError> {
     let err = |action: &'static str| {
         move |e: git2::Error| SourceError::Git {
             url: url.to_string(),
@@ -147,47 +164,66 @@ pub(super) fn fetch_mirror(
         .map_err(err("fetching"))?;
     drop(conn);
     let _ = remote.disconnect();
+    // One scan of the local refs instead of a lookup per advertised ref.
+    let mut local: HashMap<String, Option<Oid>> = HashMap::new();
+    for r in repo.references().map_err(err("reading refs"))? {
+        let r = r.map_err(err("reading refs"))?;
+        if let Some(name) = r
+            .name()
+            .filter(|n| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"))
+        {
+            local.insert(name.to_string(), r.target());
+        }
+    }
     for (name, oid) in &advertised {
-        let current = repo.refname_to_id(name).ok();
-        if current != Some(*oid) {
+        if local.remove(name) != Some(Some(*oid)) {
             repo.reference(name, *oid, true, "octostage fetch")
                 .map_err(err("updating refs"))?;
         }
     }
-    let mut stale = Vec::new();
-    for r in repo.references().map_err(err("reading refs"))? {
-        let r = r.map_err(err("reading refs"))?;
-        if let Some(name) = r.name() {
-            if (name.starts_with("refs/heads/") || name.starts_with("refs/tags/"))
-                && !advertised.contains_key(name)
-            {
-                stale.push(name.to_string());
-            }
-        }
-    }
-    for name in stale {
-        if let Ok(mut r) = repo.find_reference(&name) {
+    for name in local.keys() {
+        if let Ok(mut r) = repo.find_reference(name) {
             r.delete().map_err(err("pruning refs"))?;
         }
     }
-    Ok(default_branch)
+    let heads = advertised
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("refs/heads/"))
+        .collect();
+    Ok(Fetched {
+        heads,
+        default_branch,
+    })
 }
 
-fn read_branches(repo: &Repository) -> Result<Vec<Branch>, git2::Error> {
-    let mut out = Vec::new();
-    for r in repo.references_glob("refs/heads/*")? {
-        let r = r?;
-        let Some(name) = r.name().and_then(|n| n.strip_prefix("refs/heads/")) else {
-            continue;
-        };
-        let commit = r.peel_to_commit()?;
-        out.push(Branch {
-            name: name.to_string(),
-            commit: commit_of(&commit),
-        });
+impl RepoCache {
+    /// Branches from the advertised heads; commit metadata from the memo, else the mirror.
+    fn branches(
+        &self,
+        repo: &Repository,
+        heads: &BTreeMap<String, Oid>,
+    ) -> Result<Vec<Branch>, git2::Error> {
+        let mut memo = self.commits.lock().expect("commit memo");
+        let mut out = Vec::with_capacity(heads.len());
+        for (name, oid) in heads {
+            let Some(name) = name.strip_prefix("refs/heads/") else {
+                continue;
+            };
+            let commit = match memo.get(oid) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?);
+                    memo.insert(*oid, c.clone());
+                    c
+                }
+            };
+            out.push(Branch {
+                name: name.to_string(),
+                commit,
+            });
+        }
+        Ok(out)
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
 }
 
 pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
