@@ -81,6 +81,13 @@ up() {
   down >/dev/null 2>&1 || true
   rm -rf "$RUN" && mkdir -p "$RUN/certs" "$RUN/etcd"
   cd "$RUN"
+  # A CA and a serving certificate for 127.0.0.1, so clients verify the server.
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+    -subj "/CN=octostage-local-ca" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' > san.ext
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt \
+    -days 3650 -extfile san.ext 2>/dev/null
   openssl genrsa -out sa.key 2048 2>/dev/null
   openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   local token; token=$(openssl rand -hex 16)
@@ -92,7 +99,7 @@ clusters:
 - name: local
   cluster:
     server: https://127.0.0.1:$API_PORT
-    insecure-skip-tls-verify: true
+    certificate-authority: $RUN/ca.crt
 users:
 - name: admin
   user:
@@ -102,27 +109,28 @@ contexts:
   context: {cluster: local, user: admin}
 current-context: local
 KC
-  chmod 600 admin.kubeconfig tokens.csv sa.key
+  chmod 600 admin.kubeconfig tokens.csv sa.key ca.key apiserver.key
   setsid "$(find_bin etcd)" --data-dir "$RUN/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
     --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
     --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --unsafe-no-fsync >etcd.log 2>&1 < /dev/null &
+    --unsafe-no-fsync >etcd.log 2>&1 </dev/null 9>&- &
   echo $! > etcd.pid
   setsid "$(find_bin kube-apiserver)" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
-    --cert-dir="$RUN/certs" --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
+    --cert-dir="$RUN/certs" --tls-cert-file=apiserver.crt --tls-private-key-file=apiserver.key \
+    --client-ca-file=ca.crt --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
     --service-account-issuer=https://kubernetes.default.svc --token-auth-file=tokens.csv \
-    --authorization-mode=RBAC --service-cluster-ip-range=10.96.0.0/16 >apiserver.log 2>&1 < /dev/null &
+    --authorization-mode=RBAC --service-cluster-ip-range=10.96.0.0/16 >apiserver.log 2>&1 </dev/null 9>&- &
   echo $! > apiserver.pid
   wait_ready
   setsid "$(find_bin kube-controller-manager)" --kubeconfig=admin.kubeconfig \
     --authentication-kubeconfig=admin.kubeconfig --authorization-kubeconfig=admin.kubeconfig \
     --leader-elect=false --service-account-private-key-file=sa.key \
-    --root-ca-file="$RUN/certs/apiserver.crt" --bind-address=127.0.0.1 --secure-port=0 \
+    --root-ca-file="$RUN/ca.crt" --bind-address=127.0.0.1 --secure-port=0 \
     --controllers='*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-cloud-node-lifecycle,-ttl,-bootstrapsigner,-tokencleaner' \
-    >controller-manager.log 2>&1 < /dev/null &
+    >controller-manager.log 2>&1 </dev/null 9>&- &
   echo $! > controller-manager.pid
   log "up: KUBECONFIG=$RUN/admin.kubeconfig"
   echo "$RUN/admin.kubeconfig"
@@ -141,9 +149,10 @@ down() {
   log "down"
 }
 
+mkdir -p "$CACHE"
 case "${1:-}" in
-  build) build ;;
-  up) up ;;
+  build) exec 9>"$CACHE/.build.lock"; flock 9; build ;;
+  up) exec 9>"$CACHE/.up.lock"; flock 9; up ;;
   down) down ;;
   env) echo "export KUBECONFIG=$RUN/admin.kubeconfig" ;;
   *) echo "usage: $0 build|up|down|env" >&2; exit 2 ;;

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The full test suite, as README.md gives it and .ci/run calls it. Installs what the tests need
-# (git, the Rust components, cargo-nextest), checks formatting and lints, then runs every test.
+# (git, kubectl, the Rust components, cargo-nextest), checks formatting and lints, starts the
+# local Kubernetes control plane (building its binaries once when none are cached) unless
+# OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs every test, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -17,6 +20,13 @@ cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+if [ -z "${OCTOSTAGE_TEST_KUBECONFIG:-}" ]; then
+  echo "== local control plane"
+  trap 'scripts/control-plane.sh down' EXIT
+  OCTOSTAGE_TEST_KUBECONFIG=$(scripts/control-plane.sh up)
+  export OCTOSTAGE_TEST_KUBECONFIG
+fi
 
 echo "== tests"
 cargo nextest run --locked --no-fail-fast

@@ -33,6 +33,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the target: a pass at start, then on every interval and config file change.
     Run(RunArgs),
+    /// List the stagings the target holds: environment, branch, commit, state, age, expiry,
+    /// links.
+    Status(StatusArgs),
     /// Print the JSON Schema of environments.yaml.
     Schema,
     /// Show octostage at work on a demo application repository made locally (no cluster, no
@@ -99,9 +102,16 @@ pub enum Format {
 /// Where stagings land.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
-    /// Target: `dir:PATH` (a folder per staging) or `none` (plan against an empty target).
-    #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "none")]
+    /// Target: `kube` (the cluster of the current kubeconfig or service account), `kube:PATH`
+    /// (a kubeconfig file), `dir:PATH` (a folder per staging), `none` (an empty target: plans
+    /// show what a fresh one would get), or `auto`: `kube` when a kubeconfig or in-cluster
+    /// configuration is found, else `none`.
+    #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "auto")]
     pub target: String,
+    /// Name of this octostage among others sharing a cluster; each sees and touches only the
+    /// stagings of its own instance.
+    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = "default")]
+    pub instance: String,
     /// Believe a listing that lost more branches at once than safety.max_branch_loss_percent
     /// allows (after a real mass deletion of branches).
     #[arg(long)]
@@ -140,6 +150,20 @@ pub struct RunArgs {
     /// Time between passes, e.g. 30s or 5m.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
+}
+
+/// `status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Target, as for `plan` (`kube`, `kube:PATH`, `dir:PATH`, `auto`).
+    #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "auto")]
+    pub target: String,
+    /// Instance whose stagings to list.
+    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = "default")]
+    pub instance: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
 }
 
 /// `demo` arguments.

@@ -8,6 +8,11 @@ pub const MANAGER: &str = "octostage";
 pub const LABEL_ENVIRONMENT: &str = "octostage.dev/environment";
 /// Label naming the staging an object belongs to.
 pub const LABEL_STAGING: &str = "octostage.dev/staging";
+/// Label naming the octostage instance that owns a staging namespace; instances sharing a
+/// cluster never see, so never touch, each other's stagings.
+pub const LABEL_INSTANCE: &str = "octostage.dev/instance";
+/// Default instance name.
+pub const DEFAULT_INSTANCE: &str = "default";
 /// Annotation carrying the content hash of an applied object.
 pub const ANNOTATION_HASH: &str = "octostage.dev/content-hash";
 

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -88,7 +89,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(a) => {
             let s = sources(&a.config);
-            let target = target::open(&a.target.target)?;
+            let target = target::open(&a.target.target, &a.target.instance)?;
             let opts = PassOptions {
                 load: s.load,
                 dry_run: true,
@@ -114,7 +115,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run(a) => {
             let s = sources(&a.config);
-            let target: Arc<dyn target::Target> = Arc::from(target::open(&a.target.target)?);
+            let target: Arc<dyn target::Target> =
+                Arc::from(target::open(&a.target.target, &a.target.instance)?);
             let opts = PassOptions {
                 load: s.load,
                 dry_run: false,
@@ -141,6 +143,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 interval: a.interval,
                 pass: opts,
             }));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(a) => {
+            let target = target::open(&a.target, &a.instance)?;
+            let rows = target.status()?;
+            match a.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report::status_json(&rows, chrono::Utc::now()))?
+                ),
+                Format::Text => print!("{}", report::status_text(&rows, chrono::Utc::now())),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo(a) => {

@@ -156,3 +156,89 @@ pub fn text(r: &Report, verbose: bool) -> String {
     ));
     out
 }
+
+/// `status --format json`: `{"stagings": [...]}`, times in RFC 3339.
+pub fn status_json(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) -> serde_json::Value {
+    let stagings: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let s = &r.staging;
+            serde_json::json!({
+                "name": s.name,
+                "environment": s.environment,
+                "branch": s.branch,
+                "static": s.static_name,
+                "namespace": s.namespace,
+                "commit": s.commit,
+                "state": if r.deleting.is_some() { "deleting".to_string() } else { s.state.to_string() },
+                "created_at": r.created.map(rfc3339),
+                "age_seconds": r.created.map(|c| (now - c).num_seconds()),
+                "expires_at": s.expires_at.map(rfc3339),
+                "links": r.links,
+                "delete_reason": r.deleting,
+            })
+        })
+        .collect();
+    serde_json::json!({ "stagings": stagings })
+}
+
+/// `status` as a table.
+pub fn status_text(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) -> String {
+    let mut out = String::new();
+    let mut table = vec![[
+        "STAGING",
+        "ENVIRONMENT",
+        "BRANCH",
+        "COMMIT",
+        "STATE",
+        "AGE",
+        "EXPIRES",
+        "LINKS",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rows {
+        let s = &r.staging;
+        table.push(vec![
+            s.name.clone(),
+            s.environment.clone(),
+            s.static_name
+                .as_ref()
+                .map(|n| format!("{} (static {n})", s.branch))
+                .unwrap_or_else(|| s.branch.clone()),
+            s.commit.chars().take(7).collect(),
+            if r.deleting.is_some() {
+                "deleting".into()
+            } else {
+                s.state.to_string()
+            },
+            r.created
+                .map(|c| crate::plan::human(now - c))
+                .unwrap_or_else(|| "-".into()),
+            s.expires_at
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "never".into()),
+            r.links.values().cloned().collect::<Vec<_>>().join(" "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!("{} stagings\n", rows.len()));
+    out
+}

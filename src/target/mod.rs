@@ -1,9 +1,13 @@
 //! Targets: where stagings land. A target reports what it holds ([`ObservedStaging`]) and applies
 //! one staging's objects or deletes a staging, writing only what differs.
 
+pub mod cluster;
 pub mod dir;
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
 
 use crate::plan::{ObservedStaging, Planned};
 use crate::render::Object;
@@ -68,6 +72,19 @@ impl fmt::Display for Change {
     }
 }
 
+/// A staging as `octostage status` shows it.
+#[derive(Debug, Clone)]
+pub struct StagingStatus {
+    /// What the target records.
+    pub staging: ObservedStaging,
+    /// When it was created, when the target knows.
+    pub created: Option<DateTime<Utc>>,
+    /// Its links.
+    pub links: IndexMap<String, String>,
+    /// The recorded reason, when it is being deleted.
+    pub deleting: Option<String>,
+}
+
 /// A place stagings are converged into.
 pub trait Target: Send + Sync {
     /// A short description for logs (`dir:/srv/stagings`).
@@ -85,6 +102,19 @@ pub trait Target: Send + Sync {
     fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError>;
     /// Writes performed since the target was made (files, requests), for idempotence checks.
     fn writes(&self) -> u64;
+    /// The stagings with what `octostage status` shows.
+    fn status(&self) -> Result<Vec<StagingStatus>, TargetError> {
+        Ok(self
+            .observe()?
+            .into_iter()
+            .map(|staging| StagingStatus {
+                staging,
+                created: None,
+                links: IndexMap::new(),
+                deleting: None,
+            })
+            .collect())
+    }
 }
 
 /// A target that holds nothing and changes nothing: plans against it show what a fresh target
@@ -115,8 +145,26 @@ impl Target for Empty {
     }
 }
 
-/// Open a target from its specification: `dir:PATH` or `none`.
-pub fn open(spec: &str) -> Result<Box<dyn Target>, TargetError> {
+/// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a
+/// kubeconfig file), `dir:PATH`, `none`, or `auto`: `kube` when a kubeconfig or in-cluster
+/// configuration is found, else `none`.
+///
+/// `instance` names this octostage among others sharing a cluster: a kube target sees only the
+/// stagings of its own instance.
+pub fn open(spec: &str, instance: &str) -> Result<Box<dyn Target>, TargetError> {
+    if spec == "auto" {
+        return open(if kube_configured() { "kube" } else { "none" }, instance);
+    }
+    if spec == "kube" || spec.starts_with("kube:") {
+        crate::naming::check_label(instance).map_err(|e| TargetError::Spec {
+            spec: instance.into(),
+            message: format!("instance name {e}"),
+        })?;
+        let kubeconfig = spec.strip_prefix("kube:").map(std::path::Path::new);
+        return Ok(Box::new(cluster::KubeTarget::connect(
+            kubeconfig, instance,
+        )?));
+    }
     if let Some(path) = spec.strip_prefix("dir:") {
         if path.is_empty() {
             return Err(TargetError::Spec {
@@ -131,6 +179,14 @@ pub fn open(spec: &str) -> Result<Box<dyn Target>, TargetError> {
     }
     Err(TargetError::Spec {
         spec: spec.into(),
-        message: "known targets are dir:PATH and none".into(),
+        message: "known targets are kube, kube:KUBECONFIG, dir:PATH, none and auto".into(),
     })
+}
+
+/// Whether a cluster is configured: `KUBECONFIG`, `~/.kube/config` or a service account.
+pub fn kube_configured() -> bool {
+    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("HOME")
+            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").is_file())
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
 }

@@ -2,6 +2,7 @@
 //! binary. Shared helpers live in `util`.
 
 mod cli;
+mod cluster;
 mod config_source;
 mod example;
 mod git_source;

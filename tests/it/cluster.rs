@@ -1,0 +1,413 @@
+//! Cluster tests against a real kube-apiserver: the local control plane that
+//! `scripts/control-plane.sh` starts (shared by every test process), or the cluster named by
+//! OCTOSTAGE_TEST_KUBECONFIG. They are never skipped: without a cluster they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// The kubeconfig of the test cluster, starting the local control plane when none is given.
+pub fn kubeconfig() -> PathBuf {
+    if let Some(p) = std::env::var_os("OCTOSTAGE_TEST_KUBECONFIG").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let out = Command::new(root().join("scripts/control-plane.sh"))
+        .arg("up")
+        .output()
+        .expect("control-plane.sh runs");
+    assert!(
+        out.status.success(),
+        "cannot start the local control plane:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// kubectl against the test cluster; panics on failure.
+pub fn kubectl(kc: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(kc: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(kc, &a)).unwrap()
+}
+
+/// A unique environment name, and the clean-up of its namespaces when the test ends.
+struct Env {
+    name: String,
+    kc: PathBuf,
+}
+
+impl Env {
+    fn new(kc: &Path) -> Env {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let name = format!(
+            "t{}",
+            &octostage::naming::short_hash(&format!("{nanos}{}", std::process::id()), 8)
+        );
+        Env {
+            name,
+            kc: kc.to_path_buf(),
+        }
+    }
+
+    fn namespaces(&self) -> Vec<serde_json::Value> {
+        let sel = format!("octostage.dev/environment={}", self.name);
+        json(&self.kc, &["get", "namespaces", "-l", &sel])["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn active_namespaces(&self) -> Vec<String> {
+        self.namespaces()
+            .iter()
+            .filter(|n| n["metadata"]["deletionTimestamp"].is_null())
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let sel = format!("octostage.dev/environment={}", self.name);
+        let _ = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kc)
+            .args(["delete", "namespaces", "-l", &sel, "--wait=false"])
+            .output();
+    }
+}
+
+fn write_templates(cfg: &Path, extra_cm: bool, note: &str) {
+    let t = cfg.join("t");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::write(t.join("settings.yaml"), format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  branch: {{{{ branch.name | tojson }}}}\n  note: {note:?}\n")).unwrap();
+    let extra = t.join("extra.yaml");
+    if extra_cm {
+        std::fs::write(
+            &extra,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n",
+        )
+        .unwrap();
+    } else {
+        let _ = std::fs::remove_file(&extra);
+    }
+    std::fs::write(
+        t.join("web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: \"registry.example.com/web:{{ commit.short_sha }}\"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n    - port: 80\n      targetPort: 8080\n      protocol: TCP\n",
+    )
+    .unwrap();
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    repo: GitRepo,
+    cfg: PathBuf,
+    cache: PathBuf,
+    target: String,
+    env: Env,
+    kc: PathBuf,
+}
+
+impl Setup {
+    fn new(branches: usize) -> Setup {
+        let kc = kubeconfig();
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
+        for i in 1..branches {
+            repo.commit(&format!("feature/f{i}"), "work", &days_ago(1));
+        }
+        let env = Env::new(&kc);
+        let cfg = tmp.path().join("cfg");
+        write_templates(&cfg, true, "first");
+        std::fs::write(cfg.join("environments.yaml"), format!("version: 1\nenvironments:\n  {}:\n    repository: {}\n    templates: t\n    ttl: 7d\n    always: [main]\n", env.name, repo.path.display())).unwrap();
+        let cache = tmp.path().join("cache");
+        let target = format!("kube:{}", kc.display());
+        Setup {
+            _tmp: tmp,
+            repo,
+            cfg,
+            cache,
+            target,
+            env,
+            kc,
+        }
+    }
+
+    /// `run --once`; returns (stdout, number of writes).
+    fn run(&self) -> (String, u64) {
+        let out = octostage(&[
+            "run",
+            "--once",
+            "--log",
+            "info",
+            "--instance",
+            &self.env.name,
+            "--config",
+            self.cfg.to_str().unwrap(),
+            "--cache-dir",
+            self.cache.to_str().unwrap(),
+            "--target",
+            &self.target,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "run failed:\n{}\n{stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let writes = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_suffix(" writes"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("writes line");
+        // One log line per write request, and the counter agrees with them.
+        assert_eq!(stderr.matches("write: ").count() as u64, writes, "{stderr}");
+        (String::from_utf8(out.stdout).unwrap(), writes)
+    }
+
+    fn plan(&self) -> serde_json::Value {
+        serde_json::from_str(&octostage_ok(
+            &[
+                "plan",
+                "--format",
+                "json",
+                "--instance",
+                &self.env.name,
+                "--config",
+                self.cfg.to_str().unwrap(),
+                "--cache-dir",
+                self.cache.to_str().unwrap(),
+                "--target",
+                &self.target,
+            ],
+            0,
+        ))
+        .unwrap()
+    }
+}
+
+#[test]
+fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
+    let s = Setup::new(20);
+    let (_, writes) = s.run();
+    let namespaces = s.env.namespaces();
+    assert_eq!(namespaces.len(), 20);
+    for ns in &namespaces {
+        let labels = &ns["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "octostage");
+        assert_eq!(labels["octostage.dev/staging"], ns["metadata"]["name"]);
+        assert!(ns["metadata"]["annotations"]["octostage.dev/branch"].is_string());
+    }
+    // Per staging: the namespace and four objects.
+    assert_eq!(writes, 20 * 5);
+    let ns = format!("{}-main", s.env.name);
+    let names = kubectl(
+        &s.kc,
+        &[
+            "get",
+            "configmaps,deployments,services",
+            "-n",
+            &ns,
+            "-l",
+            "app.kubernetes.io/managed-by=octostage",
+            "-o",
+            "name",
+        ],
+    );
+    for o in [
+        "configmap/settings",
+        "configmap/extra",
+        "deployment.apps/web",
+        "service/web",
+    ] {
+        assert!(names.contains(o), "{o} missing in {names}");
+    }
+    let web = json(
+        &s.kc,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            &ns,
+            "--show-managed-fields",
+        ],
+    );
+    let managers: Vec<&str> = web["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"octostage"), "{managers:?}");
+    assert!(web["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["manager"] == "octostage" && f["operation"] == "Apply"));
+
+    // A second pass sends no write request.
+    assert_eq!(s.run().1, 0);
+
+    // A template change re-applies only the changed object of each staging.
+    write_templates(&s.cfg, true, "second");
+    let plan = s.plan();
+    let updates: Vec<&serde_json::Value> = plan["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "update")
+        .collect();
+    assert_eq!(updates.len(), 20, "plan shows the change: {plan}");
+    assert_eq!(
+        updates[0]["changes"],
+        serde_json::json!(["update ConfigMap/settings"])
+    );
+    let rv_before = web["metadata"]["resourceVersion"].clone();
+    let (out, writes) = s.run();
+    assert_eq!(writes, 20, "{out}");
+    assert!(
+        out.contains("rendered objects changed: update ConfigMap/settings"),
+        "{out}"
+    );
+    assert_eq!(
+        json(&s.kc, &["get", "deployment", "web", "-n", &ns])["metadata"]["resourceVersion"],
+        rv_before,
+        "the Deployment was not written"
+    );
+    assert_eq!(
+        json(&s.kc, &["get", "configmap", "settings", "-n", &ns])["data"]["note"],
+        "second"
+    );
+
+    // A removed template object is pruned; an object without octostage's labels survives.
+    kubectl(
+        &s.kc,
+        &[
+            "create",
+            "configmap",
+            "hand-made",
+            "-n",
+            &ns,
+            "--from-literal=k=v",
+        ],
+    );
+    write_templates(&s.cfg, false, "second");
+    let (_, writes) = s.run();
+    assert_eq!(writes, 20, "one prune per staging");
+    let names = kubectl(&s.kc, &["get", "configmaps", "-n", &ns, "-o", "name"]);
+    assert!(
+        !names.contains("configmap/extra") && names.contains("configmap/hand-made"),
+        "{names}"
+    );
+
+    // A Deployment deleted by hand comes back.
+    kubectl(&s.kc, &["delete", "deployment", "web", "-n", &ns]);
+    let (_, writes) = s.run();
+    assert_eq!(writes, 1);
+    kubectl(&s.kc, &["get", "deployment", "web", "-n", &ns]);
+
+    // Five branches deleted and three backdated past the ttl: eight namespaces go, each with its
+    // reason, and nothing else is written.
+    for i in 1..=5 {
+        s.repo.delete_branch(&format!("feature/f{i}"));
+    }
+    for i in 6..=8 {
+        s.repo
+            .commit(&format!("feature/f{i}"), "old", &days_ago(30));
+    }
+    let before: Vec<String> = s.env.active_namespaces();
+    let (out, writes) = s.run();
+    assert_eq!(
+        writes,
+        8 * 2,
+        "a reason annotation and a delete per staging:\n{out}"
+    );
+    assert_eq!(out.matches("branch deleted").count(), 5, "{out}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("delete") && l.contains("(ttl 7d)"))
+            .count(),
+        3,
+        "{out}"
+    );
+    for ns in s.env.namespaces() {
+        if !ns["metadata"]["deletionTimestamp"].is_null() {
+            let reason = ns["metadata"]["annotations"]["octostage.dev/delete-reason"]
+                .as_str()
+                .unwrap_or("");
+            assert!(
+                reason == "branch deleted" || reason.starts_with("no activity for 30d"),
+                "{reason}"
+            );
+        }
+    }
+    let after = s.env.active_namespaces();
+    assert_eq!(after.len(), 12);
+    assert!(after.iter().all(|n| before.contains(n)));
+    let status: serde_json::Value = serde_json::from_str(&octostage_ok(
+        &[
+            "status",
+            "--format",
+            "json",
+            "--instance",
+            &s.env.name,
+            "--target",
+            &s.target,
+        ],
+        0,
+    ))
+    .unwrap();
+    let mine: Vec<&serde_json::Value> = status["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["environment"] == s.env.name.as_str())
+        .collect();
+    assert_eq!(mine.iter().filter(|x| x["state"] == "active").count(), 12);
+}
+
+#[test]
+fn plan_against_the_cluster_changes_nothing() {
+    let s = Setup::new(3);
+    let plan = s.plan();
+    assert!(
+        plan["stagings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["action"] == "create"),
+        "{plan}"
+    );
+    assert_eq!(plan["stagings"][0]["changes"].as_array().unwrap().len(), 4);
+    assert!(s.env.namespaces().is_empty(), "plan created namespaces");
+    s.run();
+    assert_eq!(s.env.namespaces().len(), 3);
+
+    // Another instance with another configuration on the same cluster leaves them alone.
+    let other = Setup::new(2);
+    other.run();
+    assert_eq!(other.env.namespaces().len(), 2);
+    assert_eq!(s.env.active_namespaces().len(), 3);
+    assert_eq!(s.run().1, 0);
+}
