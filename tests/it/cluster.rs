@@ -3,7 +3,7 @@
 //! OCTOSTAGE_TEST_KUBECONFIG. They are never skipped: without a cluster they fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use crate::util::*;
 
@@ -410,4 +410,91 @@ fn plan_against_the_cluster_changes_nothing() {
     assert_eq!(other.env.namespaces().len(), 2);
     assert_eq!(s.env.active_namespaces().len(), 3);
     assert_eq!(s.run().1, 0);
+}
+
+/// A kubeconfig for a ServiceAccount bound to `deploy/rbac.yaml` (renamed for this test).
+fn service_account_kubeconfig(kc: &Path, id: &str, dir: &Path) -> PathBuf {
+    let rbac = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
+    let ns = format!("{id}-rbac");
+    let rbac = rbac
+        .replace("name: octostage\n", &format!("name: {id}\n"))
+        .replace("namespace: octostage\n", &format!("namespace: {ns}\n"));
+    let file = dir.join("rbac.yaml");
+    std::fs::write(&file, rbac).unwrap();
+    kubectl(kc, &["create", "namespace", &ns]);
+    kubectl(kc, &["apply", "-f", file.to_str().unwrap()]);
+    // Kubernetes 1.24+ mints tokens on request; older servers keep them in a Secret.
+    let token = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(["create", "token", id, "-n", &ns])
+        .output()
+        .unwrap();
+    let token = if token.status.success() {
+        String::from_utf8(token.stdout).unwrap().trim().to_string()
+    } else {
+        let mut found = None;
+        for _ in 0..100 {
+            let sa = json(kc, &["get", "serviceaccount", id, "-n", &ns]);
+            if let Some(secret) = sa["secrets"][0]["name"].as_str() {
+                let s = json(kc, &["get", "secret", secret, "-n", &ns]);
+                let b64 = s["data"]["token"].as_str().unwrap().to_string();
+                let out = Command::new("base64")
+                    .arg("-d")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .and_then(|mut c| {
+                        use std::io::Write;
+                        c.stdin.take().unwrap().write_all(b64.as_bytes())?;
+                        c.wait_with_output()
+                    });
+                found = Some(String::from_utf8(out.unwrap().stdout).unwrap());
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        found.expect("the token controller made no token")
+    };
+    let view = json(kc, &["config", "view", "--raw", "--minify"]);
+    let cluster = &view["clusters"][0]["cluster"];
+    let mut cluster_yaml = format!("    server: {}\n", cluster["server"].as_str().unwrap());
+    for key in ["certificate-authority", "certificate-authority-data"] {
+        if let Some(v) = cluster[key].as_str() {
+            cluster_yaml.push_str(&format!("    {key}: {v}\n"));
+        }
+    }
+    let path = dir.join("sa.kubeconfig");
+    std::fs::write(
+        &path,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n{cluster_yaml}users:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context: {{cluster: c, user: sa}}\ncurrent-context: c\n"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn rbac_is_sufficient() {
+    let mut s = Setup::new(3);
+    let admin = s.kc.clone();
+    let id = format!("{}-sa", s.env.name);
+    let sa = service_account_kubeconfig(&admin, &id, s._tmp.path());
+    s.target = format!("kube:{}", sa.display());
+    // Forbidden requests fail the pass, so a green run proves every verb it needed was granted.
+    let (_, writes) = s.run();
+    assert_eq!(writes, 3 * 5);
+    assert_eq!(s.run().1, 0);
+    write_templates(&s.cfg, false, "second");
+    s.run();
+    s.repo.delete_branch("feature/f1");
+    let (out, _) = s.run();
+    assert!(out.contains("branch deleted"), "{out}");
+    assert_eq!(s.env.active_namespaces().len(), 2);
+    for args in [
+        vec!["delete", "clusterrolebinding", id.as_str()],
+        vec!["delete", "clusterrole", id.as_str()],
+        vec!["delete", "namespace", &format!("{id}-rbac"), "--wait=false"],
+    ] {
+        kubectl(&admin, &args);
+    }
 }

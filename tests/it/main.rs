@@ -6,4 +6,5 @@ mod cluster;
 mod config_source;
 mod example;
 mod git_source;
+mod run_loop;
 mod util;

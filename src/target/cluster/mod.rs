@@ -59,6 +59,14 @@ fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TargetError {
     }
 }
 
+/// The API server's own words for an API error, not the client's debug dump.
+fn api_err(what: impl Into<String>, e: kube::Error) -> TargetError {
+    match &e {
+        kube::Error::Api(s) => err(what, format!("{} ({} {})", s.message, s.code, s.reason)),
+        _ => err(what, e),
+    }
+}
+
 /// Whether a failed request is worth repeating: conflicts, throttling, server errors, transport.
 fn retryable(e: &kube::Error) -> bool {
     match e {
@@ -326,7 +334,7 @@ impl KubeTarget {
             let patch = Patch::Apply(body);
             self.call(|| api.patch(name, &pp, &patch))
                 .await
-                .map_err(|e| err(format!("{ns}/{}", object_id(body)), e))?;
+                .map_err(|e| api_err(format!("{ns}/{}", object_id(body)), e))?;
             self.wrote("apply", &object_id(body), &ns);
         }
         let keep: BTreeSet<(&str, &str)> = rendered
@@ -354,7 +362,7 @@ impl KubeTarget {
             match self.call(|| api.delete(name, &dp)).await {
                 Ok(_) => self.wrote("prune", &format!("{kind}/{name}"), &ns),
                 Err(e) if not_found(&e) => {}
-                Err(e) => return Err(err(format!("{ns}/{kind}/{name}"), e)),
+                Err(e) => return Err(api_err(format!("{ns}/{kind}/{name}"), e)),
             }
         }
         if new_kinds.len() != union.len() {
@@ -393,7 +401,7 @@ impl KubeTarget {
         let patch = Patch::Apply(&body);
         self.call(|| api.patch(ns, &pp, &patch))
             .await
-            .map_err(|e| err(format!("namespace {ns}"), e))?;
+            .map_err(|e| api_err(format!("namespace {ns}"), e))?;
         self.wrote("apply", &format!("Namespace/{ns}"), ns);
         let mut live = self.live.lock().expect("live");
         live.namespaces
@@ -414,7 +422,7 @@ impl KubeTarget {
         match self.call(|| api.patch(&ns, &pp, &patch)).await {
             Ok(_) => self.wrote("record delete reason", &format!("Namespace/{ns}"), &ns),
             Err(e) if not_found(&e) => return Ok(()),
-            Err(e) => return Err(err(format!("namespace {ns}"), e)),
+            Err(e) => return Err(api_err(format!("namespace {ns}"), e)),
         }
         let dp = DeleteParams::background();
         match self.call(|| api.delete(&ns, &dp)).await {
@@ -424,7 +432,7 @@ impl KubeTarget {
                 Ok(())
             }
             Err(e) if not_found(&e) => Ok(()),
-            Err(e) => Err(err(format!("namespace {ns}"), e)),
+            Err(e) => Err(api_err(format!("namespace {ns}"), e)),
         }
     }
 
