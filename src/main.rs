@@ -133,6 +133,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             if a.once {
                 let r = rt.block_on(runner.pass(&opts))?;
                 print!("{}", report::text(&r, false));
+                eprintln!("{} requests", r.requests);
                 eprintln!("{} writes", r.writes);
                 if r.failures() > 0 {
                     bail!("{} stagings failed", r.failures());

@@ -62,6 +62,8 @@ pub struct Report {
     pub outcomes: Vec<Outcome>,
     /// Writes the target performed in this pass.
     pub writes: u64,
+    /// Requests the pass sent to the target (reads and writes).
+    pub requests: u64,
 }
 
 impl Report {
@@ -162,7 +164,7 @@ pub fn run(
     let _enter = span.enter();
     // Whole seconds: recorded times stay readable and a pass at the same second is byte-stable.
     let now = now.with_nanosecond(0).unwrap_or(now);
-    let writes_before = target.writes();
+    let (writes_before, requests_before) = (target.writes(), target.requests());
     let config = load_config(source, &opts.load)?;
     let listings = list_branches(&config, cache);
     let observed = target.observe()?;
@@ -178,6 +180,7 @@ pub fn run(
     let outcomes = converge(&config, &plan, target, opts);
     let report = Report {
         writes: target.writes() - writes_before,
+        requests: target.requests() - requests_before,
         config,
         plan,
         outcomes,

@@ -102,6 +102,10 @@ pub trait Target: Send + Sync {
     fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError>;
     /// Writes performed since the target was made (files, requests), for idempotence checks.
     fn writes(&self) -> u64;
+    /// Requests sent to the target so far (reads and writes); 0 where the notion does not apply.
+    fn requests(&self) -> u64 {
+        0
+    }
     /// The stagings with what `octostage status` shows.
     fn status(&self) -> Result<Vec<StagingStatus>, TargetError> {
         Ok(self

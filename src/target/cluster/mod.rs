@@ -121,11 +121,6 @@ impl KubeTarget {
         })
     }
 
-    /// Requests sent so far (reads and writes).
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
     /// Run `f` with retries and backoff; counts every attempt as a request.
     async fn call<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
     where
@@ -495,5 +490,8 @@ impl Target for KubeTarget {
     }
     fn status(&self) -> Result<Vec<StagingStatus>, TargetError> {
         self.rt.block_on(self.status_async())
+    }
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 }
