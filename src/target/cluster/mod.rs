@@ -127,11 +127,34 @@ impl KubeTarget {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
+        self.call_retrying(f, retryable).await
+    }
+
+    /// [`Self::call`] for applies into a namespace: also retries 404, which the API server
+    /// answers while a namespace created a moment ago has not reached its admission cache.
+    async fn apply_call<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        self.call_retrying(f, |e| retryable(e) || not_found(e))
+            .await
+    }
+
+    async fn call_retrying<T, F, Fut>(
+        &self,
+        f: F,
+        retry: impl Fn(&kube::Error) -> bool,
+    ) -> Result<T, kube::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
         let mut delay = Duration::from_millis(200);
         for attempt in 1.. {
             self.requests.fetch_add(1, Ordering::Relaxed);
             match f().await {
-                Err(e) if attempt < 5 && retryable(&e) => {
+                Err(e) if attempt < 5 && retry(&e) => {
                     warn!(attempt, error = %e, "request failed; retrying");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
@@ -156,22 +179,14 @@ impl KubeTarget {
         let (group, version, kind) =
             state::split_kind(key).ok_or_else(|| format!("malformed kind {key:?}"))?;
         let gvk = GroupVersionKind::gvk(group, version, kind);
-        let found = match self
-            .call(|| kube::discovery::pinned_kind(&self.client, &gvk))
-            .await
-        {
-            Ok((ar, caps)) if caps.scope == Scope::Namespaced => Ok(ar),
-            Ok(_) => Err(format!(
-                "{key} is cluster-scoped; a staging may only create objects in its own namespace"
-            )),
-            Err(e) => Err(format!("the cluster does not serve {key}: {e}")),
+        // Answers are remembered (a kind's scope does not change); failed lookups are not,
+        // since a starting API server may not list every group yet.
+        let (found, remember) = match self.call(|| kube::discovery::pinned_kind(&self.client, &gvk)).await {
+            Ok((ar, caps)) if caps.scope == Scope::Namespaced => (Ok(ar), true),
+            Ok(_) => (Err(format!("{key} is cluster-scoped; a staging may only create objects in its own namespace")), true),
+            Err(e) => (Err(format!("the cluster does not serve {key}: {e}")), false),
         };
-        // Transport failures are not remembered: the next pass asks again.
-        if found.is_ok()
-            || !found
-                .as_ref()
-                .is_err_and(|e| e.contains("error trying to connect"))
-        {
+        if remember {
             self.resources
                 .lock()
                 .expect("resources")
@@ -327,7 +342,7 @@ impl KubeTarget {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
             let pp = PatchParams::apply(consts::MANAGER).force();
             let patch = Patch::Apply(body);
-            self.call(|| api.patch(name, &pp, &patch))
+            self.apply_call(|| api.patch(name, &pp, &patch))
                 .await
                 .map_err(|e| api_err(format!("{ns}/{}", object_id(body)), e))?;
             self.wrote("apply", &object_id(body), &ns);
