@@ -68,46 +68,11 @@ impl GitRepo {
                 .success()
                 .then(|| String::from_utf8(main.stdout).unwrap().trim().to_string())
         };
-        let blob = {
-            let mut child = Command::new("git")
-                .args(["hash-object", "-w", "--stdin"])
-                .current_dir(&self.path)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{branch} {message}\n").as_bytes())
-                .unwrap();
-            String::from_utf8(child.wait_with_output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string()
-        };
-        let tree = {
-            let mut child = Command::new("git")
-                .args(["mktree"])
-                .current_dir(&self.path)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("100644 blob {blob}\tchange.txt\n").as_bytes())
-                .unwrap();
-            String::from_utf8(child.wait_with_output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string()
-        };
+        let blob = self.git_with_stdin(
+            &["hash-object", "-w", "--stdin"],
+            &format!("{branch} {message}\n"),
+        );
+        let tree = self.git_with_stdin(&["mktree"], &format!("100644 blob {blob}\tchange.txt\n"));
         let mut args = vec!["commit-tree", tree.as_str(), "-m", message];
         if let Some(p) = &parent {
             args.push("-p");
@@ -117,6 +82,27 @@ impl GitRepo {
         let sha = self.git_env(&args, &env);
         self.git(&["update-ref", &format!("refs/heads/{branch}"), &sha]);
         sha
+    }
+
+    /// Run git with `input` on its standard input; its trimmed output.
+    fn git_with_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("git")
+            .args(args)
+            .current_dir(&self.path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?} failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     pub fn delete_branch(&self, branch: &str) {

@@ -380,6 +380,33 @@ impl KubeTarget {
             let kinds: Vec<String> = new_kinds.into_iter().collect();
             self.apply_namespace(p, &ns, &kinds, None, dry_run).await?;
         }
+        // A changed namespace template moves the staging: its old namespace goes once the new
+        // one holds everything.
+        let moved_from: Vec<String> = {
+            let live = self.live.lock().expect("live");
+            live.namespaces
+                .iter()
+                .filter(|(name, (labels, _))| {
+                    *name != &ns && labels.get(consts::LABEL_STAGING) == Some(&p.name)
+                })
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        for old in moved_from {
+            changes.push(Change {
+                kind: ChangeKind::Prune,
+                object: format!("Namespace/{old}"),
+            });
+            self.delete_namespace(
+                &old,
+                &format!("staging {} moved to namespace {ns}", p.name),
+                dry_run,
+            )
+            .await?;
+            if !dry_run {
+                self.live.lock().expect("live").namespaces.remove(&old);
+            }
+        }
         Ok(changes)
     }
 
@@ -421,14 +448,25 @@ impl KubeTarget {
 
     async fn delete_async(&self, p: &Planned, dry_run: bool) -> Result<(), TargetError> {
         let ns = p.namespace.clone().unwrap_or_else(|| p.name.clone());
+        self.delete_namespace(&ns, &p.reason, dry_run).await
+    }
+
+    /// Delete a staging's namespace, recording `reason` on it first.
+    async fn delete_namespace(
+        &self,
+        ns: &str,
+        reason: &str,
+        dry_run: bool,
+    ) -> Result<(), TargetError> {
+        let ns = ns.to_string();
         if dry_run {
             return Ok(());
         }
         let api: Api<Namespace> = Api::all(self.client.clone());
         // Record why before the namespace goes, for whoever looks at it while it terminates.
-        let reason =
-            serde_json::json!({ "metadata": { "annotations": { DELETE_REASON: p.reason } } });
-        let (pp, patch) = (PatchParams::default(), Patch::Merge(&reason));
+        let annotation =
+            serde_json::json!({ "metadata": { "annotations": { DELETE_REASON: reason } } });
+        let (pp, patch) = (PatchParams::default(), Patch::Merge(&annotation));
         match self.call(|| api.patch(&ns, &pp, &patch)).await {
             Ok(_) => self.wrote("record delete reason", &format!("Namespace/{ns}"), &ns),
             Err(e) if not_found(&e) => return Ok(()),
@@ -438,7 +476,7 @@ impl KubeTarget {
         match self.call(|| api.delete(&ns, &dp)).await {
             Ok(_) => {
                 self.wrote("delete", &format!("Namespace/{ns}"), &ns);
-                info!(namespace = %ns, reason = %p.reason, "staging deleted");
+                info!(namespace = %ns, reason, "staging deleted");
                 Ok(())
             }
             Err(e) if not_found(&e) => Ok(()),
