@@ -95,7 +95,7 @@ pub fn assign<'b>(
     env: &str,
     branches: impl IntoIterator<Item = &'b str>,
     reserved: &HashSet<String>,
-    held: &HashMap<String, String>,
+    held: &HashMap<&str, &str>,
 ) -> HashMap<&'b str, String> {
     let mut taken: HashSet<String> = reserved.clone();
     let mut out = HashMap::new();
@@ -115,9 +115,9 @@ pub fn assign<'b>(
     }
     for ((rank, b), s) in order {
         if rank == 0 {
-            let name = &held[b];
-            if check_label(name).is_ok() && taken.insert(name.clone()) {
-                out.insert(b, name.clone());
+            let name = held[b];
+            if check_label(name).is_ok() && taken.insert(name.to_string()) {
+                out.insert(b, name.to_string());
                 continue;
             }
         }
@@ -173,7 +173,7 @@ mod tests {
 
     #[test]
     fn a_held_name_is_kept_when_a_colliding_branch_appears() {
-        let held = [("feature/a".to_string(), "shop-feature-a".to_string())].into();
+        let held = [("feature/a", "shop-feature-a")].into();
         let n = assign("shop", ["feature/a", "feature-a"], &HashSet::new(), &held);
         assert_eq!(n["feature/a"], "shop-feature-a");
         assert_ne!(n["feature-a"], "shop-feature-a");

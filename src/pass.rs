@@ -78,13 +78,20 @@ impl Report {
                 .count()
     }
 
+    /// The outcome of the staging at `index`, if it needed work.
+    pub fn outcome(&self, index: usize) -> Option<&Outcome> {
+        // Outcomes are sorted by index (see `converge`).
+        self.outcomes
+            .binary_search_by_key(&index, |o| o.index)
+            .ok()
+            .map(|i| &self.outcomes[i])
+    }
+
     /// The effective action of a staging: a planned noop whose rendered objects changed is an update.
     pub fn effective(&self, index: usize) -> (Action, String) {
         let p = &self.plan.stagings[index];
         let changes = self
-            .outcomes
-            .iter()
-            .find(|o| o.index == index)
+            .outcome(index)
             .map(|o| o.changes.as_slice())
             .unwrap_or(&[]);
         if p.action == Action::Noop && !changes.is_empty() {

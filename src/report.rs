@@ -51,7 +51,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         .enumerate()
         .map(|(i, s)| {
             let (action, reason) = r.effective(i);
-            let outcome = r.outcomes.iter().find(|o| o.index == i);
+            let outcome = r.outcome(i);
             JsonStaging {
                 environment: &s.environment,
                 branch: &s.branch,
@@ -88,12 +88,7 @@ pub fn text(r: &Report, verbose: bool) -> String {
     for (i, s) in r.plan.stagings.iter().enumerate() {
         let (action, mut reason) = r.effective(i);
         *counts.entry(action.to_string()).or_insert(0) += 1;
-        if let Some(e) = r
-            .outcomes
-            .iter()
-            .find(|o| o.index == i)
-            .and_then(|o| o.error.as_ref())
-        {
+        if let Some(e) = r.outcome(i).and_then(|o| o.error.as_ref()) {
             reason = format!("FAILED: {}", e.lines().next().unwrap_or(""));
         }
         if action == Action::Noop && !verbose && s.error.is_none() {

@@ -78,6 +78,9 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
+        // The built-in default namespace template is rendered for every staging: compile it once
+        // like the file's own templates.
+        self.template_str(consts::DEFAULT_NAMESPACE, "/defaults");
         let defaults = self.layer(&raw.defaults, "/defaults");
         let safety = Safety {
             max_deletions_per_pass: raw

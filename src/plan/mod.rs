@@ -228,11 +228,11 @@ impl<'a> EnvPlanner<'a> {
                     && self.env.exclude.matches(&b.name).is_none()
             })
             .collect();
-        let held: HashMap<String, String> = self
+        let held: HashMap<&str, &str> = self
             .observed
             .iter()
             .filter(|o| o.static_name.is_none())
-            .map(|o| (o.branch.clone(), o.name.clone()))
+            .map(|o| (o.branch.as_str(), o.name.as_str()))
             .collect();
         let names = naming::assign(
             &self.env.name,
@@ -369,12 +369,17 @@ impl<'a> EnvPlanner<'a> {
 
     fn decide(&self, c: Candidate<'_>) -> Planned {
         let now = self.inputs.now;
-        let idle = human(now - c.life.activity);
-        let ttl_text = match c.ttl {
-            Ttl::Never => "until".to_string(),
-            Ttl::After(d) => format!("ttl {}", human_std(d)),
+        // Only expiring stagings need this text; most of a large plan does not.
+        let expired_reason = || {
+            let ttl_text = match c.ttl {
+                Ttl::Never => "until".to_string(),
+                Ttl::After(d) => format!("ttl {}", human_std(d)),
+            };
+            format!(
+                "no activity for {} ({ttl_text})",
+                human(now - c.life.activity)
+            )
         };
-        let expired_reason = format!("no activity for {idle} ({ttl_text})");
         let short = &c.commit.sha[..c.commit.sha.len().min(7)];
         let (action, state, reason) = match (c.observed, c.life.phase, c.capped) {
             (Some(_), _, Some(max)) => (
@@ -387,10 +392,12 @@ impl<'a> EnvPlanner<'a> {
                 None,
                 format!("not created: over max_stagings ({max})"),
             ),
-            (Some(_), Phase::Gone, _) => (Action::Delete, None, expired_reason),
-            (None, Phase::Gone | Phase::Expired, _) => {
-                (Action::Noop, None, format!("not created: {expired_reason}"))
-            }
+            (Some(_), Phase::Gone, _) => (Action::Delete, None, expired_reason()),
+            (None, Phase::Gone | Phase::Expired, _) => (
+                Action::Noop,
+                None,
+                format!("not created: {}", expired_reason()),
+            ),
             (Some(o), Phase::Expired, _) => {
                 let when = c
                     .life
@@ -406,14 +413,15 @@ impl<'a> EnvPlanner<'a> {
                     (
                         Action::Noop,
                         Some(State::Expired),
-                        format!("expired, asleep: {expired_reason}{when}"),
+                        format!("expired, asleep: {}{when}", expired_reason()),
                     )
                 } else {
                     (
                         Action::Expire,
                         Some(State::Expired),
                         format!(
-                            "{expired_reason}; sleeps until deletion (retention {}){when}",
+                            "{}; sleeps until deletion (retention {}){when}",
+                            expired_reason(),
                             human_std(c.settings.retention)
                         ),
                     )

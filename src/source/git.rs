@@ -175,16 +175,15 @@ pub(super) fn fetch_mirror(
             local.insert(name.to_string(), r.target());
         }
     }
-    for (name, oid) in &advertised {
-        if local.remove(name) != Some(Some(*oid)) {
-            repo.reference(name, *oid, true, "octostage fetch")
-                .map_err(err("updating refs"))?;
-        }
-    }
-    for name in local.keys() {
-        if let Ok(mut r) = repo.find_reference(name) {
-            r.delete().map_err(err("pruning refs"))?;
-        }
+    let current: BTreeMap<String, Oid> = local
+        .into_iter()
+        .filter_map(|(n, o)| Some((n, o?)))
+        .collect();
+    if current != advertised {
+        write_packed_refs(repo, &advertised).map_err(|e| SourceError::Local {
+            path: repo.path().display().to_string(),
+            message: format!("cannot write refs: {e}"),
+        })?;
     }
     let heads = advertised
         .into_iter()
@@ -194,6 +193,49 @@ pub(super) fn fetch_mirror(
         heads,
         default_branch,
     })
+}
+
+/// Replace every `refs/heads/*` and `refs/tags/*` of `repo` with `refs`, as one `packed-refs`
+/// file (the format `git pack-refs` writes), swapped in atomically through git's `.lock`
+/// protocol. One file instead of a file per ref: a mirror of 10,000 branches is written in
+/// milliseconds rather than seconds, and read back as fast. git2 offers no safe way to pack refs.
+fn write_packed_refs(repo: &Repository, refs: &BTreeMap<String, Oid>) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = repo.path();
+    let lock = dir.join("packed-refs.lock");
+    // A lock left by a crashed process would block the cache forever; a live writer holds it
+    // for milliseconds.
+    if let Ok(meta) = std::fs::metadata(&lock) {
+        if meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(300))
+        {
+            let _ = std::fs::remove_file(&lock);
+        }
+    }
+    let mut text = String::with_capacity(refs.len() * 64 + 32);
+    text.push_str("# pack-refs with: sorted \n");
+    for (name, oid) in refs {
+        text.push_str(&format!("{oid} {name}\n"));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&lock, dir.join("packed-refs"))?;
+    // Loose refs shadow packed ones: there are none after the first write, but a cache made by
+    // an older octostage has them.
+    for sub in ["refs/heads", "refs/tags"] {
+        match std::fs::remove_dir_all(dir.join(sub)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => std::fs::create_dir_all(dir.join(sub))?,
+        }
+    }
+    Ok(())
 }
 
 impl RepoCache {

@@ -41,6 +41,25 @@ fn listing_follows_the_repository_incrementally() {
     assert_eq!(heads.len(), 2);
     assert_eq!(heads[0], ("feature/a", a2.as_str()));
     assert_eq!(heads[1].0, "feature/b");
+    // The mirror's own refs follow the remote: they are what the next fetch negotiates with.
+    let mirror = GitRepo {
+        path: cache.mirror_dir(url),
+    };
+    let refs = mirror.git(&["for-each-ref", "--format=%(refname) %(objectname)"]);
+    let refs: Vec<&str> = refs.lines().collect();
+    assert_eq!(refs.len(), 3, "{refs:?}");
+    assert!(
+        refs.contains(&format!("refs/heads/feature/a {a2}").as_str()),
+        "{refs:?}"
+    );
+    assert!(
+        refs.iter().any(|r| r.starts_with("refs/tags/v1 ")),
+        "{refs:?}"
+    );
+    assert!(
+        !refs.iter().any(|r| r.starts_with("refs/heads/main ")),
+        "{refs:?}"
+    );
     assert!(
         cache.mirror_dir(url).join("HEAD").exists(),
         "mirrored in the cache"
