@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Change, ChangeKind, Target, TargetError};
+use super::{Change, ChangeKind, StagingStatus, Target, TargetError};
 use crate::consts;
 use crate::plan::{ObservedStaging, Planned, State};
 use crate::render::{object_id, Object};
@@ -79,6 +79,34 @@ impl DirTarget {
         Ok(Some(kind))
     }
 
+    /// The status files of every staging folder, sorted by staging name.
+    fn statuses(&self) -> Result<Vec<Status>, TargetError> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Self::io(&self.root, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Self::io(&self.root, e))?;
+            let status_path = entry.path().join(STATUS_FILE);
+            let Ok(text) = std::fs::read_to_string(&status_path) else {
+                continue;
+            };
+            let status: Status = serde_yaml::from_str(&text).map_err(|e| TargetError::Corrupt {
+                what: status_path.display().to_string(),
+                message: format!(
+                    "{e}; fix or remove the file (octostage never deletes a folder it cannot read)"
+                ),
+            })?;
+            if status.managed_by == consts::MANAGER {
+                out.push(status);
+            }
+        }
+        out.sort_by(|a, b| a.staging.name.cmp(&b.staging.name));
+        Ok(out)
+    }
+
     fn folder(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
@@ -101,30 +129,20 @@ impl Target for DirTarget {
     }
 
     fn observe(&self) -> Result<Vec<ObservedStaging>, TargetError> {
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Self::io(&self.root, e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|e| Self::io(&self.root, e))?;
-            let status_path = entry.path().join(STATUS_FILE);
-            let Ok(text) = std::fs::read_to_string(&status_path) else {
-                continue;
-            };
-            let status: Status = serde_yaml::from_str(&text).map_err(|e| TargetError::Corrupt {
-                what: status_path.display().to_string(),
-                message: format!(
-                    "{e}; fix or remove the file (octostage never deletes a folder it cannot read)"
-                ),
-            })?;
-            if status.managed_by == consts::MANAGER {
-                out.push(status.staging);
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        Ok(self.statuses()?.into_iter().map(|s| s.staging).collect())
+    }
+
+    fn status(&self) -> Result<Vec<StagingStatus>, TargetError> {
+        Ok(self
+            .statuses()?
+            .into_iter()
+            .map(|s| StagingStatus {
+                staging: s.staging,
+                created: None,
+                links: s.links,
+                deleting: None,
+            })
+            .collect())
     }
 
     fn apply(

@@ -548,3 +548,61 @@ fn a_new_namespace_template_moves_stagings() {
     }
     assert_eq!(s.run().1, 0);
 }
+
+#[test]
+fn a_failing_staging_does_not_stop_the_others() {
+    let s = Setup::new(3);
+    // feature/f1 renders, besides the usual objects, a cluster-scoped kind that only discovery
+    // can tell apart (it is not in the built-in list of cluster-scoped kinds).
+    std::fs::create_dir_all(s.cfg.join("t2")).unwrap();
+    for f in ["settings.yaml", "extra.yaml", "web.yaml"] {
+        std::fs::copy(s.cfg.join("t").join(f), s.cfg.join("t2").join(f)).unwrap();
+    }
+    std::fs::write(
+        s.cfg.join("t2/flow.yaml"),
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1beta1\nkind: FlowSchema\nmetadata:\n  name: mine\nspec:\n  priorityLevelConfiguration: {name: global-default}\n",
+    )
+    .unwrap();
+    let file = s.cfg.join("environments.yaml");
+    let text = std::fs::read_to_string(&file).unwrap()
+        + "    overrides:\n      feature/f1:\n        templates: t2\n";
+    std::fs::write(&file, text).unwrap();
+    let out = octostage(&[
+        "run",
+        "--once",
+        "--instance",
+        &s.env.name,
+        "--config",
+        s.cfg.to_str().unwrap(),
+        "--cache-dir",
+        s.cache.to_str().unwrap(),
+        "--target",
+        &s.target,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed staging fails the pass"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.contains("feature/f1")
+            && l.contains("FAILED")
+            && l.contains("cluster-scoped")),
+        "{stdout}"
+    );
+    let mut active = s.env.active_namespaces();
+    active.sort();
+    assert_eq!(
+        active,
+        [
+            format!("{}-feature-f2", s.env.name),
+            format!("{}-main", s.env.name)
+        ]
+    );
+    let flows = kubectl(&s.kc, &["get", "flowschemas", "-o", "name"]);
+    assert!(
+        !flows.contains("flowschema.flowcontrol.apiserver.k8s.io/mine"),
+        "{flows}"
+    );
+}

@@ -99,6 +99,12 @@ fn the_example_converges_into_a_directory() {
         docs_dep.contains(&format!("docs:{short}")),
         "the render command saw the context: {docs_dep}"
     );
+    let listed = octostage_ok(&["status", "--target", &target], 0);
+    assert!(
+        listed.contains("7 stagings")
+            && listed.contains("https://shop-main.shop.staging.example.com"),
+        "{listed}"
+    );
     let status = std::fs::read_to_string(out.join("shop-rc/octostage-status.yaml")).unwrap();
     assert!(
         status.contains("expires_at: 2027-01-31T18:00:00Z") && status.contains("branch: v1.4.0"),
