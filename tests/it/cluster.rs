@@ -152,19 +152,10 @@ impl Setup {
         }
     }
 
-    /// `run --once`; returns (stdout, number of writes).
-    fn run(&self) -> (String, u64) {
-        let (stdout, _, writes) = self.run_logged();
-        (stdout, writes)
-    }
-
-    /// `run --once`; returns (stdout, the objects written as logged, number of writes).
-    fn run_logged(&self) -> (String, Vec<String>, u64) {
-        let out = octostage(&[
-            "run",
-            "--once",
-            "--log",
-            "info",
+    /// `octostage CMD...` with this setup's instance, config, cache and target.
+    fn cmd(&self, cmd: &[&str]) -> std::process::Output {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.extend([
             "--instance",
             &self.env.name,
             "--config",
@@ -174,6 +165,18 @@ impl Setup {
             "--target",
             &self.target,
         ]);
+        octostage(&args)
+    }
+
+    /// `run --once`; returns (stdout, number of writes).
+    fn run(&self) -> (String, u64) {
+        let (stdout, _, writes) = self.run_logged();
+        (stdout, writes)
+    }
+
+    /// `run --once`; returns (stdout, the objects written as logged, number of writes).
+    fn run_logged(&self) -> (String, Vec<String>, u64) {
+        let out = self.cmd(&["run", "--once", "--log", "info"]);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
             out.status.success(),
@@ -203,23 +206,13 @@ impl Setup {
     }
 
     fn plan(&self) -> serde_json::Value {
-        serde_json::from_str(&octostage_ok(
-            &[
-                "plan",
-                "--format",
-                "json",
-                "--instance",
-                &self.env.name,
-                "--config",
-                self.cfg.to_str().unwrap(),
-                "--cache-dir",
-                self.cache.to_str().unwrap(),
-                "--target",
-                &self.target,
-            ],
-            0,
-        ))
-        .unwrap()
+        let out = self.cmd(&["plan", "--format", "json"]);
+        assert!(
+            out.status.success(),
+            "plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 }
 
@@ -567,18 +560,7 @@ fn a_failing_staging_does_not_stop_the_others() {
     let text = std::fs::read_to_string(&file).unwrap()
         + "    overrides:\n      feature/f1:\n        templates: t2\n";
     std::fs::write(&file, text).unwrap();
-    let out = octostage(&[
-        "run",
-        "--once",
-        "--instance",
-        &s.env.name,
-        "--config",
-        s.cfg.to_str().unwrap(),
-        "--cache-dir",
-        s.cache.to_str().unwrap(),
-        "--target",
-        &s.target,
-    ]);
+    let out = s.cmd(&["run", "--once"]);
     assert_eq!(
         out.status.code(),
         Some(1),

@@ -157,7 +157,7 @@ impl KubeTarget {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        self.call_retrying(f, retryable).await
+        with_retries(&self.requests, RETRY_FIRST_DELAY, f, retryable).await
     }
 
     /// [`Self::call`] for applies into a namespace: also retries 404, which the API server
@@ -167,20 +167,10 @@ impl KubeTarget {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        self.call_retrying(f, |e| retryable(e) || not_found(e))
-            .await
-    }
-
-    async fn call_retrying<T, F, Fut>(
-        &self,
-        f: F,
-        retry: impl Fn(&kube::Error) -> bool,
-    ) -> Result<T, kube::Error>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<T, kube::Error>>,
-    {
-        with_retries(&self.requests, RETRY_FIRST_DELAY, f, retry).await
+        with_retries(&self.requests, RETRY_FIRST_DELAY, f, |e| {
+            retryable(e) || not_found(e)
+        })
+        .await
     }
 
     fn wrote(&self, what: &str, object: &str, namespace: &str) {
