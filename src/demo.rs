@@ -112,7 +112,6 @@ impl DemoRepo {
             .or_else(|_| self.repo.find_reference("refs/heads/main"))
             .ok()
             .and_then(|r| r.peel_to_commit().ok());
-        let mut index = self.repo.index()?;
         let blob = self
             .repo
             .blob(format!("{branch}: {subject}\n").as_bytes())?;
@@ -124,7 +123,6 @@ impl DemoRepo {
             0o100644,
         )?;
         let tree = self.repo.find_tree(tb.write()?)?;
-        let _ = &mut index;
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
         self.repo.commit(
             Some(&format!("refs/heads/{branch}")),

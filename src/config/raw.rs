@@ -60,7 +60,8 @@ pub struct RawSettings {
     /// Activity is the later of the head commit's time and when octostage first saw that head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    /// How long an expired staging sleeps before it is deleted; `0` deletes at once.
+    /// How long an expired staging is kept, marked expired, before it is deleted; `0` deletes
+    /// at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
     /// When stagings sleep (scaled to zero) and wake.

@@ -420,7 +420,7 @@ impl<'a> EnvPlanner<'a> {
                         Action::Expire,
                         Some(State::Expired),
                         format!(
-                            "{}; sleeps until deletion (retention {}){when}",
+                            "{}; kept until deletion (retention {}){when}",
                             expired_reason(),
                             human_std(c.settings.retention)
                         ),

@@ -513,7 +513,7 @@ impl KubeTarget {
                     .metadata
                     .creation_timestamp
                     .as_ref()
-                    .map(|t| t.0.to_string().parse().unwrap_or_default()),
+                    .and_then(|t| t.0.to_string().parse().ok()),
                 links: state::links(&ann),
                 deleting: ns
                     .metadata
