@@ -148,7 +148,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
     /// Time between passes, e.g. 30s or 5m.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
 }
 

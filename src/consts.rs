@@ -1,5 +1,7 @@
 //! Names and defaults that the rest of the code, the cluster and the docs agree on.
 
+use std::time::Duration;
+
 /// Label every object octostage owns carries, with the value [`MANAGER`].
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The value of [`LABEL_MANAGED_BY`], and the server-side apply field manager.
@@ -21,14 +23,12 @@ pub const CONFIG_FILE: &str = "environments.yaml";
 /// The only format version this release reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Default time to live of a branch staging without activity.
-pub const DEFAULT_TTL: &str = "7d";
-/// Default time an expired staging sleeps before deletion.
-pub const DEFAULT_RETENTION: &str = "0";
+/// Default time to live of a branch staging without activity (7 days).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default namespace template.
 pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 /// Default limit on how long a render command may run.
-pub const DEFAULT_RENDER_TIMEOUT: &str = "60s";
+pub const DEFAULT_RENDER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default number of deletions one pass may perform.
 pub const DEFAULT_MAX_DELETIONS_PER_PASS: u32 = 10;
 /// Default share (percent) of an environment's branch stagings whose branches may vanish in one

@@ -255,12 +255,12 @@ impl Layer {
                 .namespace
                 .unwrap_or_else(|| consts::DEFAULT_NAMESPACE.to_string()),
             render: self.render?,
-            render_timeout: self.render_timeout.unwrap_or(Duration::from_secs(60)),
+            render_timeout: self
+                .render_timeout
+                .unwrap_or(consts::DEFAULT_RENDER_TIMEOUT),
             values: self.values.unwrap_or_default(),
             links: self.links.unwrap_or_default(),
-            ttl: self
-                .ttl
-                .unwrap_or(Ttl::After(Duration::from_secs(7 * 24 * 3600))),
+            ttl: self.ttl.unwrap_or(Ttl::After(consts::DEFAULT_TTL)),
             retention: self.retention.unwrap_or_default(),
             sleep: self.sleep,
         })
