@@ -36,6 +36,8 @@ pub struct JsonStaging<'a> {
     pub changes: Vec<String>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// Whether a safety rule holds back its planned action (see the reason).
+    pub held: bool,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -67,6 +69,7 @@ pub fn json(r: &Report) -> serde_json::Value {
                 changes: outcome
                     .map(|o| o.changes.iter().map(|c| c.to_string()).collect())
                     .unwrap_or_default(),
+                held: s.held,
                 error: s
                     .error
                     .clone()
@@ -91,7 +94,7 @@ pub fn text(r: &Report, verbose: bool) -> String {
         if let Some(e) = r.outcome(i).and_then(|o| o.error.as_ref()) {
             reason = format!("FAILED: {}", e.lines().next().unwrap_or(""));
         }
-        if action == Action::Noop && !verbose && s.error.is_none() {
+        if action == Action::Noop && !verbose && s.error.is_none() && !s.held {
             continue;
         }
         rows.push(vec![

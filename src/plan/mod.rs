@@ -90,6 +90,7 @@ fn keep(o: &ObservedStaging, reason: String) -> Planned {
         settings: None,
         context: None,
         error: None,
+        held: true,
     }
 }
 
@@ -97,6 +98,7 @@ fn gone(o: &ObservedStaging, reason: String) -> Planned {
     Planned {
         action: Action::Delete,
         state: None,
+        held: false,
         ..keep(o, reason)
     }
 }
@@ -114,6 +116,7 @@ fn limit_deletions(stagings: &mut [Planned], max: u32) {
         let s = &mut stagings[i];
         s.action = Action::Noop;
         s.state = Some(State::Active);
+        s.held = true;
         s.reason = format!(
             "deletion deferred to a later pass (safety.max_deletions_per_pass is {max}): {}",
             s.reason
@@ -363,6 +366,7 @@ impl<'a> EnvPlanner<'a> {
             let p = &mut self.out[i];
             p.action = Action::Noop;
             p.state = Some(State::Active);
+            p.held = true;
             p.reason = format!("branch deleted, but deletion held: {why}; if that is right, run once with --confirm-deletions");
         }
     }
@@ -465,6 +469,7 @@ impl<'a> EnvPlanner<'a> {
             settings: Some(c.settings.clone()),
             context: None,
             error: None,
+            held: false,
         };
         if p.exists_after() {
             match Context::build(
@@ -523,6 +528,7 @@ fn absent(
         settings: None,
         context: None,
         error: None,
+        held: false,
     }
 }
 

@@ -70,6 +70,9 @@ pub struct Planned {
     pub context: Option<Box<Context>>,
     /// Why the context could not be built; the staging is left as it is.
     pub error: Option<String>,
+    /// A safety rule holds back what the plan would otherwise do (a deletion held or deferred,
+    /// a failed source, a missing pin): worth showing even though the action is noop.
+    pub held: bool,
 }
 
 impl Planned {

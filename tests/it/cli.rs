@@ -293,3 +293,45 @@ fn an_unreachable_repository_fails_that_environment_and_deletes_nothing() {
     assert_eq!(octostage(&once).status.code(), Some(1));
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
 }
+
+#[test]
+fn a_listing_that_loses_most_branches_is_not_believed_until_confirmed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
+    for i in 0..6 {
+        repo.commit(&format!("feature/f{i}"), "work", &days_ago(1));
+    }
+    let cfg = tmp.path().join("cfg");
+    write_config(&cfg, &repo.path);
+    let cache = tmp.path().join("cache");
+    let out = tmp.path().join("out");
+    let target = format!("dir:{}", out.display());
+    let args = [
+        "run",
+        "--once",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--target",
+        &target,
+    ];
+    octostage_ok(&args, 0);
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 7);
+    // Five of six feature branches vanish at once (a broken mirror, a bad force-push).
+    for i in 0..5 {
+        repo.delete_branch(&format!("feature/f{i}"));
+    }
+    let held = octostage_ok(&args, 0);
+    assert_eq!(held.matches("deletion held").count(), 5, "{held}");
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        7,
+        "nothing deleted"
+    );
+    let mut confirmed = args.to_vec();
+    confirmed.push("--confirm-deletions");
+    let done = octostage_ok(&confirmed, 0);
+    assert_eq!(done.matches("branch deleted").count(), 5, "{done}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+}

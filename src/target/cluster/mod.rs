@@ -6,6 +6,7 @@
 //! [`Target::observe`]; after that only writes are sent, and only for what changed. Objects
 //! without octostage's labels are never listed, so never touched.
 
+mod retry;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -13,7 +14,6 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -26,6 +26,7 @@ use super::{Change, ChangeKind, StagingStatus, Target, TargetError};
 use crate::consts::{self, ANNOTATION_HASH};
 use crate::plan::{ObservedStaging, Planned};
 use crate::render::{object_id, Object};
+use retry::{not_found, retryable, with_retries, RETRY_FIRST_DELAY};
 
 pub use state::{DELETE_REASON, KINDS};
 
@@ -65,49 +66,6 @@ fn api_err(what: impl Into<String>, e: kube::Error) -> TargetError {
         kube::Error::Api(s) => err(what, format!("{} ({} {})", s.message, s.code, s.reason)),
         _ => err(what, e),
     }
-}
-
-/// Whether a failed request is worth repeating: conflicts, throttling, server errors, transport.
-fn retryable(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
-/// Attempts per request, and the first pause between them (doubling after each).
-const RETRY_ATTEMPTS: u32 = 5;
-const RETRY_FIRST_DELAY: Duration = Duration::from_millis(200);
-
-/// Call `f` until it succeeds, fails in a way `retry` rejects, or has been tried
-/// [`RETRY_ATTEMPTS`] times, pausing `delay`, then twice that, and so on; counts every attempt.
-async fn with_retries<T, F, Fut>(
-    attempts: &AtomicU64,
-    mut delay: Duration,
-    f: F,
-    retry: impl Fn(&kube::Error) -> bool,
-) -> Result<T, kube::Error>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, kube::Error>>,
-{
-    for attempt in 1..=RETRY_ATTEMPTS {
-        attempts.fetch_add(1, Ordering::Relaxed);
-        match f().await {
-            Err(e) if attempt < RETRY_ATTEMPTS && retry(&e) => {
-                warn!(attempt, error = %e, "request failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            r => return r,
-        }
-    }
-    unreachable!("the last attempt returns")
-}
-
-fn not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 impl KubeTarget {
@@ -554,65 +512,5 @@ impl Target for KubeTarget {
     }
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicU32;
-
-    fn status(code: u16) -> kube::Error {
-        kube::Error::Api(Box::new(kube::core::Status {
-            code,
-            message: format!("status {code}"),
-            ..Default::default()
-        }))
-    }
-
-    /// Fails with `codes` in turn, then succeeds.
-    async fn run(
-        codes: &[u16],
-        retry: impl Fn(&kube::Error) -> bool,
-    ) -> (Result<u32, kube::Error>, u64) {
-        let calls = AtomicU32::new(0);
-        let attempts = AtomicU64::new(0);
-        let r = with_retries(
-            &attempts,
-            Duration::from_millis(1),
-            || async {
-                let n = calls.fetch_add(1, Ordering::Relaxed) as usize;
-                match codes.get(n) {
-                    Some(&c) => Err(status(c)),
-                    None => Ok(n as u32),
-                }
-            },
-            retry,
-        )
-        .await;
-        (r, attempts.load(Ordering::Relaxed))
-    }
-
-    #[tokio::test]
-    async fn conflicts_throttling_and_server_errors_are_retried() {
-        let (r, attempts) = run(&[409, 429, 503], retryable).await;
-        assert_eq!((r.unwrap(), attempts), (3, 4));
-    }
-
-    #[tokio::test]
-    async fn client_errors_fail_at_once_and_retries_stop() {
-        let (r, attempts) = run(&[403], retryable).await;
-        assert!(r.is_err() && attempts == 1);
-        let (r, attempts) = run(&[404], retryable).await;
-        assert!(r.is_err() && attempts == 1, "a plain 404 is an answer");
-        let (r, attempts) = run(&[404, 404], |e| retryable(e) || not_found(e)).await;
-        assert_eq!(
-            (r.unwrap(), attempts),
-            (2, 3),
-            "applies into a new namespace retry 404"
-        );
-        let (r, attempts) = run(&[500; 9], retryable).await;
-        assert!(r.is_err());
-        assert_eq!(attempts, u64::from(RETRY_ATTEMPTS));
     }
 }
