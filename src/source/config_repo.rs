@@ -35,16 +35,22 @@ pub struct Snapshot {
 }
 
 impl ConfigSource {
-    /// Interpret a `--config` argument: an existing directory, else a git URL.
+    /// Interpret a `--config` argument: a git URL (`scheme://`, `user@host:path`, or ending in
+    /// `.git` and not a local directory), else a directory.
     pub fn parse(arg: &str, reference: Option<String>, cache: PathBuf) -> ConfigSource {
         let p = Path::new(arg);
-        if p.is_dir() && !arg.contains("://") {
-            return ConfigSource::Dir(p.to_path_buf());
-        }
-        ConfigSource::Git {
-            url: arg.to_string(),
-            reference,
-            cache,
+        let scp_like = arg
+            .split_once(':')
+            .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
+        let url = arg.contains("://") || scp_like || (arg.ends_with(".git") && !p.is_dir());
+        if url {
+            ConfigSource::Git {
+                url: arg.to_string(),
+                reference,
+                cache,
+            }
+        } else {
+            ConfigSource::Dir(p.to_path_buf())
         }
     }
 
@@ -63,7 +69,7 @@ impl ConfigSource {
                 if !p.is_dir() {
                     return Err(SourceError::Local {
                         path: p.display().to_string(),
-                        message: "is not a directory".into(),
+                        message: "is not a directory (nor a git URL): give the config repository's directory or URL".into(),
                     });
                 }
                 let commit = Repository::discover(p).ok().and_then(|r| {

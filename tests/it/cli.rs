@@ -68,6 +68,14 @@ fn the_committed_schema_is_the_generated_one() {
 }
 
 #[test]
+fn a_missing_config_directory_is_named() {
+    let out = octostage(&["validate", "--config", "no-such-dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-dir: is not a directory"), "{err}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     assert_eq!(octostage(&["plan"]).status.code(), Some(2));
     assert_eq!(octostage(&["frobnicate"]).status.code(), Some(2));
