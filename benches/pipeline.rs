@@ -12,20 +12,18 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use octostage::config::{parse, Files, LoadOptions};
+use octostage::config::{parse, LoadOptions, MemFiles};
 use octostage::plan::{plan, Inputs, ObservedStaging};
 use octostage::source::{Branch, Commit, RepoCache, RepoListing};
 
 const N: usize = 10_000;
 
-struct Tpl;
-impl Files for Tpl {
-    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
-        Ok(vec![(
-            format!("{dir}/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n".into(),
-        )])
-    }
+/// The templates directory `t` with one ConfigMap.
+fn templates() -> MemFiles {
+    MemFiles::new([(
+        "t/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )])
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -55,7 +53,7 @@ fn bench_plan() {
         cfg,
         "environments.yaml",
         Path::new("/cfg"),
-        &Tpl,
+        &templates(),
         &LoadOptions::default(),
     )
     .unwrap();

@@ -91,6 +91,42 @@ impl Files for DiskFiles<'_> {
     }
 }
 
+/// [`Files`] held in memory, by path relative to the repository root: for configurations read
+/// from somewhere other than a checkout (a git tree, a test fixture, a benchmark).
+#[derive(Debug, Clone, Default)]
+pub struct MemFiles(pub std::collections::BTreeMap<String, String>);
+
+impl MemFiles {
+    /// Files from (path, contents) pairs.
+    pub fn new<P: Into<String>, C: Into<String>>(files: impl IntoIterator<Item = (P, C)>) -> Self {
+        MemFiles(
+            files
+                .into_iter()
+                .map(|(p, c)| (p.into(), c.into()))
+                .collect(),
+        )
+    }
+}
+
+impl Files for MemFiles {
+    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        if !self.0.keys().any(|p| p.starts_with(&prefix)) {
+            return Err(format!(
+                "directory {dir:?} does not exist in the config repository"
+            ));
+        }
+        Ok(self
+            .0
+            .iter()
+            .filter(|(p, _)| {
+                p.starts_with(&prefix) && [".yaml", ".yml", ".j2"].iter().any(|e| p.ends_with(e))
+            })
+            .map(|(p, c)| (p.clone(), c.clone()))
+            .collect())
+    }
+}
+
 fn collect(path: &Path, rel: &str, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(path)? {
         let entry = entry?;
@@ -172,5 +208,81 @@ pub fn parse(
     match config {
         Some(c) if problems.is_empty() => Ok(c),
         _ => Err(ConfigError::Invalid(problems)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(files: MemFiles) -> Result<Config, ConfigError> {
+        let text = "version: 1\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n";
+        parse(
+            text,
+            "environments.yaml",
+            Path::new("/cfg"),
+            &files,
+            &LoadOptions::default(),
+        )
+    }
+
+    fn problems(r: Result<Config, ConfigError>) -> Vec<Problem> {
+        match r {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn templates_come_from_their_directory_only() {
+        let files = MemFiles::new([
+            ("t/a.yaml", "kind: A"),
+            ("t/sub/b.j2", "kind: B"),
+            ("t/README.md", "x"),
+            ("u/c.yaml", "x"),
+        ]);
+        assert_eq!(files.template_files("t").unwrap().len(), 2);
+        assert!(load(files).is_ok());
+    }
+
+    #[test]
+    fn a_missing_directory_and_a_broken_template_are_reported_where_they_are() {
+        let p = problems(load(MemFiles::new([("other/a.yaml", "x")])));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].file.as_str(), p[0].pos.line),
+            ("environments.yaml", 5)
+        );
+        assert!(
+            p[0].message.contains("\"t\" does not exist"),
+            "{}",
+            p[0].message
+        );
+        for (spec, expect) in [
+            ("command: []", "command is empty"),
+            ("templates: t\n    command: [helm]", "both set"),
+        ] {
+            let text =
+                format!("version: 1\nenvironments:\n  app:\n    repository: /repo\n    {spec}\n");
+            let files = MemFiles::new([("t/a.yaml", "kind: A")]);
+            let p = problems(parse(
+                &text,
+                "environments.yaml",
+                Path::new("/cfg"),
+                &files,
+                &LoadOptions::default(),
+            ));
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].message.contains(expect), "{p:?}");
+        }
+        let p = problems(load(MemFiles::new([(
+            "t/a.yaml",
+            "kind: A\nname: {{ staging\n",
+        )])));
+        assert_eq!(
+            (p[0].file.as_str(), p[0].pos.line),
+            ("t/a.yaml", 2),
+            "{p:?}"
+        );
     }
 }

@@ -294,14 +294,16 @@ impl<'a> Validator<'a> {
         if let Some(ns) = &raw.namespace {
             self.template_str(ns, &format!("{ptr}/namespace"));
         }
+        // A declared render spec counts as declared even when it is wrong: its own problem is
+        // reported, and "no render spec" on top of it would only mislead.
         let render = match (&raw.templates, &raw.command) {
-            (Some(_), Some(_)) => {
+            (Some(dir), Some(_)) => {
                 self.err(ptr, "`templates` and `command` are both set here; keep one");
-                None
+                Some(Render::Templates(dir.clone()))
             }
-            (Some(dir), None) => self
-                .templates_dir(dir, &format!("{ptr}/templates"))
-                .map(Render::Templates),
+            (Some(dir), None) => Some(Render::Templates(
+                self.templates_dir(dir, &format!("{ptr}/templates")),
+            )),
             (None, Some(cmd)) => {
                 if cmd.is_empty() {
                     self.err(
@@ -312,7 +314,7 @@ impl<'a> Validator<'a> {
                 for (i, arg) in cmd.iter().enumerate() {
                     self.template_str(arg, &format!("{ptr}/command/{i}"));
                 }
-                (!cmd.is_empty()).then(|| Render::Command(cmd.clone()))
+                Some(Render::Command(cmd.clone()))
             }
             (None, None) => None,
         };
@@ -355,24 +357,22 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn templates_dir(&mut self, dir: &str, ptr: &str) -> Option<String> {
+    /// Load and compile the templates of `dir`, reporting what is wrong; the normalized name.
+    fn templates_dir(&mut self, dir: &str, ptr: &str) -> String {
         let p = Path::new(dir);
         if p.is_absolute()
             || p.components()
                 .any(|c| matches!(c, std::path::Component::ParentDir))
         {
             self.err(ptr, format!("templates directory {dir:?} must be a relative path inside the config repository"));
-            return None;
+            return dir.to_string();
         }
         let dir = dir.trim_end_matches('/').to_string();
         if self.templates.has_dir(&dir) {
-            return Some(dir);
+            return dir;
         }
         match self.files.template_files(&dir) {
-            Err(e) => {
-                self.err(ptr, e);
-                None
-            }
+            Err(e) => self.err(ptr, e),
             Ok(files) => {
                 if files.is_empty() {
                     self.err(
@@ -387,9 +387,9 @@ impl<'a> Validator<'a> {
                         message: msg,
                     });
                 }
-                Some(dir)
             }
         }
+        dir
     }
 
     fn template_str(&mut self, text: &str, ptr: &str) {

@@ -6,17 +6,15 @@ use std::path::Path;
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
-use crate::config::{parse, Files, LoadOptions};
+use crate::config::{parse, LoadOptions, MemFiles};
 use crate::source::{Branch, Commit, RepoListing};
 
-struct Tpl;
-impl Files for Tpl {
-    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
-        Ok(vec![(
-            format!("{dir}/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n".into(),
-        )])
-    }
+/// The templates directory `t` with one ConfigMap.
+fn templates() -> MemFiles {
+    MemFiles::new([(
+        "t/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )])
 }
 
 fn config(extra: &str) -> Config {
@@ -27,7 +25,7 @@ fn config(extra: &str) -> Config {
         &text,
         "environments.yaml",
         Path::new("/cfg"),
-        &Tpl,
+        &templates(),
         &LoadOptions::default(),
     )
     .unwrap()
@@ -349,6 +347,24 @@ fn overrides_and_statics() {
         ("shop-demo", Action::Create, None)
     );
     assert_eq!(demo.context.as_ref().unwrap().values["customer"], "acme");
+}
+
+#[test]
+fn a_static_staging_goes_when_its_until_passes() {
+    let c = config(
+        "    static:\n      demo:\n        branch: main\n        until: '2026-11-27T00:00:00Z'\n",
+    );
+    let l = listing(vec![branch("main", 1)]);
+    let held = applied(&run(&c, &l, &[], now()));
+    let p = run(&c, &l, &held, now() + Duration::days(2));
+    let demo = p.stagings.iter().find(|s| s.static_name.is_some()).unwrap();
+    assert_eq!(
+        (demo.action, demo.reason.as_str()),
+        (
+            Action::Delete,
+            "its until time 2026-11-27T00:00:00Z has passed"
+        )
+    );
 }
 
 #[test]
