@@ -102,6 +102,21 @@ pub enum Format {
 /// Where stagings land.
 #[derive(Debug, Args, Clone)]
 pub struct TargetArgs {
+    /// Which target.
+    #[command(flatten)]
+    pub select: TargetSelect,
+    /// Believe a listing that lost more branches at once than safety.max_branch_loss_percent
+    /// allows (after a real mass deletion of branches).
+    #[arg(long)]
+    pub confirm_deletions: bool,
+    /// Most stagings converged at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+/// Which target, and which octostage on it.
+#[derive(Debug, Args, Clone)]
+pub struct TargetSelect {
     /// Target: `kube` (the cluster of the current kubeconfig or service account), `kube:PATH`
     /// (a kubeconfig file), `dir:PATH` (a folder per staging), `none` (an empty target: plans
     /// show what a fresh one would get), or `auto`: `kube` when a kubeconfig or in-cluster
@@ -110,15 +125,8 @@ pub struct TargetArgs {
     pub target: String,
     /// Name of this octostage among others sharing a cluster; each sees and touches only the
     /// stagings of its own instance.
-    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = "default")]
+    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = crate::consts::DEFAULT_INSTANCE)]
     pub instance: String,
-    /// Believe a listing that lost more branches at once than safety.max_branch_loss_percent
-    /// allows (after a real mass deletion of branches).
-    #[arg(long)]
-    pub confirm_deletions: bool,
-    /// Most stagings converged at once.
-    #[arg(long, default_value_t = 4)]
-    pub concurrency: usize,
 }
 
 /// `plan` arguments.
@@ -155,12 +163,9 @@ pub struct RunArgs {
 /// `status` arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Target, as for `plan` (`kube`, `kube:PATH`, `dir:PATH`, `auto`).
-    #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "auto")]
-    pub target: String,
-    /// Instance whose stagings to list.
-    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = "default")]
-    pub instance: String,
+    /// Which target.
+    #[command(flatten)]
+    pub select: TargetSelect,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,

@@ -89,7 +89,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Plan(a) => {
             let s = sources(&a.config);
-            let target = target::open(&a.target.target, &a.target.instance)?;
+            let target = target::open(&a.target.select.target, &a.target.select.instance)?;
             let opts = PassOptions {
                 load: s.load,
                 dry_run: true,
@@ -115,8 +115,10 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Run(a) => {
             let s = sources(&a.config);
-            let target: Arc<dyn target::Target> =
-                Arc::from(target::open(&a.target.target, &a.target.instance)?);
+            let target: Arc<dyn target::Target> = Arc::from(target::open(
+                &a.target.select.target,
+                &a.target.select.instance,
+            )?);
             let opts = PassOptions {
                 load: s.load,
                 dry_run: false,
@@ -147,7 +149,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status(a) => {
-            let target = target::open(&a.target, &a.instance)?;
+            let target = target::open(&a.select.target, &a.select.instance)?;
             let rows = target.status()?;
             match a.format {
                 Format::Json => println!(

@@ -1,10 +1,10 @@
 //! How plans and passes are shown: a table for people, JSON for programs.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::pass::Report;
-use crate::plan::Action;
+use crate::plan::{rfc3339, Action};
 
 /// One staging in `plan --format json`.
 #[derive(Debug, Serialize)]
@@ -38,10 +38,6 @@ pub struct JsonStaging<'a> {
     pub error: Option<String>,
     /// Whether a safety rule holds back its planned action (see the reason).
     pub held: bool,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The JSON document of a plan or pass.
@@ -100,43 +96,16 @@ pub fn text(r: &Report, verbose: bool) -> String {
         rows.push(vec![
             action.to_string(),
             s.name.clone(),
-            s.static_name
-                .as_ref()
-                .map(|n| format!("{} (static {n})", s.branch))
-                .unwrap_or_else(|| s.branch.clone()),
+            branch_label(&s.branch, s.static_name.as_deref()),
             s.commit
                 .as_ref()
                 .map(|c| c.sha.chars().take(7).collect())
                 .unwrap_or_default(),
-            s.expires_at
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "never".into()),
+            expiry(s.expires_at),
             reason,
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count().min(48));
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i == 5 {
-                    c.clone()
-                } else {
-                    format!("{c:<w$}")
-                }
-            })
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    let mut out = table(&rows);
     for (env, err) in &r.plan.failed_sources {
         out.push_str(&format!(
             "source of {env} failed (its stagings are kept as they are): {err}\n"
@@ -168,7 +137,7 @@ pub fn status_json(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) ->
                 "static": s.static_name,
                 "namespace": s.namespace,
                 "commit": s.commit,
-                "state": if r.deleting.is_some() { "deleting".to_string() } else { s.state.to_string() },
+                "state": status_state(r),
                 "created_at": r.created.map(rfc3339),
                 "age_seconds": r.created.map(|c| (now - c).num_seconds()),
                 "expires_at": s.expires_at.map(rfc3339),
@@ -183,7 +152,7 @@ pub fn status_json(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) ->
 /// `status` as a table.
 pub fn status_text(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) -> String {
     let mut out = String::new();
-    let mut table = vec![[
+    let mut table_rows = vec![[
         "STAGING",
         "ENVIRONMENT",
         "BRANCH",
@@ -197,46 +166,72 @@ pub fn status_text(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) ->
     .to_vec()];
     for r in rows {
         let s = &r.staging;
-        table.push(vec![
+        table_rows.push(vec![
             s.name.clone(),
             s.environment.clone(),
-            s.static_name
-                .as_ref()
-                .map(|n| format!("{} (static {n})", s.branch))
-                .unwrap_or_else(|| s.branch.clone()),
+            branch_label(&s.branch, s.static_name.as_deref()),
             s.commit.chars().take(7).collect(),
-            if r.deleting.is_some() {
-                "deleting".into()
-            } else {
-                s.state.to_string()
-            },
+            status_state(r),
             r.created
                 .map(|c| crate::plan::human(now - c))
                 .unwrap_or_else(|| "-".into()),
-            s.expires_at
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "never".into()),
+            expiry(s.expires_at),
             r.links.values().cloned().collect::<Vec<_>>().join(" "),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    out.push_str(&table(&table_rows));
+    out.push_str(&format!("{} stagings\n", rows.len()));
+    out
+}
+
+/// Rows as aligned columns; the last column is left as it is (reasons run long).
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
         .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
+            rows.iter()
+                .map(|r| r[i].chars().count().min(48))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    for row in &table {
+    let mut out = String::new();
+    for row in rows {
         let line: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == columns {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(&format!("{} stagings\n", rows.len()));
     out
+}
+
+/// `feature/a`, or `main (static demo)` for a static staging.
+fn branch_label(branch: &str, static_name: Option<&str>) -> String {
+    match static_name {
+        Some(n) => format!("{branch} (static {n})"),
+        None => branch.to_string(),
+    }
+}
+
+fn expiry(t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_else(|| "never".into())
+}
+
+fn status_state(r: &crate::target::StagingStatus) -> String {
+    if r.deleting.is_some() {
+        "deleting".into()
+    } else {
+        r.staging.state.to_string()
+    }
 }

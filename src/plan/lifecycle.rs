@@ -77,6 +77,11 @@ impl Life {
     }
 }
 
+/// A time as octostage writes it everywhere: RFC 3339, whole seconds, `Z`.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// A duration the way people write them in environments.yaml: `7d`, `36h`, `1d12h`, `90m`.
 pub fn human(d: chrono::Duration) -> String {
     let mut secs = d.num_seconds().max(0);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use lifecycle::{human, human_std, Life, Phase};
+pub use lifecycle::{human, human_std, rfc3339, Life, Phase};
 pub use model::{Action, Inputs, Plan, Planned};
 pub use observed::{ObservedStaging, State};
 
@@ -374,15 +374,15 @@ impl<'a> EnvPlanner<'a> {
     fn decide(&self, c: Candidate<'_>) -> Planned {
         let now = self.inputs.now;
         // Only expiring stagings need this text; most of a large plan does not.
-        let expired_reason = || {
-            let ttl_text = match c.ttl {
-                Ttl::Never => "until".to_string(),
-                Ttl::After(d) => format!("ttl {}", human_std(d)),
-            };
-            format!(
-                "no activity for {} ({ttl_text})",
-                human(now - c.life.activity)
-            )
+        // A staging without a ttl expires only through a static staging's `until`.
+        let expired_reason = || match (c.ttl, c.life.expires_at) {
+            (Ttl::After(d), _) => format!(
+                "no activity for {} (ttl {})",
+                human(now - c.life.activity),
+                human_std(d)
+            ),
+            (Ttl::Never, Some(until)) => format!("its until time {} has passed", rfc3339(until)),
+            (Ttl::Never, None) => unreachable!("a staging that never expires is never expired"),
         };
         let short = &c.commit.sha[..c.commit.sha.len().min(7)];
         let (action, state, reason) = match (c.observed, c.life.phase, c.capped) {
@@ -406,18 +406,13 @@ impl<'a> EnvPlanner<'a> {
                 let when = c
                     .life
                     .delete_at
-                    .map(|d| {
-                        format!(
-                            "; deleted at {}",
-                            d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                        )
-                    })
+                    .map(|d| format!("; deleted at {}", rfc3339(d)))
                     .unwrap_or_default();
                 if o.state == State::Expired && o.commit == c.commit.sha {
                     (
                         Action::Noop,
                         Some(State::Expired),
-                        format!("expired, asleep: {}{when}", expired_reason()),
+                        format!("expired, kept: {}{when}", expired_reason()),
                     )
                 } else {
                     (

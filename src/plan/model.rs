@@ -19,7 +19,7 @@ pub enum Action {
     Create,
     /// Apply a new commit or new configuration.
     Update,
-    /// It expired: put it to sleep until its retention ends.
+    /// It expired: mark it expired and keep it until its retention ends.
     Expire,
     /// Delete it.
     Delete,

@@ -161,9 +161,7 @@ impl Context {
             commit: CommitContext {
                 sha: commit.sha.clone(),
                 short_sha: commit.sha.chars().take(7).collect(),
-                time: commit
-                    .time
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                time: crate::plan::rfc3339(commit.time),
                 author: commit.author.clone(),
                 subject: commit.subject.clone(),
             },

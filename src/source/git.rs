@@ -39,8 +39,9 @@ pub struct RepoListing {
 #[derive(Debug, Clone)]
 pub struct RepoCache {
     dir: PathBuf,
-    /// Commit metadata by sha: commits never change, so later passes read only new ones.
-    commits: Arc<Mutex<HashMap<Oid, Commit>>>,
+    /// Commit metadata of each repository's current heads, by sha: commits never change, so
+    /// later passes read only new ones. Replaced on each listing, so it holds only live heads.
+    commits: Arc<Mutex<HashMap<String, HashMap<Oid, Commit>>>>,
 }
 
 impl RepoCache {
@@ -92,7 +93,7 @@ impl RepoCache {
         };
         let heads = fetch_mirror(&repo, url, credentials)?.heads;
         let branches = self
-            .branches(&repo, &heads)
+            .branches(url, &repo, &heads)
             .map_err(err("reading branches"))?;
         let pins = pins
             .iter()
@@ -165,20 +166,18 @@ pub(super) fn fetch_mirror(
     drop(conn);
     let _ = remote.disconnect();
     // One scan of the local refs instead of a lookup per advertised ref.
-    let mut local: HashMap<String, Option<Oid>> = HashMap::new();
+    let mut current: BTreeMap<String, Oid> = BTreeMap::new();
     for r in repo.references().map_err(err("reading refs"))? {
         let r = r.map_err(err("reading refs"))?;
         if let Some(name) = r
             .name()
             .filter(|n| n.starts_with("refs/heads/") || n.starts_with("refs/tags/"))
         {
-            local.insert(name.to_string(), r.target());
+            if let Some(oid) = r.target() {
+                current.insert(name.to_string(), oid);
+            }
         }
     }
-    let current: BTreeMap<String, Oid> = local
-        .into_iter()
-        .filter_map(|(n, o)| Some((n, o?)))
-        .collect();
     if current != advertised {
         write_packed_refs(repo, &advertised).map_err(|e| SourceError::Local {
             path: repo.path().display().to_string(),
@@ -242,28 +241,29 @@ impl RepoCache {
     /// Branches from the advertised heads; commit metadata from the memo, else the mirror.
     fn branches(
         &self,
+        url: &str,
         repo: &Repository,
         heads: &BTreeMap<String, Oid>,
     ) -> Result<Vec<Branch>, git2::Error> {
-        let mut memo = self.commits.lock().expect("commit memo");
+        let mut memos = self.commits.lock().expect("commit memo");
+        let memo = memos.entry(url.to_string()).or_default();
+        let mut live = HashMap::with_capacity(heads.len());
         let mut out = Vec::with_capacity(heads.len());
         for (name, oid) in heads {
             let Some(name) = name.strip_prefix("refs/heads/") else {
                 continue;
             };
-            let commit = match memo.get(oid) {
-                Some(c) => c.clone(),
-                None => {
-                    let c = commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?);
-                    memo.insert(*oid, c.clone());
-                    c
-                }
+            let commit = match memo.get(oid).or_else(|| live.get(oid)).cloned() {
+                Some(c) => c,
+                None => commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?),
             };
+            live.insert(*oid, commit.clone());
             out.push(Branch {
                 name: name.to_string(),
                 commit,
             });
         }
+        *memo = live;
         Ok(out)
     }
 }

@@ -122,41 +122,72 @@ fn write_config(dir: &std::path::Path, repo: &std::path::Path) {
     .unwrap();
 }
 
+/// An application repository with `main` committed at `main_date`, a config for it, a cache
+/// and a dir target, all in one temporary directory.
+struct DirRun {
+    tmp: tempfile::TempDir,
+    repo: GitRepo,
+    cfg: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl DirRun {
+    fn new(main_date: &str) -> DirRun {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = GitRepo::init(&tmp.path().join("app"), main_date);
+        let cfg = tmp.path().join("cfg");
+        write_config(&cfg, &repo.path);
+        let out = tmp.path().join("out");
+        DirRun {
+            tmp,
+            repo,
+            cfg,
+            out,
+        }
+    }
+
+    /// `cmd` with this setup's config, cache and target.
+    fn args(&self, cmd: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--config".to_string(),
+            self.cfg.display().to_string(),
+            "--cache-dir".to_string(),
+            self.tmp.path().join("cache").display().to_string(),
+            "--target".to_string(),
+            format!("dir:{}", self.out.display()),
+        ]);
+        a
+    }
+
+    fn run(&self, cmd: &[&str]) -> std::process::Output {
+        let a = self.args(cmd);
+        octostage(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn run_ok(&self, cmd: &[&str]) -> String {
+        let a = self.args(cmd);
+        octostage_ok(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0)
+    }
+
+    /// Staging folders in the target.
+    fn stagings(&self) -> usize {
+        std::fs::read_dir(&self.out).unwrap().count()
+    }
+}
+
 #[test]
 fn two_hundred_branches_plan_run_delete_and_expire() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(60));
-    let branches = hostile_branches();
-    for b in &branches {
+    let d = DirRun::new(&days_ago(60));
+    let repo = &d.repo;
+    for b in &hostile_branches() {
         repo.commit(b, "work", &days_ago(1));
     }
-    let cfg = tmp.path().join("cfg");
-    write_config(&cfg, &repo.path);
-    let cache = tmp.path().join("cache");
-    let target = format!("dir:{}", tmp.path().join("out").display());
-    let args = |cmd: &'static str| -> Vec<String> {
-        [
-            cmd,
-            "--config",
-            cfg.to_str().unwrap(),
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--target",
-            &target,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    let plan = |extra: &[&str]| -> serde_json::Value {
-        let mut a = args("plan");
-        a.extend(["--format", "json"].map(String::from));
-        a.extend(extra.iter().map(|s| s.to_string()));
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        serde_json::from_str(&octostage_ok(&refs, 0)).unwrap()
+    let plan = || -> serde_json::Value {
+        serde_json::from_str(&d.run_ok(&["plan", "--format", "json"])).unwrap()
     };
 
-    let p = plan(&[]);
+    let p = plan();
     let stagings = p["stagings"].as_array().unwrap();
     assert_eq!(stagings.len(), 200, "199 branches and main");
     let names: HashSet<&str> = stagings
@@ -186,19 +217,17 @@ fn two_hundred_branches_plan_run_delete_and_expire() {
         }
     }
 
-    let run = args("run");
-    let mut once: Vec<&str> = run.iter().map(String::as_str).collect();
-    once.push("--once");
-    let first = octostage(&once);
+    let once = ["run", "--once"];
+    let first = d.run(&once);
     assert!(
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    let out_dir = tmp.path().join("out");
+    let out_dir = d.out.clone();
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 200);
     let before = snapshot(&out_dir);
-    let second = octostage(&once);
+    let second = d.run(&once);
     assert!(second.status.success());
     assert!(
         String::from_utf8_lossy(&second.stderr).contains("0 writes"),
@@ -208,7 +237,7 @@ fn two_hundred_branches_plan_run_delete_and_expire() {
     assert_eq!(snapshot(&out_dir), before, "the second run rewrote files");
 
     // After a run everything is up to date.
-    let p = plan(&[]);
+    let p = plan();
     assert!(
         p["stagings"]
             .as_array()
@@ -220,7 +249,7 @@ fn two_hundred_branches_plan_run_delete_and_expire() {
 
     repo.delete_branch("feature/task-7");
     repo.commit("feature/task-8", "old work", &days_ago(30));
-    let p = plan(&[]);
+    let p = plan();
     let by_branch = |b: &str| {
         p["stagings"]
             .as_array()
@@ -257,89 +286,54 @@ fn two_hundred_branches_plan_run_delete_and_expire() {
     assert_eq!(changed, 2, "{p}");
 
     // The run carries the deletions out.
-    assert!(octostage(&once).status.success());
+    assert!(d.run(&once).status.success());
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 198);
 }
 
 #[test]
 fn an_unreachable_repository_fails_that_environment_and_deletes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
-    repo.commit("feature/x", "x", &days_ago(1));
-    let cfg = tmp.path().join("cfg");
-    write_config(&cfg, &repo.path);
-    let cache = tmp.path().join("cache");
-    let out = tmp.path().join("out");
-    let target = format!("dir:{}", out.display());
-    let once = [
-        "run",
-        "--once",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--target",
-        &target,
-    ];
-    assert!(octostage(&once).status.success());
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
-    std::fs::rename(&repo.path, tmp.path().join("moved")).unwrap();
-    let r = octostage(&once);
+    let d = DirRun::new(&days_ago(1));
+    d.repo.commit("feature/x", "x", &days_ago(1));
+    let once = ["run", "--once"];
+    assert!(d.run(&once).status.success());
+    assert_eq!(d.stagings(), 2);
+    std::fs::rename(&d.repo.path, d.tmp.path().join("moved")).unwrap();
+    let r = d.run(&once);
     assert!(r.status.success(), "a failed source is not a failed pass");
     assert!(
         String::from_utf8_lossy(&r.stdout).contains("source of app failed"),
         "{}",
         String::from_utf8_lossy(&r.stdout)
     );
-    assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
-        2,
-        "nothing deleted"
-    );
+    assert_eq!(d.stagings(), 2, "nothing deleted");
     // A config that no longer parses changes nothing either.
-    std::fs::write(cfg.join("environments.yaml"), "version: 1\nenvironments: [").unwrap();
-    assert_eq!(octostage(&once).status.code(), Some(1));
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        "version: 1\nenvironments: [",
+    )
+    .unwrap();
+    assert_eq!(d.run(&once).status.code(), Some(1));
+    assert_eq!(d.stagings(), 2);
 }
 
 #[test]
 fn a_listing_that_loses_most_branches_is_not_believed_until_confirmed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
+    let d = DirRun::new(&days_ago(1));
     for i in 0..6 {
-        repo.commit(&format!("feature/f{i}"), "work", &days_ago(1));
+        d.repo
+            .commit(&format!("feature/f{i}"), "work", &days_ago(1));
     }
-    let cfg = tmp.path().join("cfg");
-    write_config(&cfg, &repo.path);
-    let cache = tmp.path().join("cache");
-    let out = tmp.path().join("out");
-    let target = format!("dir:{}", out.display());
-    let args = [
-        "run",
-        "--once",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--target",
-        &target,
-    ];
-    octostage_ok(&args, 0);
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 7);
+    let once = ["run", "--once"];
+    d.run_ok(&once);
+    assert_eq!(d.stagings(), 7);
     // Five of six feature branches vanish at once (a broken mirror, a bad force-push).
     for i in 0..5 {
-        repo.delete_branch(&format!("feature/f{i}"));
+        d.repo.delete_branch(&format!("feature/f{i}"));
     }
-    let held = octostage_ok(&args, 0);
+    let held = d.run_ok(&once);
     assert_eq!(held.matches("deletion held").count(), 5, "{held}");
-    assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
-        7,
-        "nothing deleted"
-    );
-    let mut confirmed = args.to_vec();
-    confirmed.push("--confirm-deletions");
-    let done = octostage_ok(&confirmed, 0);
+    assert_eq!(d.stagings(), 7, "nothing deleted");
+    let done = d.run_ok(&["run", "--once", "--confirm-deletions"]);
     assert_eq!(done.matches("branch deleted").count(), 5, "{done}");
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    assert_eq!(d.stagings(), 2);
 }

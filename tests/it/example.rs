@@ -15,26 +15,33 @@ fn apps(tmp: &std::path::Path) -> (GitRepo, GitRepo) {
     (shop, docs)
 }
 
+/// Config `cfg`, its environments pointed at the local `shop` and `docs`, a cache in `tmp`.
+fn example_args(
+    tmp: &std::path::Path,
+    cfg: &std::path::Path,
+    shop: &GitRepo,
+    docs: &GitRepo,
+) -> Vec<String> {
+    vec![
+        "--config".into(),
+        cfg.display().to_string(),
+        "--repository".into(),
+        format!("shop={}", shop.path.display()),
+        "--repository".into(),
+        format!("docs={}", docs.path.display()),
+        "--cache-dir".into(),
+        tmp.join("cache").display().to_string(),
+    ]
+}
+
 #[test]
 fn the_example_converges_into_a_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let (shop, docs) = apps(tmp.path());
     let out = tmp.path().join("out");
     let target = format!("dir:{}", out.display());
-    let shop_arg = format!("shop={}", shop.path.display());
-    let docs_arg = format!("docs={}", docs.path.display());
-    let cache = tmp.path().join("cache");
-    let example = root().join("example-repo");
-    let common = [
-        "--config",
-        example.to_str().unwrap(),
-        "--repository",
-        &shop_arg,
-        "--repository",
-        &docs_arg,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ];
+    let common = example_args(tmp.path(), &root().join("example-repo"), &shop, &docs);
+    let common: Vec<&str> = common.iter().map(String::as_str).collect();
     let mut args = vec!["run", "--once", "--target", &target];
     args.extend_from_slice(&common);
     octostage_ok(&args, 0);
@@ -150,25 +157,16 @@ fn a_failing_render_command_is_reported_with_its_stderr() {
         "echo 'chart docs not found' >&2\nexit 4\n",
     )
     .unwrap();
-    let shop_arg = format!("shop={}", shop.path.display());
-    let docs_arg = format!("docs={}", docs.path.display());
-    let cache = tmp.path().join("cache");
     let out = tmp.path().join("out");
     let target = format!("dir:{}", out.display());
-    let r = octostage(&[
-        "run",
-        "--once",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--repository",
-        &shop_arg,
-        "--repository",
-        &docs_arg,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-        "--target",
-        &target,
-    ]);
+    let mut args = vec![
+        "run".to_string(),
+        "--once".into(),
+        "--target".into(),
+        target,
+    ];
+    args.extend(example_args(tmp.path(), &cfg, &shop, &docs));
+    let r = octostage(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.status.code(), Some(1), "failed stagings fail the pass");
     let stdout = String::from_utf8_lossy(&r.stdout);
     let stderr = String::from_utf8_lossy(&r.stderr);

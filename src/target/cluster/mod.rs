@@ -172,13 +172,19 @@ impl KubeTarget {
         )
     }
 
-    async fn observe_async(&self) -> Result<Vec<ObservedStaging>, TargetError> {
+    /// This instance's namespaces.
+    async fn my_namespaces(&self) -> Result<Vec<Namespace>, TargetError> {
         let mine = ListParams::default().labels(&self.mine());
-        let ns_api: Api<Namespace> = Api::all(self.client.clone());
+        let api: Api<Namespace> = Api::all(self.client.clone());
         let list = self
-            .call(|| ns_api.list(&mine))
+            .call(|| api.list(&mine))
             .await
-            .map_err(|e| err("listing namespaces", e))?;
+            .map_err(|e| api_err("listing namespaces", e))?;
+        Ok(list.items)
+    }
+
+    async fn observe_async(&self) -> Result<Vec<ObservedStaging>, TargetError> {
+        let list = self.my_namespaces().await?;
         // Objects carry no instance label; they are matched to this instance's namespaces below.
         let managed = format!("{}={}", consts::LABEL_MANAGED_BY, consts::MANAGER);
         let lp = ListParams::default().labels(&managed);
@@ -215,7 +221,7 @@ impl KubeTarget {
             let objects = self
                 .call(|| api.list(&lp))
                 .await
-                .map_err(|e| err(format!("listing {key}"), e))?;
+                .map_err(|e| api_err(format!("listing {key}"), e))?;
             for o in objects {
                 let (Some(ns), Some(name)) =
                     (o.metadata.namespace.clone(), o.metadata.name.clone())
@@ -252,11 +258,13 @@ impl KubeTarget {
             .namespace
             .clone()
             .ok_or_else(|| err(&p.name, "staging has no namespace"))?;
-        let mut rendered: Vec<(String, String, String, Object)> = Vec::new(); // kind, name, hash, body
+        // Every object's kind is checked against discovery before anything is written.
+        let mut rendered: Vec<(String, String, String, Object, ApiResource)> = Vec::new(); // kind, name, hash, body
         for o in objects {
             let mut o = o.clone();
             let key = state::kind_key(&o);
-            self.resource(&key)
+            let ar = self
+                .resource(&key)
                 .await
                 .map_err(|e| err(object_id(&o), e))?;
             let name = o["metadata"]["name"]
@@ -264,7 +272,7 @@ impl KubeTarget {
                 .unwrap_or_default()
                 .to_string();
             let hash = state::stamp(&mut o);
-            rendered.push((key, name, hash, o));
+            rendered.push((key, name, hash, o, ar));
         }
         let (live_ns, live_objects) = {
             let live = self.live.lock().expect("live");
@@ -284,7 +292,7 @@ impl KubeTarget {
         // pass interrupted half-way still prunes next time.
         self.apply_namespace(p, &ns, &union, live_ns.as_ref(), dry_run)
             .await?;
-        for (key, name, hash, body) in &rendered {
+        for (key, name, hash, body, ar) in &rendered {
             let current = live_objects.get(&(key.clone(), name.clone()));
             if current == Some(hash) {
                 continue;
@@ -301,11 +309,7 @@ impl KubeTarget {
             if dry_run {
                 continue;
             }
-            let ar = self
-                .resource(key)
-                .await
-                .map_err(|e| err(object_id(body), e))?;
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, ar);
             let pp = PatchParams::apply(consts::MANAGER).force();
             let patch = Patch::Apply(body);
             self.apply_call(|| api.patch(name, &pp, &patch))
@@ -387,9 +391,7 @@ impl KubeTarget {
         let labels = state::namespace_labels(p, &self.instance);
         let annotations = state::namespace_annotations(p, kinds);
         let same = live.is_some_and(|(l, a)| {
-            labels.iter().all(|(k, v)| l.get(k) == Some(v))
-                && annotations.iter().all(|(k, v)| a.get(k) == Some(v))
-                && a.get(state::EXPIRES_AT).is_some() == annotations.contains_key(state::EXPIRES_AT)
+            labels.iter().all(|(k, v)| l.get(k) == Some(v)) && state::recorded(a) == annotations
         });
         if same || dry_run {
             return Ok(());
@@ -451,12 +453,7 @@ impl KubeTarget {
     }
 
     async fn status_async(&self) -> Result<Vec<StagingStatus>, TargetError> {
-        let ns_api: Api<Namespace> = Api::all(self.client.clone());
-        let lp = ListParams::default().labels(&self.mine());
-        let list = self
-            .call(|| ns_api.list(&lp))
-            .await
-            .map_err(|e| err("listing namespaces", e))?;
+        let list = self.my_namespaces().await?;
         let mut out = Vec::new();
         for ns in list {
             let name = ns.metadata.name.clone().unwrap_or_default();

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
-use sha2::{Digest, Sha256};
 
 use crate::consts::{self, ANNOTATION_HASH};
-use crate::plan::{ObservedStaging, Planned, State};
+use crate::plan::{rfc3339, ObservedStaging, Planned, State};
 use crate::render::Object;
 
 /// Full branch name (or the pin of a static staging).
@@ -29,10 +28,6 @@ pub const KINDS: &str = "octostage.dev/kinds";
 pub const LINKS: &str = "octostage.dev/links";
 /// Why the staging is being deleted, recorded before the namespace is.
 pub const DELETE_REASON: &str = "octostage.dev/delete-reason";
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 /// Labels of a staging's namespace.
 pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String> {
@@ -119,6 +114,16 @@ pub fn observed(
     })
 }
 
+/// The annotations of a namespace that [`namespace_annotations`] writes (the delete reason is
+/// written separately), to compare with what a pass would write: any difference, a key added
+/// or dropped included, means the namespace needs applying.
+pub fn recorded(ann: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    ann.iter()
+        .filter(|(k, _)| k.starts_with("octostage.dev/") && k.as_str() != DELETE_REASON)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 /// Links recorded on a namespace.
 pub fn links(ann: &BTreeMap<String, String>) -> IndexMap<String, String> {
     ann.get(LINKS)
@@ -157,12 +162,8 @@ pub fn split_kind(key: &str) -> Option<(&str, &str, &str)> {
 /// Put the content hash on `o`: a hash of everything octostage sends, so an unchanged object
 /// costs no write.
 pub fn stamp(o: &mut Object) -> String {
-    let text = serde_json::to_string(&*o).expect("objects serialize");
-    let hash: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .take(12)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash =
+        crate::naming::short_hash(&serde_json::to_string(&*o).expect("objects serialize"), 24);
     let meta = o
         .get_mut("metadata")
         .and_then(|m| m.as_object_mut())
@@ -245,6 +246,11 @@ mod tests {
             ("feature/a", State::Expired, None)
         );
         assert_eq!(kinds(&ann), ["v1/ConfigMap", "apps/v1/Deployment"]);
+        assert_eq!(recorded(&ann), ann, "all of these are written by a pass");
+        let mut with_reason = ann.clone();
+        with_reason.insert(DELETE_REASON.into(), "branch deleted".into());
+        with_reason.insert("other.io/x".into(), "y".into());
+        assert_eq!(recorded(&with_reason), ann);
         let mut broken = ann.clone();
         broken.remove(COMMIT);
         assert!(observed("shop-a", &labels, &broken)
