@@ -200,7 +200,7 @@ fn bench_list() {
         let l = cache.list(&url, &creds, &[]).unwrap();
         cold.push(t.elapsed());
         assert_eq!(l.branches.len(), N + 1);
-        warm.push(time(1, || cache.list(&url, &creds, &[]).unwrap()));
+        warm.push(time(5, || cache.list(&url, &creds, &[]).unwrap()));
         let dest = tmp.path().join(format!("mirror{i}"));
         let t = Instant::now();
         git(

@@ -247,24 +247,34 @@ impl RepoCache {
     ) -> Result<Vec<Branch>, git2::Error> {
         let mut memos = self.commits.lock().expect("commit memo");
         let memo = memos.entry(url.to_string()).or_default();
+        // Entries move from the old memo to the new one, which keeps only current heads.
+        let mut old = std::mem::take(memo);
         let mut live = HashMap::with_capacity(heads.len());
-        let mut out = Vec::with_capacity(heads.len());
-        for (name, oid) in heads {
-            let Some(name) = name.strip_prefix("refs/heads/") else {
-                continue;
-            };
-            let commit = match memo.get(oid).or_else(|| live.get(oid)).cloned() {
-                Some(c) => c,
-                None => commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?),
-            };
-            live.insert(*oid, commit.clone());
-            out.push(Branch {
-                name: name.to_string(),
-                commit,
-            });
-        }
+        let mut read = || -> Result<Vec<Branch>, git2::Error> {
+            let mut out = Vec::with_capacity(heads.len());
+            for (name, oid) in heads {
+                let Some(name) = name.strip_prefix("refs/heads/") else {
+                    continue;
+                };
+                let commit = match old.remove(oid).or_else(|| live.get(oid).cloned()) {
+                    Some(c) => c,
+                    None => commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?),
+                };
+                out.push(Branch {
+                    name: name.to_string(),
+                    commit: commit.clone(),
+                });
+                live.insert(*oid, commit);
+            }
+            Ok(out)
+        };
+        let result = read();
+        // A listing that failed half-way keeps everything it knew for the next try.
         *memo = live;
-        Ok(out)
+        if result.is_err() {
+            memo.extend(old);
+        }
+        result
     }
 }
 
