@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use octostage::config::{parse, LoadOptions, MemFiles};
-use octostage::plan::{plan, Inputs, ObservedStaging};
+use octostage::plan::{plan, Inputs, Observed, ObservedStaging};
 use octostage::source::{Branch, Commit, RepoCache, RepoListing};
 
 const N: usize = 10_000;
@@ -79,22 +79,24 @@ fn bench_plan() {
         Ok(RepoListing {
             branches: branches.clone(),
             pins: HashMap::new(),
+            skipped: Vec::new(),
         }),
     )]
     .into();
+    let empty = Observed::default();
     let first = || {
         plan(
             &config,
             &Inputs {
                 listings: &listings,
-                observed: &[],
+                observed: &empty,
                 now,
                 confirm_deletions: false,
             },
         )
     };
     let p = first();
-    let observed: Vec<ObservedStaging> = p
+    let stagings: Vec<ObservedStaging> = p
         .stagings
         .iter()
         .filter(|s| s.exists_after())
@@ -110,6 +112,10 @@ fn bench_plan() {
             state: s.state.unwrap(),
         })
         .collect();
+    let observed = Observed {
+        stagings,
+        ..Default::default()
+    };
     let t_first = time(7, first);
     let t_steady = time(7, || {
         plan(
@@ -131,7 +137,7 @@ fn bench_plan() {
         )
     });
     let budget = Duration::from_millis(100);
-    println!("plan, {N} branches ({} stagings):", observed.len());
+    println!("plan, {N} branches ({} stagings):", observed.stagings.len());
     println!(
         "  first pass (all create)  {:>10}   {:.2}x of the 100 ms budget",
         ms(t_first),

@@ -53,19 +53,53 @@ pub struct ConfigArgs {
     #[arg(long, env = "OCTOSTAGE_CONFIG_REF")]
     pub config_ref: Option<String>,
     /// Use URL instead of the environment's repository (a local mirror, a fixture): ENV=URL.
-    /// Repeatable.
+    /// A relative path is taken from the current directory. Repeatable.
     #[arg(long = "repository", value_name = "ENV=URL", value_parser = parse_pair)]
     pub repositories: Vec<(String, String)>,
     /// Cache directory for fetched repositories [default: $XDG_CACHE_HOME/octostage].
     #[arg(long, env = "OCTOSTAGE_CACHE")]
     pub cache_dir: Option<PathBuf>,
+    /// Longest a branch listing (fetch included) may take; past it the listing is abandoned and
+    /// its environments keep their stagings as they are.
+    #[arg(long, default_value = "2m", value_parser = parse_positive_duration)]
+    pub fetch_timeout: std::time::Duration,
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(a, b)| (a.to_string(), b.to_string()))
+    let (env, url) = s
+        .split_once('=')
         .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-        .ok_or_else(|| format!("expected ENV=URL, got {s:?}"))
+        .ok_or_else(|| format!("expected ENV=URL, got {:?}", crate::redact::url(s)))?;
+    let is_url = url.contains("://") || url.split_once(':').is_some_and(|(h, _)| h.contains('@'));
+    let url = if is_url || std::path::Path::new(url).is_absolute() {
+        url.to_string()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot read the current directory: {e}"))?
+            .join(url)
+            .to_string_lossy()
+            .into_owned()
+    };
+    Ok((env.to_string(), url))
+}
+
+fn parse_positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(d)
+}
+
+fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < crate::consts::MIN_INTERVAL {
+        return Err(format!(
+            "must be at least {} (a shorter interval would only keep the sources and the cluster busy)",
+            humantime::format_duration(crate::consts::MIN_INTERVAL)
+        ));
+    }
+    Ok(d)
 }
 
 /// `render` arguments.
@@ -88,6 +122,12 @@ pub struct RenderArgs {
     /// Static staging to render (its name under `static:`).
     #[arg(long = "static")]
     pub static_name: Option<String>,
+    /// The target whose stagings pin names (`none`: name it as a fresh target would).
+    #[arg(long, short, default_value = "none")]
+    pub target: String,
+    /// Name of this octostage among others sharing a cluster.
+    #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = crate::consts::DEFAULT_INSTANCE)]
+    pub instance: String,
 }
 
 /// Output formats.
@@ -118,9 +158,10 @@ pub struct TargetArgs {
 #[derive(Debug, Args, Clone)]
 pub struct TargetSelect {
     /// Target: `kube` (the cluster of the current kubeconfig or service account), `kube:PATH`
-    /// (a kubeconfig file), `dir:PATH` (a folder per staging), `none` (an empty target: plans
-    /// show what a fresh one would get), or `auto`: `kube` when a kubeconfig or in-cluster
-    /// configuration is found, else `none`.
+    /// (a kubeconfig file), `dir:PATH` (a folder per staging), or `auto`: `kube` when a
+    /// kubeconfig or in-cluster configuration is found. For `plan` also `none` (an empty
+    /// target: the plan shows what a fresh one would get), which `auto` means there when no
+    /// cluster is found; `run` refuses both rather than deploy nothing.
     #[arg(long, short, env = "OCTOSTAGE_TARGET", default_value = "auto")]
     pub target: String,
     /// Name of this octostage among others sharing a cluster; each sees and touches only the
@@ -152,11 +193,11 @@ pub struct RunArgs {
     /// Where stagings land.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Run one pass and exit (for CI and cron); exit 1 when it failed.
+    /// Run one pass and exit (for CI and cron); exit 1 when a staging or a source failed.
     #[arg(long)]
     pub once: bool,
-    /// Time between passes, e.g. 30s or 5m.
-    #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = humantime::parse_duration)]
+    /// Time between passes, e.g. 30s or 5m (at least 1s).
+    #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = parse_interval)]
     pub interval: std::time::Duration,
 }
 

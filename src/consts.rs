@@ -17,6 +17,10 @@ pub const LABEL_INSTANCE: &str = "octostage.dev/instance";
 pub const DEFAULT_INSTANCE: &str = "default";
 /// Annotation carrying the content hash of an applied object.
 pub const ANNOTATION_HASH: &str = "octostage.dev/content-hash";
+/// Annotation octostage writes on a staging's namespace only when it creates it: which
+/// instance created it and when. A namespace without it is never octostage's to write, prune
+/// or delete, whatever its labels say.
+pub const ANNOTATION_CREATED_BY: &str = "octostage.dev/created-by";
 
 /// The file a config repository keeps at its root.
 pub const CONFIG_FILE: &str = "environments.yaml";
@@ -29,6 +33,18 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 /// Default limit on how long a render command may run.
 pub const DEFAULT_RENDER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default limit on what rendering one staging may produce (32 MiB).
+pub const DEFAULT_RENDER_OUTPUT_LIMIT: u64 = 32 << 20;
+/// Namespaces that are never a staging's, whatever the configuration says.
+pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-*"];
+/// Environment variables of octostage every render command gets (when set); nothing else of
+/// octostage's environment reaches it unless `render_env` names it.
+pub const RENDER_ENV_DEFAULT: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+/// Instructions one template render may execute (minijinja fuel): a runaway loop stops with an
+/// error instead of holding a pass.
+pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Shortest interval between passes of `octostage run`.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Default number of deletions one pass may perform.
 pub const DEFAULT_MAX_DELETIONS_PER_PASS: u32 = 10;
 /// Default share (percent) of an environment's branch stagings whose branches may vanish in one

@@ -11,8 +11,8 @@ use git2::{Oid, Repository, Signature, Time};
 use crate::config::LoadOptions;
 use crate::pass::{self, PassOptions};
 use crate::source::{ConfigSource, RepoCache};
-use crate::target::dir::DirTarget;
-use crate::target::Target;
+use crate::targets::dir::DirTarget;
+use crate::targets::Target;
 
 /// The example config repository, embedded so the demo needs nothing but the binary.
 pub const EXAMPLE_REPO: &[(&str, &str)] = &[
@@ -149,7 +149,7 @@ impl DemoRepo {
 }
 
 /// Run the demo in `dir` (a new temporary directory when `None`), printing to `out`.
-pub fn run(dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), DemoError> {
+pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
     let base = match dir {
         Some(d) => {
             std::fs::create_dir_all(&d).map_err(setup)?;
@@ -213,8 +213,79 @@ pub fn run(dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), DemoError> {
     };
     writeln!(out, "octostage demo in {}\n  config repository: {}\n  application repositories: {}/apps/{{shop,docs}}\n  target: dir:{}\n", base.display(), config_dir.display(), base.display(), stagings.display())?;
 
-    let pass_at = |title: &str, at: DateTime<Utc>, out: &mut dyn Write| -> Result<(), DemoError> {
-        let r = pass::run(&source, &cache, &target, at, &opts)?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let demo = Demo {
+        source: &source,
+        cache: &cache,
+        target: &target,
+        opts: &opts,
+        cancel: &cancel,
+    };
+    demo.pass("Pass 1: first look at both repositories", now, out)
+        .await?;
+    demo.pass("Pass 2: nothing changed, so nothing is written", now, out)
+        .await?;
+    shop.commit(
+        "feature/checkout-v2",
+        "Fix checkout button",
+        now + Duration::hours(1),
+    )
+    .map_err(setup)?;
+    shop.delete_branch("fix/cart-total").map_err(setup)?;
+    shop.commit("feature/gift-cards", "Gift cards", now + Duration::hours(1))
+        .map_err(setup)?;
+    demo.pass(
+        "Pass 3: a push, a merged-and-deleted branch, a new branch",
+        now + Duration::hours(2),
+        out,
+    )
+    .await?;
+    demo.pass(
+        "Pass 4: eight days later, nobody pushed (ttl 7d, retention 1d)",
+        now + day * 8,
+        out,
+    )
+    .await?;
+    demo.pass(
+        "Pass 5: one more day: retention is over",
+        now + day * 9,
+        out,
+    )
+    .await?;
+    let remaining = target.observe().await.map_err(setup)?;
+    writeln!(out, "Stagings left in {}:", stagings.display())?;
+    for s in remaining.stagings {
+        writeln!(out, "  {:<34} {:<24} {}", s.name, s.branch, s.state)?;
+    }
+    writeln!(out, "\nLook inside: ls {}/shop-main", stagings.display())?;
+    Ok(())
+}
+
+/// What every pass of the demo shares.
+struct Demo<'a> {
+    source: &'a ConfigSource,
+    cache: &'a RepoCache,
+    target: &'a DirTarget,
+    opts: &'a PassOptions,
+    cancel: &'a tokio_util::sync::CancellationToken,
+}
+
+impl Demo<'_> {
+    async fn pass(
+        &self,
+        title: &str,
+        at: DateTime<Utc>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), DemoError> {
+        let r = pass::run(
+            self.source,
+            self.cache,
+            self.target,
+            at,
+            self.opts,
+            self.cancel,
+        )
+        .await?;
         writeln!(
             out,
             "== {title} (clock: {})",
@@ -229,38 +300,5 @@ pub fn run(dir: Option<PathBuf>, out: &mut dyn Write) -> Result<(), DemoError> {
             )));
         }
         Ok(())
-    };
-    pass_at("Pass 1: first look at both repositories", now, out)?;
-    pass_at("Pass 2: nothing changed, so nothing is written", now, out)?;
-    shop.commit(
-        "feature/checkout-v2",
-        "Fix checkout button",
-        now + Duration::hours(1),
-    )
-    .map_err(setup)?;
-    shop.delete_branch("fix/cart-total").map_err(setup)?;
-    shop.commit("feature/gift-cards", "Gift cards", now + Duration::hours(1))
-        .map_err(setup)?;
-    pass_at(
-        "Pass 3: a push, a merged-and-deleted branch, a new branch",
-        now + Duration::hours(2),
-        out,
-    )?;
-    pass_at(
-        "Pass 4: eight days later, nobody pushed (ttl 7d, retention 1d)",
-        now + day * 8,
-        out,
-    )?;
-    pass_at(
-        "Pass 5: one more day: retention is over",
-        now + day * 9,
-        out,
-    )?;
-    let remaining = target.observe().map_err(setup)?;
-    writeln!(out, "Stagings left in {}:", stagings.display())?;
-    for s in remaining {
-        writeln!(out, "  {:<34} {:<24} {}", s.name, s.branch, s.state)?;
     }
-    writeln!(out, "\nLook inside: ls {}/shop-main", stagings.display())?;
-    Ok(())
 }

@@ -4,11 +4,13 @@
 //! A pass flows through pure stages between thin I/O edges:
 //! [`source`] (config repository, branch listings) → [`config`] (validated configuration) →
 //! [`plan`] (desired stagings and actions, given `now` and what the target holds) → [`render`]
-//! (objects per staging) → [`target`] (apply the difference). [`pass`] ties one pass together;
-//! [`run`] repeats it on triggers.
+//! (objects per staging) → [`targets`] (apply the difference). [`pass`] ties one pass together;
+//! [`run`] repeats it on triggers. [`check`] renders a configuration against sample stagings
+//! for `validate`; [`redact`] keeps credentials out of every message.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod consts;
@@ -16,8 +18,9 @@ pub mod demo;
 pub mod naming;
 pub mod pass;
 pub mod plan;
+pub mod redact;
 pub mod render;
 pub mod report;
 pub mod run;
 pub mod source;
-pub mod target;
+pub mod targets;

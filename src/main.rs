@@ -1,20 +1,22 @@
-//! The `octostage` binary: parse flags, start telemetry, call the library, map errors to exit
-//! codes (0 ok, 1 invalid input or failed pass, 2 usage).
+//! The `octostage` binary: parse flags, start telemetry, call the library on one runtime, map
+//! errors to exit codes (0 ok, 1 invalid input or failed pass, 2 usage).
 #![forbid(unsafe_code)]
 
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
 
-use octostage::cli::{Cli, Command, ConfigArgs, Format};
+use octostage::cli::{Cli, Command, ConfigArgs, Format, PlanArgs, RenderArgs, RunArgs, StatusArgs};
 use octostage::config::LoadOptions;
 use octostage::pass::{self, PassOptions};
-use octostage::run::{RunOptions, Runner, SystemClock};
+use octostage::redact;
+use octostage::run::{shutdown_on_signals, RunOptions, Runner, SystemClock};
 use octostage::source::{default_cache_dir, ConfigSource, RepoCache};
-use octostage::{report, target};
+use octostage::{report, targets};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,16 +24,44 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
-        .with_writer(std::io::stderr)
+        // Logs are redacted as a second line of defence: a library may put a URL in a message.
+        .with_writer(|| redact::RedactingWriter(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match dispatch(cli.command) {
-        Ok(code) => code,
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(dispatch(cli.command));
+    // A listing or render abandoned at shutdown must not hold the exit.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", redact::text(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }
+}
+
+/// `octostage plan | head` closes stdout early: that is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Print to stdout, failing (not panicking) when it is closed.
+fn out(text: &str) -> anyhow::Result<()> {
+    let mut o = std::io::stdout().lock();
+    o.write_all(text.as_bytes())?;
+    o.flush()?;
+    Ok(())
 }
 
 struct Sources {
@@ -44,7 +74,7 @@ fn sources(a: &ConfigArgs) -> Sources {
     let cache_dir = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
     Sources {
         source: ConfigSource::parse(&a.config, a.config_ref.clone(), cache_dir.clone()),
-        cache: RepoCache::new(cache_dir),
+        cache: RepoCache::new(cache_dir).with_timeout(a.fetch_timeout),
         load: LoadOptions {
             commit: None,
             repository_overrides: a.repositories.clone(),
@@ -52,117 +82,189 @@ fn sources(a: &ConfigArgs) -> Sources {
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+fn warn_about(config: &octostage::config::Config) {
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Schema => {
-            print!("{}", octostage::config::schema::json());
+            out(&octostage::config::schema::json())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate(a) => {
-            let s = sources(&a);
-            let config = pass::load_config(&s.source, &s.load)?;
-            let statics: usize = config.environments.iter().map(|e| e.statics.len()).sum();
-            println!(
-                "{}: valid ({} environments, {statics} static stagings)",
-                a.config,
-                config.environments.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Render(a) => {
-            let s = sources(&a.config);
-            let config = pass::load_config(&s.source, &s.load)?;
-            let listings = pass::list_branches(&config, &s.cache);
-            let objects = pass::render_staging(
-                &config,
-                &listings,
-                &a.environment,
-                a.branch.as_deref(),
-                a.static_name.as_deref(),
-            )?;
-            let mut out = std::io::stdout().lock();
-            for o in objects {
-                writeln!(out, "---")?;
-                out.write_all(serde_yaml::to_string(&o)?.as_bytes())?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Plan(a) => {
-            let s = sources(&a.config);
-            let target = target::open(&a.target.select.target, &a.target.select.instance)?;
-            let opts = PassOptions {
-                load: s.load,
-                dry_run: true,
-                confirm_deletions: a.target.confirm_deletions,
-                concurrency: a.target.concurrency,
-            };
-            let r = pass::run(
-                &s.source,
-                &s.cache,
-                target.as_ref(),
-                chrono::Utc::now(),
-                &opts,
-            )?;
-            match a.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&report::json(&r))?),
-                Format::Text => print!("{}", report::text(&r, true)),
-            }
-            Ok(if r.failures() > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Run(a) => {
-            let s = sources(&a.config);
-            let target: Arc<dyn target::Target> = Arc::from(target::open(
-                &a.target.select.target,
-                &a.target.select.instance,
-            )?);
-            let opts = PassOptions {
-                load: s.load,
-                dry_run: false,
-                confirm_deletions: a.target.confirm_deletions,
-                concurrency: a.target.concurrency,
-            };
-            let runner = Arc::new(Runner {
-                source: s.source,
-                cache: s.cache,
-                target,
-                clock: Arc::new(SystemClock),
-            });
-            let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            if a.once {
-                let r = rt.block_on(runner.pass(&opts))?;
-                print!("{}", report::text(&r, false));
-                eprintln!("{} requests", r.requests);
-                eprintln!("{} writes", r.writes);
-                if r.failures() > 0 {
-                    bail!("{} stagings failed", r.failures());
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            rt.block_on(runner.run(RunOptions {
-                interval: a.interval,
-                pass: opts,
-            }));
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status(a) => {
-            let target = target::open(&a.select.target, &a.select.instance)?;
-            let rows = target.status()?;
-            match a.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report::status_json(&rows, chrono::Utc::now()))?
-                ),
-                Format::Text => print!("{}", report::status_text(&rows, chrono::Utc::now())),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Validate(a) => validate(a).await,
+        Command::Render(a) => render(a).await,
+        Command::Plan(a) => plan(a).await,
+        Command::Run(a) => run(a).await,
+        Command::Status(a) => status(a).await,
         Command::Demo(a) => {
-            octostage::demo::run(a.dir, &mut std::io::stdout())?;
+            let mut text = Vec::new();
+            octostage::demo::run(a.dir, &mut text).await?;
+            out(&String::from_utf8_lossy(&text))?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn validate(a: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let s = sources(&a);
+    let config = pass::load_config(&s.source, &s.load).await?;
+    warn_about(&config);
+    let findings = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || octostage::check::check(&config)
+    })
+    .await?;
+    if !findings.is_empty() {
+        let mut msg = format!(
+            "{} problem{} a pass would meet (rendered against a sample branch):",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" }
+        );
+        for f in &findings {
+            msg.push_str(&format!("\n  {f}"));
+        }
+        bail!(msg);
+    }
+    let statics: usize = config.environments.iter().map(|e| e.statics.len()).sum();
+    out(&format!(
+        "{}: valid ({} environments, {statics} static stagings)\n",
+        redact::url(&a.config),
+        config.environments.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
+    let s = sources(&a.config);
+    let config = pass::load_config(&s.source, &s.load).await?;
+    let listings = pass::list_branches(&config, &s.cache).await;
+    let target = targets::open_for_plan(&a.target, &a.instance).await?;
+    let observed = target.observe().await?;
+    let objects = tokio::task::spawn_blocking(move || {
+        pass::render_staging(
+            &config,
+            &listings,
+            &observed,
+            &a.environment,
+            a.branch.as_deref(),
+            a.static_name.as_deref(),
+        )
+    })
+    .await??;
+    let mut text = String::new();
+    for o in objects {
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&o)?);
+    }
+    out(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
+    let s = sources(&a.config);
+    let target = targets::open_for_plan(&a.target.select.target, &a.target.select.instance).await?;
+    let opts = PassOptions {
+        load: s.load,
+        dry_run: true,
+        confirm_deletions: a.target.confirm_deletions,
+        concurrency: a.target.concurrency,
+    };
+    let cancel = shutdown_on_signals()?;
+    let r = pass::run(
+        &s.source,
+        &s.cache,
+        target.as_ref(),
+        chrono::Utc::now(),
+        &opts,
+        &cancel,
+    )
+    .await?;
+    warn_about(&r.config);
+    match a.format {
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report::json(&r))?
+        ))?,
+        Format::Text => out(&report::text(&r, true))?,
+    }
+    Ok(if r.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let s = sources(&a.config);
+    let cancel = shutdown_on_signals().context("installing signal handlers")?;
+    let target: Arc<dyn targets::Target> =
+        Arc::from(targets::open(&a.target.select.target, &a.target.select.instance).await?);
+    // The first line names where stagings land: a run that deploys nowhere must be obvious.
+    out(&format!("octostage run: target {}\n", target.describe()))?;
+    let opts = PassOptions {
+        load: s.load,
+        dry_run: false,
+        confirm_deletions: a.target.confirm_deletions,
+        concurrency: a.target.concurrency,
+    };
+    let runner = Runner {
+        source: s.source,
+        cache: s.cache,
+        target,
+        clock: Arc::new(SystemClock),
+        shutdown: cancel.clone(),
+    };
+    if !a.once {
+        runner
+            .run(RunOptions {
+                interval: a.interval,
+                pass: opts,
+            })
+            .await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = match runner.pass(&opts).await {
+        Err(pass::PassError::Cancelled) => {
+            eprintln!("stopped before the pass changed anything");
+            return Ok(ExitCode::SUCCESS);
+        }
+        r => r?,
+    };
+    warn_about(&r.config);
+    out(&report::text(&r, false))?;
+    eprintln!("{} requests", r.requests);
+    eprintln!("{} writes", r.writes);
+    if r.skipped() > 0 {
+        eprintln!(
+            "stopped: {} stagings were left for the next pass",
+            r.skipped()
+        );
+    }
+    if r.failures() > 0 {
+        bail!("{} stagings failed", r.failures());
+    }
+    if !r.plan.failed_sources.is_empty() {
+        bail!(
+            "{} environments could not be read (their stagings were kept as they are)",
+            r.plan.failed_sources.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let target = targets::open(&a.select.target, &a.select.instance).await?;
+    let st = target.status().await?;
+    let now = chrono::Utc::now();
+    match a.format {
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report::status_json(&st, now))?
+        ))?,
+        Format::Text => out(&report::status_text(&st, now))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,23 @@
 //! One pass: read the sources, validate, plan, render and converge the target. Passes are
 //! idempotent: a second pass over unchanged input writes nothing.
+//!
+//! The pure core (validation, planning, rendering) runs on blocking threads beside the async
+//! I/O of targets; stagings converge as a bounded number of concurrent tasks, and a pass can be
+//! cancelled between stagings (SIGTERM): what started finishes, the rest waits for the next run.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chrono::{DateTime, Timelike, Utc};
-use tracing::{info, info_span, warn};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{self, Config, LoadOptions};
 use crate::plan::{self, Action, Plan, Planned};
-use crate::render;
+use crate::render::{self, RenderError};
 use crate::source::{ConfigSource, RepoCache, RepoListing};
-use crate::target::{Change, Target};
+use crate::targets::{Change, Target, TargetError};
 
 /// Why a pass could not run at all. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +30,22 @@ pub enum PassError {
     Config(#[from] config::ConfigError),
     /// The target could not be read.
     #[error(transparent)]
-    Target(#[from] crate::target::TargetError),
+    Target(#[from] TargetError),
+    /// Shutdown was requested before the pass wrote anything.
+    #[error("the pass was cancelled before it changed anything")]
+    Cancelled,
+}
+
+/// `f`, unless `cancel` fires first.
+async fn unless_cancelled<T>(
+    cancel: &CancellationToken,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, PassError> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(PassError::Cancelled),
+        r = f => Ok(r),
+    }
 }
 
 /// How a pass behaves.
@@ -40,6 +61,27 @@ pub struct PassOptions {
     pub concurrency: usize,
 }
 
+/// Why one staging failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StagingError {
+    /// Its objects could not be rendered.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// The target refused or failed.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+impl StagingError {
+    /// A stable name of the kind of error, for metrics and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StagingError::Render(e) => e.kind(),
+            StagingError::Target(e) => e.kind(),
+        }
+    }
+}
+
 /// What happened to one staging.
 #[derive(Debug)]
 pub struct Outcome {
@@ -48,14 +90,16 @@ pub struct Outcome {
     /// Object changes made (or that would be made).
     pub changes: Vec<Change>,
     /// Why it failed, if it did.
-    pub error: Option<String>,
+    pub error: Option<StagingError>,
+    /// Not started: the pass was cancelled first.
+    pub skipped: bool,
 }
 
 /// The result of a pass.
 #[derive(Debug)]
 pub struct Report {
     /// The configuration used.
-    pub config: Config,
+    pub config: Arc<Config>,
     /// The plan.
     pub plan: Plan,
     /// One outcome per planned staging that needed work.
@@ -67,7 +111,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// Stagings that failed.
+    /// Stagings that failed, in the plan or while converging.
     pub fn failures(&self) -> usize {
         self.outcomes.iter().filter(|o| o.error.is_some()).count()
             + self
@@ -76,6 +120,16 @@ impl Report {
                 .iter()
                 .filter(|s| s.error.is_some())
                 .count()
+    }
+
+    /// Stagings a cancelled pass did not get to.
+    pub fn skipped(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.skipped).count()
+    }
+
+    /// Whether everything worked: no staging failed and every source could be read.
+    pub fn ok(&self) -> bool {
+        self.failures() == 0 && self.plan.failed_sources.is_empty()
     }
 
     /// The outcome of the staging at `index`, if it needed work.
@@ -87,7 +141,8 @@ impl Report {
             .map(|i| &self.outcomes[i])
     }
 
-    /// The effective action of a staging: a planned noop whose rendered objects changed is an update.
+    /// The effective action of a staging: a planned noop whose rendered objects changed is an
+    /// update (a restore when only drift was found).
     pub fn effective(&self, index: usize) -> (Action, String) {
         let p = &self.plan.stagings[index];
         let changes = self
@@ -101,187 +156,226 @@ impl Report {
             } else {
                 String::new()
             };
-            return (
-                Action::Update,
-                format!("rendered objects changed: {}{more}", list.join(", ")),
-            );
+            let what = if changes
+                .iter()
+                .all(|c| c.kind == crate::targets::ChangeKind::Restore)
+            {
+                "changed by hand, restored"
+            } else {
+                "rendered objects changed"
+            };
+            return (Action::Update, format!("{what}: {}{more}", list.join(", ")));
         }
         (p.action, p.reason.clone())
     }
 }
 
-/// Load the configuration from a snapshot of `source`.
-pub fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Config, PassError> {
-    let snapshot = source.snapshot()?;
-    let opts = LoadOptions {
-        commit: snapshot.commit.clone(),
-        ..opts.clone()
-    };
-    Ok(config::load(&snapshot.root, &opts)?)
+/// Load the configuration from a snapshot of `source` (on a blocking thread: git).
+pub async fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Config, PassError> {
+    let (source, opts) = (source.clone(), opts.clone());
+    tokio::task::spawn_blocking(move || {
+        let snapshot = source.snapshot()?;
+        let opts = LoadOptions {
+            commit: snapshot.commit.clone(),
+            ..opts
+        };
+        Ok(config::load(&snapshot.root, &opts)?)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// List every environment's repository, in parallel; failures are per environment.
-pub fn list_branches(
+/// List every environment's repository, each repository once however many environments use
+/// it, in parallel; failures are per environment. Each listing is bounded by the cache's
+/// timeout: one that hangs is abandoned and reported, and its environment keeps its stagings.
+pub async fn list_branches(
     config: &Config,
     cache: &RepoCache,
 ) -> HashMap<String, Result<RepoListing, String>> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = config
-            .environments
-            .iter()
-            .map(|env| {
-                let pins: Vec<String> = env
-                    .statics
-                    .iter()
-                    .filter_map(|st| match &st.pin {
-                        config::Pin::Commit(c) => Some(c.clone()),
-                        config::Pin::Branch(_) => None,
-                    })
-                    .collect();
-                let handle = s.spawn(move || {
-                    cache.list(&env.repository.url, &env.repository.credentials, &pins)
-                });
-                (env.name.clone(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|(name, h)| {
-                let r = h.join().unwrap_or_else(|_| {
-                    Err(crate::source::SourceError::Local { path: name.clone(), message: "listing panicked".into() })
-                });
-                if let Err(e) = &r {
-                    warn!(environment = %name, error = %e, "branch listing failed; this environment's stagings are kept as they are");
-                }
-                (name, r.map_err(|e| e.to_string()))
-            })
-            .collect()
-    })
+    // One fetch per repository (URL and credentials), with every pin of its environments.
+    let mut repos: Vec<(config::Repository, Vec<String>, Vec<String>)> = Vec::new();
+    for env in &config.environments {
+        let pins = env.statics.iter().filter_map(|st| match &st.pin {
+            config::Pin::Commit(c) => Some(c.clone()),
+            config::Pin::Branch(_) => None,
+        });
+        match repos.iter_mut().find(|(r, _, _)| *r == env.repository) {
+            Some((_, envs, p)) => {
+                envs.push(env.name.clone());
+                p.extend(pins);
+            }
+            None => repos.push((
+                env.repository.clone(),
+                vec![env.name.clone()],
+                pins.collect(),
+            )),
+        }
+    }
+    let limit = cache.timeout() + std::time::Duration::from_secs(5);
+    let listings = futures::future::join_all(repos.into_iter().map(|(repo, envs, mut pins)| {
+        pins.sort();
+        pins.dedup();
+        let cache = cache.clone();
+        async move {
+            let url = repo.url.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                cache
+                    .list(&repo.url, &repo.credentials, &pins)
+                    .map_err(|e| e.to_string())
+            });
+            let r = match tokio::time::timeout(limit, task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(format!("listing failed: {e}")),
+                Err(_) => Err(format!(
+                    "{}: listing did not finish within {} and was abandoned",
+                    crate::redact::url(&url),
+                    humantime::format_duration(limit)
+                )),
+            };
+            (envs, r)
+        }
+    }))
+    .await;
+    let mut out = HashMap::new();
+    for (envs, r) in listings {
+        if let Err(e) = &r {
+            warn!(environments = ?envs, error = %e, "branch listing failed; these environments' stagings are kept as they are");
+        }
+        for env in envs {
+            out.insert(env, r.clone());
+        }
+    }
+    out
 }
 
-/// Run one pass at time `now`.
-pub fn run(
+/// Run one pass at time `now`; `cancel` stops it between stagings.
+pub async fn run(
     source: &ConfigSource,
     cache: &RepoCache,
     target: &dyn Target,
     now: DateTime<Utc>,
     opts: &PassOptions,
+    cancel: &CancellationToken,
 ) -> Result<Report, PassError> {
     let span = info_span!("pass", target = %target.describe(), dry_run = opts.dry_run);
-    let _enter = span.enter();
-    // Whole seconds: recorded times stay readable and a pass at the same second is byte-stable.
-    let now = now.with_nanosecond(0).unwrap_or(now);
-    let (writes_before, requests_before) = (target.writes(), target.requests());
-    let config = load_config(source, &opts.load)?;
-    let listings = list_branches(&config, cache);
-    let observed = target.observe()?;
-    let plan = plan::plan(
-        &config,
-        &plan::Inputs {
-            listings: &listings,
-            observed: &observed,
-            now,
-            confirm_deletions: opts.confirm_deletions,
-        },
-    );
-    let outcomes = converge(&config, &plan, target, opts);
-    let report = Report {
-        writes: target.writes() - writes_before,
-        requests: target.requests() - requests_before,
-        config,
-        plan,
-        outcomes,
-    };
-    info!(
-        stagings = report
-            .plan
-            .stagings
-            .iter()
-            .filter(|s| s.exists_after())
-            .count(),
-        writes = report.writes,
-        failures = report.failures(),
-        "pass finished"
-    );
-    Ok(report)
+    async move {
+        // Whole seconds: recorded times stay readable and a pass at the same second is
+        // byte-stable.
+        let now = now.with_nanosecond(0).unwrap_or(now);
+        let (writes_before, requests_before) = (target.writes(), target.requests());
+        // Reading is abandoned at once on shutdown: nothing has been written yet.
+        let config = Arc::new(unless_cancelled(cancel, load_config(source, &opts.load)).await??);
+        let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
+        let observed = unless_cancelled(cancel, target.observe()).await??;
+        let plan = plan::plan(
+            &config,
+            &plan::Inputs {
+                listings: &listings,
+                observed: &observed,
+                now,
+                confirm_deletions: opts.confirm_deletions,
+            },
+        );
+        let outcomes = converge(&config, &plan, target, opts, cancel).await;
+        let report = Report {
+            writes: target.writes() - writes_before,
+            requests: target.requests() - requests_before,
+            config,
+            plan,
+            outcomes,
+        };
+        info!(
+            stagings = report
+                .plan
+                .stagings
+                .iter()
+                .filter(|s| s.exists_after())
+                .count(),
+            writes = report.writes,
+            failures = report.failures(),
+            skipped = report.skipped(),
+            "pass finished"
+        );
+        Ok(report)
+    }
+    .instrument(span)
+    .await
 }
 
-/// Apply every staging of the plan, a bounded number at once; one failure never stops the others.
-fn converge(config: &Config, plan: &Plan, target: &dyn Target, opts: &PassOptions) -> Vec<Outcome> {
-    let work: Vec<usize> = (0..plan.stagings.len())
-        .filter(|&i| {
-            let s = &plan.stagings[i];
-            s.error.is_none()
-                && (s.action == Action::Delete || (s.exists_after() && s.context.is_some()))
-        })
-        .collect();
-    let next = Mutex::new(work.into_iter());
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..opts.concurrency.max(1) {
-            s.spawn(|| loop {
-                let Some(i) = next.lock().expect("work queue").next() else {
-                    break;
-                };
-                let outcome = converge_one(config, &plan.stagings[i], target, opts.dry_run);
-                let outcome = Outcome {
-                    index: i,
-                    ..outcome
-                };
-                results.lock().expect("results").push(outcome);
-            });
-        }
+/// Apply every staging of the plan, a bounded number at once; one failure never stops the
+/// others. Once `cancel` fires, stagings not yet started are skipped.
+async fn converge(
+    config: &Arc<Config>,
+    plan: &Plan,
+    target: &dyn Target,
+    opts: &PassOptions,
+    cancel: &CancellationToken,
+) -> Vec<Outcome> {
+    let work = (0..plan.stagings.len()).filter(|&i| {
+        let s = &plan.stagings[i];
+        s.error.is_none()
+            && (s.action == Action::Delete || (s.exists_after() && s.context.is_some()))
     });
-    let mut results = results.into_inner().expect("results");
+    let mut results: Vec<Outcome> = futures::stream::iter(work)
+        .map(|i| async move {
+            if cancel.is_cancelled() {
+                return Outcome {
+                    index: i,
+                    changes: Vec::new(),
+                    error: None,
+                    skipped: true,
+                };
+            }
+            let p = &plan.stagings[i];
+            let span = info_span!("staging", name = %p.name, action = %p.action);
+            let r = converge_one(config, p, target, opts.dry_run, cancel)
+                .instrument(span)
+                .await;
+            match r {
+                Ok(changes) => {
+                    if p.action != Action::Noop || !changes.is_empty() {
+                        info!(staging = %p.name, reason = %p.reason, changes = changes.len(), "{}", if opts.dry_run { "would converge" } else { "converged" });
+                    }
+                    Outcome { index: i, changes, error: None, skipped: false }
+                }
+                Err(e) => {
+                    warn!(staging = %p.name, error = %e, "staging failed; the others go on");
+                    Outcome { index: i, changes: Vec::new(), error: Some(e), skipped: false }
+                }
+            }
+        })
+        .buffer_unordered(opts.concurrency.max(1))
+        .collect()
+        .await;
     results.sort_by_key(|o| o.index);
     results
 }
 
-fn converge_one(config: &Config, p: &Planned, target: &dyn Target, dry_run: bool) -> Outcome {
-    let span = info_span!("staging", name = %p.name, action = %p.action);
-    let _enter = span.enter();
-    let result = if p.action == Action::Delete {
-        target
-            .delete(p, dry_run)
-            .map(|_| Vec::new())
-            .map_err(|e| e.to_string())
-    } else {
-        let ctx = p
-            .context
-            .as_ref()
-            .expect("filtered to stagings with a context");
-        let settings = p
-            .settings
-            .as_ref()
-            .expect("stagings that exist have settings");
-        render::render(config, settings, ctx)
-            .map_err(|e| e.to_string())
-            .and_then(|objects| {
-                target
-                    .apply(p, &objects, dry_run)
-                    .map_err(|e| e.to_string())
-            })
-    };
-    match result {
-        Ok(changes) => {
-            if p.action != Action::Noop || !changes.is_empty() {
-                info!(reason = %p.reason, changes = changes.len(), "{}", if dry_run { "would converge" } else { "converged" });
-            }
-            Outcome {
-                index: 0,
-                changes,
-                error: None,
-            }
-        }
-        Err(e) => {
-            warn!(error = %e, "staging failed; the others go on");
-            Outcome {
-                index: 0,
-                changes: Vec::new(),
-                error: Some(e),
-            }
-        }
+async fn converge_one(
+    config: &Arc<Config>,
+    p: &Planned,
+    target: &dyn Target,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<Vec<Change>, StagingError> {
+    if p.action == Action::Delete {
+        target.delete(p, dry_run).await?;
+        return Ok(Vec::new());
     }
+    let ctx = p
+        .context
+        .clone()
+        .expect("filtered to stagings with a context");
+    let settings = p
+        .settings
+        .clone()
+        .expect("stagings that exist have settings");
+    let (config, cancel) = (config.clone(), cancel.clone());
+    let objects =
+        tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    Ok(target.apply(p, &objects, dry_run).await?)
 }
 
 /// Why `render_staging` could not render.
@@ -292,13 +386,15 @@ pub enum LookupError {
     NotFound(String),
     /// Rendering failed.
     #[error(transparent)]
-    Render(#[from] render::RenderError),
+    Render(#[from] RenderError),
 }
 
-/// Render one staging (by branch or static name) as a pass would, whatever its lifecycle.
+/// Render one staging (by branch or static name) as a pass would, whatever its lifecycle, and
+/// named as the pass names it: the planner decides the name and context.
 pub fn render_staging(
     config: &Config,
     listings: &HashMap<String, Result<RepoListing, String>>,
+    observed: &plan::Observed,
     environment: &str,
     branch: Option<&str>,
     static_name: Option<&str>,
@@ -314,80 +410,50 @@ pub fn render_staging(
         .ok_or_else(|| nf(format!("environment {environment:?} was not listed")))?
         .as_ref()
         .map_err(|e| nf(format!("cannot list branches of {environment:?}: {e}")))?;
-    let reserved: std::collections::HashSet<String> = env
-        .statics
+    if let Some(b) = branch {
+        if !listing.branches.iter().any(|x| x.name == b) {
+            return Err(nf(format!(
+                "branch {b:?} does not exist in {}",
+                crate::redact::url(&env.repository.url)
+            )));
+        }
+    }
+    // Plan with the staging's lifecycle set aside (it is rendered even when expired or capped),
+    // so its name and context are exactly what a pass gives it.
+    let plan = plan::plan(
+        config,
+        &plan::Inputs {
+            listings,
+            observed,
+            now: DateTime::<Utc>::MIN_UTC,
+            confirm_deletions: false,
+        },
+    );
+    let p = plan
+        .stagings
         .iter()
-        .map(|s| crate::naming::static_name(&env.name, &s.name))
-        .collect();
-    let (name, branch, commit, settings) = if let Some(s) = static_name {
-        let st = env.statics.iter().find(|x| x.name == s).ok_or_else(|| {
-            nf(format!(
-                "environment {environment:?} has no static staging {s:?}"
-            ))
+        .find(|p| {
+            p.environment == environment
+                && match (static_name, branch) {
+                    (Some(s), _) => p.static_name.as_deref() == Some(s),
+                    (None, Some(b)) => p.static_name.is_none() && p.branch == b,
+                    (None, None) => false,
+                }
+        })
+        .ok_or_else(|| match static_name {
+            Some(s) => nf(format!("environment {environment:?} has no static staging {s:?}, or its pin does not resolve")),
+            None => nf(format!("branch {:?} gets no staging in {environment:?} (not included, or excluded)", branch.unwrap_or_default())),
         })?;
-        let (label, commit) = match &st.pin {
-            config::Pin::Branch(b) => (
-                b.clone(),
-                listing
-                    .branches
-                    .iter()
-                    .find(|x| &x.name == b)
-                    .map(|x| x.commit.clone())
-                    .ok_or_else(|| nf(format!("pinned branch {b:?} does not exist")))?,
-            ),
-            config::Pin::Commit(c) => (
-                c.clone(),
-                listing
-                    .pins
-                    .get(c)
-                    .cloned()
-                    .unwrap_or_else(|| Err(format!("pin {c:?} not resolved")))
-                    .map_err(nf)?,
-            ),
-        };
-        (
-            crate::naming::static_name(&env.name, s),
-            label,
-            commit,
-            st.settings.clone(),
-        )
-    } else {
-        let b = branch.expect("clap requires --branch or --static");
-        let found = listing
-            .branches
-            .iter()
-            .find(|x| x.name == b)
-            .ok_or_else(|| {
-                nf(format!(
-                    "branch {b:?} does not exist in {}",
-                    env.repository.url
-                ))
-            })?;
-        // Name it among the branches a pass would see, so collisions resolve the same way.
-        let names: Vec<&str> = listing
-            .branches
-            .iter()
-            .map(|x| x.name.as_str())
-            .filter(|n| {
-                *n == b || (env.include.matches(n).is_some() && env.exclude.matches(n).is_none())
-            })
-            .collect();
-        let name = crate::naming::assign(&env.name, names, &reserved, &HashMap::new())[b].clone();
-        (
-            name,
-            b.to_string(),
-            found.commit.clone(),
-            env.settings_for(b),
-        )
-    };
-    let ctx = render::Context::build(
-        &config.templates,
-        &env.name,
-        &name,
-        &branch,
-        &commit,
-        &settings,
-        config.commit.as_deref(),
-    )?;
-    Ok(render::render(config, &settings, &ctx)?)
+    if let Some(e) = &p.error {
+        return Err(nf(format!("{}: {e}", p.name)));
+    }
+    let ctx = p
+        .context
+        .as_ref()
+        .ok_or_else(|| nf(format!("{}: {}", p.name, p.reason)))?;
+    let settings = p
+        .settings
+        .as_ref()
+        .expect("stagings with a context have settings");
+    Ok(render::render(config, settings, ctx, None)?)
 }

@@ -36,8 +36,12 @@ pub struct JsonStaging<'a> {
     pub changes: Vec<String>,
     /// Why it failed, if it did.
     pub error: Option<String>,
+    /// A stable name of the kind of error (`conflict`, `render`, `timeout`, ...), or null.
+    pub error_kind: Option<&'static str>,
     /// Whether a safety rule holds back its planned action (see the reason).
     pub held: bool,
+    /// Not converged because the pass was stopped first.
+    pub skipped: bool,
 }
 
 /// The JSON document of a plan or pass.
@@ -68,12 +72,23 @@ pub fn json(r: &Report) -> serde_json::Value {
                 held: s.held,
                 error: s
                     .error
-                    .clone()
-                    .or_else(|| outcome.and_then(|o| o.error.clone())),
+                    .as_ref()
+                    .map(|e| e.to_string())
+                    .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.to_string()))),
+                error_kind: s
+                    .error
+                    .as_ref()
+                    .map(|e| e.kind())
+                    .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.kind()))),
+                skipped: outcome.is_some_and(|o| o.skipped),
             }
         })
         .collect();
-    serde_json::json!({ "stagings": stagings, "failed_sources": r.plan.failed_sources.iter().map(|(e, m)| serde_json::json!({"environment": e, "error": m})).collect::<Vec<_>>() })
+    serde_json::json!({
+        "stagings": stagings,
+        "failed_sources": r.plan.failed_sources.iter().map(|(e, m)| serde_json::json!({"environment": e, "error": m})).collect::<Vec<_>>(),
+        "hints": r.plan.hints,
+    })
 }
 
 /// A table of a plan or pass, with a summary line. `verbose` lists unchanged stagings too.
@@ -86,11 +101,22 @@ pub fn text(r: &Report, verbose: bool) -> String {
     let mut counts = std::collections::BTreeMap::new();
     for (i, s) in r.plan.stagings.iter().enumerate() {
         let (action, mut reason) = r.effective(i);
-        *counts.entry(action.to_string()).or_insert(0) += 1;
-        if let Some(e) = r.outcome(i).and_then(|o| o.error.as_ref()) {
-            reason = format!("FAILED: {}", e.lines().next().unwrap_or(""));
+        let outcome = r.outcome(i);
+        let failed = s.error.is_some() || outcome.is_some_and(|o| o.error.is_some());
+        let key = if failed {
+            "failed".to_string()
+        } else {
+            action.to_string()
+        };
+        *counts.entry(key).or_insert(0) += 1;
+        if let Some(e) = outcome.and_then(|o| o.error.as_ref()) {
+            reason = format!("FAILED: {}", first_line(&e.to_string()));
+        } else if let Some(e) = &s.error {
+            reason = format!("FAILED: {}", first_line(&e.to_string()));
+        } else if outcome.is_some_and(|o| o.skipped) {
+            reason = format!("not started (octostage is stopping): {reason}");
         }
-        if action == Action::Noop && !verbose && s.error.is_none() && !s.held {
+        if action == Action::Noop && !verbose && !failed && !s.held {
             continue;
         }
         rows.push(vec![
@@ -111,6 +137,9 @@ pub fn text(r: &Report, verbose: bool) -> String {
             "source of {env} failed (its stagings are kept as they are): {err}\n"
         ));
     }
+    for h in &r.plan.hints {
+        out.push_str(&format!("hint: {h}\n"));
+    }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
     out.push_str(&format!(
         "{} stagings: {}\n",
@@ -124,9 +153,14 @@ pub fn text(r: &Report, verbose: bool) -> String {
     out
 }
 
-/// `status --format json`: `{"stagings": [...]}`, times in RFC 3339.
-pub fn status_json(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) -> serde_json::Value {
-    let stagings: Vec<serde_json::Value> = rows
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
+/// `status --format json`: `{"stagings": [...], "left_alone": [...]}`, times in RFC 3339.
+pub fn status_json(st: &crate::targets::Status, now: DateTime<Utc>) -> serde_json::Value {
+    let stagings: Vec<serde_json::Value> = st
+        .stagings
         .iter()
         .map(|r| {
             let s = &r.staging;
@@ -146,11 +180,17 @@ pub fn status_json(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) ->
             })
         })
         .collect();
-    serde_json::json!({ "stagings": stagings })
+    let left: Vec<serde_json::Value> = st
+        .foreign
+        .iter()
+        .map(|(what, why)| serde_json::json!({"what": what, "why": why}))
+        .collect();
+    serde_json::json!({ "stagings": stagings, "left_alone": left })
 }
 
 /// `status` as a table.
-pub fn status_text(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) -> String {
+pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
+    let rows = &st.stagings;
     let mut out = String::new();
     let mut table_rows = vec![[
         "STAGING",
@@ -181,6 +221,9 @@ pub fn status_text(rows: &[crate::target::StagingStatus], now: DateTime<Utc>) ->
     }
     out.push_str(&table(&table_rows));
     out.push_str(&format!("{} stagings\n", rows.len()));
+    for (what, why) in &st.foreign {
+        out.push_str(&format!("left alone: {what} {why}\n"));
+    }
     out
 }
 
@@ -228,7 +271,7 @@ fn expiry(t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
-fn status_state(r: &crate::target::StagingStatus) -> String {
+fn status_state(r: &crate::targets::StagingStatus) -> String {
     if r.deleting.is_some() {
         "deleting".into()
     } else {

@@ -5,6 +5,7 @@
 //! YAML syntax, then the JSON Schema (types, unknown keys), then semantic checks (durations,
 //! cron, globs, time zones, templates). Each problem names `file:line:column`.
 
+pub mod command_check;
 pub mod model;
 pub mod position;
 pub mod raw;
@@ -85,9 +86,30 @@ impl Files for DiskFiles<'_> {
                 "directory {dir:?} does not exist in the config repository"
             ));
         }
-        collect(&base, dir, &mut out).map_err(|e| format!("cannot read {dir:?}: {e}"))?;
+        let root = self
+            .0
+            .canonicalize()
+            .map_err(|e| format!("cannot read the config repository: {e}"))?;
+        inside(&root, &base, dir)?;
+        collect(&root, &base, dir, &mut out)?;
         out.sort();
         Ok(out)
+    }
+}
+
+/// Refuse `path` (shown as `rel`) when it resolves outside `root`: a symbolic link in the
+/// config repository must not make octostage read files the repository does not hold.
+fn inside(root: &Path, path: &Path, rel: &str) -> Result<(), String> {
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
+    if real.starts_with(root) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{rel:?} is a symbolic link to {}, outside the config repository; octostage reads only files inside it",
+            real.display()
+        ))
     }
 }
 
@@ -127,18 +149,38 @@ impl Files for MemFiles {
     }
 }
 
-fn collect(path: &Path, rel: &str, out: &mut Vec<(String, String)>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(path)? {
-        let entry = entry?;
+fn collect(
+    root: &Path,
+    path: &Path,
+    rel: &str,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), String> {
+    let io = |e: std::io::Error| format!("cannot read {rel:?}: {e}");
+    for entry in std::fs::read_dir(path).map_err(io)? {
+        let entry = entry.map_err(io)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let rel = format!("{rel}/{name}");
-        if entry.file_type()?.is_dir() {
-            collect(&entry.path(), &rel, out)?;
-        } else if [".yaml", ".yml", ".j2"].iter().any(|e| name.ends_with(e)) {
-            out.push((rel, std::fs::read_to_string(entry.path())?));
+        let ty = entry.file_type().map_err(io)?;
+        let wanted = [".yaml", ".yml", ".j2"].iter().any(|e| name.ends_with(e));
+        if ty.is_symlink() && (wanted || entry.path().is_dir()) {
+            inside(root, &entry.path(), &rel)?;
+        }
+        if entry.path().is_dir() {
+            if !ty.is_symlink() {
+                collect(root, &entry.path(), &rel, out)?;
+            }
+        } else if wanted {
+            let text = std::fs::read_to_string(entry.path())
+                .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
+            out.push((rel, strip_bom(&text).to_string()));
         }
     }
     Ok(())
+}
+
+/// Text without a leading UTF-8 byte order mark, which some editors write.
+pub fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Options of a load that do not come from the file.
@@ -153,6 +195,18 @@ pub struct LoadOptions {
 /// Load and validate `environments.yaml` from the config repository at `root`.
 pub fn load(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
     let path = root.join(consts::CONFIG_FILE);
+    if path.is_symlink() {
+        let real = root
+            .canonicalize()
+            .and_then(|r| Ok((r, path.canonicalize()?)));
+        if !real.is_ok_and(|(r, p)| p.starts_with(r)) {
+            return Err(ConfigError::Invalid(vec![Problem {
+                file: consts::CONFIG_FILE.into(),
+                pos: Pos { line: 1, column: 1 },
+                message: "is a symbolic link that leads outside the config repository (or nowhere); octostage reads only files inside it".into(),
+            }]));
+        }
+    }
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
@@ -173,6 +227,7 @@ pub fn parse(
         pos,
         message,
     };
+    let text = strip_bom(text);
     let value: serde_json::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -191,6 +246,15 @@ pub fn parse(
     };
     let positions = Positions::index(text);
     let mut problems = schema::check(&value, &positions, file);
+    for d in positions.duplicates() {
+        problems.push(problem(
+            d.again,
+            format!(
+                "duplicate key `{}` (first given at line {}); YAML would silently keep only the last one: remove one",
+                d.key, d.first.line
+            ),
+        ));
+    }
     let raw: raw::RawFile = match serde_json::from_value(value) {
         Ok(raw) => raw,
         Err(e) => {

@@ -24,6 +24,8 @@ pub struct Config {
     pub environments: Vec<Environment>,
     /// Template files by directory, loaded and compiled once.
     pub templates: Arc<crate::render::TemplateSet>,
+    /// Things worth knowing that do not make the file invalid.
+    pub warnings: Vec<super::Problem>,
 }
 
 impl Config {
@@ -34,12 +36,14 @@ impl Config {
 }
 
 /// Safety limits of a pass (see `safety` in environments.yaml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Safety {
     /// Most deletions in one pass.
     pub max_deletions_per_pass: u32,
     /// Largest share (percent) of branch stagings whose branches may vanish in one listing.
     pub max_branch_loss_percent: u32,
+    /// Namespaces that are never a staging's: [`consts::PROTECTED_NAMESPACES`] and the file's.
+    pub protected_namespaces: Globs,
 }
 
 impl Default for Safety {
@@ -47,7 +51,16 @@ impl Default for Safety {
         Safety {
             max_deletions_per_pass: consts::DEFAULT_MAX_DELETIONS_PER_PASS,
             max_branch_loss_percent: consts::DEFAULT_MAX_BRANCH_LOSS_PERCENT,
+            protected_namespaces: Globs::new(consts::PROTECTED_NAMESPACES)
+                .expect("built-in globs compile"),
         }
+    }
+}
+
+impl Safety {
+    /// The pattern that protects `namespace`, if one does.
+    pub fn protects(&self, namespace: &str) -> Option<&str> {
+        self.protected_namespaces.matches(namespace)
     }
 }
 
@@ -116,6 +129,8 @@ pub struct Credentials {
     pub token_file: Option<PathBuf>,
     /// SSH private key file.
     pub ssh_key_file: Option<PathBuf>,
+    /// Whether a token may travel over plain `http://`.
+    pub allow_plain_http: bool,
 }
 
 /// A list of branch globs: `*` within one path segment, `**` across `/`.
@@ -212,8 +227,12 @@ pub struct Layer {
     pub namespace: Option<String>,
     /// Render spec.
     pub render: Option<Render>,
-    /// Render command time limit.
+    /// Render time limit.
     pub render_timeout: Option<Duration>,
+    /// Render output limit, bytes.
+    pub render_output_limit: Option<u64>,
+    /// Extra environment variables handed to render commands.
+    pub render_env: Option<Vec<String>>,
     /// Values (merged key by key, deeply).
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
     /// Links (merged key by key).
@@ -233,6 +252,8 @@ impl Layer {
             namespace: self.namespace.clone().or_else(|| base.namespace.clone()),
             render: self.render.clone().or_else(|| base.render.clone()),
             render_timeout: self.render_timeout.or(base.render_timeout),
+            render_output_limit: self.render_output_limit.or(base.render_output_limit),
+            render_env: self.render_env.clone().or_else(|| base.render_env.clone()),
             values: merge_values(base.values.as_ref(), self.values.as_ref()),
             links: match (&base.links, &self.links) {
                 (Some(b), Some(o)) => {
@@ -258,6 +279,10 @@ impl Layer {
             render_timeout: self
                 .render_timeout
                 .unwrap_or(consts::DEFAULT_RENDER_TIMEOUT),
+            render_output_limit: self
+                .render_output_limit
+                .unwrap_or(consts::DEFAULT_RENDER_OUTPUT_LIMIT),
+            render_env: self.render_env.unwrap_or_default(),
             values: self.values.unwrap_or_default(),
             links: self.links.unwrap_or_default(),
             ttl: self.ttl.unwrap_or(Ttl::After(consts::DEFAULT_TTL)),
@@ -298,8 +323,12 @@ pub struct Settings {
     pub namespace: String,
     /// Render spec.
     pub render: Render,
-    /// Render command time limit.
+    /// Render time limit, reading the output included.
     pub render_timeout: Duration,
+    /// Most bytes one staging's render may produce.
+    pub render_output_limit: u64,
+    /// Environment variables of octostage handed to render commands, besides the defaults.
+    pub render_env: Vec<String>,
     /// Values (templates inside strings not yet rendered).
     pub values: serde_json::Map<String, serde_json::Value>,
     /// Link templates.

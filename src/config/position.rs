@@ -40,6 +40,19 @@ impl From<Marker> for Pos {
 pub struct Positions {
     values: HashMap<String, Pos>,
     keys: HashMap<String, Pos>,
+    quoted: std::collections::HashSet<String>,
+    duplicates: Vec<Duplicate>,
+}
+
+/// A key given twice in one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The key.
+    pub key: String,
+    /// Where it stands first.
+    pub first: Pos,
+    /// Where it stands again.
+    pub again: Pos,
 }
 
 impl Positions {
@@ -50,6 +63,16 @@ impl Positions {
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut builder, false);
         builder.positions
+    }
+
+    /// Whether the scalar at `pointer` is written in quotes.
+    pub fn is_quoted(&self, pointer: &str) -> bool {
+        self.quoted.contains(pointer)
+    }
+
+    /// Keys given more than once in one mapping, in file order.
+    pub fn duplicates(&self) -> &[Duplicate] {
+        &self.duplicates
     }
 
     /// Position of the value at `pointer`; for a missing pointer, the nearest ancestor's.
@@ -86,6 +109,7 @@ enum Frame {
     Map {
         pointer: String,
         pending_key: Option<(String, Pos)>,
+        seen: HashMap<String, Pos>,
     },
     Seq {
         pointer: String,
@@ -114,10 +138,21 @@ impl Builder {
             Some(Frame::Map {
                 pointer,
                 pending_key,
+                seen,
             }) => match pending_key.take() {
                 Some((key, key_pos)) => {
                     let p = format!("{pointer}/{}", escape(&key));
-                    self.positions.keys.insert(p.clone(), key_pos);
+                    match seen.get(&key) {
+                        Some(first) => self.positions.duplicates.push(Duplicate {
+                            key,
+                            first: *first,
+                            again: key_pos,
+                        }),
+                        None => {
+                            seen.insert(key, key_pos);
+                            self.positions.keys.insert(p.clone(), key_pos);
+                        }
+                    }
                     Some(p)
                 }
                 None => {
@@ -137,8 +172,15 @@ impl MarkedEventReceiver for Builder {
         }
         let pos = Pos::from(mark);
         match ev {
-            Event::Scalar(value, ..) => {
+            Event::Scalar(value, style, ..) => {
                 if let Some(p) = self.place(Some(&value), pos) {
+                    if matches!(
+                        style,
+                        yaml_rust2::scanner::TScalarStyle::SingleQuoted
+                            | yaml_rust2::scanner::TScalarStyle::DoubleQuoted
+                    ) {
+                        self.positions.quoted.insert(p.clone());
+                    }
                     self.positions.values.insert(p, pos);
                 }
             }
@@ -154,6 +196,7 @@ impl MarkedEventReceiver for Builder {
                     Event::MappingStart(..) => Frame::Map {
                         pointer,
                         pending_key: None,
+                        seen: HashMap::new(),
                     },
                     _ => Frame::Seq { pointer, next: 0 },
                 });
@@ -199,6 +242,17 @@ mod tests {
             }
         );
         assert_eq!(p.key("/environments/shop/a~1b"), Pos { line: 6, column: 5 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_with_both_positions() {
+        let p = Positions::index("a: 1\nb:\n  c: 1\n  c: 2\na: 3\n");
+        let d: Vec<(&str, usize, usize)> = p
+            .duplicates()
+            .iter()
+            .map(|d| (d.key.as_str(), d.first.line, d.again.line))
+            .collect();
+        assert_eq!(d, [("c", 3, 4), ("a", 1, 5)]);
     }
 
     #[test]

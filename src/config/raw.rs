@@ -46,9 +46,20 @@ pub struct RawSettings {
     /// level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    /// How long a render command may run before it is stopped (default `60s`).
+    /// How long rendering one staging may take, reading the command's output included, before
+    /// its command (and every process it started) is stopped (default `60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_timeout: Option<String>,
+    /// Most output rendering one staging may produce, such as `32MiB` (the default) or `500KiB`;
+    /// beyond it the render fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_output_limit: Option<String>,
+    /// Names of environment variables of octostage handed to render commands, besides `PATH`,
+    /// `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` and the `OCTOSTAGE_*` context (for example
+    /// `HELM_CACHE_HOME`). Nothing else of octostage's environment reaches a render command;
+    /// variables named by `credentials.token_env` and `KUBECONFIG` are refused here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_env: Option<Vec<String>>,
     /// Free values handed to templates as `values`; strings inside are templates themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
@@ -95,6 +106,10 @@ pub struct RawSafety {
     /// deletions are held until the branches are confirmed gone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_branch_loss_percent: Option<u32>,
+    /// Globs of namespaces that are never a staging's, besides `default` and `kube-*`, which
+    /// are always protected (for example your production namespaces: `["prod-*", "monitoring"]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected_namespaces: Vec<String>,
 }
 
 /// One environment: an application repository and how its branches become stagings.
@@ -161,6 +176,9 @@ pub struct RawCredentials {
     /// Path of an SSH private key file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<String>,
+    /// Allow sending the token over plain `http://` (default false: refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
 }
 
 /// Branch selection by glob: `*` matches within one path segment, `**` across `/`.

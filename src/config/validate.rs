@@ -24,7 +24,11 @@ pub struct Validator<'a> {
     files: &'a dyn Files,
     root: &'a Path,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     templates: TemplateSet,
+    /// Variables named by some `credentials.token_env`: never handed to render commands.
+    token_envs: Vec<String>,
+    safety: Safety,
 }
 
 impl<'a> Validator<'a> {
@@ -41,13 +45,24 @@ impl<'a> Validator<'a> {
             files,
             root,
             problems: Vec::new(),
+            warnings: Vec::new(),
             templates: TemplateSet::default(),
+            token_envs: Vec::new(),
+            safety: Safety::default(),
         }
     }
 
     /// The problems found.
     pub fn into_problems(self) -> Vec<Problem> {
         self.problems
+    }
+
+    fn warn(&mut self, pointer: &str, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            file: self.file.to_string(),
+            pos: self.positions.value(pointer),
+            message: message.into(),
+        });
     }
 
     fn err(&mut self, pointer: &str, message: impl Into<String>) {
@@ -78,26 +93,19 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
+        self.safety = self.safety(&raw.safety);
+        self.token_envs = raw
+            .environments
+            .values()
+            .filter_map(|e| match &e.repository {
+                RawRepository::Full(f) => f.credentials.as_ref()?.token_env.clone(),
+                RawRepository::Url(_) => None,
+            })
+            .collect();
         // The built-in default namespace template is rendered for every staging: compile it once
         // like the file's own templates.
         self.template_str(consts::DEFAULT_NAMESPACE, "/defaults");
         let defaults = self.layer(&raw.defaults, "/defaults");
-        let safety = Safety {
-            max_deletions_per_pass: raw
-                .safety
-                .max_deletions_per_pass
-                .unwrap_or(consts::DEFAULT_MAX_DELETIONS_PER_PASS),
-            max_branch_loss_percent: raw
-                .safety
-                .max_branch_loss_percent
-                .unwrap_or(consts::DEFAULT_MAX_BRANCH_LOSS_PERCENT),
-        };
-        if safety.max_branch_loss_percent > 100 {
-            self.err(
-                "/safety/max_branch_loss_percent",
-                "a percentage must be between 0 and 100",
-            );
-        }
         if raw.environments.is_empty() {
             self.err(
                 "/environments",
@@ -126,10 +134,41 @@ impl<'a> Validator<'a> {
         Some(Config {
             root: self.root.to_path_buf(),
             commit: opts.commit.clone(),
-            safety,
+            safety: std::mem::take(&mut self.safety),
             environments,
             templates: Arc::new(std::mem::take(&mut self.templates)),
+            warnings: std::mem::take(&mut self.warnings),
         })
+    }
+
+    /// The warnings found (valid files may have some).
+    pub fn warnings(&self) -> &[Problem] {
+        &self.warnings
+    }
+
+    fn safety(&mut self, raw: &RawSafety) -> Safety {
+        let mut safety = Safety::default();
+        if let Some(n) = raw.max_deletions_per_pass {
+            safety.max_deletions_per_pass = n;
+        }
+        if let Some(p) = raw.max_branch_loss_percent {
+            if p > 100 {
+                self.err(
+                    "/safety/max_branch_loss_percent",
+                    "a percentage must be between 0 and 100",
+                );
+            }
+            safety.max_branch_loss_percent = p;
+        }
+        let mut patterns: Vec<String> = consts::PROTECTED_NAMESPACES
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        patterns.extend(raw.protected_namespaces.iter().cloned());
+        if let Some(g) = self.globs(&patterns, "/safety/protected_namespaces") {
+            safety.protected_namespaces = g;
+        }
+        safety
     }
 
     fn environment(
@@ -240,15 +279,12 @@ impl<'a> Validator<'a> {
             self.err(&uptr, "repository URL is empty");
             return None;
         }
-        if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
-            let authority = rest.split('/').next().unwrap_or("");
-            if authority
-                .rsplit_once('@')
-                .is_some_and(|(user, _)| user.contains(':'))
-            {
-                self.err(&uptr, "repository URL carries a password: remove it and reference it with `credentials.token_env` or `credentials.token_file`");
-                return None;
-            }
+        let c = creds.unwrap_or_default();
+        let has_token = c.token_env.is_some() || c.token_file.is_some();
+        if let Err(e) = crate::redact::check_url(&url, has_token, c.allow_plain_http) {
+            // The URL itself is not repeated: it may hold the very secret.
+            self.err(&uptr, format!("repository URL refused: {e}"));
+            return None;
         }
         let is_url = url.contains("://") || (url.contains('@') && url.contains(':'));
         let url = if is_url || Path::new(&url).is_absolute() {
@@ -256,7 +292,6 @@ impl<'a> Validator<'a> {
         } else {
             self.root.join(&url).to_string_lossy().into_owned()
         };
-        let c = creds.unwrap_or_default();
         if c.token_env.is_some() && c.token_file.is_some() {
             self.err(
                 &format!("{ptr}/credentials"),
@@ -270,6 +305,7 @@ impl<'a> Validator<'a> {
                 token_env: c.token_env,
                 token_file: c.token_file.map(Into::into),
                 ssh_key_file: c.ssh_key_file.map(Into::into),
+                allow_plain_http: c.allow_plain_http,
             },
         })
     }
@@ -292,11 +328,79 @@ impl<'a> Validator<'a> {
 
     fn layer(&mut self, raw: &RawSettings, ptr: &str) -> Layer {
         if let Some(ns) = &raw.namespace {
-            self.template_str(ns, &format!("{ptr}/namespace"));
+            self.namespace(ns, &format!("{ptr}/namespace"));
         }
-        // A declared render spec counts as declared even when it is wrong: its own problem is
-        // reported, and "no render spec" on top of it would only mislead.
-        let render = match (&raw.templates, &raw.command) {
+        let render = self.render_spec(raw, ptr);
+        if let Some(values) = &raw.values {
+            self.template_values(
+                &serde_json::Value::Object(values.clone()),
+                &format!("{ptr}/values"),
+            );
+        }
+        if let Some(links) = &raw.links {
+            for (k, v) in links {
+                self.template_str(v, &format!("{ptr}/links/{}", escape(k)));
+            }
+        }
+        if let Some(names) = &raw.render_env {
+            self.render_env(names, &format!("{ptr}/render_env"));
+        }
+        let ttl = raw.ttl.as_deref().and_then(|t| {
+            if t == "never" {
+                Some(Ttl::Never)
+            } else {
+                self.duration(t, &format!("{ptr}/ttl")).map(Ttl::After)
+            }
+        });
+        let render_timeout = raw.render_timeout.as_deref().and_then(|d| {
+            let p = format!("{ptr}/render_timeout");
+            let d = self.duration(d, &p)?;
+            if d.is_zero() {
+                self.err(&p, "render_timeout must be longer than 0s");
+                return None;
+            }
+            Some(d)
+        });
+        let render_output_limit = raw.render_output_limit.as_deref().and_then(|t| {
+            let p = format!("{ptr}/render_output_limit");
+            match parse_size(t) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.err(&p, e);
+                    None
+                }
+            }
+        });
+        if raw.sleep.is_some() {
+            self.warn(
+                &format!("{ptr}/sleep"),
+                "sleep schedules are checked but not acted on yet: stagings keep running at night",
+            );
+        }
+        Layer {
+            namespace: raw.namespace.clone(),
+            render,
+            render_timeout,
+            render_output_limit,
+            render_env: raw.render_env.clone(),
+            values: raw.values.clone(),
+            links: raw.links.clone(),
+            ttl,
+            retention: raw
+                .retention
+                .as_deref()
+                .and_then(|d| self.duration(d, &format!("{ptr}/retention"))),
+            sleep: raw
+                .sleep
+                .as_ref()
+                .and_then(|s| self.sleep(s, &format!("{ptr}/sleep"))),
+        }
+    }
+
+    /// A declared render spec counts as declared even when it is wrong: its own problem is
+    /// reported, and "no render spec" on top of it would only mislead.
+    fn render_spec(&mut self, raw: &RawSettings, ptr: &str) -> Option<Render> {
+        match (&raw.templates, &raw.command) {
             (Some(dir), Some(_)) => {
                 self.err(ptr, "`templates` and `command` are both set here; keep one");
                 Some(Render::Templates(dir.clone()))
@@ -314,46 +418,45 @@ impl<'a> Validator<'a> {
                 for (i, arg) in cmd.iter().enumerate() {
                     self.template_str(arg, &format!("{ptr}/command/{i}"));
                 }
+                for (i, message) in super::command_check::check(cmd) {
+                    self.err(&format!("{ptr}/command/{i}"), message);
+                }
                 Some(Render::Command(cmd.clone()))
             }
             (None, None) => None,
-        };
-        if let Some(values) = &raw.values {
-            self.template_values(
-                &serde_json::Value::Object(values.clone()),
-                &format!("{ptr}/values"),
+        }
+    }
+
+    /// A namespace template; a literal one is checked here, a templated one when it renders.
+    fn namespace(&mut self, ns: &str, ptr: &str) {
+        self.template_str(ns, ptr);
+        if crate::render::is_template(ns) {
+            return;
+        }
+        if let Err(e) = naming::check_label(ns) {
+            self.err(
+                ptr,
+                format!(
+                    "namespace {ns:?} is not a valid DNS-1123 label: it {}",
+                    e.trim_start_matches("is ")
+                ),
             );
+        } else if let Some(p) = self.safety.protects(ns) {
+            self.err(ptr, format!("namespace {ns:?} is protected (by {p:?}); a staging may never live in it: choose a namespace of its own, such as \"{{{{ staging }}}}\""));
         }
-        if let Some(links) = &raw.links {
-            for (k, v) in links {
-                self.template_str(v, &format!("{ptr}/links/{}", escape(k)));
+    }
+
+    fn render_env(&mut self, names: &[String], ptr: &str) {
+        for (i, name) in names.iter().enumerate() {
+            let p = format!("{ptr}/{i}");
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                self.err(&p, format!("{name:?} is not an environment variable name"));
+            } else if name == "KUBECONFIG" || self.token_envs.contains(name) {
+                self.err(&p, format!("{name} holds credentials (a kubeconfig or a repository token) and is never handed to render commands"));
             }
-        }
-        let ttl = raw.ttl.as_deref().and_then(|t| {
-            if t == "never" {
-                Some(Ttl::Never)
-            } else {
-                self.duration(t, &format!("{ptr}/ttl")).map(Ttl::After)
-            }
-        });
-        Layer {
-            namespace: raw.namespace.clone(),
-            render,
-            render_timeout: raw
-                .render_timeout
-                .as_deref()
-                .and_then(|d| self.duration(d, &format!("{ptr}/render_timeout"))),
-            values: raw.values.clone(),
-            links: raw.links.clone(),
-            ttl,
-            retention: raw
-                .retention
-                .as_deref()
-                .and_then(|d| self.duration(d, &format!("{ptr}/retention"))),
-            sleep: raw
-                .sleep
-                .as_ref()
-                .and_then(|s| self.sleep(s, &format!("{ptr}/sleep"))),
         }
     }
 
@@ -393,7 +496,15 @@ impl<'a> Validator<'a> {
     }
 
     fn template_str(&mut self, text: &str, ptr: &str) {
-        if let Err(e) = self.templates.add_inline(text) {
+        let pos = self.positions.value(ptr);
+        // A quoted scalar's text starts one column after its quote.
+        let quoted = self.positions.is_quoted(ptr);
+        let origin = crate::render::Origin {
+            file: self.file.to_string(),
+            line: pos.line,
+            column: pos.column + usize::from(quoted),
+        };
+        if let Err(e) = self.templates.add_inline(text, Some(origin)) {
             self.err(ptr, format!("template {text:?}: {e}"));
         }
     }
@@ -413,6 +524,9 @@ impl<'a> Validator<'a> {
     }
 
     fn duration(&mut self, text: &str, ptr: &str) -> Option<Duration> {
+        if text.trim() == "0" {
+            return Some(Duration::ZERO);
+        }
         match humantime::parse_duration(text) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -494,4 +608,28 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
             .to_string();
         format!("invalid cron expression {text:?}: {why}")
     })
+}
+
+/// Parse a size such as `32MiB`, `500KiB`, `1GiB` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: write it like 500KiB, 32MiB or 1GiB"
+            ))
+        }
+    };
+    match num.parse::<u64>().ok().and_then(|n| n.checked_mul(factor)) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "invalid size {text:?}: write a positive size like 500KiB, 32MiB or 1GiB"
+        )),
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{ObservedStaging, State};
+use super::{Foreign, Observed, State};
 use crate::config::Settings;
 use crate::render::Context;
 use crate::source::{Commit, RepoListing};
@@ -68,17 +68,37 @@ pub struct Planned {
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
     pub context: Option<Box<Context>>,
-    /// Why the context could not be built; the staging is left as it is.
-    pub error: Option<String>,
+    /// Why the staging cannot be converged; it is left as it is.
+    pub error: Option<PlanError>,
     /// A safety rule holds back what the plan would otherwise do (a deletion held or deferred,
     /// a failed source, a missing pin): worth showing even though the action is noop.
     pub held: bool,
+    /// Its state as the target holds it now (`None`: the target does not hold it).
+    pub observed_state: Option<State>,
 }
 
 impl Planned {
     /// Whether the staging exists after the pass.
     pub fn exists_after(&self) -> bool {
         self.state.is_some()
+    }
+
+    /// `environment/branch` (or `environment/static name`), to name it in messages.
+    pub fn label(&self) -> String {
+        match &self.static_name {
+            Some(s) => format!("{}/static {s}", self.environment),
+            None => format!("{}/{}", self.environment, self.branch),
+        }
+    }
+
+    /// Hold the staging as the target has it: nothing is written for it this pass.
+    pub fn block(&mut self, error: PlanError) {
+        self.action = Action::Noop;
+        self.held = true;
+        self.state = self.observed_state;
+        self.context = None;
+        self.reason = error.to_string();
+        self.error = Some(error);
     }
 }
 
@@ -89,6 +109,9 @@ pub struct Plan {
     pub stagings: Vec<Planned>,
     /// Environments whose source failed, with the error (their deletions are frozen).
     pub failed_sources: Vec<(String, String)>,
+    /// Things worth knowing that change nothing: include patterns that match no branch,
+    /// branches skipped for their names.
+    pub hints: Vec<String>,
 }
 
 /// Inputs of the planner besides the configuration.
@@ -96,9 +119,69 @@ pub struct Inputs<'a> {
     /// Listing per environment: the branches, or why they could not be read.
     pub listings: &'a HashMap<String, Result<RepoListing, String>>,
     /// What the target holds.
-    pub observed: &'a [ObservedStaging],
+    pub observed: &'a Observed,
     /// The time of the pass.
     pub now: DateTime<Utc>,
     /// Believe a listing that lost more branches than `safety.max_branch_loss_percent`.
     pub confirm_deletions: bool,
+}
+
+/// Why a staging cannot be converged this pass. Nothing is written for it; a staging that
+/// exists is kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// Its template context does not render (namespace, values, links).
+    #[error("cannot render: {0}")]
+    Render(String),
+    /// Its static pin does not resolve.
+    #[error("{0}")]
+    Pin(String),
+    /// Its namespace is protected.
+    #[error(
+        "namespace {namespace:?} is protected (by {pattern:?}); a staging may never live in it"
+    )]
+    Protected {
+        /// The namespace.
+        namespace: String,
+        /// The pattern that protects it.
+        pattern: String,
+    },
+    /// Another staging of the configuration has the same name.
+    #[error("staging name {name:?} is also the name of {other}; names must be unique across the configuration: rename an environment or exclude a branch")]
+    NameCollision {
+        /// The name.
+        name: String,
+        /// The other staging (`environment/branch`).
+        other: String,
+    },
+    /// Another staging of the configuration resolves to the same namespace.
+    #[error("namespace {namespace:?} is also the namespace of {other}; each staging needs a namespace of its own: put `{{{{ staging }}}}` in the namespace template")]
+    NamespaceCollision {
+        /// The namespace.
+        namespace: String,
+        /// The other staging (`environment/branch`).
+        other: String,
+    },
+    /// Its namespace (or folder) exists and is not this instance's.
+    #[error("namespace {place:?} {why}")]
+    Conflict {
+        /// The namespace or folder.
+        place: String,
+        /// Whose it is.
+        why: Foreign,
+    },
+}
+
+impl PlanError {
+    /// A stable name of the kind of error, for metrics and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlanError::Render(_) => "render",
+            PlanError::Pin(_) => "pin",
+            PlanError::Protected { .. } => "protected",
+            PlanError::NameCollision { .. } => "name-collision",
+            PlanError::NamespaceCollision { .. } => "namespace-collision",
+            PlanError::Conflict { .. } => "conflict",
+        }
+    }
 }

@@ -47,3 +47,44 @@ pub struct ObservedStaging {
     /// Lifecycle state.
     pub state: State,
 }
+
+/// Why a namespace (kube) or folder (dir) that exists is not this octostage's to write: a
+/// staging that would live there is a conflict, reported and left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Foreign {
+    /// It exists and octostage did not create it (no creation record).
+    NotCreated,
+    /// It carries octostage's labels but no creation record: made by hand, copied, or by an
+    /// older octostage.
+    LabelsWithoutRecord,
+    /// Another octostage instance created it.
+    OtherInstance(String),
+    /// It is octostage's and still terminating after a deletion.
+    Terminating,
+    /// It is octostage's but its recorded state cannot be read.
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Foreign::NotCreated => f.write_str("exists and octostage did not create it; octostage never adopts what it did not create: remove it, or choose another namespace for this staging"),
+            Foreign::LabelsWithoutRecord => write!(f, "carries octostage's labels but no creation record ({}), so octostage did not create it; it is left alone. If an older octostage made it and you want it managed, add that annotation by hand", crate::consts::ANNOTATION_CREATED_BY),
+            Foreign::OtherInstance(i) => write!(f, "belongs to octostage instance {i:?}; two instances never share a staging: give one of them other names or namespaces"),
+            Foreign::Terminating => f.write_str("is still being deleted; the staging is created again once it is gone"),
+            Foreign::Unreadable(why) => write!(f, "is octostage's but its recorded state cannot be read ({why}); it is left alone: fix or delete it by hand"),
+        }
+    }
+}
+
+/// What a target holds.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The stagings this instance created.
+    pub stagings: Vec<ObservedStaging>,
+    /// Namespaces that exist and are not this instance's, by name (kube target).
+    pub foreign_namespaces: std::collections::BTreeMap<String, Foreign>,
+    /// Staging names whose place is taken by something not this instance's (dir target: a
+    /// folder without octostage's status file).
+    pub foreign_names: std::collections::BTreeMap<String, Foreign>,
+}

@@ -56,6 +56,7 @@ fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>
         Ok(RepoListing {
             branches,
             pins: HashMap::new(),
+            skipped: Vec::new(),
         }),
     )]
     .into()
@@ -90,11 +91,18 @@ fn run(
         c,
         &Inputs {
             listings: l,
-            observed,
+            observed: &observed_of(observed),
             now: at,
             confirm_deletions: false,
         },
     )
+}
+
+fn observed_of(stagings: &[ObservedStaging]) -> Observed {
+    Observed {
+        stagings: stagings.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn find<'a>(p: &'a Plan, branch: &str) -> &'a Planned {
@@ -260,7 +268,7 @@ fn an_empty_or_shrunken_listing_is_not_believed() {
         &c,
         &Inputs {
             listings: &listing(vec![branch("b0", 0)]),
-            observed: &held,
+            observed: &observed_of(&held),
             now: now(),
             confirm_deletions: true,
         },
@@ -368,13 +376,152 @@ fn a_static_staging_goes_when_its_until_passes() {
 }
 
 #[test]
-fn removed_environment_is_deleted() {
+fn a_removed_environment_is_held_until_confirmed() {
     let c = config("");
     let mut o = obs("docs-main", "main");
     o.environment = "docs".into();
-    let p = run(&c, &listing(vec![]), &[o], now());
-    assert_eq!(p.stagings[0].action, Action::Delete);
-    assert!(p.stagings[0]
-        .reason
-        .contains("removed from the configuration"));
+    let p = run(&c, &listing(vec![]), std::slice::from_ref(&o), now());
+    let s = p.stagings.iter().find(|s| s.environment == "docs").unwrap();
+    assert_eq!((s.action, s.held), (Action::Noop, true));
+    assert!(
+        s.reason.contains("removed from the configuration")
+            && s.reason.contains("--confirm-deletions"),
+        "{}",
+        s.reason
+    );
+    let p = plan(
+        &c,
+        &Inputs {
+            listings: &listing(vec![]),
+            observed: &observed_of(&[o]),
+            now: now(),
+            confirm_deletions: true,
+        },
+    );
+    let s = p.stagings.iter().find(|s| s.environment == "docs").unwrap();
+    assert_eq!(s.action, Action::Delete);
+}
+
+fn two_envs(namespace: &str) -> Config {
+    let text = format!(
+        "version: 1\ndefaults:\n  templates: t\n  namespace: {namespace:?}\nenvironments:\n  shop:\n    repository: /repo\n  shop-x:\n    repository: /repo2\n"
+    );
+    parse(
+        &text,
+        "environments.yaml",
+        Path::new("/cfg"),
+        &templates(),
+        &LoadOptions::default(),
+    )
+    .unwrap()
+}
+
+fn listings2(
+    shop: Vec<Branch>,
+    shop_x: Vec<Branch>,
+) -> HashMap<String, Result<RepoListing, String>> {
+    let mut l = listing(shop);
+    l.extend(
+        listing(shop_x)
+            .into_values()
+            .map(|v| ("shop-x".to_string(), v)),
+    );
+    l
+}
+
+#[test]
+fn names_colliding_across_environments_block_both() {
+    let c = two_envs("{{ staging }}");
+    let p = run(
+        &c,
+        &listings2(vec![branch("x-y", 0)], vec![branch("y", 0)]),
+        &[],
+        now(),
+    );
+    let blocked: Vec<&Planned> = p.stagings.iter().filter(|s| s.name == "shop-x-y").collect();
+    assert_eq!(blocked.len(), 2);
+    for s in &blocked {
+        assert_eq!(
+            (s.action, s.held, s.exists_after()),
+            (Action::Noop, true, false)
+        );
+        assert_eq!(s.error.as_ref().unwrap().kind(), "name-collision");
+        assert!(s.context.is_none());
+    }
+    assert!(blocked[0].reason.contains("shop-x/y") && blocked[1].reason.contains("shop/x-y"));
+}
+
+#[test]
+fn a_shared_namespace_blocks_every_staging_in_it_and_keeps_the_existing_one() {
+    let c = two_envs("shared-{{ environment }}");
+    let l = listings2(vec![branch("a", 0)], vec![]);
+    let first = applied(&run(&c, &l, &[], now()));
+    assert_eq!(first.len(), 1);
+    let l = listings2(vec![branch("a", 0), branch("b", 0)], vec![]);
+    let p = run(&c, &l, &first, now());
+    for b in ["a", "b"] {
+        let s = find(&p, b);
+        assert_eq!(
+            s.error.as_ref().unwrap().kind(),
+            "namespace-collision",
+            "{s:?}"
+        );
+        assert_eq!(s.action, Action::Noop);
+        assert!(s.context.is_none(), "nothing is written for {b}");
+    }
+    assert_eq!(
+        find(&p, "a").state,
+        Some(State::Active),
+        "the existing one is kept"
+    );
+    assert_eq!(find(&p, "b").state, None);
+}
+
+#[test]
+fn protected_and_foreign_namespaces_are_conflicts() {
+    let c = two_envs("kube-{{ branch.slug }}");
+    let p = run(&c, &listings2(vec![branch("a", 0)], vec![]), &[], now());
+    assert_eq!(find(&p, "a").error.as_ref().unwrap().kind(), "protected");
+    let c = two_envs("{{ staging }}");
+    let mut observed = observed_of(&[]);
+    observed
+        .foreign_namespaces
+        .insert("shop-a".into(), Foreign::NotCreated);
+    observed
+        .foreign_namespaces
+        .insert("shop-x-b".into(), Foreign::OtherInstance("blue".into()));
+    let p = plan(
+        &c,
+        &Inputs {
+            listings: &listings2(vec![branch("a", 0), branch("c", 0)], vec![branch("b", 0)]),
+            observed: &observed,
+            now: now(),
+            confirm_deletions: true,
+        },
+    );
+    for (b, why) in [("a", "did not create it"), ("b", "instance \"blue\"")] {
+        let s = find(&p, b);
+        assert_eq!(s.error.as_ref().unwrap().kind(), "conflict");
+        assert!(s.reason.contains(why), "{}", s.reason);
+        assert_eq!((s.action, s.exists_after()), (Action::Noop, false));
+    }
+    assert_eq!(find(&p, "c").action, Action::Create);
+}
+
+#[test]
+fn an_include_pattern_matching_nothing_gets_a_hint() {
+    let c = config("    branches:\n      include: [main, \"feature/*\"]\n");
+    let p = run(
+        &c,
+        &listing(vec![branch("main", 0), branch("feature/a/b", 0)]),
+        &[],
+        now(),
+    );
+    assert_eq!(p.hints.len(), 1, "{:?}", p.hints);
+    assert!(
+        p.hints[0].contains("\"feature/*\" matches none of its 2 branches")
+            && p.hints[0].contains("\"feature/**\" would match 1"),
+        "{}",
+        p.hints[0]
+    );
 }

@@ -1,24 +1,75 @@
-//! Render commands: a program that prints multi-document YAML, run with a time limit.
+//! Render commands: a program that prints multi-document YAML, run in its own process group
+//! with an explicit environment, a time limit over the whole run (reading its output included),
+//! and a cap on what it may print.
+//!
+//! Once the program exits, or the time is up, or it prints too much, its whole process group
+//! is killed: a background child that keeps the output pipe open cannot hold a pass, and none
+//! outlives the render.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use wait_timeout::ChildExt;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 use super::RenderError;
 
 /// Most of stderr kept for an error message; the tail is where programs explain themselves.
 const STDERR_TAIL: usize = 4096;
+/// How often the program is checked for having exited while its output is read.
+const POLL: Duration = Duration::from_millis(20);
 
-/// Run `argv` in `cwd` with extra environment `vars`; its stdout on success.
+/// How a render command is bounded.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The whole run, from start to the last byte read.
+    pub timeout: Duration,
+    /// Most bytes of stdout.
+    pub max_output: u64,
+    /// Stop early (octostage is shutting down).
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
+}
+
+/// Kills the process group when dropped, unless the group was already dealt with: every way out
+/// of [`run`] (an error, a panic) leaves no process behind.
+struct Group {
+    pgid: Pid,
+    armed: bool,
+}
+
+impl Group {
+    fn kill(&mut self) {
+        if self.armed {
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+enum Event {
+    Stdout(std::io::Result<Vec<u8>>),
+    Overflow,
+    Stderr(Vec<u8>),
+}
+
+/// Run `argv` in `cwd` with the variables of octostage named by `pass_env` (when set) and
+/// `vars`; its stdout on success.
 pub fn run(
     argv: &[String],
     cwd: &Path,
+    pass_env: &[&str],
     vars: &[(String, String)],
-    timeout: Duration,
+    limits: &Limits,
 ) -> Result<String, RenderError> {
     let program = argv.first().cloned().unwrap_or_default();
     let fail = |message: String, stderr: String| RenderError::Command {
@@ -26,61 +77,134 @@ pub fn run(
         message,
         stderr,
     };
-    let mut child = Command::new(&program)
-        .args(&argv[1..])
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let mut cmd = Command::new(&program);
+    cmd.args(&argv[1..])
         .current_dir(cwd)
-        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout stops the shell and everything it started.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| {
-            fail(
-                format!("cannot start it in {}: {e}", cwd.display()),
-                String::new(),
-            )
-        })?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let out_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        out.read_to_end(&mut s).map(|_| s)
+        // Its own process group, so everything it starts can be stopped at once.
+        .process_group(0);
+    for name in pass_env {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
+    cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+    let mut child = cmd.spawn().map_err(|e| {
+        fail(
+            format!("cannot start it in {}: {e}", cwd.display()),
+            String::new(),
+        )
+    })?;
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut group = Group {
+        pgid: pid,
+        armed: true,
+    };
+    let (tx, rx) = mpsc::channel();
+    let out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let max = limits.max_output;
+    let out_tx = tx.clone();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let r = out.take(max + 1).read_to_end(&mut buf);
+        let _ = out_tx.send(match r {
+            Ok(_) if buf.len() as u64 > max => Event::Overflow,
+            Ok(_) => Event::Stdout(Ok(buf)),
+            Err(e) => Event::Stdout(Err(e)),
+        });
     });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
+    std::thread::spawn(move || {
+        let _ = tx.send(Event::Stderr(tail(err)));
     });
-    let status = match child.wait_timeout(timeout) {
-        Ok(Some(status)) => status,
-        Ok(None) => {
-            let pgid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+
+    let (mut stdout, mut stderr, mut exited) = (None, None, false);
+    while stdout.is_none() || stderr.is_none() || !exited {
+        if !exited && leader_exited(pid) {
+            // The program is done (and not yet reaped, so its group id cannot be reused):
+            // whatever it left running goes now.
+            exited = true;
+            group.kill();
+        }
+        let now = Instant::now();
+        if limits.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            group.kill();
             let _ = child.wait();
+            group.armed = false;
+            return Err(fail(
+                "was stopped: octostage is shutting down".into(),
+                String::new(),
+            ));
+        }
+        if now >= deadline {
+            group.kill();
+            let _ = child.wait();
+            group.armed = false;
             return Err(RenderError::Timeout {
                 program,
-                after: timeout,
+                after: limits.timeout,
             });
         }
-        Err(e) => return Err(fail(format!("waiting for it failed: {e}"), String::new())),
-    };
-    let stdout = out_reader
-        .join()
-        .expect("reader thread")
-        .map_err(|e| fail(format!("reading its output failed: {e}"), String::new()))?;
-    let stderr = err_reader.join().expect("reader thread");
-    let stderr = String::from_utf8_lossy(&stderr);
-    let tail = stderr
-        .get(stderr.len().saturating_sub(STDERR_TAIL)..)
-        .unwrap_or(&stderr)
-        .trim()
-        .to_string();
+        match rx.recv_timeout(POLL.min(deadline - now)) {
+            Ok(Event::Stdout(r)) => stdout = Some(r),
+            Ok(Event::Stderr(t)) => stderr = Some(t),
+            Ok(Event::Overflow) => {
+                group.kill();
+                let _ = child.wait();
+                group.armed = false;
+                return Err(RenderError::OutputLimit {
+                    source_name: format!("render command `{program}`"),
+                    limit: max,
+                });
+            }
+            Err(_) => {}
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("waiting for it failed: {e}"), String::new()))?;
+    group.armed = false;
+    let stderr = stderr.unwrap_or_default();
+    let tail = String::from_utf8_lossy(&stderr).trim().to_string();
+    let stdout = stdout
+        .unwrap_or_else(|| Ok(Vec::new()))
+        .map_err(|e| fail(format!("reading its output failed: {e}"), tail.clone()))?;
     if !status.success() {
         return Err(fail(format!("exited with {status}"), tail));
     }
     String::from_utf8(stdout).map_err(|_| fail("printed output that is not UTF-8".into(), tail))
+}
+
+/// Whether the process has exited, without reaping it.
+fn leader_exited(pid: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+}
+
+/// The last [`STDERR_TAIL`] bytes of `r`, read to the end in constant memory.
+fn tail(mut r: impl Read) -> Vec<u8> {
+    let mut keep: Vec<u8> = Vec::with_capacity(2 * STDERR_TAIL);
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                keep.extend_from_slice(&buf[..n]);
+                if keep.len() > 2 * STDERR_TAIL {
+                    keep.drain(..keep.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    if keep.len() > STDERR_TAIL {
+        keep.drain(..keep.len() - STDERR_TAIL);
+    }
+    keep
 }
 
 #[cfg(test)]
@@ -91,25 +215,50 @@ mod tests {
         vec!["sh".into(), "-c".into(), script.into()]
     }
 
-    #[test]
-    fn output_and_environment() {
-        let out = run(
-            &sh("echo \"x: $GREETING\""),
-            Path::new("/"),
-            &[("GREETING".into(), "hi".into())],
-            Duration::from_secs(10),
-        )
-        .unwrap();
-        assert_eq!(out, "x: hi\n");
+    fn limits(secs: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_secs(secs),
+            max_output: 1 << 20,
+            cancel: None,
+        }
+    }
+
+    /// Whether the process is running (a zombie waiting for init to reap it is not).
+    fn alive(pid_file: &Path) -> bool {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+        })
     }
 
     #[test]
-    fn failure_shows_stderr() {
-        let e = run(
-            &sh("echo 'chart not found' >&2; exit 3"),
+    fn output_and_an_explicit_environment() {
+        std::env::set_var("OCTOSTAGE_TEST_SECRET_TOKEN", "s3cr3t");
+        let out = run(
+            &sh("echo \"x: $GREETING ${OCTOSTAGE_TEST_SECRET_TOKEN:-unset} ${PATH:+path}\""),
             Path::new("/"),
+            &["PATH"],
+            &[("GREETING".into(), "hi".into())],
+            &limits(10),
+        )
+        .unwrap();
+        assert_eq!(out, "x: hi unset path\n");
+    }
+
+    #[test]
+    fn failure_shows_the_tail_of_stderr() {
+        let e = run(
+            &sh("head -c 100000 /dev/zero | tr '\\0' a >&2; echo 'chart not found' >&2; exit 3"),
+            Path::new("/"),
+            &["PATH"],
             &[],
-            Duration::from_secs(10),
+            &limits(10),
         )
         .unwrap_err();
         let msg = e.to_string();
@@ -117,19 +266,74 @@ mod tests {
             msg.contains("exit status: 3") && msg.contains("chart not found"),
             "{msg}"
         );
+        assert!(msg.len() < STDERR_TAIL + 500, "{}", msg.len());
     }
 
     #[test]
-    fn timeout_stops_the_whole_group() {
-        let start = std::time::Instant::now();
-        let e = run(
-            &sh("sleep 30 & sleep 30"),
+    fn a_background_child_holding_stdout_is_killed_when_the_program_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("pid");
+        let start = Instant::now();
+        let out = run(
+            &sh(&format!(
+                "sleep 120 & echo $! > {}; echo 'kind: A'",
+                pid.display()
+            )),
             Path::new("/"),
+            &["PATH"],
             &[],
-            Duration::from_millis(300),
+            &limits(20),
+        )
+        .unwrap();
+        assert_eq!(out, "kind: A\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(&pid), "the background child outlived the render");
+    }
+
+    #[test]
+    fn the_timeout_bounds_the_whole_run_and_stops_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid = dir.path().join("pid");
+        let start = Instant::now();
+        let e = run(
+            &sh(&format!("sleep 30 & echo $! > {}; sleep 30", pid.display())),
+            Path::new("/"),
+            &["PATH"],
+            &[],
+            &Limits {
+                timeout: Duration::from_millis(500),
+                max_output: 1 << 20,
+                cancel: None,
+            },
         )
         .unwrap_err();
         assert!(matches!(e, RenderError::Timeout { .. }), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!alive(&pid));
+    }
+
+    #[test]
+    fn output_past_the_limit_fails_at_once() {
+        let start = Instant::now();
+        let e = run(
+            &sh("yes 'kind: A'"),
+            Path::new("/"),
+            &["PATH"],
+            &[],
+            &limits(30),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RenderError::OutputLimit { .. }), "{e}");
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
@@ -138,8 +342,9 @@ mod tests {
         let e = run(
             &["no-such-program-octostage".into()],
             Path::new("/"),
+            &["PATH"],
             &[],
-            Duration::from_secs(1),
+            &limits(1),
         )
         .unwrap_err();
         assert!(e.to_string().contains("no-such-program-octostage"));

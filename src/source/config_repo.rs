@@ -94,11 +94,18 @@ impl ConfigSource {
 }
 
 fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot, SourceError> {
+    let shown = crate::redact::url(url);
+    crate::redact::check_url(url, false, false).map_err(|e| SourceError::Git {
+        url: shown.clone(),
+        action: "checking the config repository URL",
+        message: e.to_string(),
+    })?;
     let err = |action: &'static str| {
+        let shown = shown.clone();
         move |e: git2::Error| SourceError::Git {
-            url: url.to_string(),
+            url: shown,
             action,
-            message: e.message().to_string(),
+            message: crate::redact::url(e.message()),
         }
     };
     let dir = cache
@@ -116,11 +123,12 @@ fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot
     };
     // Config repositories are read anonymously or with the ambient SSH agent; private https
     // config repositories can be cloned by any other means and passed as a directory.
-    let default = fetch_mirror(&repo, url, &Credentials::default())?.default_branch;
+    let deadline = std::time::Instant::now() + super::git::DEFAULT_FETCH_TIMEOUT;
+    let default = fetch_mirror(&repo, url, &Credentials::default(), deadline)?;
     let target = match reference {
         Some(r) => r.to_string(),
         None => default.ok_or_else(|| SourceError::Git {
-            url: url.into(),
+            url: shown.clone(),
             action: "finding the default branch",
             message: "the remote names no HEAD; pass --config-ref".into(),
         })?,

@@ -299,12 +299,16 @@ fn an_unreachable_repository_fails_that_environment_and_deletes_nothing() {
     assert_eq!(d.stagings(), 2);
     std::fs::rename(&d.repo.path, d.tmp.path().join("moved")).unwrap();
     let r = d.run(&once);
-    assert!(r.status.success(), "a failed source is not a failed pass");
+    // A cron job must notice: exit 1, the source named, nothing deleted.
+    assert_eq!(r.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&r.stdout).contains("source of app failed"),
+        String::from_utf8_lossy(&r.stdout).contains("source of app failed")
+            && String::from_utf8_lossy(&r.stdout)
+                .contains("cannot open the repository: no such directory"),
         "{}",
         String::from_utf8_lossy(&r.stdout)
     );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("1 environments could not be read"));
     assert_eq!(d.stagings(), 2, "nothing deleted");
     // A config that no longer parses changes nothing either.
     std::fs::write(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 
-use crate::consts::{self, ANNOTATION_HASH};
+use crate::consts::{self, ANNOTATION_CREATED_BY, ANNOTATION_HASH};
 use crate::plan::{rfc3339, ObservedStaging, Planned, State};
 use crate::render::Object;
 
@@ -29,6 +29,37 @@ pub const LINKS: &str = "octostage.dev/links";
 /// Why the staging is being deleted, recorded before the namespace is.
 pub const DELETE_REASON: &str = "octostage.dev/delete-reason";
 
+/// The creation record: which instance created a namespace, and when. Written only when
+/// octostage creates the namespace; without it a namespace is never octostage's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatedBy {
+    /// The instance.
+    pub instance: String,
+    /// When, RFC 3339.
+    pub at: String,
+}
+
+impl CreatedBy {
+    /// The record for a namespace `instance` creates at `now`.
+    pub fn new(instance: &str, now: DateTime<Utc>) -> CreatedBy {
+        CreatedBy {
+            instance: instance.to_string(),
+            at: rfc3339(now),
+        }
+    }
+
+    /// The record on a namespace, if it carries a readable one.
+    pub fn read(ann: &BTreeMap<String, String>) -> Option<CreatedBy> {
+        serde_json::from_str(ann.get(ANNOTATION_CREATED_BY)?).ok()
+    }
+
+    /// As the annotation value.
+    pub fn to_annotation(&self) -> String {
+        serde_json::to_string(self).expect("record serializes")
+    }
+}
+
 /// Labels of a staging's namespace.
 pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String> {
     [
@@ -42,9 +73,15 @@ pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String>
     .collect()
 }
 
-/// Annotations of a staging's namespace, recording `kinds` as applied inside.
-pub fn namespace_annotations(p: &Planned, kinds: &[String]) -> BTreeMap<String, String> {
+/// Annotations of a staging's namespace, recording `kinds` as applied inside and keeping its
+/// creation record.
+pub fn namespace_annotations(
+    p: &Planned,
+    kinds: &[String],
+    created: &CreatedBy,
+) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
+    a.insert(ANNOTATION_CREATED_BY.to_string(), created.to_annotation());
     a.insert(BRANCH.to_string(), p.branch.clone());
     if let Some(s) = &p.static_name {
         a.insert(STATIC.to_string(), s.clone());
@@ -159,9 +196,16 @@ pub fn split_kind(key: &str) -> Option<(&str, &str, &str)> {
     }
 }
 
-/// Put the content hash on `o`: a hash of everything octostage sends, so an unchanged object
-/// costs no write.
-pub fn stamp(o: &mut Object) -> String {
+/// Put the instance label and the content hash on `o`: a hash of everything octostage sends,
+/// so an unchanged object costs no write.
+pub fn stamp(o: &mut Object, instance: &str) -> String {
+    if let Some(labels) = o
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("labels"))
+        .and_then(|l| l.as_object_mut())
+    {
+        labels.insert(consts::LABEL_INSTANCE.to_string(), instance.into());
+    }
     let hash =
         crate::naming::short_hash(&serde_json::to_string(&*o).expect("objects serialize"), 24);
     let meta = o
@@ -204,7 +248,7 @@ mod tests {
         )
         .unwrap();
         let mut b = a.clone();
-        assert_eq!(stamp(&mut a), stamp(&mut b));
+        assert_eq!(stamp(&mut a, "i"), stamp(&mut b, "i"));
         assert_eq!(
             a["metadata"]["annotations"][ANNOTATION_HASH]
                 .as_str()
@@ -217,7 +261,7 @@ mod tests {
         )
         .unwrap();
         assert_ne!(
-            stamp(&mut c),
+            stamp(&mut c, "i"),
             a["metadata"]["annotations"][ANNOTATION_HASH]
                 .as_str()
                 .unwrap()

@@ -6,13 +6,28 @@ use std::time::Duration;
 
 use tracing::warn;
 
-/// Whether a failed request is worth repeating: conflicts, throttling, server errors, transport.
+/// Whether a failed request is worth repeating: write conflicts, throttling, server errors,
+/// transport. An object that already exists, or whose UID is not the one octostage saw, is an
+/// answer, not a hiccup.
 pub(super) fn retryable(e: &kube::Error) -> bool {
     match e {
-        kube::Error::Api(s) => s.code == 409 || s.code == 429 || s.code >= 500,
+        kube::Error::Api(s) if s.code == 409 => !precondition(e) && !already_exists(e),
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
+}
+
+/// A 409 for an object that already exists.
+pub(super) fn already_exists(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason == "AlreadyExists")
+}
+
+/// A UID precondition that failed: the object is gone, or it is another object now.
+pub(super) fn precondition(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if (s.code == 409 || s.code == 422)
+        && (s.message.to_ascii_lowercase().contains("uid")
+            || s.message.contains("Precondition failed")))
 }
 
 /// Attempts per request, and the first pause between them (doubling after each).
@@ -83,6 +98,23 @@ mod tests {
         )
         .await;
         (r, attempts.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test]
+    async fn existing_objects_and_failed_preconditions_are_answers() {
+        let exists = kube::Error::Api(Box::new(kube::core::Status {
+            code: 409,
+            reason: "AlreadyExists".into(),
+            ..Default::default()
+        }));
+        assert!(!retryable(&exists) && already_exists(&exists));
+        let uid = kube::Error::Api(Box::new(kube::core::Status {
+            code: 409,
+            reason: "Conflict".into(),
+            message: "uid mismatch: the provided object specified uid x, and no existing object was found".into(),
+            ..Default::default()
+        }));
+        assert!(!retryable(&uid) && precondition(&uid));
     }
 
     #[tokio::test]

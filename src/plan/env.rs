@@ -1,0 +1,504 @@
+//! Planning one environment whose branches were listed: its static stagings, its branch
+//! stagings (named, capped, aged), and what the target holds that nothing claims any more.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::{guard, human, human_std, rfc3339, Action, Inputs, Life, Phase, PlanError, Planned};
+use super::{ObservedStaging, State};
+use crate::config::{Config, Environment, Pin, Settings, Ttl};
+use crate::naming;
+use crate::render::Context;
+use crate::source::{Branch, Commit, RepoListing};
+
+pub(super) struct EnvPlanner<'a> {
+    config: &'a Config,
+    env: &'a Environment,
+    inputs: &'a Inputs<'a>,
+    listing: &'a RepoListing,
+    observed: &'a [&'a ObservedStaging],
+    by_name: HashMap<&'a str, &'a ObservedStaging>,
+    /// Observed stagings some candidate claimed.
+    seen: HashSet<&'a str>,
+    pub out: Vec<Planned>,
+}
+
+/// One desired staging before it is compared with the target.
+struct Candidate<'a> {
+    branch: String,
+    static_name: Option<String>,
+    name: String,
+    commit: Commit,
+    settings: Arc<Settings>,
+    life: Life,
+    first_seen: DateTime<Utc>,
+    ttl: Ttl,
+    observed: Option<&'a ObservedStaging>,
+    capped: Option<u32>,
+}
+
+impl<'a> EnvPlanner<'a> {
+    pub fn new(
+        config: &'a Config,
+        env: &'a Environment,
+        inputs: &'a Inputs<'a>,
+        listing: &'a RepoListing,
+        observed: &'a [&'a ObservedStaging],
+    ) -> Self {
+        EnvPlanner {
+            config,
+            env,
+            inputs,
+            listing,
+            observed,
+            by_name: observed.iter().map(|o| (o.name.as_str(), *o)).collect(),
+            seen: HashSet::new(),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn run(&mut self) {
+        // Static stagings first: their names are reserved before branches are named.
+        let (mut candidates, reserved) = self.statics();
+        let mut branches = self.branches(&reserved);
+        self.cap(&candidates, &mut branches);
+        candidates.extend(branches);
+        for c in candidates {
+            if let Some(o) = c.observed {
+                self.seen.insert(o.name.as_str());
+            }
+            let p = self.decide(c);
+            self.out.push(p);
+        }
+        self.leftovers();
+    }
+
+    /// Include patterns that match none of the listed branches, and branches skipped for their
+    /// names: nothing wrong for the planner, but likely a mistake worth a line.
+    pub fn hints(&self) -> Vec<String> {
+        let name = &self.env.name;
+        let mut out = Vec::new();
+        let branches = &self.listing.branches;
+        if !branches.is_empty() {
+            for p in self.env.include.patterns() {
+                let Ok(g) = crate::config::Globs::new(&[p]) else {
+                    continue;
+                };
+                if branches.iter().any(|b| g.matches(&b.name).is_some()) {
+                    continue;
+                }
+                let mut hint = format!(
+                    "environment {name}: branches.include pattern {p:?} matches none of its {} branches",
+                    branches.len()
+                );
+                if let Some(wider) = p.strip_suffix('*').filter(|s| !s.ends_with('*')) {
+                    let wider = format!("{wider}**");
+                    if let Ok(w) = crate::config::Globs::new(&[&wider]) {
+                        let n = branches
+                            .iter()
+                            .filter(|b| w.matches(&b.name).is_some())
+                            .count();
+                        if n > 0 {
+                            hint.push_str(&format!(
+                                " (`*` stays within one path segment; {wider:?} would match {n})"
+                            ));
+                        }
+                    }
+                }
+                out.push(hint);
+            }
+        }
+        for s in &self.listing.skipped {
+            out.push(format!(
+                "environment {name}: branch {:?} gets no staging: its name {}",
+                s.name, s.why
+            ));
+        }
+        out
+    }
+
+    fn statics(&mut self) -> (Vec<Candidate<'a>>, HashSet<String>) {
+        let now = self.inputs.now;
+        let mut candidates = Vec::new();
+        let mut reserved = HashSet::new();
+        for st in &self.env.statics {
+            let name = naming::static_name(&self.env.name, &st.name);
+            reserved.insert(name.clone());
+            let o = self.by_name.get(name.as_str()).copied();
+            let (branch, commit) =
+                match &st.pin {
+                    Pin::Branch(b) => (
+                        b.clone(),
+                        self.listing
+                            .branches
+                            .iter()
+                            .find(|x| &x.name == b)
+                            .map(|x| x.commit.clone())
+                            .ok_or_else(|| format!("pinned branch {b:?} does not exist")),
+                    ),
+                    Pin::Commit(c) => (
+                        c.clone(),
+                        self.listing.pins.get(c).cloned().unwrap_or_else(|| {
+                            Err(format!("pinned commit {c:?} was not looked up"))
+                        }),
+                    ),
+                };
+            match commit {
+                Ok(commit) => {
+                    let first_seen = first_seen(o, &commit, now);
+                    let life = Life::new(
+                        commit.time,
+                        first_seen,
+                        Ttl::Never,
+                        st.until,
+                        st.settings.retention,
+                        now,
+                    );
+                    candidates.push(Candidate {
+                        branch,
+                        static_name: Some(st.name.clone()),
+                        name,
+                        commit,
+                        settings: st.settings.clone(),
+                        life,
+                        first_seen,
+                        ttl: Ttl::Never,
+                        observed: o,
+                        capped: None,
+                    });
+                }
+                Err(e) => {
+                    if let Some(o) = o {
+                        self.seen.insert(o.name.as_str());
+                        self.out
+                            .push(super::keep(o, format!("{e}; static staging kept as it is")));
+                    } else {
+                        let mut p =
+                            absent(&self.env.name, &branch, Some(&st.name), &name, e.clone());
+                        p.error = Some(PlanError::Pin(e));
+                        self.out.push(p);
+                    }
+                }
+            }
+        }
+        (candidates, reserved)
+    }
+
+    fn branches(&self, reserved: &HashSet<String>) -> Vec<Candidate<'a>> {
+        let now = self.inputs.now;
+        let included: Vec<&Branch> = self
+            .listing
+            .branches
+            .iter()
+            .filter(|b| {
+                self.env.include.matches(&b.name).is_some()
+                    && self.env.exclude.matches(&b.name).is_none()
+            })
+            .collect();
+        let held: HashMap<&str, &str> = self
+            .observed
+            .iter()
+            .filter(|o| o.static_name.is_none())
+            .map(|o| (o.branch.as_str(), o.name.as_str()))
+            .collect();
+        let names = naming::assign(
+            &self.env.name,
+            included.iter().map(|b| b.name.as_str()),
+            reserved,
+            &held,
+        );
+        included
+            .into_iter()
+            .map(|b| {
+                let name = names[b.name.as_str()].clone();
+                let o = self
+                    .by_name
+                    .get(name.as_str())
+                    .copied()
+                    .filter(|o| o.static_name.is_none() && o.branch == b.name);
+                let settings = self.env.settings_for(&b.name);
+                let ttl = if self.env.always.matches(&b.name).is_some() {
+                    Ttl::Never
+                } else {
+                    settings.ttl
+                };
+                let first_seen = first_seen(o, &b.commit, now);
+                let life = Life::new(
+                    b.commit.time,
+                    first_seen,
+                    ttl,
+                    None,
+                    settings.retention,
+                    now,
+                );
+                Candidate {
+                    branch: b.name.clone(),
+                    static_name: None,
+                    name,
+                    commit: b.commit.clone(),
+                    settings,
+                    life,
+                    first_seen,
+                    ttl,
+                    observed: o,
+                    capped: None,
+                }
+            })
+            .collect()
+    }
+
+    /// `max_stagings`: stagings that never expire first, then the most recently active.
+    fn cap(&self, statics: &[Candidate<'a>], branches: &mut [Candidate<'a>]) {
+        let Some(max) = self.env.max_stagings else {
+            return;
+        };
+        let live_statics = statics
+            .iter()
+            .filter(|c| c.life.phase != Phase::Gone)
+            .count();
+        let room = (max as usize).saturating_sub(live_statics);
+        let mut live: Vec<&mut Candidate> = branches
+            .iter_mut()
+            .filter(|c| c.life.phase != Phase::Gone)
+            .collect();
+        live.sort_by(|a, b| {
+            (
+                a.ttl != Ttl::Never,
+                std::cmp::Reverse(a.life.activity),
+                &a.name,
+            )
+                .cmp(&(
+                    b.ttl != Ttl::Never,
+                    std::cmp::Reverse(b.life.activity),
+                    &b.name,
+                ))
+        });
+        for c in live.into_iter().skip(room) {
+            c.capped = Some(max);
+        }
+    }
+
+    /// What the target holds that no candidate claimed.
+    fn leftovers(&mut self) {
+        let listed: HashSet<&str> = self
+            .listing
+            .branches
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        let total = self
+            .observed
+            .iter()
+            .filter(|o| o.static_name.is_none())
+            .count();
+        let mut vanished = Vec::new();
+        for o in self
+            .observed
+            .iter()
+            .filter(|o| !self.seen.contains(o.name.as_str()))
+        {
+            let reason = if let Some(s) = &o.static_name {
+                format!("static staging {s:?} removed from the configuration")
+            } else if listed.contains(o.branch.as_str()) {
+                match self.env.exclude.matches(&o.branch) {
+                    Some(p) => format!("excluded by pattern {p:?}"),
+                    None => "no longer matched by branches.include".to_string(),
+                }
+            } else {
+                vanished.push(self.out.len());
+                "branch deleted".to_string()
+            };
+            self.out.push(super::gone(o, reason));
+        }
+        self.guard_vanished(&vanished, total);
+    }
+
+    /// Hold "branch deleted" deletions when the listing lost a suspicious share of branches.
+    fn guard_vanished(&mut self, vanished: &[usize], total: usize) {
+        let limit = self.config.safety.max_branch_loss_percent as usize;
+        let empty = self.listing.branches.is_empty();
+        let suspect = empty || (vanished.len() > 1 && vanished.len() * 100 > total * limit);
+        if vanished.is_empty() || !suspect || self.inputs.confirm_deletions {
+            return;
+        }
+        let why = if empty {
+            "the repository listed no branches at all".to_string()
+        } else {
+            format!("{} of {} branch stagings lost their branch at once (more than safety.max_branch_loss_percent, {limit}%)", vanished.len(), total)
+        };
+        for &i in vanished {
+            guard::hold(&mut self.out[i], &why);
+        }
+    }
+
+    fn expired_reason(&self, c: &Candidate<'_>) -> String {
+        let now = self.inputs.now;
+        match (c.ttl, c.life.expires_at) {
+            (Ttl::After(d), _) => format!(
+                "no activity for {} (ttl {})",
+                human(now - c.life.activity),
+                human_std(d)
+            ),
+            (Ttl::Never, Some(until)) => format!("its until time {} has passed", rfc3339(until)),
+            (Ttl::Never, None) => unreachable!("a staging that never expires is never expired"),
+        }
+    }
+
+    fn action(&self, c: &Candidate<'_>) -> (Action, Option<State>, String) {
+        let short = &c.commit.sha[..c.commit.sha.len().min(7)];
+        match (c.observed, c.life.phase, c.capped) {
+            (Some(_), _, Some(max)) => (
+                Action::Delete,
+                None,
+                format!("over max_stagings ({max}); least recently active"),
+            ),
+            (None, _, Some(max)) => (
+                Action::Noop,
+                None,
+                format!("not created: over max_stagings ({max})"),
+            ),
+            (Some(_), Phase::Gone, _) => (Action::Delete, None, self.expired_reason(c)),
+            (None, Phase::Gone | Phase::Expired, _) => (
+                Action::Noop,
+                None,
+                format!("not created: {}", self.expired_reason(c)),
+            ),
+            (Some(o), Phase::Expired, _) => {
+                let when = c
+                    .life
+                    .delete_at
+                    .map(|d| format!("; deleted at {}", rfc3339(d)))
+                    .unwrap_or_default();
+                if o.state == State::Expired && o.commit == c.commit.sha {
+                    let r = format!("expired, kept: {}{when}", self.expired_reason(c));
+                    (Action::Noop, Some(State::Expired), r)
+                } else {
+                    let r = format!(
+                        "{}; kept until deletion (retention {}){when}",
+                        self.expired_reason(c),
+                        human_std(c.settings.retention)
+                    );
+                    (Action::Expire, Some(State::Expired), r)
+                }
+            }
+            (None, Phase::Active, _) => (
+                Action::Create,
+                Some(State::Active),
+                if c.static_name.is_some() {
+                    format!("static staging at {short}")
+                } else {
+                    format!("new branch at {short}")
+                },
+            ),
+            (Some(o), Phase::Active, _) if o.commit != c.commit.sha => (
+                Action::Update,
+                Some(State::Active),
+                format!("new commit {short}"),
+            ),
+            (Some(o), Phase::Active, _) if o.state != State::Active => (
+                Action::Update,
+                Some(State::Active),
+                "active again".to_string(),
+            ),
+            (Some(_), Phase::Active, _) => {
+                (Action::Noop, Some(State::Active), "up to date".to_string())
+            }
+        }
+    }
+
+    fn decide(&self, c: Candidate<'_>) -> Planned {
+        let (action, state, reason) = self.action(&c);
+        let mut p = Planned {
+            environment: self.env.name.clone(),
+            branch: c.branch.clone(),
+            static_name: c.static_name.clone(),
+            name: c.name.clone(),
+            namespace: c.observed.map(|o| o.namespace.clone()),
+            commit: Some(c.commit.clone()),
+            action,
+            reason,
+            first_seen: c.first_seen,
+            expires_at: c.life.expires_at,
+            state,
+            settings: Some(c.settings.clone()),
+            context: None,
+            error: None,
+            held: false,
+            observed_state: c.observed.map(|o| o.state),
+        };
+        if !p.exists_after() {
+            return p;
+        }
+        let ctx = Context::build(
+            &self.config.templates,
+            &self.env.name,
+            &c.name,
+            &c.branch,
+            &c.commit,
+            &c.settings,
+            self.config.commit.as_deref(),
+        );
+        match ctx {
+            Ok(ctx) => {
+                if let Some(pattern) = self.config.safety.protects(&ctx.namespace) {
+                    p.namespace = Some(ctx.namespace.clone());
+                    p.block(PlanError::Protected {
+                        namespace: ctx.namespace,
+                        pattern: pattern.to_string(),
+                    });
+                    return p;
+                }
+                if let Some(o) = c.observed.filter(|o| o.namespace != ctx.namespace) {
+                    // Moving a staging between namespaces would orphan the old one; it is
+                    // recreated instead.
+                    p.action = Action::Update;
+                    p.reason = format!(
+                        "namespace changes from {} to {}",
+                        o.namespace, ctx.namespace
+                    );
+                }
+                p.namespace = Some(ctx.namespace.clone());
+                p.context = Some(Box::new(ctx));
+            }
+            Err(e) => p.block(PlanError::Render(e.to_string())),
+        }
+        p
+    }
+}
+
+fn absent(
+    env: &str,
+    branch: &str,
+    static_name: Option<&str>,
+    name: &str,
+    reason: String,
+) -> Planned {
+    Planned {
+        environment: env.to_string(),
+        branch: branch.to_string(),
+        static_name: static_name.map(str::to_string),
+        name: name.to_string(),
+        namespace: None,
+        commit: None,
+        action: Action::Noop,
+        reason,
+        first_seen: DateTime::<Utc>::UNIX_EPOCH,
+        expires_at: None,
+        state: None,
+        settings: None,
+        context: None,
+        error: None,
+        held: false,
+        observed_state: None,
+    }
+}
+
+/// When this head was first seen: as recorded when the target runs this very commit, else now.
+fn first_seen(o: Option<&ObservedStaging>, commit: &Commit, now: DateTime<Utc>) -> DateTime<Utc> {
+    match o {
+        Some(o) if o.commit == commit.sha => o.first_seen,
+        _ => now,
+    }
+}

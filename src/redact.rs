@@ -1,0 +1,215 @@
+//! Keeping credentials out of every message: URL checks that refuse credentials where they do
+//! not belong, and redaction of any URL user information, query or fragment in free text as a
+//! second line of defence (errors, logs, tables).
+//!
+//! Credentials belong in `credentials.token_env` / `token_file` / `ssh_key_file`; a URL carries
+//! only where the repository is.
+
+use std::borrow::Cow;
+
+/// What replaces user information, a query or a fragment in a shown URL.
+pub const MASK: &str = "***";
+
+/// Why a repository URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// `https://user@host`, `https://user:token@host`, `ssh://user:secret@host`.
+    #[error("the URL carries user information (a user name, token or password before `@`); give the bare URL and reference credentials with `credentials.token_env` or `credentials.token_file` (and `credentials.username`)")]
+    UserInfo,
+    /// `?access_token=...`, `#...`.
+    #[error("the URL carries a query or fragment (`?` or `#`), where tokens hide; give the bare URL and reference credentials with `credentials.token_env` or `credentials.token_file`")]
+    Query,
+    /// `user:secret@host:path`.
+    #[error("the URL carries a password before `@`; give `user@host:path` and an SSH key (`credentials.ssh_key_file`) or the SSH agent")]
+    ScpPassword,
+    /// A token would travel over plain `http://`.
+    #[error("credentials would be sent over plain http://; use https://, or set `credentials.allow_plain_http: true` if this network is trusted")]
+    PlainHttp,
+}
+
+/// Check a repository URL for credentials it must not carry. `has_token` says whether a token
+/// is configured for it (refused over plain `http://`); `allow_plain_http` lifts that rule.
+pub fn check_url(url: &str, has_token: bool, allow_plain_http: bool) -> Result<(), UrlError> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        if let Some((user, _)) = authority.rsplit_once('@') {
+            let ssh = scheme.eq_ignore_ascii_case("ssh") || scheme.starts_with("git+ssh");
+            if !ssh || user.contains(':') {
+                return Err(UrlError::UserInfo);
+            }
+        }
+        if rest.contains(['?', '#']) {
+            return Err(UrlError::Query);
+        }
+        if scheme.eq_ignore_ascii_case("http") && has_token && !allow_plain_http {
+            return Err(UrlError::PlainHttp);
+        }
+        return Ok(());
+    }
+    // scp-like `user@host:path`: a `:` before the `@` means `user:password@`.
+    if let Some((user, _)) = url.split_once('@') {
+        if !user.contains('/') && user.contains(':') {
+            return Err(UrlError::ScpPassword);
+        }
+    }
+    Ok(())
+}
+
+/// A URL as it may be shown: user information, query and fragment masked.
+/// `https://tok@host/x?a=b` → `https://***@host/x?***`.
+pub fn url(u: &str) -> String {
+    text(u).into_owned()
+}
+
+/// `text` with every URL in it shown as [`url`] does, and every scp-like `user:secret@host`
+/// masked. Text without anything to mask is returned as it is, without copying.
+pub fn text(s: &str) -> Cow<'_, str> {
+    if !s.contains("://") && !s.contains('@') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut changed = false;
+    for token in split_keep(s) {
+        let masked = mask_token(token);
+        changed |= masked != token;
+        out.push_str(&masked);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Split on whitespace and quoting characters, keeping the separators, so the text can be put
+/// back together exactly.
+fn split_keep(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '(' | ')' | ',') {
+            if start < i {
+                parts.push(&s[start..i]);
+            }
+            parts.push(&s[i..i + c.len_utf8()]);
+            start = i + c.len_utf8();
+        }
+    }
+    if start < s.len() {
+        parts.push(&s[start..]);
+    }
+    parts
+}
+
+fn mask_token(t: &str) -> Cow<'_, str> {
+    if let Some(pos) = t.find("://") {
+        let (head, rest) = t.split_at(pos + 3);
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        let mut out = String::from(head);
+        match authority.rsplit_once('@') {
+            Some((_, host)) => {
+                out.push_str(MASK);
+                out.push('@');
+                out.push_str(host);
+            }
+            None => out.push_str(authority),
+        }
+        match tail.find(['?', '#']) {
+            Some(q) => {
+                out.push_str(&tail[..q]);
+                out.push_str(&tail[q..q + 1]);
+                out.push_str(MASK);
+            }
+            None => out.push_str(tail),
+        }
+        return if out == t {
+            Cow::Borrowed(t)
+        } else {
+            Cow::Owned(out)
+        };
+    }
+    // `user:secret@host:path`.
+    if let Some((user, host)) = t.split_once('@') {
+        if let Some((name, _)) = user.split_once(':') {
+            if !user.contains('/') && !name.is_empty() && host.contains(':') {
+                return Cow::Owned(format!("{name}:{MASK}@{host}"));
+            }
+        }
+    }
+    Cow::Borrowed(t)
+}
+
+/// A `tracing` writer that redacts what it writes: logs are a place secrets end up in when a
+/// library puts a URL into an error message.
+pub struct RedactingWriter<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(s) => self.0.write_all(text(s).as_bytes())?,
+            Err(_) => self.0.write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_refused() {
+        for (u, e) in [
+            ("https://tok@github.com/a/b.git", UrlError::UserInfo),
+            ("https://user:pw@github.com/a/b.git", UrlError::UserInfo),
+            (
+                "https://github.com/a/b.git?access_token=abc",
+                UrlError::Query,
+            ),
+            ("https://github.com/a/b.git#tok", UrlError::Query),
+            ("ssh://git:secret@host/a.git", UrlError::UserInfo),
+            ("git:secret@host:a/b.git", UrlError::ScpPassword),
+        ] {
+            assert_eq!(check_url(u, false, false), Err(e), "{u}");
+        }
+        for ok in [
+            "https://github.com/a/b.git",
+            "ssh://git@host/a.git",
+            "git@github.com:a/b.git",
+            "/srv/repos/a.git",
+            "file:///srv/a.git",
+            "relative/path",
+        ] {
+            assert_eq!(check_url(ok, true, false), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            check_url("http://git.local/a.git", true, false),
+            Err(UrlError::PlainHttp)
+        );
+        assert_eq!(check_url("http://git.local/a.git", true, true), Ok(()));
+        assert_eq!(check_url("http://git.local/a.git", false, false), Ok(()));
+    }
+
+    #[test]
+    fn text_is_redacted_wherever_a_url_stands() {
+        assert_eq!(
+            text("fetching https://tok3n@github.com/a/b.git?x=secret failed"),
+            "fetching https://***@github.com/a/b.git?*** failed"
+        );
+        assert_eq!(
+            text("\"ssh://git:pw@h/x\" and git:pw@host:a/b"),
+            "\"ssh://***@h/x\" and git:***@host:a/b"
+        );
+        let plain = "no url here, mail dev@example.com";
+        assert!(matches!(text(plain), Cow::Borrowed(_)));
+        assert_eq!(
+            url("https://github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
+    }
+}

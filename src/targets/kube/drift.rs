@@ -1,0 +1,270 @@
+//! Drift, read off `metadata.managedFields`: when someone else writes a field octostage
+//! applies (`kubectl set image`, `kubectl edit`, a server-side apply by another field manager),
+//! the API server moves that field's ownership to them. A field that octostage renders, that
+//! another manager owns and that octostage no longer owns has been changed behind its back.
+//!
+//! This needs no request beyond the metadata listing a pass makes anyway, and no memory of past
+//! applies: the object says it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use serde_json::Value;
+
+use crate::consts;
+
+/// Who owns which fields of one object, reduced to what drift detection needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ownership {
+    /// Fields octostage owns (its apply entry and its create entry, merged).
+    pub ours: Value,
+    /// Other managers and the fields they own outside `status`.
+    pub others: Vec<(String, Value)>,
+    /// Whether octostage's create (an `Update` entry) still owns fields: converted to an apply
+    /// entry before the first update, so fields later dropped from a template are removed.
+    pub create_entry: bool,
+}
+
+impl Ownership {
+    /// Read the managed fields of an object. `None` when octostage owns no field of it (it did
+    /// not write it, whatever its labels say).
+    pub fn read(entries: &[ManagedFieldsEntry]) -> Option<Ownership> {
+        let mut own = Ownership {
+            ours: Value::Object(Default::default()),
+            ..Default::default()
+        };
+        let mut any_ours = false;
+        for e in entries {
+            let fields = e
+                .fields_v1
+                .as_ref()
+                .map(|f| f.0.clone())
+                .unwrap_or(Value::Null);
+            if e.manager.as_deref() == Some(consts::MANAGER) {
+                any_ours = true;
+                merge(&mut own.ours, &fields);
+                own.create_entry |= e.operation.as_deref() == Some("Update");
+            } else {
+                let mut f = fields;
+                if let Some(m) = f.as_object_mut() {
+                    m.remove("f:status");
+                }
+                if f.as_object().is_some_and(|m| !m.is_empty()) {
+                    own.others
+                        .push((e.manager.clone().unwrap_or_else(|| "unknown".into()), f));
+                }
+            }
+        }
+        any_ours.then_some(own)
+    }
+}
+
+/// One drifted field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// `spec.template.spec.containers[name=web].image`.
+    pub field: String,
+    /// The field manager that owns it now.
+    pub manager: String,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} changed by {}", self.field, self.manager)
+    }
+}
+
+/// The fields of `rendered` that another manager took over from octostage.
+pub fn drift(rendered: &serde_json::Map<String, Value>, own: &Ownership) -> Vec<Drift> {
+    let mut out = Vec::new();
+    let rendered = Value::Object(rendered.clone());
+    for (manager, fields) in &own.others {
+        walk(fields, &rendered, Some(&own.ours), "", manager, &mut out);
+    }
+    out.sort_by(|a, b| a.field.cmp(&b.field));
+    out.dedup();
+    out
+}
+
+/// Walk a manager's field set `theirs` alongside the rendered value and octostage's field set.
+fn walk(
+    theirs: &Value,
+    rendered: &Value,
+    ours: Option<&Value>,
+    path: &str,
+    manager: &str,
+    out: &mut Vec<Drift>,
+) {
+    let Some(children) = theirs.as_object() else {
+        return;
+    };
+    let leaf = children.keys().all(|k| k == ".");
+    if leaf {
+        if ours.is_none() && !path.is_empty() {
+            out.push(Drift {
+                field: path.trim_start_matches('.').to_string(),
+                manager: manager.to_string(),
+            });
+        }
+        return;
+    }
+    for (key, sub) in children {
+        if key == "." {
+            continue;
+        }
+        let Some((next, label)) = step(rendered, key) else {
+            // Octostage does not render this field: it is theirs to have.
+            continue;
+        };
+        let ours_sub = ours.and_then(|o| o.get(key));
+        walk(sub, next, ours_sub, &format!("{path}{label}"), manager, out);
+    }
+}
+
+/// The part of `rendered` a managed-fields key names, and how to show it.
+fn step<'a>(rendered: &'a Value, key: &str) -> Option<(&'a Value, String)> {
+    if let Some(name) = key.strip_prefix("f:") {
+        return rendered.get(name).map(|v| (v, format!(".{name}")));
+    }
+    if let Some(k) = key.strip_prefix("k:") {
+        let want: serde_json::Map<String, Value> = serde_json::from_str(k).ok()?;
+        let item = rendered
+            .as_array()?
+            .iter()
+            .find(|item| want.iter().all(|(f, v)| item.get(f) == Some(v)))?;
+        let label: Vec<String> = want
+            .iter()
+            .map(|(f, v)| format!("{f}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect();
+        return Some((item, format!("[{}]", label.join(","))));
+    }
+    if let Some(v) = key.strip_prefix("v:") {
+        let want: Value = serde_json::from_str(v).ok()?;
+        let item = rendered.as_array()?.iter().find(|x| **x == want)?;
+        return Some((item, format!("[{v}]")));
+    }
+    if let Some(i) = key.strip_prefix("i:") {
+        let i: usize = i.parse().ok()?;
+        return rendered.as_array()?.get(i).map(|v| (v, format!("[{i}]")));
+    }
+    None
+}
+
+/// Whether `rendered` leaves out a field that octostage's create entry (`created`, a field
+/// set) owns: only then must that entry become an apply entry before the update, or the
+/// dropped field would stay.
+pub fn drops_created_fields(rendered: &serde_json::Map<String, Value>, created: &Value) -> bool {
+    fn missing(fields: &Value, rendered: &Value) -> bool {
+        let Some(children) = fields.as_object() else {
+            return false;
+        };
+        children
+            .iter()
+            .filter(|(k, _)| k.as_str() != ".")
+            .any(|(k, sub)| match step(rendered, k) {
+                None => true,
+                Some((next, _)) => missing(sub, next),
+            })
+    }
+    let mut fields = created.clone();
+    if let Some(m) = fields.as_object_mut() {
+        m.remove("f:status");
+    }
+    missing(&fields, &Value::Object(rendered.clone()))
+}
+
+/// Merge field set `b` into `a`.
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(am), Value::Object(bm)) => {
+            for (k, v) in bm {
+                merge(
+                    am.entry(k.clone())
+                        .or_insert(Value::Object(Default::default())),
+                    v,
+                );
+            }
+        }
+        (a, b) if a.is_null() => *a = b.clone(),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    use serde_json::json;
+
+    fn entry(manager: &str, op: &str, fields: Value) -> ManagedFieldsEntry {
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(op.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        }
+    }
+
+    fn web() -> serde_json::Map<String, Value> {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "web", "image": "web:1"}]}}}})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn containers(fields: Value) -> Value {
+        json!({"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": fields}}}}})
+    }
+
+    #[test]
+    fn a_field_taken_over_by_another_manager_is_drift() {
+        let own = Ownership::read(&[
+            entry("octostage", "Apply", json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {}}}}}}})),
+            entry("kubectl-set", "Update", containers(json!({"f:image": {}}))),
+            entry("kube-controller-manager", "Update", json!({"f:status": {"f:replicas": {}}, "f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}})),
+        ])
+        .unwrap();
+        let d = drift(&web(), &own);
+        assert_eq!(
+            d,
+            [Drift {
+                field: "spec.template.spec.containers[name=web].image".into(),
+                manager: "kubectl-set".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn shared_fields_and_fields_octostage_does_not_render_are_not_drift() {
+        let own = Ownership::read(&[
+            entry(
+                "octostage",
+                "Apply",
+                containers(json!({"f:image": {}, "f:name": {}})),
+            ),
+            // Same value applied by someone else: both own it.
+            entry("other", "Apply", containers(json!({"f:image": {}}))),
+            // A field octostage never renders.
+            entry("kubectl-edit", "Update", containers(json!({"f:env": {}}))),
+        ])
+        .unwrap();
+        assert!(drift(&web(), &own).is_empty());
+    }
+
+    #[test]
+    fn a_create_entry_needs_converting_only_when_a_field_is_dropped() {
+        let created = json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}});
+        assert!(!drops_created_fields(&web(), &created));
+        let mut fewer = web();
+        fewer["spec"].as_object_mut().unwrap().remove("replicas");
+        assert!(drops_created_fields(&fewer, &created));
+    }
+
+    #[test]
+    fn an_object_octostage_owns_no_field_of_is_not_its() {
+        assert!(Ownership::read(&[entry("kubectl", "Update", json!({"f:data": {}}))]).is_none());
+        let created =
+            Ownership::read(&[entry("octostage", "Update", json!({"f:data": {}}))]).unwrap();
+        assert!(created.create_entry);
+    }
+}

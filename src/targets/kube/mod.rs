@@ -1,0 +1,316 @@
+//! The `kube` target: one namespace per staging, created by octostage and recorded as such;
+//! every rendered object created once (never over an existing one) and then kept with
+//! server-side apply (field manager `octostage`) on the very object octostage created (its
+//! UID); unchanged objects skipped by content hash unless someone changed fields octostage
+//! applies (drift); owned objects no longer rendered pruned; stagings deleted with their
+//! namespace. Nothing without octostage's full ownership record is ever written or deleted.
+//!
+//! One pass costs one namespace list and one list per kind in use (metadata only); after that
+//! only writes are sent, and only for what changed.
+
+mod apply;
+mod drift;
+mod observe;
+mod retry;
+mod state;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiResource, Scope};
+use kube::Client;
+use tracing::{info, warn};
+
+use super::{Change, StagingStatus, Status, Target, TargetError};
+use crate::consts;
+use crate::plan::{Foreign, Observed, Planned};
+use crate::render::Object;
+use observe::{Live, LiveObject};
+use retry::{not_found, retryable, with_retries, RETRY_FIRST_DELAY};
+
+pub use state::{CreatedBy, DELETE_REASON, KINDS};
+
+/// A Kubernetes cluster.
+pub struct KubeTarget {
+    client: Client,
+    instance: String,
+    describe: String,
+    writes: AtomicU64,
+    requests: AtomicU64,
+    resources: Mutex<HashMap<String, Result<ApiResource, String>>>,
+    live: Mutex<Live>,
+}
+
+fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TargetError {
+    TargetError::Io {
+        path: what.into(),
+        message: crate::redact::text(&e.to_string()).into_owned(),
+    }
+}
+
+/// The API server's own words for an API error, not the client's debug dump.
+fn api_err(what: impl Into<String>, e: kube::Error) -> TargetError {
+    match &e {
+        kube::Error::Api(s) => err(what, format!("{} ({} {})", s.message, s.code, s.reason)),
+        _ => err(what, e),
+    }
+}
+
+impl KubeTarget {
+    /// Connect with a kubeconfig file, or the usual inference (KUBECONFIG, ~/.kube/config,
+    /// in-cluster service account) when `None`.
+    pub async fn connect(
+        kubeconfig: Option<&Path>,
+        instance: &str,
+    ) -> Result<KubeTarget, TargetError> {
+        let config = match kubeconfig {
+            Some(p) => {
+                let kc = kube::config::Kubeconfig::read_from(p)
+                    .map_err(|e| err(p.display().to_string(), e))?;
+                kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| err(p.display().to_string(), e))?
+            }
+            None => kube::Config::infer().await.map_err(|e| {
+                err(
+                    "kubeconfig",
+                    format!("{e}; set KUBECONFIG or pass --target kube:PATH"),
+                )
+            })?,
+        };
+        let describe = format!(
+            "kube:{} (instance {instance})",
+            crate::redact::url(&config.cluster_url.to_string())
+        );
+        let client = Client::try_from(config).map_err(|e| err("kube client", e))?;
+        Ok(KubeTarget {
+            client,
+            instance: instance.to_string(),
+            describe,
+            writes: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            resources: Mutex::default(),
+            live: Mutex::default(),
+        })
+    }
+
+    /// Run `f` with retries and backoff; counts every attempt as a request.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        with_retries(&self.requests, RETRY_FIRST_DELAY, f, retryable).await
+    }
+
+    /// [`Self::call`] for writes into a namespace: also retries 404, which the API server
+    /// answers while a namespace created a moment ago has not reached its admission cache.
+    async fn call_in_namespace<T, F, Fut>(&self, f: F) -> Result<T, kube::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        with_retries(&self.requests, RETRY_FIRST_DELAY, f, |e| {
+            retryable(e) || not_found(e)
+        })
+        .await
+    }
+
+    fn wrote(&self, what: &str, object: &str, namespace: &str) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        info!(namespace, object, "write: {what}");
+    }
+
+    /// The API resource of a kind key, from discovery (cached); errors for unknown and
+    /// cluster-scoped kinds.
+    async fn resource(&self, key: &str) -> Result<ApiResource, String> {
+        if let Some(r) = self.resources.lock().expect("resources").get(key) {
+            return r.clone();
+        }
+        let (group, version, kind) =
+            state::split_kind(key).ok_or_else(|| format!("malformed kind {key:?}"))?;
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        // Answers are remembered (a kind's scope does not change); failed lookups are not,
+        // since a starting API server may not list every group yet.
+        let (found, remember) = match self.call(|| kube::discovery::pinned_kind(&self.client, &gvk)).await {
+            Ok((ar, caps)) if caps.scope == Scope::Namespaced => (Ok(ar), true),
+            Ok(_) => (Err(format!("{key} is cluster-scoped; a staging may only create objects in its own namespace")), true),
+            Err(e) => (Err(format!("the cluster does not serve {key}: {e}")), false),
+        };
+        if remember {
+            self.resources
+                .lock()
+                .expect("resources")
+                .insert(key.to_string(), found.clone());
+        }
+        found
+    }
+
+    /// Every namespace, metadata only.
+    async fn namespaces(
+        &self,
+    ) -> Result<Vec<kube::core::PartialObjectMeta<Namespace>>, TargetError> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let lp = ListParams::default();
+        let list = self
+            .call(|| api.list_metadata(&lp))
+            .await
+            .map_err(|e| api_err("listing namespaces", e))?;
+        Ok(list.items)
+    }
+
+    async fn observe_async(&self) -> Result<Observed, TargetError> {
+        let mut live = Live::default();
+        let mut out = Observed::default();
+        let mut kinds = BTreeSet::new();
+        for ns in self.namespaces().await? {
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            match observe::classify(&ns.metadata, &self.instance) {
+                Ok((staging, l)) => {
+                    kinds.extend(state::kinds(&l.annotations));
+                    out.stagings.push(staging);
+                    live.namespaces.insert(name, l);
+                }
+                Err(f) => {
+                    if matches!(f, Foreign::Unreadable(_)) {
+                        warn!(namespace = %name, "leaving alone a namespace octostage created: {f}");
+                    }
+                    out.foreign_namespaces.insert(name, f);
+                }
+            }
+        }
+        // Only objects labelled for this instance; ownership is then checked object by object.
+        let selector = format!(
+            "{}={},{}={}",
+            consts::LABEL_MANAGED_BY,
+            consts::MANAGER,
+            consts::LABEL_INSTANCE,
+            self.instance
+        );
+        let lp = ListParams::default().labels(&selector);
+        for key in kinds {
+            let ar = match self.resource(&key).await {
+                Ok(ar) => ar,
+                Err(e) => {
+                    // Its objects count as absent: a staging that still renders the kind fails
+                    // on it, and creating over one of them would be refused as a conflict.
+                    warn!(kind = %key, "cannot list: {e}");
+                    continue;
+                }
+            };
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let objects = self
+                .call(|| api.list_metadata(&lp))
+                .await
+                .map_err(|e| api_err(format!("listing {key}"), e))?;
+            for o in objects {
+                let (Some(ns), Some(name)) =
+                    (o.metadata.namespace.clone(), o.metadata.name.clone())
+                else {
+                    continue;
+                };
+                let Some(staging) = live
+                    .namespaces
+                    .get(&ns)
+                    .and_then(|n| n.labels.get(consts::LABEL_STAGING))
+                else {
+                    continue;
+                };
+                if let Some(obj) = observe::owned_object(&o.metadata, staging) {
+                    live.objects
+                        .entry(ns)
+                        .or_default()
+                        .insert((key.clone(), name), obj);
+                }
+            }
+        }
+        *self.live.lock().expect("live") = live;
+        Ok(out)
+    }
+
+    async fn status_async(&self) -> Result<Status, TargetError> {
+        let mut out = Status::default();
+        for ns in self.namespaces().await? {
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            let ann = ns.metadata.annotations.clone().unwrap_or_default();
+            let created = ns
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| t.0.to_string().parse().ok());
+            let mut meta = ns.metadata.clone();
+            // A namespace being deleted is still shown, as deleting.
+            let deleting = meta
+                .deletion_timestamp
+                .take()
+                .map(|_| ann.get(DELETE_REASON).cloned().unwrap_or_default());
+            match observe::classify(&meta, &self.instance) {
+                Ok((staging, l)) => out.stagings.push(StagingStatus {
+                    staging,
+                    created,
+                    links: state::links(&l.annotations),
+                    deleting,
+                }),
+                Err(f @ (Foreign::LabelsWithoutRecord | Foreign::Unreadable(_))) => out
+                    .foreign
+                    .push((format!("namespace {name}"), f.to_string())),
+                Err(_) => {}
+            }
+        }
+        out.stagings
+            .sort_by(|a, b| a.staging.name.cmp(&b.staging.name));
+        Ok(out)
+    }
+
+    /// The live state of `ns` and its objects, as this pass saw them.
+    fn live_of(
+        &self,
+        ns: &str,
+    ) -> (
+        Option<observe::LiveNs>,
+        HashMap<(String, String), LiveObject>,
+    ) {
+        let live = self.live.lock().expect("live");
+        (
+            live.namespaces.get(ns).cloned(),
+            live.objects.get(ns).cloned().unwrap_or_default(),
+        )
+    }
+}
+
+#[async_trait]
+impl Target for KubeTarget {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    async fn observe(&self) -> Result<Observed, TargetError> {
+        self.observe_async().await
+    }
+    async fn apply(
+        &self,
+        staging: &Planned,
+        objects: &[Object],
+        dry_run: bool,
+    ) -> Result<Vec<Change>, TargetError> {
+        self.apply_async(staging, objects, dry_run).await
+    }
+    async fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError> {
+        self.delete_async(staging, dry_run).await
+    }
+    fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+    async fn status(&self) -> Result<Status, TargetError> {
+        self.status_async().await
+    }
+    fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}

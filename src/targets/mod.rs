@@ -1,0 +1,266 @@
+//! Targets: where stagings land. A target reports what it holds ([`Observed`]: this instance's
+//! stagings, and what stands where a staging would go but is not octostage's) and applies one
+//! staging's objects or deletes a staging, writing only what differs and only what it created.
+
+pub mod dir;
+pub mod kube;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+
+use crate::plan::{Observed, ObservedStaging, Planned};
+use crate::render::Object;
+
+/// Why a target operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    /// The target specification is wrong.
+    #[error("invalid target {spec:?}: {message}")]
+    Spec {
+        /// What was given.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file or API operation failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The path or object.
+        path: String,
+        /// What happened.
+        message: String,
+    },
+    /// What the target holds is unreadable.
+    #[error("{what}: {message}")]
+    Corrupt {
+        /// The staging or object.
+        what: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// Something octostage did not create stands where it would write: reported, never
+    /// adopted or overwritten.
+    #[error("{what} {message}")]
+    Conflict {
+        /// The namespace, folder or object.
+        what: String,
+        /// Whose it is and what to do.
+        message: String,
+    },
+}
+
+impl TargetError {
+    /// A stable name of the kind of error, for metrics and tests.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TargetError::Spec { .. } => "spec",
+            TargetError::Io { .. } => "io",
+            TargetError::Corrupt { .. } => "corrupt",
+            TargetError::Conflict { .. } => "conflict",
+        }
+    }
+}
+
+/// One change a target made or would make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What kind of change.
+    pub kind: ChangeKind,
+    /// `Kind/name` or a file.
+    pub object: String,
+    /// Why, when it is not plain from the kind (drift: which field, changed by whom).
+    pub detail: Option<String>,
+}
+
+impl Change {
+    /// A change without detail.
+    pub fn new(kind: ChangeKind, object: impl Into<String>) -> Change {
+        Change {
+            kind,
+            object: object.into(),
+            detail: None,
+        }
+    }
+}
+
+/// Kinds of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Written anew.
+    Create,
+    /// Written over something different.
+    Update,
+    /// Written again because someone changed fields octostage applies.
+    Restore,
+    /// Removed because it is no longer rendered.
+    Prune,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = match self.kind {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Restore => "restore",
+            ChangeKind::Prune => "prune",
+        };
+        write!(f, "{k} {}", self.object)?;
+        if let Some(d) = &self.detail {
+            write!(f, " ({d})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A staging as `octostage status` shows it.
+#[derive(Debug, Clone)]
+pub struct StagingStatus {
+    /// What the target records.
+    pub staging: ObservedStaging,
+    /// When it was created, when the target knows.
+    pub created: Option<DateTime<Utc>>,
+    /// Its links.
+    pub links: IndexMap<String, String>,
+    /// The recorded reason, when it is being deleted.
+    pub deleting: Option<String>,
+}
+
+/// What `octostage status` shows: the stagings, and what stands in the target that octostage
+/// will not touch (left behind by an interrupted write, or someone else's).
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// This instance's stagings.
+    pub stagings: Vec<StagingStatus>,
+    /// Places octostage leaves alone, with why.
+    pub foreign: Vec<(String, String)>,
+}
+
+/// A place stagings are converged into.
+#[async_trait]
+pub trait Target: Send + Sync {
+    /// A short description for logs (`dir:/srv/stagings`).
+    fn describe(&self) -> String;
+    /// The stagings the target holds, and what is in the way of others.
+    async fn observe(&self) -> Result<Observed, TargetError>;
+    /// Make `staging` hold exactly `objects` (and its recorded state); `dry_run` only reports.
+    async fn apply(
+        &self,
+        staging: &Planned,
+        objects: &[Object],
+        dry_run: bool,
+    ) -> Result<Vec<Change>, TargetError>;
+    /// Remove `staging` and everything octostage put in it; `dry_run` only reports.
+    async fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError>;
+    /// Writes performed since the target was made (files, requests), for idempotence checks.
+    fn writes(&self) -> u64;
+    /// Requests sent to the target so far (reads and writes); 0 where the notion does not apply.
+    fn requests(&self) -> u64 {
+        0
+    }
+    /// What `octostage status` shows.
+    async fn status(&self) -> Result<Status, TargetError>;
+}
+
+/// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a
+/// kubeconfig file), `dir:PATH`, or `auto`: `kube` when a kubeconfig or in-cluster
+/// configuration is found. `none` is refused here: it is a plan-only target (see
+/// [`open_for_plan`]).
+///
+/// `instance` names this octostage among others sharing a cluster: a kube target sees only the
+/// stagings of its own instance.
+pub async fn open(spec: &str, instance: &str) -> Result<Box<dyn Target>, TargetError> {
+    if spec == "auto" {
+        if kube_configured() {
+            return Box::pin(open("kube", instance)).await;
+        }
+        return Err(TargetError::Spec {
+            spec: spec.into(),
+            message: "no cluster is configured (no KUBECONFIG, ~/.kube/config or in-cluster service account): pass --target kube:PATH or --target dir:PATH".into(),
+        });
+    }
+    if spec == "kube" || spec.starts_with("kube:") {
+        crate::naming::check_label(instance).map_err(|e| TargetError::Spec {
+            spec: instance.into(),
+            message: format!("instance name {e}"),
+        })?;
+        let kubeconfig = spec.strip_prefix("kube:").map(std::path::Path::new);
+        return Ok(Box::new(
+            kube::KubeTarget::connect(kubeconfig, instance).await?,
+        ));
+    }
+    if let Some(path) = spec.strip_prefix("dir:") {
+        if path.is_empty() {
+            return Err(TargetError::Spec {
+                spec: spec.into(),
+                message: "give a directory: dir:PATH".into(),
+            });
+        }
+        return Ok(Box::new(dir::DirTarget::new(path)));
+    }
+    if spec == "none" {
+        return Err(TargetError::Spec {
+            spec: spec.into(),
+            message: "`none` holds nothing and changes nothing, so nothing would be deployed; it is for `plan` only: pass --target kube, kube:PATH or dir:PATH".into(),
+        });
+    }
+    Err(TargetError::Spec {
+        spec: spec.into(),
+        message: "known targets are kube, kube:KUBECONFIG, dir:PATH and auto (and none, for plan)"
+            .into(),
+    })
+}
+
+/// [`open`] for `plan`, which also takes `none` (and `auto` without a cluster): an empty
+/// target, so the plan shows what a fresh one would get.
+pub async fn open_for_plan(spec: &str, instance: &str) -> Result<Box<dyn Target>, TargetError> {
+    match spec {
+        "none" => Ok(Box::new(Empty)),
+        "auto" if !kube_configured() => Ok(Box::new(Empty)),
+        _ => open(spec, instance).await,
+    }
+}
+
+/// A target that holds nothing and changes nothing: plans against it show what a fresh target
+/// would get.
+pub struct Empty;
+
+#[async_trait]
+impl Target for Empty {
+    fn describe(&self) -> String {
+        "none (an empty target)".into()
+    }
+    async fn observe(&self) -> Result<Observed, TargetError> {
+        Ok(Observed::default())
+    }
+    async fn apply(
+        &self,
+        _: &Planned,
+        objects: &[Object],
+        _: bool,
+    ) -> Result<Vec<Change>, TargetError> {
+        Ok(objects
+            .iter()
+            .map(|o| Change::new(ChangeKind::Create, crate::render::object_id(o)))
+            .collect())
+    }
+    async fn delete(&self, _: &Planned, _: bool) -> Result<(), TargetError> {
+        Ok(())
+    }
+    fn writes(&self) -> u64 {
+        0
+    }
+    async fn status(&self) -> Result<Status, TargetError> {
+        Ok(Status::default())
+    }
+}
+
+/// Whether a cluster is configured: `KUBECONFIG`, `~/.kube/config` or a service account.
+pub fn kube_configured() -> bool {
+    std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+        || std::env::var_os("HOME")
+            .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").is_file())
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
