@@ -70,8 +70,7 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .filter(|(a, b)| !a.is_empty() && !b.is_empty())
         .ok_or_else(|| format!("expected ENV=URL, got {:?}", crate::redact::url(s)))?;
-    let is_url = url.contains("://") || url.split_once(':').is_some_and(|(h, _)| h.contains('@'));
-    let url = if is_url || std::path::Path::new(url).is_absolute() {
+    let url = if crate::redact::is_remote(url) || std::path::Path::new(url).is_absolute() {
         url.to_string()
     } else {
         std::env::current_dir()

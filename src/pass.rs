@@ -338,6 +338,9 @@ async fn converge(
                     }
                     Outcome { index: i, changes, error: None, skipped: false }
                 }
+                Err(StagingError::Render(RenderError::Cancelled)) => {
+                    Outcome { index: i, changes: Vec::new(), error: None, skipped: true }
+                }
                 Err(e) => {
                     warn!(staging = %p.name, error = %e, "staging failed; the others go on");
                     Outcome { index: i, changes: Vec::new(), error: Some(e), skipped: false }

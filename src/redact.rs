@@ -27,6 +27,18 @@ pub enum UrlError {
     PlainHttp,
 }
 
+/// Whether `url` names a remote repository rather than a local path: `scheme://...`, or
+/// scp-like `[user[:password]@]host:path` (an `@` before a `:`, no `/` before the `@`).
+pub fn is_remote(url: &str) -> bool {
+    if url.contains("://") {
+        return true;
+    }
+    match url.split_once('@') {
+        Some((user, rest)) => !user.contains('/') && rest.contains(':'),
+        None => false,
+    }
+}
+
 /// Check a repository URL for credentials it must not carry. `has_token` says whether a token
 /// is configured for it (refused over plain `http://`); `allow_plain_http` lifts that rule.
 pub fn check_url(url: &str, has_token: bool, allow_plain_http: bool) -> Result<(), UrlError> {
@@ -130,11 +142,17 @@ fn mask_token(t: &str) -> Cow<'_, str> {
             Cow::Owned(out)
         };
     }
-    // `user:secret@host:path`.
+    // `user:secret@host:path`, also at the end of a path it was mistaken for.
     if let Some((user, host)) = t.split_once('@') {
+        let (dir, user) = user.rsplit_once('/').map_or(("", user), |(d, u)| (d, u));
         if let Some((name, _)) = user.split_once(':') {
-            if !user.contains('/') && !name.is_empty() && host.contains(':') {
-                return Cow::Owned(format!("{name}:{MASK}@{host}"));
+            if !name.is_empty() && host.contains(':') {
+                let dir = if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("{dir}/")
+                };
+                return Cow::Owned(format!("{dir}{name}:{MASK}@{host}"));
             }
         }
     }
@@ -193,6 +211,8 @@ mod tests {
         );
         assert_eq!(check_url("http://git.local/a.git", true, true), Ok(()));
         assert_eq!(check_url("http://git.local/a.git", false, false), Ok(()));
+        assert!(is_remote("git:secret@host:a/b.git") && is_remote("git@host:a/b.git"));
+        assert!(!is_remote("/srv/a@b/c") && !is_remote("relative/path"));
     }
 
     #[test]

@@ -286,8 +286,7 @@ impl<'a> Validator<'a> {
             self.err(&uptr, format!("repository URL refused: {e}"));
             return None;
         }
-        let is_url = url.contains("://") || (url.contains('@') && url.contains(':'));
-        let url = if is_url || Path::new(&url).is_absolute() {
+        let url = if crate::redact::is_remote(&url) || Path::new(&url).is_absolute() {
             url
         } else {
             self.root.join(&url).to_string_lossy().into_owned()

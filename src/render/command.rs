@@ -136,10 +136,7 @@ pub fn run(
             group.kill();
             let _ = child.wait();
             group.armed = false;
-            return Err(fail(
-                "was stopped: octostage is shutting down".into(),
-                String::new(),
-            ));
+            return Err(RenderError::Cancelled);
         }
         if now >= deadline {
             group.kill();

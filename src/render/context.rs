@@ -98,7 +98,8 @@ impl Context {
         })?;
         let view = minijinja::context! { namespace => &ns, ..base.clone() };
         ctx.namespace = ns;
-        let mut values = serde_json::Value::Object(std::mem::take(&mut ctx.values));
+        // A copy, so an error below can still say what `values` holds.
+        let mut values = serde_json::Value::Object(ctx.values.clone());
         render_values(templates, &mut values, &view, &ctx)?;
         let view =
             minijinja::context! { values => minijinja::Value::from_serialize(&values), ..view };

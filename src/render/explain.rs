@@ -15,15 +15,28 @@ pub fn message(e: &minijinja::Error, source: Option<&str>, ctx: &serde_json::Val
             crate::consts::TEMPLATE_FUEL
         ),
         ErrorKind::UndefinedError => {
-            let expr = expression(e, source);
-            match expr.as_deref().map(|x| missing(x, ctx)) {
-                Some(Some(why)) => why,
-                _ => e
-                    .detail()
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "undefined value".to_string())
-                    + &expr.map(|x| format!(" in `{x}`")).unwrap_or_default(),
-            }
+            let src = source.or(e.template_source());
+            // A filter's name is not a variable (`x | tojson` fails at `tojson`).
+            let is_filter = e
+                .range()
+                .zip(src)
+                .and_then(|(r, s)| s.get(..r.start))
+                .is_some_and(|b| b.trim_end().ends_with('|'));
+            let exact = expression(e, src).filter(|_| !is_filter);
+            let tag = e.range().zip(src).and_then(|(r, s)| enclosing_tag(s, r));
+            exact
+                .as_deref()
+                .and_then(|x| missing(x, ctx, true))
+                .or_else(|| tag.and_then(|t| missing_in(t, ctx)))
+                .unwrap_or_else(|| {
+                    e.detail()
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "undefined value".to_string())
+                        + &tag
+                            .or(exact.as_deref())
+                            .map(|x| format!(" in `{}`", x.trim()))
+                            .unwrap_or_default()
+                })
         }
         _ => {
             let mut m = e
@@ -52,15 +65,84 @@ pub fn line_column(e: &minijinja::Error, source: Option<&str>) -> (usize, usize)
 }
 
 fn expression(e: &minijinja::Error, source: Option<&str>) -> Option<String> {
-    let src = source.or(e.template_source())?;
-    let r = e.range()?;
-    src.get(r).map(|s| s.trim().to_string())
+    source?.get(e.range()?).map(|s| s.trim().to_string())
+}
+
+/// The `{{ ... }}` or `{% ... %}` around a byte range of `src`, without its delimiters.
+fn enclosing_tag(src: &str, r: std::ops::Range<usize>) -> Option<&str> {
+    let before = src.get(..r.start)?;
+    let open = before.rfind("{{").max(before.rfind("{%"))?;
+    let close = src[r.start..].find(['}', '%']).map(|i| r.start + i)?;
+    let end = src[close..]
+        .find("}}")
+        .or_else(|| src[close..].find("%}"))?
+        + close;
+    src.get(open + 2..end)
+}
+
+/// Words of the template language, never context names.
+const KEYWORDS: &[&str] = &[
+    "if",
+    "elif",
+    "else",
+    "endif",
+    "for",
+    "in",
+    "endfor",
+    "set",
+    "endset",
+    "not",
+    "and",
+    "or",
+    "is",
+    "defined",
+    "undefined",
+    "none",
+    "true",
+    "false",
+    "loop",
+    "with",
+    "endwith",
+    "macro",
+    "call",
+    "filter",
+    "block",
+    "include",
+    "import",
+    "from",
+    "as",
+    "raw",
+    "recursive",
+];
+
+/// The first name of a tag that is missing a key in a map of the context. Names whose root is
+/// not in the context may be template locals (`item` of a loop): they are not guessed at.
+fn missing_in(tag: &str, ctx: &serde_json::Value) -> Option<String> {
+    let mut rest = tag;
+    while let Some(path) = dotted_path(rest) {
+        let start = rest.find(path).unwrap_or(0) + path.len();
+        let root = path.split('.').next().unwrap_or("");
+        if !KEYWORDS.contains(&root) && ctx.get(root).is_some() {
+            if let Some(why) = missing(path, ctx, false) {
+                return Some(why);
+            }
+        }
+        rest = &rest[start..];
+    }
+    None
 }
 
 /// Why the first dotted name in `expr` (`values.imag`, `comit.sha`) is undefined in `ctx`, if
-/// it is.
-fn missing(expr: &str, ctx: &serde_json::Value) -> Option<String> {
+/// it is. A missing root is only reported when `root_ok` (the name is the failing expression
+/// itself, not a neighbour that may be a local).
+fn missing(expr: &str, ctx: &serde_json::Value, root_ok: bool) -> Option<String> {
     let path = dotted_path(expr)?;
+    if KEYWORDS.contains(&path.split('.').next().unwrap_or("")) {
+        return None;
+    }
+    if !root_ok && ctx.get(path.split('.').next().unwrap_or("")).is_none() {
+        return None;
+    }
     let mut node = ctx;
     let mut walked = String::new();
     for seg in path.split('.') {
@@ -131,17 +213,24 @@ mod tests {
     fn the_missing_name_and_what_is_there_instead() {
         let ctx = json!({"commit": {"sha": "a"}, "values": {"image": "x", "tag": "y"}});
         assert_eq!(
-            missing("comit.sha", &ctx).unwrap(),
+            missing("comit.sha", &ctx, true).unwrap(),
             "undefined variable `comit`; the context holds: commit, values"
         );
         assert_eq!(
-            missing("values.imag | upper", &ctx).unwrap(),
+            missing("values.imag | upper", &ctx, true).unwrap(),
             "`values` has no key `imag`; it holds: image, tag"
         );
         assert_eq!(
-            missing("values.image.x", &ctx).unwrap(),
+            missing("values.image.x", &ctx, true).unwrap(),
             "`values.image` is a string, which has no key `x`"
         );
-        assert!(missing("values.image", &ctx).is_none());
+        assert!(missing("values.image", &ctx, true).is_none());
+        assert_eq!(
+            missing_in(" if item.x and values.imag ", &ctx).unwrap(),
+            "`values` has no key `imag`; it holds: image, tag"
+        );
+        let src = "a {{ values.typo | tojson }} b";
+        let r = src.find("tojson").unwrap();
+        assert_eq!(enclosing_tag(src, r..r + 6), Some(" values.typo | tojson "));
     }
 }

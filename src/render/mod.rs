@@ -81,6 +81,9 @@ pub enum RenderError {
         /// The limit.
         after: Duration,
     },
+    /// Octostage is shutting down: the render command was stopped.
+    #[error("rendering was stopped: octostage is shutting down")]
+    Cancelled,
     /// Rendering produced more than the limit.
     #[error("{source_name} produced more than {limit} bytes and was stopped (raise `render_output_limit`)")]
     OutputLimit {
@@ -102,6 +105,7 @@ impl RenderError {
             RenderError::Command { .. } => "command",
             RenderError::Timeout { .. } => "timeout",
             RenderError::OutputLimit { .. } => "output-limit",
+            RenderError::Cancelled => "cancelled",
         }
     }
 }
@@ -133,7 +137,11 @@ pub(crate) fn inline_error(
         Some(o) => RenderError::Template {
             file: o.file.clone(),
             line: o.line + line_in.max(1) - 1,
-            column: if line_in <= 1 { o.column } else { col_in },
+            column: match (line_in, col_in) {
+                (_, 0) => o.column,
+                (0 | 1, c) => o.column + c - 1,
+                (_, c) => c,
+            },
             message,
         },
         None => RenderError::Template {

@@ -39,10 +39,7 @@ impl ConfigSource {
     /// `.git` and not a local directory), else a directory.
     pub fn parse(arg: &str, reference: Option<String>, cache: PathBuf) -> ConfigSource {
         let p = Path::new(arg);
-        let scp_like = arg
-            .split_once(':')
-            .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
-        let url = arg.contains("://") || scp_like || (arg.ends_with(".git") && !p.is_dir());
+        let url = crate::redact::is_remote(arg) || (arg.ends_with(".git") && !p.is_dir());
         if url {
             ConfigSource::Git {
                 url: arg.to_string(),

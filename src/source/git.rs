@@ -143,6 +143,7 @@ impl RepoCache {
             Repository::init_bare(&dir).map_err(err("creating the cache"))?
         };
         let deadline = Instant::now() + self.timeout;
+        tracing::info!(url = %shown, "fetching");
         fetch_mirror(&repo, url, credentials, deadline)?;
         let (branches, skipped) = self.branches(url, &repo).map_err(err("reading branches"))?;
         let pins = pins
@@ -283,7 +284,7 @@ fn clear_stale_locks(dir: &Path) {
 fn check_local(url: &str, shown: &str) -> Result<(), SourceError> {
     let path = if let Some(p) = url.strip_prefix("file://") {
         Path::new(p)
-    } else if url.contains("://") || is_scp_like(url) {
+    } else if redact::is_remote(url) {
         return Ok(());
     } else {
         Path::new(url)
@@ -300,11 +301,6 @@ fn check_local(url: &str, shown: &str) -> Result<(), SourceError> {
             "cannot open the repository: no such directory".into()
         },
     })
-}
-
-fn is_scp_like(url: &str) -> bool {
-    url.split_once(':')
-        .is_some_and(|(host, _)| host.contains('@') && !host.contains('/'))
 }
 
 /// Make `repo`'s `refs/heads/*` and `refs/tags/*` equal to the remote's: fetch what is new and

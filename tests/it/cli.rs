@@ -34,7 +34,10 @@ fn every_problem_of_a_bad_file_is_reported_with_its_position() {
             "    max_stagings: 25\n    tll: 3d\n",
         )
         .replace("  ttl: 7d\n", "  ttl: 7 dayz\n")
-        .replace("at: \"0 20 * * Mon-Fri\"", "at: \"0 25 * * Mon-Fri\"")
+        .replace(
+            "  retention: 1d\n",
+            "  retention: 1d\n  sleep:\n    at: \"0 25 * * Mon-Fri\"\n    wake: \"0 7 * * Mon-Fri\"\n",
+        )
         .replace("\"fix/**\", \"release/*\"", "\"fix/[abc\", \"release/*\"");
     std::fs::write(&file, &text).unwrap();
     let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
@@ -110,70 +113,6 @@ fn hostile_branches() -> Vec<String> {
         b.push(format!("misc/n{}", b.len()));
     }
     b
-}
-
-fn write_config(dir: &std::path::Path, repo: &std::path::Path) {
-    std::fs::create_dir_all(dir.join("t")).unwrap();
-    std::fs::write(dir.join("t/cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: info\ndata:\n  branch: {{ branch.name | tojson }}\n  commit: {{ commit.sha }}\n").unwrap();
-    std::fs::write(
-        dir.join("environments.yaml"),
-        format!("version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: t\n    ttl: 7d\n    always: [main]\n", repo.display()),
-    )
-    .unwrap();
-}
-
-/// An application repository with `main` committed at `main_date`, a config for it, a cache
-/// and a dir target, all in one temporary directory.
-struct DirRun {
-    tmp: tempfile::TempDir,
-    repo: GitRepo,
-    cfg: std::path::PathBuf,
-    out: std::path::PathBuf,
-}
-
-impl DirRun {
-    fn new(main_date: &str) -> DirRun {
-        let tmp = tempfile::tempdir().unwrap();
-        let repo = GitRepo::init(&tmp.path().join("app"), main_date);
-        let cfg = tmp.path().join("cfg");
-        write_config(&cfg, &repo.path);
-        let out = tmp.path().join("out");
-        DirRun {
-            tmp,
-            repo,
-            cfg,
-            out,
-        }
-    }
-
-    /// `cmd` with this setup's config, cache and target.
-    fn args(&self, cmd: &[&str]) -> Vec<String> {
-        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-        a.extend([
-            "--config".to_string(),
-            self.cfg.display().to_string(),
-            "--cache-dir".to_string(),
-            self.tmp.path().join("cache").display().to_string(),
-            "--target".to_string(),
-            format!("dir:{}", self.out.display()),
-        ]);
-        a
-    }
-
-    fn run(&self, cmd: &[&str]) -> std::process::Output {
-        let a = self.args(cmd);
-        octostage(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    }
-
-    fn run_ok(&self, cmd: &[&str]) -> String {
-        let a = self.args(cmd);
-        octostage_ok(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0)
-    }
-
-    /// Staging folders in the target.
-    fn stagings(&self) -> usize {
-        std::fs::read_dir(&self.out).unwrap().count()
-    }
 }
 
 #[test]

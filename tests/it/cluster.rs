@@ -40,20 +40,20 @@ pub fn kubectl(kc: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn json(kc: &Path, args: &[&str]) -> serde_json::Value {
+pub fn json(kc: &Path, args: &[&str]) -> serde_json::Value {
     let mut a = args.to_vec();
     a.extend(["-o", "json"]);
     serde_json::from_str(&kubectl(kc, &a)).unwrap()
 }
 
 /// A unique environment name, and the clean-up of its namespaces when the test ends.
-struct Env {
-    name: String,
-    kc: PathBuf,
+pub struct Env {
+    pub name: String,
+    pub kc: PathBuf,
 }
 
 impl Env {
-    fn new(kc: &Path) -> Env {
+    pub fn new(kc: &Path) -> Env {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -68,7 +68,7 @@ impl Env {
         }
     }
 
-    fn namespaces(&self) -> Vec<serde_json::Value> {
+    pub fn namespaces(&self) -> Vec<serde_json::Value> {
         let sel = format!("octostage.dev/environment={}", self.name);
         json(&self.kc, &["get", "namespaces", "-l", &sel])["items"]
             .as_array()
@@ -76,7 +76,7 @@ impl Env {
             .clone()
     }
 
-    fn active_namespaces(&self) -> Vec<String> {
+    pub fn active_namespaces(&self) -> Vec<String> {
         self.namespaces()
             .iter()
             .filter(|n| n["metadata"]["deletionTimestamp"].is_null())
@@ -96,7 +96,7 @@ impl Drop for Env {
     }
 }
 
-fn write_templates(cfg: &Path, extra_cm: bool, note: &str) {
+pub fn write_templates(cfg: &Path, extra_cm: bool, note: &str) {
     let t = cfg.join("t");
     std::fs::create_dir_all(&t).unwrap();
     std::fs::write(t.join("settings.yaml"), format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  branch: {{{{ branch.name | tojson }}}}\n  note: {note:?}\n")).unwrap();
@@ -117,18 +117,18 @@ fn write_templates(cfg: &Path, extra_cm: bool, note: &str) {
     .unwrap();
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    repo: GitRepo,
-    cfg: PathBuf,
-    cache: PathBuf,
-    target: String,
-    env: Env,
-    kc: PathBuf,
+pub struct Setup {
+    pub _tmp: tempfile::TempDir,
+    pub repo: GitRepo,
+    pub cfg: PathBuf,
+    pub cache: PathBuf,
+    pub target: String,
+    pub env: Env,
+    pub kc: PathBuf,
 }
 
 impl Setup {
-    fn new(branches: usize) -> Setup {
+    pub fn new(branches: usize) -> Setup {
         let kc = kubeconfig();
         let tmp = tempfile::tempdir().unwrap();
         let repo = GitRepo::init(&tmp.path().join("app"), &days_ago(1));
@@ -153,7 +153,7 @@ impl Setup {
     }
 
     /// `octostage CMD...` with this setup's instance, config, cache and target.
-    fn cmd(&self, cmd: &[&str]) -> std::process::Output {
+    pub fn cmd(&self, cmd: &[&str]) -> std::process::Output {
         let mut args: Vec<&str> = cmd.to_vec();
         args.extend([
             "--instance",
@@ -169,13 +169,13 @@ impl Setup {
     }
 
     /// `run --once`; returns (stdout, number of writes).
-    fn run(&self) -> (String, u64) {
+    pub fn run(&self) -> (String, u64) {
         let (stdout, _, writes) = self.run_logged();
         (stdout, writes)
     }
 
     /// `run --once`; returns (stdout, the objects written as logged, number of writes).
-    fn run_logged(&self) -> (String, Vec<String>, u64) {
+    pub fn run_logged(&self) -> (String, Vec<String>, u64) {
         let out = self.cmd(&["run", "--once", "--log", "info"]);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(
@@ -205,7 +205,7 @@ impl Setup {
         (String::from_utf8(out.stdout).unwrap(), written, writes)
     }
 
-    fn plan(&self) -> serde_json::Value {
+    pub fn plan(&self) -> serde_json::Value {
         let out = self.cmd(&["plan", "--format", "json"]);
         assert!(
             out.status.success(),
@@ -441,7 +441,7 @@ fn plan_against_the_cluster_changes_nothing() {
 }
 
 /// A kubeconfig for a ServiceAccount bound to `deploy/rbac.yaml` (renamed for this test).
-fn service_account_kubeconfig(kc: &Path, id: &str, dir: &Path) -> PathBuf {
+pub fn service_account_kubeconfig(kc: &Path, id: &str, dir: &Path) -> PathBuf {
     let rbac = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
     let ns = format!("{id}-rbac");
     let rbac = rbac

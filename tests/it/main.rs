@@ -4,7 +4,12 @@
 mod cli;
 mod cluster;
 mod config_source;
+mod dir_target;
 mod example;
 mod git_source;
+mod hostile;
+mod ownership;
+mod render_limits;
 mod run_loop;
+mod signals;
 mod util;

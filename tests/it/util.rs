@@ -175,3 +175,119 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
 pub fn days_ago(days: i64) -> String {
     (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339()
 }
+
+pub fn write_config(dir: &std::path::Path, repo: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("t")).unwrap();
+    std::fs::write(dir.join("t/cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: info\ndata:\n  branch: {{ branch.name | tojson }}\n  commit: {{ commit.sha }}\n").unwrap();
+    std::fs::write(
+        dir.join("environments.yaml"),
+        format!("version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: t\n    ttl: 7d\n    always: [main]\n", repo.display()),
+    )
+    .unwrap();
+}
+
+/// An application repository with `main` committed at `main_date`, a config for it, a cache
+/// and a dir target, all in one temporary directory.
+pub struct DirRun {
+    pub tmp: tempfile::TempDir,
+    pub repo: GitRepo,
+    pub cfg: std::path::PathBuf,
+    pub out: std::path::PathBuf,
+}
+
+impl DirRun {
+    pub fn new(main_date: &str) -> DirRun {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = GitRepo::init(&tmp.path().join("app"), main_date);
+        let cfg = tmp.path().join("cfg");
+        write_config(&cfg, &repo.path);
+        let out = tmp.path().join("out");
+        DirRun {
+            tmp,
+            repo,
+            cfg,
+            out,
+        }
+    }
+
+    /// `cmd` with this setup's config, cache and target.
+    pub fn args(&self, cmd: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        a.extend([
+            "--config".to_string(),
+            self.cfg.display().to_string(),
+            "--cache-dir".to_string(),
+            self.tmp.path().join("cache").display().to_string(),
+            "--target".to_string(),
+            format!("dir:{}", self.out.display()),
+        ]);
+        a
+    }
+
+    pub fn run(&self, cmd: &[&str]) -> std::process::Output {
+        let a = self.args(cmd);
+        octostage(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    pub fn run_ok(&self, cmd: &[&str]) -> String {
+        let a = self.args(cmd);
+        octostage_ok(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0)
+    }
+
+    /// Staging folders in the target.
+    pub fn stagings(&self) -> usize {
+        std::fs::read_dir(&self.out).unwrap().count()
+    }
+}
+
+impl DirRun {
+    /// Rewrite environments.yaml: the `app` environment with `extra` lines added (indented by
+    /// the caller), and `tail` after the environments.
+    /// Without `templates: t` when `extra` sets a `command`.
+    pub fn config(&self, extra: &str, tail: &str) {
+        let templates = if extra.contains("command:") {
+            ""
+        } else {
+            "    templates: t\n"
+        };
+        std::fs::write(
+            self.cfg.join("environments.yaml"),
+            format!(
+                "version: 1\nenvironments:\n  app:\n    repository: {}\n{templates}    ttl: 7d\n    always: [main]\n{extra}{tail}",
+                self.repo.path.display()
+            ),
+        )
+        .unwrap();
+    }
+
+    /// `validate` of this setup's config.
+    pub fn validate(&self) -> Output {
+        octostage(&["validate", "--config", self.cfg.to_str().unwrap()])
+    }
+
+    /// Write the template `t/NAME`.
+    pub fn template(&self, name: &str, text: &str) {
+        std::fs::write(self.cfg.join("t").join(name), text).unwrap();
+    }
+}
+
+/// stdout and stderr of a run, as text.
+pub fn texts(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Run the octostage binary in `cwd` with extra environment variables.
+pub fn octostage_env(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_octostage"));
+    c.args(args)
+        .env_remove("OCTOSTAGE_CONFIG")
+        .env_remove("OCTOSTAGE_TARGET")
+        .envs(env.iter().copied());
+    if let Some(d) = cwd {
+        c.current_dir(d);
+    }
+    c.output().expect("binary runs")
+}

@@ -103,12 +103,15 @@ impl KubeTarget {
             });
         }
         let (live_ns, live_objects) = self.live_of(&ns);
-        let new_kinds: BTreeSet<String> = rendered.iter().map(|r| r.key.clone()).collect();
+        let unlistable = self.live.lock().expect("live").unlistable.clone();
+        let mut new_kinds: BTreeSet<String> = rendered.iter().map(|r| r.key.clone()).collect();
         let old_kinds: BTreeSet<String> = live_ns
             .as_ref()
             .map(|l| state::kinds(&l.annotations).into_iter().collect())
             .unwrap_or_default();
         let union: Vec<String> = new_kinds.union(&old_kinds).cloned().collect();
+        // Objects of a kind that could not be listed may still exist: keep recording it.
+        new_kinds.extend(old_kinds.intersection(&unlistable).cloned());
         let mut changes = Vec::new();
         // The namespace first, recording every kind that may hold objects of this staging, so a
         // pass interrupted half-way still prunes next time.

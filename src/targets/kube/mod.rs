@@ -196,20 +196,26 @@ impl KubeTarget {
         );
         let lp = ListParams::default().labels(&selector);
         for key in kinds {
-            let ar = match self.resource(&key).await {
-                Ok(ar) => ar,
+            // A kind that cannot be listed (not served any more, or forbidden) fails only the
+            // stagings that render it: its objects count as unknown, so none is pruned, and a
+            // create over one of them is refused as a conflict.
+            let listed = match self.resource(&key).await {
+                Ok(ar) => {
+                    let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+                    self.call(|| api.list_metadata(&lp))
+                        .await
+                        .map_err(|e| api_err(format!("listing {key}"), e).to_string())
+                }
+                Err(e) => Err(e),
+            };
+            let objects = match listed {
+                Ok(o) => o,
                 Err(e) => {
-                    // Its objects count as absent: a staging that still renders the kind fails
-                    // on it, and creating over one of them would be refused as a conflict.
                     warn!(kind = %key, "cannot list: {e}");
+                    live.unlistable.insert(key);
                     continue;
                 }
             };
-            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-            let objects = self
-                .call(|| api.list_metadata(&lp))
-                .await
-                .map_err(|e| api_err(format!("listing {key}"), e))?;
             for o in objects {
                 let (Some(ns), Some(name)) =
                     (o.metadata.namespace.clone(), o.metadata.name.clone())

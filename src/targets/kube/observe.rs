@@ -45,6 +45,9 @@ pub struct Live {
     pub namespaces: HashMap<String, LiveNs>,
     /// Per namespace: (kind key, name) → the object.
     pub objects: HashMap<String, HashMap<(String, String), LiveObject>>,
+    /// Kinds in use that could not be listed this pass: their objects are unknown, so they are
+    /// neither pruned nor dropped from a namespace's record.
+    pub unlistable: std::collections::BTreeSet<String>,
 }
 
 /// Sort one namespace: this instance's staging, or why it is not.

@@ -1,0 +1,149 @@
+//! Finding 4 of the hostile review: renders had no real bounds. A background child holding
+//! stdout hung a pass past `render_timeout`; output was unbounded (300 MB of stdout took 1.2 GB
+//! of memory); templates ran forever. Each case runs the real binary and measures it.
+
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// The largest resident size of any child this test process waited for, in MiB.
+fn children_max_rss_mib() -> i64 {
+    let u = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    u.max_rss() / 1024
+}
+
+fn command_env(d: &DirRun, script: &str, timeout: &str) {
+    std::fs::write(d.cfg.join("render.sh"), script).unwrap();
+    d.config(
+        &format!("    command: [\"sh\", \"render.sh\"]\n    render_timeout: {timeout}\n"),
+        "",
+    );
+}
+
+fn alive(pid_file: &std::path::Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_background_child_holding_stdout_does_not_hold_the_pass_and_does_not_survive() {
+    let d = DirRun::new(&days_ago(1));
+    let pid = d.tmp.path().join("bg.pid");
+    command_env(
+        &d,
+        &format!(
+            "sleep 120 & echo $! > {}\necho 'apiVersion: v1'; echo 'kind: ConfigMap'; echo 'metadata: {{name: bg}}'\n",
+            pid.display()
+        ),
+        "5s",
+    );
+    let start = Instant::now();
+    d.run_ok(&["run", "--once"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(d.out.join("app-main/configmap-bg.yaml").is_file());
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(&pid), "the background child outlived the render");
+}
+
+#[test]
+fn the_timeout_bounds_the_whole_render() {
+    let d = DirRun::new(&days_ago(1));
+    let pid = d.tmp.path().join("bg.pid");
+    command_env(
+        &d,
+        &format!(
+            "sleep 120 & echo $! > {}\necho 'kind: A'; sleep 120\n",
+            pid.display()
+        ),
+        "2s",
+    );
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        texts(&r).0.contains("did not finish within 2s"),
+        "{:?}",
+        texts(&r)
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!alive(&pid));
+}
+
+#[test]
+fn output_floods_are_cut_at_the_limit_in_bounded_memory_and_time() {
+    let d = DirRun::new(&days_ago(1));
+    // 300 MB of stdout.
+    command_env(&d, "yes 'a: b' | head -c 300000000\n", "60s");
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        texts(&r).0.contains("produced more than 33554432 bytes"),
+        "{:?}",
+        texts(&r)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+    // 1 GB of stderr: only its tail is kept.
+    command_env(
+        &d,
+        "head -c 1000000000 /dev/zero | tr '\\0' e >&2; echo last words >&2; exit 3\n",
+        "60s",
+    );
+    let r = d.run(&["run", "--once"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(texts(&r).0.contains("exit status: 3"), "{:?}", texts(&r).0);
+    // A configurable limit.
+    command_env(&d, "yes 'a: b' | head -c 3000000\n", "60s");
+    let text = std::fs::read_to_string(d.cfg.join("environments.yaml")).unwrap()
+        + "    render_output_limit: 1MiB\n";
+    std::fs::write(d.cfg.join("environments.yaml"), text).unwrap();
+    let r = d.run(&["run", "--once"]);
+    assert!(
+        texts(&r).0.contains("produced more than 1048576 bytes"),
+        "{:?}",
+        texts(&r)
+    );
+    let rss = children_max_rss_mib();
+    assert!(rss < 200, "octostage (or git) reached {rss} MiB");
+}
+
+#[test]
+fn a_runaway_template_loop_is_stopped() {
+    let d = DirRun::new(&days_ago(1));
+    d.template(
+        "cm.yaml",
+        "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    );
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        texts(&r)
+            .0
+            .contains("instructions (a loop too large or endless) and was stopped"),
+        "{:?}",
+        texts(&r)
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
