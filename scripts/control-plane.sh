@@ -128,7 +128,7 @@ KC
   setsid "$(find_bin kube-controller-manager)" --kubeconfig=admin.kubeconfig \
     --authentication-kubeconfig=admin.kubeconfig --authorization-kubeconfig=admin.kubeconfig \
     --leader-elect=false --service-account-private-key-file=sa.key \
-    --root-ca-file="$RUN/ca.crt" --bind-address=127.0.0.1 --secure-port=0 \
+    --root-ca-file="$RUN/ca.crt" --bind-address=127.0.0.1 --secure-port=0 --port=0 \
     --controllers='*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-cloud-node-lifecycle,-ttl,-bootstrapsigner,-tokencleaner' \
     >controller-manager.log 2>&1 </dev/null 9>&- &
   echo $! > controller-manager.pid

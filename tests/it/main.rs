@@ -11,5 +11,6 @@ mod hostile;
 mod ownership;
 mod render_limits;
 mod run_loop;
+mod secrets;
 mod signals;
 mod util;

@@ -1,0 +1,427 @@
+#!/usr/bin/env python3
+"""The fault table: octostage against faults of its sources, its cluster and itself.
+
+Runs the real binary (target/debug/octostage, built when missing) against a control plane of
+its own (scripts/control-plane.sh on other ports, so killing its API server or etcd disturbs
+nothing else), real git repositories and a dir target, and injects one fault per row:
+
+  kube-apiserver killed and restarted mid-pass; etcd restarted mid-pass; the application
+  repository unreachable for 3 passes; the config broken between passes; a hanging and a
+  flooding render command; a second instance with the same and with another configuration;
+  SIGKILL of octostage mid-pass on the kube and on the dir target; a namespace stuck
+  terminating.
+
+For every row it prints what octostage did, how long it took to converge after the fault was
+healed, how many stagings and objects that should have survived were lost (by UID: a staging
+deleted and recreated counts as lost), and whether anything outside octostage's ownership was
+touched (a foreign namespace, its ConfigMap, and a hand-made ConfigMap inside a staging).
+Exit status 1 when any row lost something, touched something, or did not converge.
+
+Usage: scripts/fault-table.py [--branches N]   (default 20)
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "debug", "octostage")
+INSTANCE = "fault"
+ENV = "app"
+
+
+class Plane:
+    """A control plane of the fault table's own."""
+
+    def __init__(self, work):
+        self.env = dict(os.environ)
+        self.env.update(
+            OCTOSTAGE_PLANE_DIR=os.path.join(work, "plane"),
+            OCTOSTAGE_ETCD_PORT="24790",
+            OCTOSTAGE_API_PORT="27443",
+        )
+        self.dir = self.env["OCTOSTAGE_PLANE_DIR"]
+        out = subprocess.run(
+            [os.path.join(ROOT, "scripts/control-plane.sh"), "up"],
+            env=self.env, capture_output=True, text=True, check=True,
+        )
+        self.kubeconfig = out.stdout.strip()
+        self.wait_controllers()
+
+    def wait_controllers(self):
+        """Until the controller manager deletes namespaces: deletions must be able to finish."""
+        k = ["kubectl", "--kubeconfig", self.kubeconfig]
+        subprocess.run(k + ["create", "namespace", "fault-probe"], capture_output=True)
+        subprocess.run(k + ["delete", "namespace", "fault-probe", "--wait=false"], capture_output=True)
+        for _ in range(600):
+            if subprocess.run(k + ["get", "namespace", "fault-probe"], capture_output=True).returncode != 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the controller manager does not delete namespaces")
+
+    def down(self):
+        subprocess.run([os.path.join(ROOT, "scripts/control-plane.sh"), "down"],
+                       env=self.env, capture_output=True)
+
+    def pid(self, name):
+        with open(os.path.join(self.dir, f"{name}.pid")) as f:
+            return int(f.read().strip())
+
+    def kill(self, name):
+        """SIGKILL a component; returns how to start it again."""
+        pid = self.pid(name)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode() for a in f.read().split(b"\0") if a]
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.05)
+        return argv
+
+    def start(self, name, argv):
+        log = open(os.path.join(self.dir, f"{name}.log"), "ab")
+        p = subprocess.Popen(argv, cwd=self.dir, stdout=log, stderr=log,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(os.path.join(self.dir, f"{name}.pid"), "w") as f:
+            f.write(str(p.pid))
+        self.wait_ready()
+
+    def wait_ready(self):
+        for _ in range(240):
+            r = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, "get", "--raw", "/readyz"],
+                               capture_output=True)
+            if r.returncode == 0:
+                return
+            time.sleep(0.25)
+        raise RuntimeError("the API server did not become ready again")
+
+
+class Table:
+    def __init__(self, work, plane, branches):
+        self.work, self.plane = work, plane
+        self.kc = plane.kubeconfig
+        self.repo = os.path.join(work, "app")
+        self.cfg = os.path.join(work, "cfg")
+        self.cache = os.path.join(work, "cache")
+        self.rows = []
+        git("init", "-q", "-b", "main", self.repo)
+        commit(self.repo, "main")
+        for i in range(1, branches):
+            commit(self.repo, f"feature/f{i}")
+        self.branches = branches
+        os.makedirs(os.path.join(self.cfg, "t"))
+        self.write_templates("one")
+        self.write_config()
+
+    # --- setup -----------------------------------------------------------------------------
+    def write_templates(self, note):
+        with open(os.path.join(self.cfg, "t", "app.yaml"), "w") as f:
+            f.write(TEMPLATES.replace("NOTE", note))
+
+    def write_config(self, extra=""):
+        with open(os.path.join(self.cfg, "environments.yaml"), "w") as f:
+            f.write(f"version: 1\nenvironments:\n  {ENV}:\n    repository: {self.repo}\n"
+                    f"    templates: t\n    always: [main]\n{extra}")
+
+    def kubectl(self, *args, check=True):
+        r = subprocess.run(["kubectl", "--kubeconfig", self.kc, *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"kubectl {args}: {r.stderr}")
+        return r.stdout
+
+    def octostage(self, *args, target=None, instance=INSTANCE, cfg=None, timeout=180):
+        target = target or f"kube:{self.kc}"
+        argv = [BIN, *args, "--config", cfg or self.cfg, "--cache-dir", self.cache,
+                "--target", target, "--instance", instance]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+    def spawn(self, *args, target=None):
+        """A pass in the background, logging each write, returned once it has written `writes`
+        times (or ended): a fault injected then lands mid-pass."""
+        target = target or f"kube:{self.kc}"
+        p = subprocess.Popen([BIN, "--log", "info", *args, "--config", self.cfg, "--cache-dir", self.cache,
+                              "--target", target, "--instance", INSTANCE],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return p
+
+    @staticmethod
+    def until_writes(p, n):
+        """Read the pass's log until its n-th write (target dir: its n-th converged staging)."""
+        seen = []
+        for line in p.stderr:
+            seen.append(line)
+            if sum(1 for l in seen if "write: " in l or "converged" in l) >= n:
+                return "".join(seen)
+        return "".join(seen)
+
+    # --- what the cluster holds ------------------------------------------------------------
+    def stagings(self):
+        items = json.loads(self.kubectl("get", "ns", "-l", f"octostage.dev/instance={INSTANCE}", "-o", "json"))["items"]
+        return {i["metadata"]["name"]: i["metadata"]["uid"] for i in items
+                if not i["metadata"].get("deletionTimestamp")}
+
+    def objects(self):
+        items = json.loads(self.kubectl("get", "configmaps,deployments,services", "-A", "-l",
+                                        f"octostage.dev/instance={INSTANCE}", "-o", "json"))["items"]
+        return {(i["metadata"]["namespace"], i["kind"], i["metadata"]["name"]): i["metadata"]["uid"] for i in items}
+
+    def foreign(self):
+        """resourceVersions of what is not octostage's."""
+        out = {}
+        for args in (["get", "ns", "fault-foreign"], ["-n", "fault-foreign", "get", "cm", "precious"],
+                     ["-n", f"{ENV}-main", "get", "cm", "hand-made"]):
+            o = json.loads(self.kubectl(*args, "-o", "json"))
+            out[" ".join(args)] = o["metadata"]["resourceVersion"]
+        return out
+
+    def expected(self):
+        return {f"{ENV}-main"} | {f"{ENV}-feature-f{i}" for i in range(1, self.branches)}
+
+    # --- one row ---------------------------------------------------------------------------
+    def converge(self, healed_at, target=None, limit=120):
+        """Passes until one writes nothing and every staging is there; seconds since healing."""
+        r = None
+        while time.time() - healed_at < limit:
+            r = self.octostage("run", "--once", target=target)
+            if r.returncode == 0 and "\n0 writes" in "\n" + r.stderr:
+                if target or self.expected() <= set(self.stagings()):
+                    return time.time() - healed_at
+            time.sleep(0.2)
+        if r is not None:
+            print(f"  not converged; the last pass said:\n{r.stdout}{r.stderr}", file=sys.stderr)
+        return None
+
+    def row(self, fault, inject, target=None, expect_lost=()):
+        before_ns, before_obj, before_foreign = self.stagings(), self.objects(), self.foreign()
+        behaviour, healed_at = inject()
+        took = self.converge(healed_at, target=target)
+        after_ns, after_obj = self.stagings(), self.objects()
+        lost_ns = [n for n, uid in before_ns.items() if after_ns.get(n) != uid and n not in expect_lost]
+        lost_obj = [k for k, uid in before_obj.items()
+                    if after_obj.get(k) != uid and k[0] not in expect_lost and k in expected_objects(after_ns)]
+        touched = [k for k, v in before_foreign.items() if self.foreign().get(k) != v]
+        self.rows.append((fault, behaviour, took, len(lost_ns), len(lost_obj), len(touched)))
+        if lost_ns or lost_obj or touched:
+            print(f"  {fault}: lost {lost_ns} {lost_obj} touched {touched}", file=sys.stderr)
+
+    def print(self):
+        head = ("fault", "behaviour", "converged after healing", "stagings lost", "objects lost", "foreign touched")
+        rows = [head] + [(f, b, "never" if t is None else f"{t:.1f} s", str(s), str(o), str(x))
+                         for f, b, t, s, o, x in self.rows]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        return all(t is not None and s == 0 and o == 0 and x == 0 for _, _, t, s, o, x in self.rows)
+
+
+def expected_objects(namespaces):
+    """Objects that should survive: every rendered object of a staging that still exists."""
+    return {(ns, kind, name) for ns in namespaces for kind, name in
+            (("ConfigMap", "settings"), ("Deployment", "web"), ("Service", "web"))}
+
+
+TEMPLATES = """apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  branch: {{ branch.name | tojson }}
+  note: NOTE
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: "registry.example.com/web:{{ commit.short_sha }}"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector: {app: web}
+  ports:
+    - port: 80
+      targetPort: 8080
+      protocol: TCP
+"""
+
+
+def alive(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def git(*args, cwd=None):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def commit(repo, branch):
+    env = dict(os.environ, GIT_AUTHOR_NAME="Dev", GIT_AUTHOR_EMAIL="dev@example.com",
+               GIT_COMMITTER_NAME="Dev", GIT_COMMITTER_EMAIL="dev@example.com")
+    tree = subprocess.run(["git", "mktree"], cwd=repo, input="", capture_output=True, text=True, env=env).stdout.strip()
+    parent = subprocess.run(["git", "rev-parse", "-q", "--verify", "refs/heads/main"], cwd=repo,
+                            capture_output=True, text=True).stdout.strip()
+    args = ["git", "commit-tree", tree, "-m", f"work on {branch} {time.time()}"] + (["-p", parent] if parent else [])
+    sha = subprocess.run(args, cwd=repo, capture_output=True, text=True, env=env, check=True).stdout.strip()
+    git("update-ref", f"refs/heads/{branch}", sha, cwd=repo)
+
+
+def summary(r):
+    lines = [l for l in r.stdout.splitlines() if "stagings:" in l]
+    s = lines[-1] if lines else (r.stderr.strip().splitlines() or ["?"])[-1]
+    return f"exit {r.returncode}, {s}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--branches", type=int, default=20)
+    opts = ap.parse_args()
+    if not os.path.exists(BIN):
+        subprocess.run(["cargo", "build", "--locked", "-q"], cwd=ROOT, check=True)
+    work = tempfile.mkdtemp(prefix="octostage-faults-")
+    plane = Plane(work)
+    try:
+        t = Table(work, plane, opts.branches)
+        ok = run_rows(t)
+    finally:
+        plane.down()
+        shutil.rmtree(work, ignore_errors=True)
+    sys.exit(0 if ok else 1)
+
+
+def run_rows(t):
+    # The starting point: every staging there, and things that are not octostage's around.
+    t.kubectl("create", "namespace", "fault-foreign")
+    t.kubectl("-n", "fault-foreign", "create", "configmap", "precious", "--from-literal=a=b")
+    r = t.octostage("run", "--once")
+    assert r.returncode == 0, r.stdout + r.stderr
+    t.kubectl("-n", f"{ENV}-main", "create", "configmap", "hand-made", "--from-literal=a=b")
+    note = iter(range(100))
+
+    def change():
+        t.write_templates(f"n{next(note)}")
+
+    def kill_mid_pass(component, wait=2.0):
+        def inject():
+            change()
+            p = t.spawn("run", "--once")
+            early = t.until_writes(p, 1)
+            argv = t.plane.kill(component)
+            time.sleep(wait)
+            t.plane.start(component, argv)
+            if not alive(t.plane.pid("controller-manager")):
+                raise RuntimeError("the controller manager died with the API server")
+            out, err = p.communicate(timeout=180)
+            r = subprocess.CompletedProcess(p.args, p.returncode, out, early + err)
+            return summary(r), time.time()
+        return inject
+    t.row("kube-apiserver killed and restarted mid-pass", kill_mid_pass("apiserver"))
+    t.row("etcd killed and restarted mid-pass", kill_mid_pass("etcd"))
+
+    def unreachable():
+        hidden = t.repo + ".away"
+        os.rename(t.repo, hidden)
+        codes = [t.octostage("run", "--once").returncode for _ in range(3)]
+        os.rename(hidden, t.repo)
+        return f"3 passes exit {codes}, stagings kept", time.time()
+    t.row("application repository unreachable for 3 passes", unreachable)
+
+    def broken_config():
+        path = os.path.join(t.cfg, "environments.yaml")
+        good = open(path).read()
+        open(path, "w").write("version: 1\nenvironments: [\n")
+        r = t.octostage("run", "--once")
+        open(path, "w").write(good)
+        return f"exit {r.returncode}, nothing written", time.time()
+    t.row("config broken between passes", broken_config)
+
+    def bad_command(script, timeout):
+        def inject():
+            with open(os.path.join(t.cfg, "render.sh"), "w") as f:
+                f.write(script)
+            t.write_config(f"    overrides:\n      feature/f1:\n        command: [sh, render.sh]\n"
+                           f"        render_timeout: {timeout}\n")
+            start = time.time()
+            r = t.octostage("run", "--once")
+            took = time.time() - start
+            t.write_config()
+            return f"{summary(r)} in {took:.1f} s", time.time()
+        return inject
+    t.row("a hanging render command (render_timeout 3s)", bad_command("sleep 300 &\nsleep 300\n", "3s"))
+    t.row("a flooding render command", bad_command("yes 'a: b'\n", "60s"))
+
+    def second_instance(same):
+        def inject():
+            cfg = t.cfg
+            if not same:
+                cfg = os.path.join(t.work, "cfg-other")
+                shutil.copytree(t.cfg, cfg, dirs_exist_ok=True)
+                text = open(os.path.join(cfg, "environments.yaml")).read().replace(f"  {ENV}:", "  other:")
+                open(os.path.join(cfg, "environments.yaml"), "w").write(text)
+            r = t.octostage("run", "--once", instance="second", cfg=cfg)
+            t.kubectl("delete", "ns", "-l", "octostage.dev/instance=second", "--wait=false", check=False)
+            return summary(r), time.time()
+        return inject
+    t.row("a second instance with the same configuration", second_instance(True))
+    t.row("a second instance with another configuration", second_instance(False))
+
+    def sigkill(target):
+        def inject():
+            change()
+            p = t.spawn("run", "--once", target=target)
+            log = t.until_writes(p, 3)
+            p.kill()
+            p.wait()
+            done = log.count("write: ") + log.count("converged")
+            return f"killed after {done} of {t.branches} stagings' writes", time.time()
+        return inject
+    t.row("SIGKILL of octostage mid-pass (kube target)", sigkill(None))
+    dir_target = f"dir:{os.path.join(t.work, 'out')}"
+    t.octostage("run", "--once", target=dir_target)
+    t.row("SIGKILL of octostage mid-pass (dir target)", sigkill(dir_target), target=dir_target)
+
+    stuck = f"{ENV}-feature-f2"
+
+    def terminating():
+        t.kubectl("-n", stuck, "create", "configmap", "held", "--from-literal=a=b")
+        t.kubectl("-n", stuck, "patch", "configmap", "held", "--type=merge", "-p",
+                  '{"metadata":{"finalizers":["example.com/hold"]}}')
+        git("update-ref", "-d", "refs/heads/feature/f2", cwd=t.repo)
+        t.octostage("run", "--once")
+        commit(t.repo, "feature/f2")
+        r = t.octostage("run", "--once")
+        others = t.octostage("run", "--once")
+        t.kubectl("-n", stuck, "patch", "configmap", "held", "--type=merge", "-p",
+                  '{"metadata":{"finalizers":null}}')
+        for _ in range(200):
+            if stuck not in t.kubectl("get", "ns", "-o", "name"):
+                break
+            time.sleep(0.1)
+        said = "still being deleted" in r.stdout
+        return f"{summary(r)}; said it waits: {said}; next pass {summary(others)}", time.time()
+    t.row("a namespace stuck terminating", terminating, expect_lost=(stuck,))
+    return t.print()
+
+
+if __name__ == "__main__":
+    main()
