@@ -43,6 +43,15 @@ pub const RENDER_ENV_DEFAULT: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ"
 /// Instructions one template render may execute (minijinja fuel): a runaway loop stops with an
 /// error instead of holding a pass.
 pub const TEMPLATE_FUEL: u64 = 20_000_000;
+/// Longest wait for a connection to the API server.
+pub const KUBE_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for one API request (each attempt of a retried one).
+pub const KUBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a staging's writes may take, besides its render: past it the staging fails and the
+/// pass goes on.
+pub const STAGING_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest reading what the target holds may take.
+pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Shortest interval between passes of `octostage run`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Default number of deletions one pass may perform.

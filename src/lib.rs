@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod consts;
 pub mod demo;
+pub mod fuzzing;
 pub mod naming;
 pub mod pass;
 pub mod plan;

@@ -266,7 +266,17 @@ pub async fn run(
         // Reading is abandoned at once on shutdown: nothing has been written yet.
         let config = Arc::new(unless_cancelled(cancel, load_config(source, &opts.load)).await??);
         let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
-        let observed = unless_cancelled(cancel, target.observe()).await??;
+        let observe = tokio::time::timeout(crate::consts::OBSERVE_TIMEOUT, target.observe());
+        let observed =
+            unless_cancelled(cancel, observe)
+                .await?
+                .map_err(|_| TargetError::Io {
+                    path: target.describe(),
+                    message: format!(
+                        "reading what the target holds did not finish within {}",
+                        humantime::format_duration(crate::consts::OBSERVE_TIMEOUT)
+                    ),
+                })??;
         let plan = plan::plan(
             &config,
             &plan::Inputs {
@@ -361,8 +371,20 @@ async fn converge_one(
     dry_run: bool,
     cancel: &CancellationToken,
 ) -> Result<Vec<Change>, StagingError> {
+    let limit = crate::consts::STAGING_WRITE_TIMEOUT;
+    let late = || {
+        StagingError::Target(TargetError::Io {
+            path: p.name.clone(),
+            message: format!(
+                "writing the staging did not finish within {} and was abandoned",
+                humantime::format_duration(limit)
+            ),
+        })
+    };
     if p.action == Action::Delete {
-        target.delete(p, dry_run).await?;
+        tokio::time::timeout(limit, target.delete(p, dry_run))
+            .await
+            .map_err(|_| late())??;
         return Ok(Vec::new());
     }
     let ctx = p
@@ -378,7 +400,11 @@ async fn converge_one(
         tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    Ok(target.apply(p, &objects, dry_run).await?)
+    Ok(
+        tokio::time::timeout(limit, target.apply(p, &objects, dry_run))
+            .await
+            .map_err(|_| late())??,
+    )
 }
 
 /// Why `render_staging` could not render.

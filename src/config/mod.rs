@@ -5,11 +5,11 @@
 //! YAML syntax, then the JSON Schema (types, unknown keys), then semantic checks (durations,
 //! cron, globs, time zones, templates). Each problem names `file:line:column`.
 
-pub mod command_check;
 pub mod model;
 pub mod position;
 pub mod raw;
 pub mod schema;
+pub mod untrusted;
 pub mod validate;
 
 use std::fmt;

@@ -417,7 +417,7 @@ impl<'a> Validator<'a> {
                 for (i, arg) in cmd.iter().enumerate() {
                     self.template_str(arg, &format!("{ptr}/command/{i}"));
                 }
-                for (i, message) in super::command_check::check(cmd) {
+                for (i, message) in super::untrusted::command(cmd) {
                     self.err(&format!("{ptr}/command/{i}"), message);
                 }
                 Some(Render::Command(cmd.clone()))
@@ -481,6 +481,15 @@ impl<'a> Validator<'a> {
                         ptr,
                         format!("templates directory {dir:?} holds no *.yaml, *.yml or *.j2 file"),
                     );
+                }
+                for (file, source) in &files {
+                    for (line, expr) in super::untrusted::yaml_template(source) {
+                        self.warnings.push(Problem {
+                            file: file.clone(),
+                            pos: super::position::Pos { line, column: 1 },
+                            message: format!("`{{{{ {expr} }}}}` writes a value from git into YAML as it is; whoever pushes chooses it: write `{{{{ {expr} | tojson }}}}`"),
+                        });
+                    }
                 }
                 for (problem_file, line, msg) in self.templates.add_dir(&dir, files) {
                     self.problems.push(Problem {

@@ -6,6 +6,7 @@ mod cluster;
 mod config_source;
 mod dir_target;
 mod example;
+mod fuzz_corpus;
 mod git_source;
 mod hostile;
 mod ownership;

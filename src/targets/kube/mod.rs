@@ -70,7 +70,7 @@ impl KubeTarget {
         kubeconfig: Option<&Path>,
         instance: &str,
     ) -> Result<KubeTarget, TargetError> {
-        let config = match kubeconfig {
+        let mut config = match kubeconfig {
             Some(p) => {
                 let kc = kube::config::Kubeconfig::read_from(p)
                     .map_err(|e| err(p.display().to_string(), e))?;
@@ -85,6 +85,10 @@ impl KubeTarget {
                 )
             })?,
         };
+        // Every request is bounded; retries are bounded too (see `retry`).
+        config.connect_timeout = Some(consts::KUBE_CONNECT_TIMEOUT);
+        config.read_timeout = Some(consts::KUBE_REQUEST_TIMEOUT);
+        config.write_timeout = Some(consts::KUBE_REQUEST_TIMEOUT);
         let describe = format!(
             "kube:{} (instance {instance})",
             crate::redact::url(&config.cluster_url.to_string())
