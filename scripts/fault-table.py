@@ -17,7 +17,7 @@ deleted and recreated counts as lost), and whether anything outside octostage's 
 touched (a foreign namespace, its ConfigMap, and a hand-made ConfigMap inside a staging).
 Exit status 1 when any row lost something, touched something, or did not converge.
 
-Usage: scripts/fault-table.py [--branches N]   (default 20)
+Usage: scripts/fault-table.py [--branches N] [--markdown]   (default 20 branches)
 """
 
 import argparse
@@ -211,13 +211,18 @@ class Table:
         if lost_ns or lost_obj or touched:
             print(f"  {fault}: lost {lost_ns} {lost_obj} touched {touched}", file=sys.stderr)
 
-    def print(self):
+    def print(self, markdown=False):
         head = ("fault", "behaviour", "converged after healing", "stagings lost", "objects lost", "foreign touched")
         rows = [head] + [(f, b, "never" if t is None else f"{t:.1f} s", str(s), str(o), str(x))
                          for f, b, t, s, o, x in self.rows]
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        for r in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        for i, r in enumerate(rows):
+            if markdown:
+                print("| " + " | ".join(r) + " |")
+                if i == 0:
+                    print("|" + "---|" * len(head))
+            else:
+                print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
         return all(t is not None and s == 0 and o == 0 and x == 0 for _, _, t, s, o, x in self.rows)
 
 
@@ -295,6 +300,7 @@ def summary(r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--branches", type=int, default=20)
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     opts = ap.parse_args()
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--locked", "-q"], cwd=ROOT, check=True)
@@ -302,14 +308,14 @@ def main():
     plane = Plane(work)
     try:
         t = Table(work, plane, opts.branches)
-        ok = run_rows(t)
+        ok = run_rows(t, opts.markdown)
     finally:
         plane.down()
         shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if ok else 1)
 
 
-def run_rows(t):
+def run_rows(t, markdown):
     # The starting point: every staging there, and things that are not octostage's around.
     t.kubectl("create", "namespace", "fault-foreign")
     t.kubectl("-n", "fault-foreign", "create", "configmap", "precious", "--from-literal=a=b")
@@ -392,8 +398,9 @@ def run_rows(t):
             log = t.until_writes(p, 3)
             p.kill()
             p.wait()
-            done = log.count("write: ") + log.count("converged")
-            return f"killed after {done} of {t.branches} stagings' writes", time.time()
+            what = "writes" if target is None else "stagings written"
+            done = log.count("write: ") if target is None else log.count("converged")
+            return f"SIGKILL after {done} {what} of a 20-staging update", time.time()
         return inject
     t.row("SIGKILL of octostage mid-pass (kube target)", sigkill(None))
     dir_target = f"dir:{os.path.join(t.work, 'out')}"
@@ -420,7 +427,7 @@ def run_rows(t):
         said = "still being deleted" in r.stdout
         return f"{summary(r)}; said it waits: {said}; next pass {summary(others)}", time.time()
     t.row("a namespace stuck terminating", terminating, expect_lost=(stuck,))
-    return t.print()
+    return t.print(markdown)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ pub(super) struct EnvPlanner<'a> {
     by_name: HashMap<&'a str, &'a ObservedStaging>,
     /// Observed stagings some candidate claimed.
     seen: HashSet<&'a str>,
+    /// Include patterns that were the first to match some branch.
+    matched: HashSet<&'a str>,
     pub out: Vec<Planned>,
 }
 
@@ -55,6 +57,7 @@ impl<'a> EnvPlanner<'a> {
             observed,
             by_name: observed.iter().map(|o| (o.name.as_str(), *o)).collect(),
             seen: HashSet::new(),
+            matched: HashSet::new(),
             out: Vec::new(),
         }
     }
@@ -186,17 +189,18 @@ impl<'a> EnvPlanner<'a> {
         (candidates, reserved)
     }
 
-    fn branches(&self, reserved: &HashSet<String>) -> Vec<Candidate<'a>> {
+    fn branches(&mut self, reserved: &HashSet<String>) -> Vec<Candidate<'a>> {
         let now = self.inputs.now;
-        let included: Vec<&Branch> = self
-            .listing
-            .branches
-            .iter()
-            .filter(|b| {
-                self.env.include.matches(&b.name).is_some()
-                    && self.env.exclude.matches(&b.name).is_none()
-            })
-            .collect();
+        let env = self.env;
+        let mut included: Vec<&'a Branch> = Vec::new();
+        for b in &self.listing.branches {
+            if let Some(p) = env.include.matches(&b.name) {
+                self.matched.insert(p);
+                if env.exclude.matches(&b.name).is_none() {
+                    included.push(b);
+                }
+            }
+        }
         let held: HashMap<&str, &str> = self
             .observed
             .iter()

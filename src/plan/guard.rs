@@ -1,7 +1,5 @@
 //! Rules that hold back what the plan would otherwise do, across the whole configuration.
 
-use std::collections::BTreeMap;
-
 use super::{Action, Observed, PlanError, Planned, State};
 
 /// Turn a deletion into a held noop, saying why and how to confirm it.
@@ -18,40 +16,47 @@ pub fn hold(p: &mut Planned, why: &str) {
 /// Two stagings with one name or one namespace would overwrite each other forever: both are
 /// blocked, naming each other, and neither is written.
 pub fn collisions(stagings: &mut [Planned]) {
-    let mut by_name: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    let mut by_namespace: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, p) in stagings.iter().enumerate() {
-        if !p.exists_after() {
-            continue;
-        }
-        by_name.entry(p.name.clone()).or_default().push(i);
-        if let Some(ns) = &p.namespace {
-            by_namespace.entry(ns.clone()).or_default().push(i);
-        }
-    }
-    for (name, group) in by_name.into_iter().filter(|(_, g)| g.len() > 1) {
+    let live: Vec<usize> = (0..stagings.len())
+        .filter(|&i| stagings[i].exists_after())
+        .collect();
+    for group in same(&live, |i| Some(stagings[i].name.as_str())) {
         let labels: Vec<String> = group.iter().map(|&i| stagings[i].label()).collect();
+        let name = stagings[group[0]].name.clone();
         for (k, &i) in group.iter().enumerate() {
-            let other = others(&labels, k);
             stagings[i].block(PlanError::NameCollision {
                 name: name.clone(),
-                other,
+                other: others(&labels, k),
             });
         }
     }
-    for (namespace, group) in by_namespace.into_iter().filter(|(_, g)| g.len() > 1) {
+    let live: Vec<usize> = live
+        .into_iter()
+        .filter(|&i| stagings[i].error.is_none())
+        .collect();
+    for group in same(&live, |i| stagings[i].namespace.as_deref()) {
         let labels: Vec<String> = group.iter().map(|&i| stagings[i].label()).collect();
+        let namespace = stagings[group[0]].namespace.clone().unwrap_or_default();
         for (k, &i) in group.iter().enumerate() {
-            if stagings[i].error.is_some() {
-                continue;
-            }
-            let other = others(&labels, k);
             stagings[i].block(PlanError::NamespaceCollision {
                 namespace: namespace.clone(),
-                other,
+                other: others(&labels, k),
             });
         }
     }
+}
+
+/// Groups of two or more of `idx` that share a key, without copying the keys (this runs over
+/// every staging of every pass).
+fn same<'a>(idx: &[usize], key: impl Fn(usize) -> Option<&'a str>) -> Vec<Vec<usize>> {
+    let mut sorted: Vec<(&str, usize)> = idx.iter().filter_map(|&i| Some((key(i)?, i))).collect();
+    sorted.sort_unstable();
+    let mut out = Vec::new();
+    for run in sorted.chunk_by(|a, b| a.0 == b.0) {
+        if run.len() > 1 {
+            out.push(run.iter().map(|(_, i)| *i).collect());
+        }
+    }
+    out
 }
 
 fn others(labels: &[String], skip: usize) -> String {
