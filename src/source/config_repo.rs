@@ -97,14 +97,7 @@ fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot
         action: "checking the config repository URL",
         message: e.to_string(),
     })?;
-    let err = |action: &'static str| {
-        let shown = shown.clone();
-        move |e: git2::Error| SourceError::Git {
-            url: shown,
-            action,
-            message: crate::redact::url(e.message()),
-        }
-    };
+    let err = |action| super::git_err(&shown, action);
     let dir = cache
         .join("config")
         .join(crate::naming::short_hash(url, 16));

@@ -116,14 +116,7 @@ impl RepoCache {
         pins: &[String],
     ) -> Result<RepoListing, SourceError> {
         let shown = redact::url(url);
-        let err = |action: &'static str| {
-            let shown = shown.clone();
-            move |e: git2::Error| SourceError::Git {
-                url: shown,
-                action,
-                message: redact::url(e.message()),
-            }
-        };
+        let err = |action| super::git_err(&shown, action);
         check_local(url, &shown)?;
         let dir = self.mirror_dir(url);
         let local = self.lock_for(&dir);
@@ -315,14 +308,7 @@ pub(super) fn fetch_mirror(
     deadline: Instant,
 ) -> Result<Option<String>, SourceError> {
     let shown = redact::url(url);
-    let err = |action: &'static str| {
-        let shown = shown.clone();
-        move |e: git2::Error| SourceError::Git {
-            url: shown,
-            action,
-            message: redact::url(e.message()),
-        }
-    };
+    let err = |action| super::git_err(&shown, action);
     let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
     let mut opts = FetchOptions::new();
     opts.remote_callbacks(callbacks(credentials, deadline))

@@ -54,3 +54,14 @@ pub enum SourceError {
         message: String,
     },
 }
+
+/// A mapper of git2 errors for `action` on the repository shown as `shown` (already redacted);
+/// the message is redacted too: libgit2 may quote the URL it was given.
+pub(crate) fn git_err(shown: &str, action: &'static str) -> impl Fn(git2::Error) -> SourceError {
+    let shown = shown.to_string();
+    move |e: git2::Error| SourceError::Git {
+        url: shown.clone(),
+        action,
+        message: crate::redact::url(e.message()),
+    }
+}

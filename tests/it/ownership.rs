@@ -74,6 +74,11 @@ impl Setup {
     }
 }
 
+/// Names of the objects of `kinds` in namespace `ns` matching `selector`.
+fn names(kc: &Path, ns: &str, kinds: &str, selector: &str) -> String {
+    kubectl(kc, &["-n", ns, "get", kinds, "-l", selector, "-o", "name"])
+}
+
 /// The namespace is as it was: no octostage label or annotation, `precious` intact, nothing
 /// of octostage's inside.
 fn untouched(kc: &Path, ns: &str) {
@@ -88,18 +93,11 @@ fn untouched(kc: &Path, ns: &str) {
         json(kc, &["-n", ns, "get", "configmap", "precious"])["data"]["a"],
         "b"
     );
-    let ours = kubectl(
+    let ours = names(
         kc,
-        &[
-            "-n",
-            ns,
-            "get",
-            "configmaps,deployments",
-            "-l",
-            "app.kubernetes.io/managed-by=octostage",
-            "-o",
-            "name",
-        ],
+        ns,
+        "configmaps,deployments",
+        "app.kubernetes.io/managed-by=octostage",
     );
     assert!(ours.trim().is_empty(), "octostage wrote into {ns}: {ours}");
 }
@@ -206,18 +204,11 @@ fn protected_namespaces_are_refused_before_any_write() {
         "{out}"
     );
     let mine = format!("octostage.dev/environment={}", s.env.name);
-    let in_system = kubectl(
+    let in_system = names(
         &s.kc,
-        &[
-            "-n",
-            "kube-system",
-            "get",
-            "configmaps,deployments,services",
-            "-l",
-            &mine,
-            "-o",
-            "name",
-        ],
+        "kube-system",
+        "configmaps,deployments,services",
+        &mine,
     );
     assert!(in_system.trim().is_empty(), "{in_system}");
 }
