@@ -52,6 +52,10 @@ pub const KUBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STAGING_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest reading what the target holds may take.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest duration a setting takes (`ttl`, `retention`): 100 years.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Longest `render_timeout`.
+pub const MAX_RENDER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Shortest interval between passes of `octostage run`.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// Default number of deletions one pass may perform.

@@ -152,6 +152,13 @@ impl DemoRepo {
 pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
     let base = match dir {
         Some(d) => {
+            // The demo makes repositories and commits: never in someone's existing files.
+            if std::fs::read_dir(&d).is_ok_and(|mut e| e.next().is_some()) {
+                return Err(DemoError::Setup(format!(
+                    "{} is not empty; give a new or empty directory",
+                    d.display()
+                )));
+            }
             std::fs::create_dir_all(&d).map_err(setup)?;
             d
         }

@@ -20,13 +20,17 @@ use octostage::{report, targets};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
         )
         // Logs are redacted as a second line of defence: a library may put a URL in a message.
-        .with_writer(|| redact::RedactingWriter(std::io::stderr()))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(move || redact::RedactingWriter {
+            out: std::io::stderr(),
+            raw: ansi,
+        })
+        .with_ansi(ansi)
         .init();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -39,6 +39,19 @@ pub fn is_remote(url: &str) -> bool {
     }
 }
 
+/// The scheme and host (with port) of a URL, lowercased: credentials for a repository go only
+/// where this is the same. scp-like `user@host:path` is `ssh` at `host`.
+pub fn origin(url: &str) -> Option<(String, String)> {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        return Some((scheme.to_ascii_lowercase(), host.to_ascii_lowercase()));
+    }
+    let (user_host, _) = url.split_once(':')?;
+    let host = user_host.rsplit_once('@').map_or(user_host, |(_, h)| h);
+    Some(("ssh".into(), host.to_ascii_lowercase()))
+}
+
 /// Check a repository URL for credentials it must not carry. `has_token` says whether a token
 /// is configured for it (refused over plain `http://`); `allow_plain_http` lifts that rule.
 pub fn check_url(url: &str, has_token: bool, allow_plain_http: bool) -> Result<(), UrlError> {
@@ -159,20 +172,67 @@ fn mask_token(t: &str) -> Cow<'_, str> {
     Cow::Borrowed(t)
 }
 
+/// Text safe for a terminal: control characters and bidirectional overrides (which anyone who
+/// can push can put in a commit subject or a link) are shown escaped, not obeyed.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| {
+        c.is_control()
+            || ('\u{202a}'..='\u{202e}').contains(&c)
+            || ('\u{2066}'..='\u{2069}').contains(&c)
+    };
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if bad(c) {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// A `tracing` writer that redacts what it writes: logs are a place secrets end up in when a
-/// library puts a URL into an error message.
-pub struct RedactingWriter<W>(pub W);
+/// library puts a URL into an error message. Unless the log goes to a terminal with colours
+/// (`raw`), control characters a message carries (from a branch name, a git error) are escaped.
+pub struct RedactingWriter<W> {
+    /// Where the log goes.
+    pub out: W,
+    /// Whether escape sequences are octostage's own colours, to be kept.
+    pub raw: bool,
+}
 
 impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match std::str::from_utf8(buf) {
-            Ok(s) => self.0.write_all(text(s).as_bytes())?,
-            Err(_) => self.0.write_all(buf)?,
+            Ok(s) => {
+                let t = text(s);
+                if self.raw || !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+                    self.out.write_all(t.as_bytes())?
+                } else {
+                    let escaped: String = t
+                        .chars()
+                        .map(|c| match c {
+                            '\n' | '\t' => c.to_string(),
+                            c if c.is_control() => c.escape_unicode().to_string(),
+                            c => c.to_string(),
+                        })
+                        .collect();
+                    self.out.write_all(escaped.as_bytes())?
+                }
+            }
+            Err(_) => self
+                .out
+                .write_all(&buf.escape_ascii().to_string().into_bytes())?,
         }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.out.flush()
     }
 }
 
@@ -212,6 +272,15 @@ mod tests {
         assert_eq!(check_url("http://git.local/a.git", true, true), Ok(()));
         assert_eq!(check_url("http://git.local/a.git", false, false), Ok(()));
         assert!(is_remote("git:secret@host:a/b.git") && is_remote("git@host:a/b.git"));
+        assert_eq!(
+            origin("https://Git.Example.com:8443/a.git?x"),
+            Some(("https".into(), "git.example.com:8443".into()))
+        );
+        assert_eq!(
+            origin("git@github.com:a/b.git"),
+            Some(("ssh".into(), "github.com".into()))
+        );
+        assert_ne!(origin("https://a.example/x"), origin("http://a.example/x"));
         assert!(!is_remote("/srv/a@b/c") && !is_remote("relative/path"));
     }
 

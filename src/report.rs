@@ -134,11 +134,12 @@ pub fn text(r: &Report, verbose: bool) -> String {
     let mut out = table(&rows);
     for (env, err) in &r.plan.failed_sources {
         out.push_str(&format!(
-            "source of {env} failed (its stagings are kept as they are): {err}\n"
+            "source of {env} failed (its stagings are kept as they are): {}\n",
+            crate::redact::printable(err)
         ));
     }
     for h in &r.plan.hints {
-        out.push_str(&format!("hint: {h}\n"));
+        out.push_str(&format!("hint: {}\n", crate::redact::printable(h)));
     }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
     out.push_str(&format!(
@@ -222,13 +223,25 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
     out.push_str(&table(&table_rows));
     out.push_str(&format!("{} stagings\n", rows.len()));
     for (what, why) in &st.foreign {
-        out.push_str(&format!("left alone: {what} {why}\n"));
+        out.push_str(&format!(
+            "left alone: {} {}\n",
+            crate::redact::printable(what),
+            crate::redact::printable(why)
+        ));
     }
     out
 }
 
 /// Rows as aligned columns; the last column is left as it is (reasons run long).
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| crate::redact::printable(c).into_owned())
+                .collect()
+        })
+        .collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)
         .map(|i| {

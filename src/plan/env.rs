@@ -128,8 +128,24 @@ impl<'a> EnvPlanner<'a> {
         let mut reserved = HashSet::new();
         for st in &self.env.statics {
             let name = naming::static_name(&self.env.name, &st.name);
-            reserved.insert(name.clone());
             let o = self.by_name.get(name.as_str()).copied();
+            if let Some(other) = o.filter(|o| o.static_name.as_deref() != Some(&st.name)) {
+                // A branch staging (or another static) already has this name: it keeps it.
+                let mut p = absent(
+                    &self.env.name,
+                    &st.name,
+                    Some(&st.name),
+                    &name,
+                    String::new(),
+                );
+                p.block(PlanError::NameCollision {
+                    name: name.clone(),
+                    other: format!("{}/{}", other.environment, other.branch),
+                });
+                self.out.push(p);
+                continue;
+            }
+            reserved.insert(name.clone());
             let (branch, commit) =
                 match &st.pin {
                     Pin::Branch(b) => (
@@ -207,10 +223,19 @@ impl<'a> EnvPlanner<'a> {
             .filter(|o| o.static_name.is_none())
             .map(|o| (o.branch.as_str(), o.name.as_str()))
             .collect();
+        // A staging whose branch is gone keeps its name until it is deleted: a new branch with
+        // the same slug (a rename `feat` → `FEAT`) gets another name, not the one being deleted.
+        let wanted: HashSet<&str> = included.iter().map(|b| b.name.as_str()).collect();
+        let mut reserved = reserved.clone();
+        reserved.extend(
+            held.iter()
+                .filter(|(b, _)| !wanted.contains(*b))
+                .map(|(_, n)| n.to_string()),
+        );
         let names = naming::assign(
             &self.env.name,
             included.iter().map(|b| b.name.as_str()),
-            reserved,
+            &reserved,
             &held,
         );
         included
@@ -297,12 +322,28 @@ impl<'a> EnvPlanner<'a> {
             .iter()
             .filter(|o| o.static_name.is_none())
             .count();
+        let unreadable: HashSet<&str> = self
+            .listing
+            .skipped
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         let mut vanished = Vec::new();
         for o in self
             .observed
             .iter()
             .filter(|o| !self.seen.contains(o.name.as_str()))
         {
+            if o.static_name.is_none() && unreadable.contains(o.branch.as_str()) {
+                self.out.push(super::keep(
+                    o,
+                    format!(
+                        "branch {:?} is listed but cannot be read; staging kept as it is",
+                        o.branch
+                    ),
+                ));
+                continue;
+            }
             let reason = if let Some(s) = &o.static_name {
                 format!("static staging {s:?} removed from the configuration")
             } else if listed.contains(o.branch.as_str()) {
@@ -431,6 +472,7 @@ impl<'a> EnvPlanner<'a> {
             error: None,
             held: false,
             observed_state: c.observed.map(|o| o.state),
+            observed_namespace: c.observed.map(|o| o.namespace.clone()),
         };
         if !p.exists_after() {
             return p;
@@ -496,6 +538,7 @@ fn absent(
         error: None,
         held: false,
         observed_state: None,
+        observed_namespace: None,
     }
 }
 

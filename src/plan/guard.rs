@@ -33,6 +33,11 @@ pub fn collisions(stagings: &mut [Planned]) {
         .into_iter()
         .filter(|&i| stagings[i].error.is_none())
         .collect();
+    leaving(stagings, &live);
+    let live: Vec<usize> = live
+        .into_iter()
+        .filter(|&i| stagings[i].error.is_none())
+        .collect();
     for group in same(&live, |i| stagings[i].namespace.as_deref()) {
         let labels: Vec<String> = group.iter().map(|&i| stagings[i].label()).collect();
         let namespace = stagings[group[0]].namespace.clone().unwrap_or_default();
@@ -40,6 +45,39 @@ pub fn collisions(stagings: &mut [Planned]) {
             stagings[i].block(PlanError::NamespaceCollision {
                 namespace: namespace.clone(),
                 other: others(&labels, k),
+            });
+        }
+    }
+}
+
+/// A namespace (or name) this pass deletes is not free until it is gone: a staging that would
+/// move into it or be created in it waits for a later pass, rather than write into what is
+/// about to be deleted.
+fn leaving(stagings: &mut [Planned], live: &[usize]) {
+    let deleted: Vec<(String, String, String)> = stagings
+        .iter()
+        .filter(|p| p.action == Action::Delete)
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.namespace.clone().unwrap_or_default(),
+                p.label(),
+            )
+        })
+        .collect();
+    if deleted.is_empty() {
+        return;
+    }
+    for &i in live {
+        let p = &stagings[i];
+        let hit = deleted.iter().find(|(name, ns, label)| {
+            *label != p.label() && (*name == p.name || p.namespace.as_deref() == Some(ns.as_str()))
+        });
+        if let Some((name, ns, label)) = hit.cloned() {
+            let place = if name == p.name { name } else { ns };
+            stagings[i].block(PlanError::Leaving {
+                place,
+                other: label,
             });
         }
     }

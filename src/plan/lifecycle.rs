@@ -49,6 +49,9 @@ impl Life {
             Ttl::Never => None,
             Ttl::After(d) => chrono::Duration::from_std(d).ok(),
         };
+        // Committer dates are whatever the pusher says: a commit cannot have been made after
+        // octostage first saw it, so a date in the future buys no time.
+        let commit_time = commit_time.min(first_seen);
         let stale_when_seen = ttl
             .and_then(|d| commit_time.checked_add_signed(d))
             .is_some_and(|e| first_seen >= e);
@@ -175,6 +178,20 @@ mod tests {
             t("2026-11-26T00:00:00Z"),
         );
         assert_eq!((never.phase, never.expires_at), (Phase::Active, None));
+    }
+
+    #[test]
+    fn a_committer_date_in_the_future_buys_no_time() {
+        let l = Life::new(
+            t("2286-11-20T00:00:00Z"),
+            t("2026-11-20T00:00:00Z"),
+            Ttl::After(Duration::from_secs(7 * DAY)),
+            None,
+            Duration::ZERO,
+            t("2026-11-20T00:00:00Z"),
+        );
+        assert_eq!(l.expires_at, Some(t("2026-11-27T00:00:00Z")));
+        assert_eq!(l.activity, t("2026-11-20T00:00:00Z"));
     }
 
     #[test]

@@ -72,9 +72,10 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
             out.stagings.push(p);
         }
     }
+    // Deferred deletions keep their stagings, so they take part in the checks that follow.
+    guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     guard::collisions(&mut out.stagings);
     guard::conflicts(&mut out.stagings, inputs.observed);
-    guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     out.stagings
         .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
     out
@@ -98,6 +99,7 @@ fn keep(o: &ObservedStaging, reason: String) -> Planned {
         error: None,
         held: true,
         observed_state: Some(o.state),
+        observed_namespace: Some(o.namespace.clone()),
     }
 }
 

@@ -75,6 +75,8 @@ pub struct Planned {
     pub held: bool,
     /// Its state as the target holds it now (`None`: the target does not hold it).
     pub observed_state: Option<State>,
+    /// The namespace the target holds it in now, if it does.
+    pub observed_namespace: Option<String>,
 }
 
 impl Planned {
@@ -96,6 +98,9 @@ impl Planned {
         self.action = Action::Noop;
         self.held = true;
         self.state = self.observed_state;
+        if self.observed_namespace.is_some() {
+            self.namespace = self.observed_namespace.clone();
+        }
         self.context = None;
         self.reason = error.to_string();
         self.error = Some(error);
@@ -162,6 +167,14 @@ pub enum PlanError {
         /// The other staging (`environment/branch`).
         other: String,
     },
+    /// Its name or namespace belongs to a staging this pass deletes.
+    #[error("{place:?} is being deleted with {other} in this pass; this staging takes it once it is gone")]
+    Leaving {
+        /// The name or namespace.
+        place: String,
+        /// The staging being deleted (`environment/branch`).
+        other: String,
+    },
     /// Its namespace (or folder) exists and is not this instance's.
     #[error("namespace {place:?} {why}")]
     Conflict {
@@ -181,6 +194,7 @@ impl PlanError {
             PlanError::Protected { .. } => "protected",
             PlanError::NameCollision { .. } => "name-collision",
             PlanError::NamespaceCollision { .. } => "namespace-collision",
+            PlanError::Leaving { .. } => "leaving",
             PlanError::Conflict { .. } => "conflict",
         }
     }

@@ -57,8 +57,13 @@ pub enum Foreign {
     /// It carries octostage's labels but no creation record: made by hand, copied, or by an
     /// older octostage.
     LabelsWithoutRecord,
+    /// It carries octostage's labels and creation record, but octostage's field manager never
+    /// wrote it: the record was copied (by hand, or by a backup restore).
+    RecordNotWritten,
     /// Another octostage instance created it.
     OtherInstance(String),
+    /// A symbolic link stands where the staging's folder would be.
+    SymbolicLink,
     /// It is octostage's and still terminating after a deletion.
     Terminating,
     /// It is octostage's but its recorded state cannot be read.
@@ -70,7 +75,9 @@ impl std::fmt::Display for Foreign {
         match self {
             Foreign::NotCreated => f.write_str("exists and octostage did not create it; octostage never adopts what it did not create: remove it, or choose another namespace for this staging"),
             Foreign::LabelsWithoutRecord => write!(f, "carries octostage's labels but no creation record ({}), so octostage did not create it; it is left alone. If an older octostage made it and you want it managed, add that annotation by hand", crate::consts::ANNOTATION_CREATED_BY),
+            Foreign::RecordNotWritten => f.write_str("carries octostage's labels and creation record, but octostage never wrote it (copied by hand or by a restore); it is left alone"),
             Foreign::OtherInstance(i) => write!(f, "belongs to octostage instance {i:?}; two instances never share a staging: give one of them other names or namespaces"),
+            Foreign::SymbolicLink => f.write_str("is a symbolic link; octostage never writes or deletes through one: remove it"),
             Foreign::Terminating => f.write_str("is still being deleted; the staging is created again once it is gone"),
             Foreign::Unreadable(why) => write!(f, "is octostage's but its recorded state cannot be read ({why}); it is left alone: fix or delete it by hand"),
         }

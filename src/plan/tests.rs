@@ -525,3 +525,70 @@ fn an_include_pattern_matching_nothing_gets_a_hint() {
         p.hints[0]
     );
 }
+
+/// Found by attacking octostage: a deferred deletion's staging, or one deleted in the same
+/// pass, had its namespace or name taken by another staging, which then wrote into it (and the
+/// deletion removed the newcomer).
+#[test]
+fn a_name_or_namespace_being_deleted_or_kept_is_not_free_in_the_same_pass() {
+    let c = config(
+        "    overrides:\n      b2:\n        namespace: shop-feat\nsafety:\n  max_deletions_per_pass: 1\n  max_branch_loss_percent: 100\n",
+    );
+    let all = ["main", "a1", "feat", "b2"];
+    let l = listing(all.iter().map(|b| branch(b, 0)).collect());
+    // Before the override, each has a namespace of its own.
+    let held = applied(&run(&config(""), &l, &[], now()));
+    // a1 and feat vanish: one deletion now, one deferred; b2 wants feat's namespace.
+    let l = listing(["main", "b2"].iter().map(|b| branch(b, 0)).collect());
+    let p = run(&c, &l, &held, now());
+    let b2 = find(&p, "b2");
+    assert_eq!(b2.action, Action::Noop, "{b2:?}");
+    assert!(
+        matches!(
+            b2.error.as_ref().unwrap().kind(),
+            "namespace-collision" | "leaving"
+        ),
+        "{b2:?}"
+    );
+    assert_eq!(
+        b2.namespace.as_deref(),
+        Some("shop-b2"),
+        "b2 stays where it is"
+    );
+}
+
+#[test]
+fn a_renamed_branch_gets_a_name_of_its_own_while_the_old_staging_is_deleted() {
+    let c = config("");
+    let l = listing(vec![branch("main", 0), branch("feat", 0)]);
+    let held = applied(&run(&c, &l, &[], now()));
+    // `git branch -m feat FEAT`: same slug.
+    let l = listing(vec![branch("main", 0), branch("FEAT", 0)]);
+    let p = run(&c, &l, &held, now());
+    let old = find(&p, "feat");
+    let new = find(&p, "FEAT");
+    assert_eq!(
+        (old.action, old.name.as_str()),
+        (Action::Delete, "shop-feat")
+    );
+    assert_eq!(new.action, Action::Create);
+    assert_ne!(new.name, "shop-feat", "{new:?}");
+    assert_ne!(new.namespace, old.namespace);
+}
+
+#[test]
+fn moving_into_a_namespace_deleted_in_the_same_pass_waits() {
+    let c = config("    overrides:\n      b2:\n        namespace: shop-feature-x\n");
+    let l = listing(vec![
+        branch("main", 0),
+        branch("b2", 0),
+        branch("feature/x", 0),
+    ]);
+    let held = applied(&run(&config(""), &l, &[], now()));
+    let l = listing(vec![branch("main", 0), branch("b2", 0)]);
+    let p = run(&c, &l, &held, now());
+    assert_eq!(find(&p, "feature/x").action, Action::Delete);
+    let b2 = find(&p, "b2");
+    assert_eq!(b2.error.as_ref().unwrap().kind(), "leaving", "{b2:?}");
+    assert_eq!(b2.namespace.as_deref(), Some("shop-b2"));
+}

@@ -140,8 +140,20 @@ pub fn run(
         }
         if now >= deadline {
             group.kill();
-            let _ = child.wait();
+            let status = child.wait();
             group.armed = false;
+            if exited {
+                // Its group is gone, yet the output stayed open: a process that left the group
+                // (setsid) holds it, and octostage cannot stop what left.
+                return Err(fail(
+                    format!(
+                        "exited ({}), but a process it started outside its process group kept its output open past render_timeout ({}); that process was not stopped",
+                        status.map(|s| s.to_string()).unwrap_or_default(),
+                        humantime::format_duration(limits.timeout)
+                    ),
+                    String::new(),
+                ));
+            }
             return Err(RenderError::Timeout {
                 program,
                 after: limits.timeout,

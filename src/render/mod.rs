@@ -7,6 +7,7 @@
 mod command;
 mod context;
 mod explain;
+mod guard;
 mod objects;
 mod templates;
 
@@ -74,7 +75,7 @@ pub enum RenderError {
         stderr: String,
     },
     /// A render command ran too long.
-    #[error("render command `{program}` did not finish within {} (reading its output included) and was stopped with every process it started (raise `render_timeout`)", humantime::format_duration(*after))]
+    #[error("render command `{program}` did not finish within {} (reading its output included) and was stopped with its whole process group (raise `render_timeout`)", humantime::format_duration(*after))]
     Timeout {
         /// The program.
         program: String,
@@ -204,16 +205,30 @@ pub fn render(
             vec![(format!("command `{}`", argv.join(" ")), out)]
         }
     };
+    let untrusted = [
+        ("the branch name", ctx.branch.name.as_str()),
+        ("the commit subject", ctx.commit.subject.as_str()),
+        ("the commit author", ctx.commit.author.as_str()),
+    ];
     let mut objects = Vec::new();
     for (source_name, text) in outputs {
-        for doc in parse_documents(&source_name, &text)? {
+        let docs = parse_documents(&source_name, &text)?;
+        guard::intact(&source_name, &text, &docs, &untrusted)?;
+        for doc in docs {
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;
         }
     }
     let mut seen = std::collections::HashSet::new();
     for o in &mut objects {
         let id = object_id(o);
-        if !seen.insert(id.clone()) {
+        // One object is its API group, kind and name: `Certificate/x` of two groups are two.
+        let group = o
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.rsplit_once('/'))
+            .map_or("", |(g, _)| g)
+            .to_string();
+        if !seen.insert((group, id.clone())) {
             return Err(RenderError::Object {
                 source_name: "rendered output".into(),
                 object: id,

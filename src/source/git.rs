@@ -180,7 +180,14 @@ impl RepoCache {
         let mut heads = Vec::new();
         let mut skipped = Vec::new();
         for r in repo.references_glob("refs/heads/*")? {
-            let r = r?;
+            // One unreadable ref (a name git itself would refuse) must not hide the others.
+            let Ok(r) = r else {
+                skipped.push(Skipped {
+                    name: "?".into(),
+                    why: "is a ref git cannot read",
+                });
+                continue;
+            };
             let Some(oid) = r.target() else { continue };
             let raw = &r.name_bytes()["refs/heads/".len()..];
             match branch_name(raw) {
@@ -194,12 +201,23 @@ impl RepoCache {
         // Entries move from the old memo to the new one, which keeps only current heads.
         let mut old = std::mem::take(memo);
         let mut live = HashMap::with_capacity(heads.len());
+        let mut unreadable = Vec::new();
         let mut read = || -> Result<Vec<Branch>, git2::Error> {
             let mut out = Vec::with_capacity(heads.len());
             for (name, oid) in &heads {
                 let commit = match old.remove(oid).or_else(|| live.get(oid).cloned()) {
                     Some(c) => c,
-                    None => commit_of(&repo.find_object(*oid, None)?.peel_to_commit()?),
+                    None => match read_commit(repo, *oid) {
+                        Ok(c) => c,
+                        Err(_) => {
+                            // Its staging is kept (see the planner), the other branches go on.
+                            unreadable.push(Skipped {
+                                name: name.clone(),
+                                why: "points at a commit that cannot be read (a malformed date or object)",
+                            });
+                            continue;
+                        }
+                    },
                 };
                 out.push(Branch {
                     name: name.clone(),
@@ -215,6 +233,7 @@ impl RepoCache {
         if result.is_err() {
             memo.extend(old);
         }
+        skipped.extend(unreadable);
         Ok((result?, skipped))
     }
 }
@@ -311,7 +330,7 @@ pub(super) fn fetch_mirror(
     let err = |action| super::git_err(&shown, action);
     let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(credentials, deadline))
+    opts.remote_callbacks(callbacks(url, credentials, deadline))
         .download_tags(AutotagOption::None)
         .prune(FetchPrune::On)
         .update_fetchhead(false);
@@ -336,6 +355,15 @@ pub(super) fn fetch_mirror(
     Ok(default_branch)
 }
 
+/// The commit `oid` points at, with a committer date that must be a real time.
+fn read_commit(repo: &Repository, oid: Oid) -> Result<Commit, git2::Error> {
+    let c = repo.find_object(oid, None)?.peel_to_commit()?;
+    Utc.timestamp_opt(c.committer().when().seconds(), 0)
+        .single()
+        .ok_or_else(|| git2::Error::from_str("committer date out of range"))?;
+    Ok(commit_of(&c))
+}
+
 pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
     Commit {
         sha: c.id().to_string(),
@@ -351,16 +379,24 @@ pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
     }
 }
 
-/// Credentials from the references in the config; libgit2 asks again after a refusal, so each
-/// kind is offered once and then the fetch fails with the server's answer. The transfer stops
-/// at `deadline`.
-fn callbacks(creds: &Credentials, deadline: Instant) -> RemoteCallbacks<'static> {
+/// Credentials from the references in the config, for `url`'s own scheme and host only (a
+/// server that redirects elsewhere, or from https to http, gets none); libgit2 asks again after
+/// a refusal, so each kind is offered once and then the fetch fails with the server's answer.
+/// The transfer stops at `deadline`.
+fn callbacks(url: &str, creds: &Credentials, deadline: Instant) -> RemoteCallbacks<'static> {
     let creds = creds.clone();
+    let configured = redact::origin(url);
     let mut tried = 0u32;
     let mut cb = RemoteCallbacks::new();
     cb.transfer_progress(move |_| Instant::now() < deadline);
     cb.sideband_progress(move |_| Instant::now() < deadline);
-    cb.credentials(move |_url, user_from_url, allowed| {
+    cb.credentials(move |asked, user_from_url, allowed| {
+        if redact::origin(asked) != configured {
+            return Err(git2::Error::from_str(&format!(
+                "the server sent octostage to {}; credentials go only to the configured repository's host",
+                redact::url(asked)
+            )));
+        }
         tried += 1;
         if tried > 2 {
             return Err(git2::Error::from_str(

@@ -27,6 +27,11 @@ use crate::render::{object_id, Object};
 pub const STATUS_FILE: &str = "octostage-status.yaml";
 /// Temporary files octostage writes before renaming them into place start with this.
 const TMP_PREFIX: &str = ".octostage-";
+/// A status file larger than this is not one octostage wrote.
+const MAX_STATUS_FILE: u64 = 1 << 20;
+/// A temporary file older than this is a leftover of a killed write, not another octostage's
+/// write in progress.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Stagings as folders under one directory.
 pub struct DirTarget {
@@ -98,8 +103,10 @@ impl DirTarget {
         };
         if !dry_run {
             let dir = path.parent().expect("files live in a staging folder");
+            // Per process: two octostages writing one target never share a temporary file.
             let tmp = dir.join(format!(
-                "{TMP_PREFIX}{}.tmp",
+                "{TMP_PREFIX}{}-{}.tmp",
+                std::process::id(),
                 path.file_name().unwrap_or_default().to_string_lossy()
             ));
             std::fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
@@ -125,7 +132,23 @@ impl DirTarget {
 
     /// What the folder `name` under the root is.
     fn classify(&self, name: &str, path: &Path) -> Folder {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Folder::Foreign(Foreign::SymbolicLink);
+        }
         let status_path = path.join(STATUS_FILE);
+        match std::fs::symlink_metadata(&status_path) {
+            Ok(m) if !m.is_file() => {
+                return Folder::Foreign(Foreign::Unreadable(format!(
+                    "{STATUS_FILE} is not a regular file"
+                )))
+            }
+            Ok(m) if m.len() > MAX_STATUS_FILE => {
+                return Folder::Foreign(Foreign::Unreadable(format!(
+                    "{STATUS_FILE} is larger than {MAX_STATUS_FILE} bytes"
+                )))
+            }
+            _ => {}
+        }
         let text = match std::fs::read_to_string(&status_path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -172,8 +195,9 @@ impl DirTarget {
                 continue;
             };
             // Only a DNS label can be a staging's folder; anything else is not in the way.
+            let ty = entry.file_type();
             if crate::naming::check_label(&name).is_err()
-                || !entry.file_type().is_ok_and(|t| t.is_dir())
+                || !ty.as_ref().is_ok_and(|t| t.is_dir() || t.is_symlink())
             {
                 continue;
             }
@@ -238,14 +262,22 @@ fn file_name(o: &Object) -> String {
     )
 }
 
-/// Remove octostage's temporary files left by an interrupted write.
+/// Remove octostage's temporary files left by an interrupted write (older than a minute: a
+/// younger one may be another octostage's write in progress).
 fn remove_tmp_files(folder: &Path) {
     if let Ok(entries) = std::fs::read_dir(folder) {
         for e in entries.flatten() {
-            if e.file_name()
+            let tmp = e
+                .file_name()
                 .to_str()
-                .is_some_and(|n| n.starts_with(TMP_PREFIX) && n.ends_with(".tmp"))
-            {
+                .is_some_and(|n| n.starts_with(TMP_PREFIX) && n.ends_with(".tmp"));
+            let stale = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if tmp && stale {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -302,7 +334,7 @@ impl Target for DirTarget {
         let old = match self.classify(&staging.name, &folder) {
             Folder::Staging(r) => r.files,
             Folder::Interrupted => BTreeMap::new(),
-            Folder::Foreign(f) if folder.exists() => {
+            Folder::Foreign(f) if std::fs::symlink_metadata(&folder).is_ok() => {
                 return Err(TargetError::Conflict {
                     what: format!("folder {}", folder.display()),
                     message: f.to_string(),
@@ -310,13 +342,28 @@ impl Target for DirTarget {
             }
             Folder::Foreign(_) => BTreeMap::new(),
         };
-        let mut files = BTreeMap::new();
+        let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
         for o in objects {
             let yaml = serde_yaml::to_string(o).map_err(|e| TargetError::Corrupt {
                 what: object_id(o),
                 message: e.to_string(),
             })?;
-            files.insert(file_name(o), (object_id(o), yaml));
+            let f = file_name(o);
+            if f == STATUS_FILE || f.starts_with(TMP_PREFIX) {
+                return Err(TargetError::Corrupt {
+                    what: object_id(o),
+                    message: format!(
+                        "would be written to {f}, which is octostage's own file; rename the object"
+                    ),
+                });
+            }
+            if let Some((other, _)) = files.get(&f) {
+                return Err(TargetError::Corrupt {
+                    what: object_id(o),
+                    message: format!("and {other} would both be written to {f}; rename one"),
+                });
+            }
+            files.insert(f, (object_id(o), yaml));
         }
         let new: BTreeMap<String, String> = files
             .iter()

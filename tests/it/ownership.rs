@@ -509,3 +509,31 @@ fn a_rolebinding_to_cluster_admin_is_refused_under_the_octostage_role() {
         kubectl(&admin, &args);
     }
 }
+
+/// Found by attacking octostage: `git branch -m feat FEAT` gave the new branch the old
+/// staging's name, so the pass applied FEAT's objects into the namespace it was deleting for
+/// feat, and FEAT's staging vanished while the pass reported success.
+#[test]
+fn a_renamed_branch_never_writes_into_the_namespace_being_deleted() {
+    let s = Setup::new(1);
+    s.repo.commit("feat", "w", &days_ago(1));
+    s.run();
+    let old = format!("{}-feat", s.env.name);
+    let old_uid = json(&s.kc, &["get", "namespace", &old])["metadata"]["uid"].clone();
+    s.repo.git(&["branch", "-m", "feat", "FEAT"]);
+    let (code, out, err) = s.run_code();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let active = s.env.active_namespaces();
+    assert!(!active.contains(&old), "{active:?}");
+    let new = active
+        .iter()
+        .find(|n| n.starts_with(&format!("{old}-")))
+        .unwrap_or_else(|| panic!("FEAT has no namespace of its own: {active:?}"));
+    let ns = json(&s.kc, &["get", "namespace", new]);
+    assert_eq!(
+        ns["metadata"]["annotations"]["octostage.dev/branch"],
+        "FEAT"
+    );
+    assert_ne!(ns["metadata"]["uid"], old_uid);
+    assert_eq!(s.run().1, 0);
+}

@@ -14,9 +14,9 @@ use crate::util::*;
 const TOKEN: &str = "planted-token-5f3a9c0e";
 const KUBECONFIG_PATH: &str = "/tmp/planted-kubeconfig-7d21b4/config";
 
-/// An HTTP server on loopback that answers every request 401 and remembers the Authorization
-/// headers it was sent.
-fn refusing_git_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+/// An HTTP server on loopback that answers every request with `response` (given the request
+/// path) and remembers the Authorization headers it was sent.
+fn http_server(response: fn(&str) -> String) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -25,17 +25,30 @@ fn refusing_git_server() -> (u16, Arc<Mutex<Vec<String>>>) {
         for stream in listener.incoming().flatten() {
             let mut reader = BufReader::new(stream.try_clone().unwrap());
             let mut line = String::new();
+            let mut path = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if path.is_empty() {
+                    path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                }
                 if line.to_ascii_lowercase().starts_with("authorization:") {
                     s.lock().unwrap().push(line.trim().to_string());
                 }
                 line.clear();
             }
             let mut w = stream;
-            let _ = w.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = w.write_all(response(&path).as_bytes());
         }
     });
     (port, seen)
+}
+
+fn refusing(_: &str) -> String {
+    "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()
+}
+
+/// A git server that answers 401 to everything.
+fn refusing_git_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    http_server(refusing)
 }
 
 fn assert_clean(what: &str, text: &str) {
@@ -202,4 +215,59 @@ fn a_planted_token_and_kubeconfig_path_appear_nowhere() {
     );
     assert!(cluster.contains(&format!("{}-main", env.name)), "{cluster}");
     assert_clean("the cluster", &cluster);
+}
+
+static TARGET_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+fn redirecting(path: &str) -> String {
+    let port = TARGET_PORT.load(std::sync::atomic::Ordering::SeqCst);
+    format!("HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+/// Found by attacking octostage: a git server that redirected to another host was sent the
+/// token there.
+#[test]
+fn credentials_are_never_sent_to_a_host_a_redirect_names() {
+    let (other, seen) = refusing_git_server();
+    TARGET_PORT.store(other, std::sync::atomic::Ordering::SeqCst);
+    let (port, _) = http_server(redirecting);
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("cfg");
+    std::fs::create_dir_all(cfg.join("t")).unwrap();
+    std::fs::write(
+        cfg.join("t/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cfg.join("environments.yaml"),
+        format!("version: 1\nenvironments:\n  app:\n    repository:\n      url: http://127.0.0.1:{port}/x.git\n      credentials: {{token_env: SHOP_GIT_TOKEN, allow_plain_http: true}}\n    templates: t\n"),
+    )
+    .unwrap();
+    let cache = tmp.path().join("cache");
+    let r = octostage_env(
+        &[
+            "plan",
+            "--target",
+            "none",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        None,
+        &[("SHOP_GIT_TOKEN", TOKEN)],
+    );
+    let (out, err) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{out}{err}");
+    assert!(
+        out.contains("credentials go only to the configured repository's host"),
+        "{out}{err}"
+    );
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the other host got: {:?}",
+        seen.lock().unwrap()
+    );
+    assert_clean("plan", &format!("{out}{err}"));
 }

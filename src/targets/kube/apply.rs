@@ -155,6 +155,7 @@ impl KubeTarget {
         changes: &mut Vec<Change>,
     ) -> Result<Option<LiveNs>, TargetError> {
         if let Some(l) = live {
+            own_staging(l, p, ns)?;
             self.apply_namespace(p, ns, kinds, l, dry_run).await?;
             return Ok(Some(l.clone()));
         }
@@ -447,6 +448,7 @@ impl KubeTarget {
             // Not a namespace this pass proved octostage's: never deleted.
             return Ok(());
         };
+        own_staging(&live, p, &ns)?;
         if dry_run {
             return Ok(());
         }
@@ -481,6 +483,22 @@ impl KubeTarget {
             Err(e) if not_found(&e) || precondition(&e) => Ok(()),
             Err(e) => Err(api_err(format!("namespace {ns}"), e)),
         }
+    }
+}
+
+/// A namespace of this instance is one staging's: another staging never writes into it or
+/// deletes it (the planner keeps them apart; this is the last line).
+fn own_staging(l: &LiveNs, p: &Planned, ns: &str) -> Result<(), TargetError> {
+    match l.labels.get(consts::LABEL_STAGING) {
+        Some(s) if *s == p.name => Ok(()),
+        other => Err(TargetError::Conflict {
+            what: format!("namespace {ns:?}"),
+            message: format!(
+                "belongs to staging {:?} of this instance, not to {:?}; nothing was written",
+                other.map(String::as_str).unwrap_or("?"),
+                p.name
+            ),
+        }),
     }
 }
 

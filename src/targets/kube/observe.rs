@@ -72,7 +72,7 @@ pub fn classify(meta: &ObjectMeta, instance: &str) -> Result<(ObservedStaging, L
     };
     if !managed || label_instance.map(String::as_str) != Some(instance) || ownership.is_none() {
         // A creation record octostage did not write (copied by hand or by a restore).
-        return Err(Foreign::LabelsWithoutRecord);
+        return Err(Foreign::RecordNotWritten);
     }
     if meta.deletion_timestamp.is_some() {
         return Err(Foreign::Terminating);
@@ -176,7 +176,7 @@ mod tests {
         // A creation record copied onto a namespace octostage never wrote.
         assert_eq!(
             classify(&meta(LABELS, &ann, "kubectl-create"), "default").unwrap_err(),
-            Foreign::LabelsWithoutRecord
+            Foreign::RecordNotWritten
         );
         let other = record("other");
         assert_eq!(

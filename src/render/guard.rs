@@ -1,0 +1,103 @@
+//! The last line against YAML injection: a branch name, commit subject or author (chosen by
+//! whoever pushes) that reaches rendered YAML must stay inside one string. Whatever path it took
+//! (`{{ commit.subject }}` unquoted, a `values` entry that holds it, `{% set %}`), if its text
+//! appears in the rendered output more often than it appears whole inside the parsed strings
+//! and keys, it was cut apart by YAML syntax: it added keys, closed a mapping, started a
+//! comment, or became an anchor or a tag. The render is refused.
+//!
+//! Text that YAML cannot read as syntax (letters, digits, ` ._/-`) is not checked; neither is
+//! text a template transformed (`| upper`): validate's warning covers those uses.
+
+use super::RenderError;
+
+/// Whether YAML could read part of `s` as syntax.
+fn special(s: &str) -> bool {
+    s.starts_with(['-', '?', ' '])
+        || s.chars()
+            .any(|c| !(c.is_alphanumeric() || matches!(c, ' ' | '.' | '_' | '/' | '-' | '+' | '=')))
+}
+
+/// Check that every untrusted text of `untrusted` (name, text) that the output `text` of
+/// `source_name` contains stayed whole inside the strings of its parsed `docs`.
+pub fn intact(
+    source_name: &str,
+    text: &str,
+    docs: &[serde_json::Value],
+    untrusted: &[(&str, &str)],
+) -> Result<(), RenderError> {
+    for (name, u) in untrusted {
+        if u.is_empty() || !special(u) {
+            continue;
+        }
+        let in_text = text.matches(u).count();
+        if in_text == 0 {
+            continue;
+        }
+        let mut in_strings = 0;
+        for d in docs {
+            count(d, u, &mut in_strings);
+        }
+        if in_strings < in_text {
+            return Err(RenderError::Object {
+                source_name: source_name.to_string(),
+                object: "(output)".into(),
+                message: format!(
+                    "{name} ({}) is written into the YAML where it is read as YAML syntax, not as a string; write it with `| tojson`",
+                    crate::redact::printable(&truncate(u))
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    let mut t: String = s.chars().take(60).collect();
+    if t.len() < s.len() {
+        t.push('…');
+    }
+    format!("{t:?}")
+}
+
+fn count(v: &serde_json::Value, u: &str, n: &mut usize) {
+    match v {
+        serde_json::Value::String(s) => *n += s.matches(u).count(),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| count(x, u, n)),
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                *n += k.matches(u).count();
+                count(x, u, n);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str, subject: &str) -> Result<(), RenderError> {
+        let docs = super::super::parse_documents("t", yaml)?;
+        intact("t", yaml, &docs, &[("commit.subject", subject)])
+    }
+
+    #[test]
+    fn a_subject_that_stays_a_string_passes() {
+        let s = "Fix login: handle \"empty\" passwords";
+        check(&format!("a: {}\n", serde_json::to_string(s).unwrap()), s).unwrap();
+        check("a: \"Fix login: handle it\"\n", "Fix login: handle it").unwrap();
+        check("a: plain words\n", "plain words").unwrap();
+    }
+
+    #[test]
+    fn a_subject_that_becomes_yaml_structure_is_refused() {
+        let s = "hi}, spec: {hostNetwork: true}, x: {y: z";
+        let e = check(&format!("metadata: {{annotations: {{subject: {s}}}}}\n"), s).unwrap_err();
+        assert!(e.to_string().contains("read as YAML syntax"), "{e}");
+        let s = "work #no comment";
+        assert!(check(&format!("a: {s}\n"), s).is_err());
+        let s = "&anchor";
+        assert!(check(&format!("a: {s}\n"), s).is_err());
+    }
+}
