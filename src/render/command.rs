@@ -332,6 +332,23 @@ mod tests {
     }
 
     #[test]
+    fn a_child_that_left_the_group_is_named_not_claimed_stopped() {
+        let e = run(
+            &sh("setsid sleep 5 & echo 'kind: A'"),
+            Path::new("/"),
+            &["PATH"],
+            &[],
+            &Limits {
+                timeout: Duration::from_millis(800),
+                max_output: 1 << 20,
+                cancel: None,
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("outside its process group"), "{e}");
+    }
+
+    #[test]
     fn output_past_the_limit_fails_at_once() {
         let start = Instant::now();
         let e = run(

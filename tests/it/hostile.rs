@@ -206,6 +206,12 @@ fn render_commands_get_an_explicit_environment() {
     );
     let (_, err) = texts(&d.validate());
     assert!(err.contains("KUBECONFIG holds credentials"), "{err}");
+    d.config(
+        "    command: [\"sh\", \"render.sh\"]\n    render_env: [OCTOSTAGE_TARGET]\n",
+        "",
+    );
+    let (_, err) = texts(&d.validate());
+    assert!(err.contains("one of octostage's own settings"), "{err}");
 }
 
 /// Finding 7: credentials in URL forms that were accepted and then printed.
