@@ -518,12 +518,17 @@ fn rbac_is_sufficient() {
     let (out, _) = s.run();
     assert!(out.contains("branch deleted"), "{out}");
     assert_eq!(s.env.active_namespaces().len(), 2);
+    remove_service_account(&admin, &id);
+}
+
+/// Undo [`service_account_kubeconfig`].
+pub fn remove_service_account(admin: &Path, id: &str) {
     for args in [
-        vec!["delete", "clusterrolebinding", id.as_str()],
-        vec!["delete", "clusterrole", id.as_str()],
+        vec!["delete", "clusterrolebinding", id],
+        vec!["delete", "clusterrole", id],
         vec!["delete", "namespace", &format!("{id}-rbac"), "--wait=false"],
     ] {
-        kubectl(&admin, &args);
+        kubectl(admin, &args);
     }
 }
 

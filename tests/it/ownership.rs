@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cluster::{json, kubectl, service_account_kubeconfig, Setup};
+use crate::cluster::{json, kubectl, remove_service_account, service_account_kubeconfig, Setup};
 use crate::signals::{finish, signal, spawn};
 use crate::util::*;
 
@@ -72,6 +72,13 @@ impl Setup {
         let (o, e) = texts(&r);
         (r.status.code(), o, e)
     }
+}
+
+/// kubectl in namespace `ns`.
+fn kubectl_in(kc: &Path, ns: &str, args: &[&str]) -> String {
+    let mut a = vec!["-n", ns];
+    a.extend_from_slice(args);
+    kubectl(kc, &a)
 }
 
 /// Names of the objects of `kinds` in namespace `ns` matching `selector`.
@@ -251,9 +258,10 @@ fn drift_is_shown_by_plan_and_restored_in_one_pass() {
     let s = Setup::new(1);
     s.run();
     let ns = format!("{}-main", s.env.name);
-    kubectl(
+    kubectl_in(
         &s.kc,
-        &["-n", &ns, "set", "image", "deploy/web", "web=evil:latest"],
+        &ns,
+        &["set", "image", "deploy/web", "web=evil:latest"],
     );
     let plan = s.plan();
     let main = &plan["stagings"][0];
@@ -314,22 +322,15 @@ fn only_objects_with_the_full_ownership_record_are_pruned_or_written() {
     let s = Setup::new(1);
     s.run();
     let ns = format!("{}-main", s.env.name);
-    kubectl(
+    kubectl_in(
         &s.kc,
-        &[
-            "-n",
-            &ns,
-            "create",
-            "configmap",
-            "only-label",
-            "--from-literal=k=v",
-        ],
+        &ns,
+        &["create", "configmap", "only-label", "--from-literal=k=v"],
     );
-    kubectl(
+    kubectl_in(
         &s.kc,
+        &ns,
         &[
-            "-n",
-            &ns,
             "label",
             "configmap",
             "only-label",
@@ -337,22 +338,15 @@ fn only_objects_with_the_full_ownership_record_are_pruned_or_written() {
         ],
     );
     // Every label and the hash annotation copied, but made by kubectl.
-    kubectl(
+    kubectl_in(
         &s.kc,
-        &[
-            "-n",
-            &ns,
-            "create",
-            "configmap",
-            "copied",
-            "--from-literal=k=v",
-        ],
+        &ns,
+        &["create", "configmap", "copied", "--from-literal=k=v"],
     );
-    kubectl(
+    kubectl_in(
         &s.kc,
+        &ns,
         &[
-            "-n",
-            &ns,
             "label",
             "configmap",
             "copied",
@@ -362,11 +356,10 @@ fn only_objects_with_the_full_ownership_record_are_pruned_or_written() {
             &format!("octostage.dev/staging={ns}"),
         ],
     );
-    kubectl(
+    kubectl_in(
         &s.kc,
+        &ns,
         &[
-            "-n",
-            &ns,
             "annotate",
             "configmap",
             "copied",
@@ -387,16 +380,10 @@ fn only_objects_with_the_full_ownership_record_are_pruned_or_written() {
         );
     }
     // A template that now renders an object someone made by hand.
-    kubectl(
+    kubectl_in(
         &s.kc,
-        &[
-            "-n",
-            &ns,
-            "create",
-            "configmap",
-            "theirs",
-            "--from-literal=k=v",
-        ],
+        &ns,
+        &["create", "configmap", "theirs", "--from-literal=k=v"],
     );
     std::fs::write(
         s.cfg.join("t/theirs.yaml"),
@@ -501,13 +488,7 @@ fn a_rolebinding_to_cluster_admin_is_refused_under_the_octostage_role() {
         .env
         .active_namespaces()
         .contains(&format!("{}-main", s.env.name)));
-    for args in [
-        vec!["delete", "clusterrolebinding", id.as_str()],
-        vec!["delete", "clusterrole", id.as_str()],
-        vec!["delete", "namespace", &format!("{id}-rbac"), "--wait=false"],
-    ] {
-        kubectl(&admin, &args);
-    }
+    remove_service_account(&admin, &id);
 }
 
 /// Found by attacking octostage: `git branch -m feat FEAT` gave the new branch the old
