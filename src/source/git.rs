@@ -351,8 +351,22 @@ pub(super) fn fetch_mirror(
         .ok()
         .and_then(|b| b.as_str().ok().map(str::to_string));
     let _ = remote.disconnect();
-    repo.refdb_compress().map_err(err("packing refs"))?;
+    // Refs the fetch created or moved are loose files; one packed file reads much faster.
+    if has_loose_refs(&repo.path().join("refs")) {
+        repo.refdb_compress().map_err(err("packing refs"))?;
+    }
     Ok(default_branch)
+}
+
+/// Whether any ref under `dir` is a loose file (directories left empty by packing are not).
+fn has_loose_refs(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => has_loose_refs(&e.path()),
+            Ok(_) => true,
+            Err(_) => false,
+        })
+    })
 }
 
 /// The commit `oid` points at, with a committer date that must be a real time.
