@@ -463,7 +463,10 @@ fn read_token(file: &Path) -> Result<String, git2::Error> {
 }
 
 /// An exclusive `flock` on a file, held until dropped; waits at most `timeout`.
-struct FileLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+struct FileLock {
+    /// Held, not read: dropping it unlocks.
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
 
 impl FileLock {
     fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, SourceError> {
@@ -480,7 +483,7 @@ impl FileLock {
             .map_err(|e| io(e.to_string()))?;
         loop {
             match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => return Ok(FileLock(l)),
+                Ok(l) => return Ok(FileLock { _held: l }),
                 Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
                     file = f;
                     std::thread::sleep(Duration::from_millis(50));
