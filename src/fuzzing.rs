@@ -82,7 +82,7 @@ pub fn cron(data: &[u8]) {
 /// A template file rendered for a staging: compile, render (with fuel), parse the YAML it
 /// gives, check its objects.
 pub fn templates(data: &[u8]) {
-    let mut set = crate::render::TemplateSet::default();
+    let mut set = crate::templating::TemplateSet::default();
     if !set
         .add_dir("t", vec![("t/a.yaml".into(), text(data).into())])
         .is_empty()

@@ -25,3 +25,5 @@ pub mod report;
 pub mod run;
 pub mod source;
 pub mod targets;
+pub mod templating;
+pub mod text;

@@ -172,30 +172,6 @@ fn mask_token(t: &str) -> Cow<'_, str> {
     Cow::Borrowed(t)
 }
 
-/// Text safe for a terminal: control characters and bidirectional overrides (which anyone who
-/// can push can put in a commit subject or a link) are shown escaped, not obeyed.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| {
-        c.is_control()
-            || ('\u{202a}'..='\u{202e}').contains(&c)
-            || ('\u{2066}'..='\u{2069}').contains(&c)
-    };
-    if !s.chars().any(bad) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars()
-            .map(|c| {
-                if bad(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
-}
-
 /// A `tracing` writer that redacts what it writes: logs are a place secrets end up in when a
 /// library puts a URL into an error message. Unless the log goes to a terminal with colours
 /// (`raw`), control characters a message carries (from a branch name, a git error) are escaped.

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::pass::Report;
-use crate::plan::{rfc3339, Action};
+use crate::plan::Action;
+use crate::text::{printable, rfc3339};
 
 /// One staging in `plan --format json`.
 #[derive(Debug, Serialize)]
@@ -135,11 +136,11 @@ pub fn text(r: &Report, verbose: bool) -> String {
     for (env, err) in &r.plan.failed_sources {
         out.push_str(&format!(
             "source of {env} failed (its stagings are kept as they are): {}\n",
-            crate::redact::printable(err)
+            printable(err)
         ));
     }
     for h in &r.plan.hints {
-        out.push_str(&format!("hint: {}\n", crate::redact::printable(h)));
+        out.push_str(&format!("hint: {}\n", printable(h)));
     }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
     out.push_str(&format!(
@@ -214,7 +215,7 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
             s.commit.chars().take(7).collect(),
             status_state(r),
             r.created
-                .map(|c| crate::plan::human(now - c))
+                .map(|c| crate::text::human(now - c))
                 .unwrap_or_else(|| "-".into()),
             expiry(s.expires_at),
             r.links.values().cloned().collect::<Vec<_>>().join(" "),
@@ -225,8 +226,8 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
     for (what, why) in &st.foreign {
         out.push_str(&format!(
             "left alone: {} {}\n",
-            crate::redact::printable(what),
-            crate::redact::printable(why)
+            printable(what),
+            printable(why)
         ));
     }
     out
@@ -236,11 +237,7 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
 fn table(rows: &[Vec<String>]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            r.iter()
-                .map(|c| crate::redact::printable(c).into_owned())
-                .collect()
-        })
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
         .collect();
     let columns = rows.first().map_or(0, Vec::len);
     let widths: Vec<usize> = (0..columns)

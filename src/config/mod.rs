@@ -177,15 +177,10 @@ fn collect(
         } else if wanted {
             let text = std::fs::read_to_string(entry.path())
                 .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
-            out.push((rel, strip_bom(&text).to_string()));
+            out.push((rel, crate::text::strip_bom(&text).to_string()));
         }
     }
     Ok(())
-}
-
-/// Text without a leading UTF-8 byte order mark, which some editors write.
-pub fn strip_bom(text: &str) -> &str {
-    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// Options of a load that do not come from the file.
@@ -239,7 +234,7 @@ pub fn parse(
         pos,
         message,
     };
-    let text = strip_bom(text);
+    let text = crate::text::strip_bom(text);
     let value: serde_json::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {

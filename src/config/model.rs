@@ -23,7 +23,7 @@ pub struct Config {
     /// Environments in file order.
     pub environments: Vec<Environment>,
     /// Template files by directory, loaded and compiled once.
-    pub templates: Arc<crate::render::TemplateSet>,
+    pub templates: Arc<crate::templating::TemplateSet>,
     /// Things worth knowing that do not make the file invalid.
     pub warnings: Vec<super::Problem>,
 }

@@ -15,7 +15,7 @@ use super::raw::*;
 use super::{Files, LoadOptions, Problem};
 use crate::consts;
 use crate::naming;
-use crate::render::TemplateSet;
+use crate::templating::TemplateSet;
 
 /// Collects problems while validating one file.
 pub struct Validator<'a> {
@@ -442,7 +442,7 @@ impl<'a> Validator<'a> {
     /// A namespace template; a literal one is checked here, a templated one when it renders.
     fn namespace(&mut self, ns: &str, ptr: &str) {
         self.template_str(ns, ptr);
-        if crate::render::is_template(ns) {
+        if crate::templating::is_template(ns) {
             return;
         }
         if let Err(e) = naming::check_label(ns) {
@@ -522,7 +522,7 @@ impl<'a> Validator<'a> {
         let pos = self.positions.value(ptr);
         // A quoted scalar's text starts one column after its quote.
         let quoted = self.positions.is_quoted(ptr);
-        let origin = crate::render::Origin {
+        let origin = crate::templating::Origin {
             file: self.file.to_string(),
             line: pos.line,
             column: pos.column + usize::from(quoted),

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{guard, human, human_std, rfc3339, Action, Inputs, Life, Phase, PlanError, Planned};
+use super::{guard, Action, Inputs, Life, Phase, PlanError, Planned};
 use super::{ObservedStaging, State};
 use crate::config::{Config, Environment, Pin, Settings, Ttl};
 use crate::naming;
 use crate::render::Context;
 use crate::source::{Branch, Commit, RepoListing};
+use crate::text::{human, human_std, rfc3339};
 
 pub(super) struct EnvPlanner<'a> {
     config: &'a Config,

@@ -80,36 +80,6 @@ impl Life {
     }
 }
 
-/// A time as octostage writes it everywhere: RFC 3339, whole seconds, `Z`.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// A duration the way people write them in environments.yaml: `7d`, `36h`, `1d12h`, `90m`.
-pub fn human(d: chrono::Duration) -> String {
-    let mut secs = d.num_seconds().max(0);
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, len) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if secs >= len {
-            out.push_str(&format!("{}{unit}", secs / len));
-            secs %= len;
-            // Two units are precise enough for a reason text.
-            if out.chars().filter(|c| c.is_ascii_alphabetic()).count() == 2 {
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// [`human`] for a std duration.
-pub fn human_std(d: std::time::Duration) -> String {
-    human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,13 +175,5 @@ mod tests {
             t("2026-11-26T00:00:00Z"),
         );
         assert_eq!(l.phase, Phase::Gone);
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(chrono::Duration::days(7)), "7d");
-        assert_eq!(human(chrono::Duration::hours(36)), "1d12h");
-        assert_eq!(human(chrono::Duration::minutes(90)), "1h30m");
-        assert_eq!(human(chrono::Duration::seconds(0)), "0s");
     }
 }

@@ -16,7 +16,7 @@ mod observed;
 
 use std::collections::HashMap;
 
-pub use lifecycle::{human, human_std, rfc3339, Life, Phase};
+pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
 pub use observed::{Foreign, Observed, ObservedStaging, State};
 

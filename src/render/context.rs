@@ -75,7 +75,7 @@ impl Context {
             commit: CommitContext {
                 sha: commit.sha.clone(),
                 short_sha: commit.sha.chars().take(7).collect(),
-                time: crate::plan::rfc3339(commit.time),
+                time: crate::text::rfc3339(commit.time),
                 author: commit.author.clone(),
                 subject: commit.subject.clone(),
             },

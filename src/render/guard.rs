@@ -43,7 +43,7 @@ pub fn intact(
                 object: "(output)".into(),
                 message: format!(
                     "{name} ({}) is written into the YAML where it is read as YAML syntax, not as a string; write it with `| tojson`",
-                    crate::redact::printable(&truncate(u))
+                    crate::text::printable(&truncate(u))
                 ),
             });
         }

@@ -9,14 +9,13 @@ mod context;
 mod explain;
 mod guard;
 mod objects;
-mod templates;
 
 use std::time::Duration;
 
+pub use crate::templating::{is_template, shell_quote, TemplateSet};
 pub use command::Limits;
 pub use context::{BranchContext, CommitContext, Context};
 pub use objects::{collect_object, object_id, parse_documents, Object};
-pub use templates::{environment, is_template, shell_quote, Origin, TemplateSet};
 
 use crate::config::{Config, Render, Settings};
 use crate::consts;

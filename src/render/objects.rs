@@ -36,7 +36,7 @@ pub fn parse_documents(
     source_name: &str,
     text: &str,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
-    let text = crate::config::strip_bom(text);
+    let text = crate::text::strip_bom(text);
     let yaml_err = |message: String| RenderError::Yaml {
         source_name: source_name.to_string(),
         message,

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 
 use crate::consts::{self, ANNOTATION_CREATED_BY, ANNOTATION_HASH};
-use crate::plan::{rfc3339, ObservedStaging, Planned, State};
+use crate::plan::{ObservedStaging, Planned, State};
 use crate::render::Object;
+use crate::text::rfc3339;
 
 /// Full branch name (or the pin of a static staging).
 pub const BRANCH: &str = "octostage.dev/branch";

@@ -1,5 +1,7 @@
-//! Template directories compiled once per configuration, and the minijinja environment that
-//! renders them and every string template (namespace, values, links, command arguments).
+//! Templates: every template file of a configuration compiled once, and the minijinja
+//! environment that renders them and every string template (namespace, values, links, command
+//! arguments). Below both the configuration (which compiles them when it validates) and
+//! rendering (which runs them).
 //!
 //! Templates are bounded: every render has [`consts::TEMPLATE_FUEL`] instructions (a runaway
 //! loop stops with an error instead of holding a pass) and the caller caps what they produce.
