@@ -166,7 +166,7 @@ impl Report {
             };
             return (Action::Update, format!("{what}: {}{more}", list.join(", ")));
         }
-        (p.action, p.reason.clone())
+        (p.action, p.reason())
     }
 }
 
@@ -344,7 +344,7 @@ async fn converge(
             match r {
                 Ok(changes) => {
                     if p.action != Action::Noop || !changes.is_empty() {
-                        info!(staging = %p.name, reason = %p.reason, changes = changes.len(), "{}", if opts.dry_run { "would converge" } else { "converged" });
+                        info!(staging = %p.name, reason = %p.reason(), changes = changes.len(), "{}", if opts.dry_run { "would converge" } else { "converged" });
                     }
                     Outcome { index: i, changes, error: None, skipped: false }
                 }
@@ -479,7 +479,7 @@ pub fn render_staging(
     let ctx = p
         .context
         .as_ref()
-        .ok_or_else(|| nf(format!("{}: {}", p.name, p.reason)))?;
+        .ok_or_else(|| nf(format!("{}: {}", p.name, p.reason())))?;
     let settings = p
         .settings
         .as_ref()

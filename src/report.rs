@@ -41,6 +41,10 @@ pub struct JsonStaging<'a> {
     pub error_kind: Option<&'static str>,
     /// Whether a safety rule holds back its planned action (see the reason).
     pub held: bool,
+    /// What led to the action, machine-readable (`{"code": "new-commit", "commit": ...}`).
+    pub why: &'a crate::plan::Why,
+    /// The rule that holds a deletion back, machine-readable, or null.
+    pub hold: Option<&'a crate::plan::Hold>,
     /// Not converged because the pass was stopped first.
     pub skipped: bool,
 }
@@ -70,7 +74,9 @@ pub fn json(r: &Report) -> serde_json::Value {
                 changes: outcome
                     .map(|o| o.changes.iter().map(|c| c.to_string()).collect())
                     .unwrap_or_default(),
-                held: s.held,
+                held: s.held(),
+                why: &s.why,
+                hold: s.hold.as_ref(),
                 error: s
                     .error
                     .as_ref()
@@ -117,7 +123,7 @@ pub fn text(r: &Report, verbose: bool) -> String {
         } else if outcome.is_some_and(|o| o.skipped) {
             reason = format!("not started (octostage is stopping): {reason}");
         }
-        if action == Action::Noop && !verbose && !failed && !s.held {
+        if action == Action::Noop && !verbose && !failed && !s.held() {
             continue;
         }
         rows.push(vec![

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{guard, Action, Inputs, Life, Phase, PlanError, Planned};
+use super::{guard, Action, Hold, Inputs, Life, Phase, PlanError, Planned, Why};
 use super::{ObservedStaging, State};
 use crate::config::{Config, Environment, Pin, Settings, Ttl};
 use crate::naming;
 use crate::render::Context;
 use crate::source::{Branch, Commit, RepoListing};
-use crate::text::{human, human_std, rfc3339};
 
 pub(super) struct EnvPlanner<'a> {
     config: &'a Config,
@@ -137,7 +136,7 @@ impl<'a> EnvPlanner<'a> {
                     &st.name,
                     Some(&st.name),
                     &name,
-                    String::new(),
+                    Why::Blocked,
                 );
                 p.block(PlanError::NameCollision {
                     name: name.clone(),
@@ -192,11 +191,10 @@ impl<'a> EnvPlanner<'a> {
                 Err(e) => {
                     if let Some(o) = o {
                         self.seen.insert(o.name.as_str());
-                        self.out
-                            .push(super::keep(o, format!("{e}; static staging kept as it is")));
+                        self.out.push(super::keep(o, Why::PinMissing { error: e }));
                     } else {
-                        let mut p =
-                            absent(&self.env.name, &branch, Some(&st.name), &name, e.clone());
+                        let why = Why::PinMissing { error: e.clone() };
+                        let mut p = absent(&self.env.name, &branch, Some(&st.name), &name, why);
                         p.error = Some(PlanError::Pin(e));
                         self.out.push(p);
                     }
@@ -336,27 +334,25 @@ impl<'a> EnvPlanner<'a> {
             .filter(|o| !self.seen.contains(o.name.as_str()))
         {
             if o.static_name.is_none() && unreadable.contains(o.branch.as_str()) {
-                self.out.push(super::keep(
-                    o,
-                    format!(
-                        "branch {:?} is listed but cannot be read; staging kept as it is",
-                        o.branch
-                    ),
-                ));
+                let branch = o.branch.clone();
+                self.out
+                    .push(super::keep(o, Why::BranchUnreadable { branch }));
                 continue;
             }
-            let reason = if let Some(s) = &o.static_name {
-                format!("static staging {s:?} removed from the configuration")
+            let why = if let Some(s) = &o.static_name {
+                Why::StaticRemoved { name: s.clone() }
             } else if listed.contains(o.branch.as_str()) {
                 match self.env.exclude.matches(&o.branch) {
-                    Some(p) => format!("excluded by pattern {p:?}"),
-                    None => "no longer matched by branches.include".to_string(),
+                    Some(p) => Why::Excluded {
+                        pattern: p.to_string(),
+                    },
+                    None => Why::NotIncluded,
                 }
             } else {
                 vanished.push(self.out.len());
-                "branch deleted".to_string()
+                Why::BranchDeleted
             };
-            self.out.push(super::gone(o, reason));
+            self.out.push(super::gone(o, why));
         }
         self.guard_vanished(&vanished, total);
     }
@@ -369,93 +365,81 @@ impl<'a> EnvPlanner<'a> {
         if vanished.is_empty() || !suspect || self.inputs.confirm_deletions {
             return;
         }
-        let why = if empty {
-            "the repository listed no branches at all".to_string()
+        let hold = if empty {
+            Hold::EmptyListing
         } else {
-            format!("{} of {} branch stagings lost their branch at once (more than safety.max_branch_loss_percent, {limit}%)", vanished.len(), total)
+            Hold::MassLoss {
+                lost: vanished.len(),
+                total,
+                limit: self.config.safety.max_branch_loss_percent,
+            }
         };
         for &i in vanished {
-            guard::hold(&mut self.out[i], &why);
+            guard::hold(&mut self.out[i], hold.clone());
         }
     }
 
-    fn expired_reason(&self, c: &Candidate<'_>) -> String {
-        let now = self.inputs.now;
+    fn expired(&self, c: &Candidate<'_>) -> Why {
         match (c.ttl, c.life.expires_at) {
-            (Ttl::After(d), _) => format!(
-                "no activity for {} (ttl {})",
-                human(now - c.life.activity),
-                human_std(d)
-            ),
-            (Ttl::Never, Some(until)) => format!("its until time {} has passed", rfc3339(until)),
+            (Ttl::After(d), _) => Why::Idle {
+                idle_seconds: (self.inputs.now - c.life.activity).num_seconds(),
+                ttl_seconds: d.as_secs(),
+            },
+            (Ttl::Never, Some(until)) => Why::UntilPassed { until },
             (Ttl::Never, None) => unreachable!("a staging that never expires is never expired"),
         }
     }
 
-    fn action(&self, c: &Candidate<'_>) -> (Action, Option<State>, String) {
-        let short = &c.commit.sha[..c.commit.sha.len().min(7)];
+    fn action(&self, c: &Candidate<'_>) -> (Action, Option<State>, Why) {
+        let commit = c.commit.sha[..c.commit.sha.len().min(7)].to_string();
+        let not_created = |cause| Why::NotCreated {
+            cause: Box::new(cause),
+        };
         match (c.observed, c.life.phase, c.capped) {
-            (Some(_), _, Some(max)) => (
-                Action::Delete,
-                None,
-                format!("over max_stagings ({max}); least recently active"),
-            ),
-            (None, _, Some(max)) => (
-                Action::Noop,
-                None,
-                format!("not created: over max_stagings ({max})"),
-            ),
-            (Some(_), Phase::Gone, _) => (Action::Delete, None, self.expired_reason(c)),
-            (None, Phase::Gone | Phase::Expired, _) => (
-                Action::Noop,
-                None,
-                format!("not created: {}", self.expired_reason(c)),
-            ),
+            (Some(_), _, Some(max)) => (Action::Delete, None, Why::OverCap { max }),
+            (None, _, Some(max)) => (Action::Noop, None, not_created(Why::OverCap { max })),
+            (Some(_), Phase::Gone, _) => (Action::Delete, None, self.expired(c)),
+            (None, Phase::Gone | Phase::Expired, _) => {
+                (Action::Noop, None, not_created(self.expired(c)))
+            }
             (Some(o), Phase::Expired, _) => {
-                let when = c
-                    .life
-                    .delete_at
-                    .map(|d| format!("; deleted at {}", rfc3339(d)))
-                    .unwrap_or_default();
-                if o.state == State::Expired && o.commit == c.commit.sha {
-                    let r = format!("expired, kept: {}{when}", self.expired_reason(c));
-                    (Action::Noop, Some(State::Expired), r)
+                let already = o.state == State::Expired && o.commit == c.commit.sha;
+                let why = Why::Retained {
+                    cause: Box::new(self.expired(c)),
+                    retention_seconds: c.settings.retention.as_secs(),
+                    delete_at: c.life.delete_at,
+                    now: !already,
+                };
+                let action = if already {
+                    Action::Noop
                 } else {
-                    let r = format!(
-                        "{}; kept until deletion (retention {}){when}",
-                        self.expired_reason(c),
-                        human_std(c.settings.retention)
-                    );
-                    (Action::Expire, Some(State::Expired), r)
-                }
+                    Action::Expire
+                };
+                (action, Some(State::Expired), why)
             }
             (None, Phase::Active, _) => (
                 Action::Create,
                 Some(State::Active),
                 if c.static_name.is_some() {
-                    format!("static staging at {short}")
+                    Why::Static { commit }
                 } else {
-                    format!("new branch at {short}")
+                    Why::NewBranch { commit }
                 },
             ),
             (Some(o), Phase::Active, _) if o.commit != c.commit.sha => (
                 Action::Update,
                 Some(State::Active),
-                format!("new commit {short}"),
+                Why::NewCommit { commit },
             ),
-            (Some(o), Phase::Active, _) if o.state != State::Active => (
-                Action::Update,
-                Some(State::Active),
-                "active again".to_string(),
-            ),
-            (Some(_), Phase::Active, _) => {
-                (Action::Noop, Some(State::Active), "up to date".to_string())
+            (Some(o), Phase::Active, _) if o.state != State::Active => {
+                (Action::Update, Some(State::Active), Why::ActiveAgain)
             }
+            (Some(_), Phase::Active, _) => (Action::Noop, Some(State::Active), Why::UpToDate),
         }
     }
 
     fn decide(&self, c: Candidate<'_>) -> Planned {
-        let (action, state, reason) = self.action(&c);
+        let (action, state, why) = self.action(&c);
         let mut p = Planned {
             environment: self.env.name.clone(),
             branch: c.branch.clone(),
@@ -464,14 +448,14 @@ impl<'a> EnvPlanner<'a> {
             namespace: c.observed.map(|o| o.namespace.clone()),
             commit: Some(c.commit.clone()),
             action,
-            reason,
+            why,
+            hold: None,
             first_seen: c.first_seen,
             expires_at: c.life.expires_at,
             state,
             settings: Some(c.settings.clone()),
             context: None,
             error: None,
-            held: false,
             observed_state: c.observed.map(|o| o.state),
             observed_namespace: c.observed.map(|o| o.namespace.clone()),
         };
@@ -501,10 +485,10 @@ impl<'a> EnvPlanner<'a> {
                     // Moving a staging between namespaces would orphan the old one; it is
                     // recreated instead.
                     p.action = Action::Update;
-                    p.reason = format!(
-                        "namespace changes from {} to {}",
-                        o.namespace, ctx.namespace
-                    );
+                    p.why = Why::NamespaceMove {
+                        from: o.namespace.clone(),
+                        to: ctx.namespace.clone(),
+                    };
                 }
                 p.namespace = Some(ctx.namespace.clone());
                 p.context = Some(Box::new(ctx));
@@ -515,13 +499,7 @@ impl<'a> EnvPlanner<'a> {
     }
 }
 
-fn absent(
-    env: &str,
-    branch: &str,
-    static_name: Option<&str>,
-    name: &str,
-    reason: String,
-) -> Planned {
+fn absent(env: &str, branch: &str, static_name: Option<&str>, name: &str, why: Why) -> Planned {
     Planned {
         environment: env.to_string(),
         branch: branch.to_string(),
@@ -530,14 +508,14 @@ fn absent(
         namespace: None,
         commit: None,
         action: Action::Noop,
-        reason,
+        why,
+        hold: None,
         first_seen: DateTime::<Utc>::UNIX_EPOCH,
         expires_at: None,
         state: None,
         settings: None,
         context: None,
         error: None,
-        held: false,
         observed_state: None,
         observed_namespace: None,
     }

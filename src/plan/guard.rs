@@ -1,16 +1,12 @@
 //! Rules that hold back what the plan would otherwise do, across the whole configuration.
 
-use super::{Action, Observed, PlanError, Planned, State};
+use super::{Action, Hold, Observed, PlanError, Planned, State};
 
-/// Turn a deletion into a held noop, saying why and how to confirm it.
-pub fn hold(p: &mut Planned, why: &str) {
+/// Turn a deletion into a held noop: the staging stays as it is, with the rule that holds it.
+pub fn hold(p: &mut Planned, hold: Hold) {
     p.action = Action::Noop;
     p.state = p.observed_state.or(Some(State::Active));
-    p.held = true;
-    p.reason = format!(
-        "{}, but deletion held: {why}; if that is right, run once with --confirm-deletions",
-        p.reason
-    );
+    p.hold = Some(hold);
 }
 
 /// Two stagings with one name or one namespace would overwrite each other forever: both are
@@ -143,13 +139,6 @@ pub fn limit_deletions(stagings: &mut [Planned], max: u32) {
             .cmp(&(&stagings[b].environment, &stagings[b].name))
     });
     for &i in idx.iter().skip(max as usize) {
-        let s = &mut stagings[i];
-        s.action = Action::Noop;
-        s.state = s.observed_state.or(Some(State::Active));
-        s.held = true;
-        s.reason = format!(
-            "deletion deferred to a later pass (safety.max_deletions_per_pass is {max}): {}",
-            s.reason
-        );
+        hold(&mut stagings[i], Hold::Deferred { max });
     }
 }

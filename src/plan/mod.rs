@@ -8,6 +8,7 @@
 //! this instance's is a conflict; and one pass deletes at most `safety.max_deletions_per_pass`
 //! stagings.
 
+mod decision;
 mod env;
 mod guard;
 pub mod lifecycle;
@@ -16,6 +17,7 @@ mod observed;
 
 use std::collections::HashMap;
 
+pub use decision::{Hold, Why};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
 pub use observed::{Foreign, Observed, ObservedStaging, State};
@@ -44,10 +46,8 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
                     _ => "no listing".to_string(),
                 };
                 for o in observed {
-                    out.stagings.push(keep(
-                        o,
-                        format!("source failed, staging kept as it is: {why}"),
-                    ));
+                    out.stagings
+                        .push(keep(o, Why::SourceFailed { error: why.clone() }));
                 }
                 out.failed_sources.push((environment.name.clone(), why));
             }
@@ -59,14 +59,18 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
         for o in observed {
             let mut p = gone(
                 o,
-                format!("environment {environment:?} removed from the configuration"),
+                Why::EnvironmentRemoved {
+                    environment: environment.to_string(),
+                },
             );
             if !inputs.confirm_deletions {
                 // Renaming an environment, a bad merge or the wrong --config branch looks the
                 // same as a real removal: like a mass loss of branches, it waits for a human.
                 guard::hold(
                     &mut p,
-                    &format!("environment {environment:?} is not in the configuration"),
+                    Hold::EnvironmentGone {
+                        environment: environment.to_string(),
+                    },
                 );
             }
             out.stagings.push(p);
@@ -81,7 +85,7 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     out
 }
 
-fn keep(o: &ObservedStaging, reason: String) -> Planned {
+fn keep(o: &ObservedStaging, why: Why) -> Planned {
     Planned {
         environment: o.environment.clone(),
         branch: o.branch.clone(),
@@ -90,25 +94,24 @@ fn keep(o: &ObservedStaging, reason: String) -> Planned {
         namespace: Some(o.namespace.clone()),
         commit: None,
         action: Action::Noop,
-        reason,
+        why,
+        hold: None,
         first_seen: o.first_seen,
         expires_at: o.expires_at,
         state: Some(o.state),
         settings: None,
         context: None,
         error: None,
-        held: true,
         observed_state: Some(o.state),
         observed_namespace: Some(o.namespace.clone()),
     }
 }
 
-fn gone(o: &ObservedStaging, reason: String) -> Planned {
+fn gone(o: &ObservedStaging, why: Why) -> Planned {
     Planned {
         action: Action::Delete,
         state: None,
-        held: false,
-        ..keep(o, reason)
+        ..keep(o, why)
     }
 }
 

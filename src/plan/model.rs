@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Foreign, Observed, State};
+use super::{Foreign, Hold, Observed, State, Why};
 use crate::config::Settings;
 use crate::render::Context;
 use crate::source::{Commit, RepoListing};
@@ -56,8 +56,10 @@ pub struct Planned {
     pub commit: Option<Commit>,
     /// What to do.
     pub action: Action,
-    /// Why.
-    pub reason: String,
+    /// What led to it.
+    pub why: Why,
+    /// The safety rule that holds a deletion back, if one does (the action is then noop).
+    pub hold: Option<Hold>,
     /// When octostage first saw this commit.
     pub first_seen: DateTime<Utc>,
     /// When it expires, if ever.
@@ -70,9 +72,6 @@ pub struct Planned {
     pub context: Option<Box<Context>>,
     /// Why the staging cannot be converged; it is left as it is.
     pub error: Option<PlanError>,
-    /// A safety rule holds back what the plan would otherwise do (a deletion held or deferred,
-    /// a failed source, a missing pin): worth showing even though the action is noop.
-    pub held: bool,
     /// Its state as the target holds it now (`None`: the target does not hold it).
     pub observed_state: Option<State>,
     /// The namespace the target holds it in now, if it does.
@@ -83,6 +82,27 @@ impl Planned {
     /// Whether the staging exists after the pass.
     pub fn exists_after(&self) -> bool {
         self.state.is_some()
+    }
+
+    /// Whether something holds back what the plan would otherwise do (a deletion held or
+    /// deferred, a failed source, a missing pin, a blocking error): worth showing even though
+    /// the action is noop.
+    pub fn held(&self) -> bool {
+        self.hold.is_some()
+            || self.error.is_some()
+            || matches!(
+                self.why,
+                Why::SourceFailed { .. } | Why::PinMissing { .. } | Why::BranchUnreadable { .. }
+            )
+    }
+
+    /// Why, as a sentence (for tables, logs, the delete reason on a namespace).
+    pub fn reason(&self) -> String {
+        match (&self.error, &self.hold) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(h)) => h.explain(&self.why),
+            (None, None) => self.why.to_string(),
+        }
     }
 
     /// `environment/branch` (or `environment/static name`), to name it in messages.
@@ -96,13 +116,13 @@ impl Planned {
     /// Hold the staging as the target has it: nothing is written for it this pass.
     pub fn block(&mut self, error: PlanError) {
         self.action = Action::Noop;
-        self.held = true;
         self.state = self.observed_state;
         if self.observed_namespace.is_some() {
             self.namespace = self.observed_namespace.clone();
         }
         self.context = None;
-        self.reason = error.to_string();
+        self.hold = None;
+        self.why = Why::Blocked;
         self.error = Some(error);
     }
 }

@@ -120,7 +120,7 @@ fn new_branches_are_created_and_a_second_plan_is_all_noop() {
     assert_eq!(find(&p1, "main").action, Action::Create);
     assert_eq!(find(&p1, "main").expires_at, None);
     assert_eq!(
-        find(&p1, "feature/a").reason,
+        find(&p1, "feature/a").reason(),
         format!(
             "new branch at {}",
             &find(&p1, "feature/a").commit.as_ref().unwrap().sha[..7]
@@ -152,15 +152,15 @@ fn deleted_branch_new_commit_and_ttl() {
     let later = now() + Duration::days(3);
     let p = run(&c, &l2, &held, later);
     assert_eq!(find(&p, "a").action, Action::Update);
-    assert!(find(&p, "a").reason.starts_with("new commit "));
+    assert!(find(&p, "a").reason().starts_with("new commit "));
     assert_eq!(
-        (find(&p, "b").action, find(&p, "b").reason.as_str()),
+        (find(&p, "b").action, find(&p, "b").reason().as_str()),
         (Action::Delete, "branch deleted")
     );
     // c was committed a day before it was first seen, 8 days ago by `later + 4d`.
     let p = run(&c, &l2, &held, now() + Duration::days(7));
     assert_eq!(find(&p, "c").action, Action::Delete);
-    assert_eq!(find(&p, "c").reason, "no activity for 7d (ttl 7d)");
+    assert_eq!(find(&p, "c").reason(), "no activity for 7d (ttl 7d)");
     assert_eq!(find(&p, "main").action, Action::Noop);
 }
 
@@ -177,7 +177,7 @@ fn late_pushed_commits_live_a_full_ttl_and_stale_heads_none() {
     let p = run(&c, &listing(vec![branch("old", 30)]), &[], now());
     assert_eq!(find(&p, "old").action, Action::Noop);
     assert_eq!(
-        find(&p, "old").reason,
+        find(&p, "old").reason(),
         "not created: no activity for 30d (ttl 7d)"
     );
     // A running staging whose branch moves to a commit older than its ttl expires.
@@ -189,7 +189,7 @@ fn late_pushed_commits_live_a_full_ttl_and_stale_heads_none() {
         now() + Duration::hours(1),
     );
     assert_eq!(
-        (find(&p, "a").action, find(&p, "a").reason.as_str()),
+        (find(&p, "a").action, find(&p, "a").reason().as_str()),
         (Action::Delete, "no activity for 9d1h (ttl 7d)")
     );
 }
@@ -229,17 +229,19 @@ fn excluded_and_failed_sources() {
     let mut held = vec![obs("shop-wip-x", "wip/x")];
     let p = run(&c, &listing(vec![branch("wip/x", 0)]), &held, now());
     assert_eq!(
-        (find(&p, "wip/x").action, find(&p, "wip/x").reason.as_str()),
+        (
+            find(&p, "wip/x").action,
+            find(&p, "wip/x").reason().as_str()
+        ),
         (Action::Delete, "excluded by pattern \"wip/**\"")
     );
     held.push(obs("shop-a", "a"));
     let failed: HashMap<_, _> =
         [("shop".to_string(), Err("connection refused".to_string()))].into();
     let p = run(&c, &failed, &held, now());
-    assert!(p
-        .stagings
-        .iter()
-        .all(|s| s.action == Action::Noop && s.held && s.reason.contains("connection refused")));
+    assert!(p.stagings.iter().all(|s| s.action == Action::Noop
+        && s.held()
+        && s.reason().contains("connection refused")));
     assert_eq!(p.failed_sources.len(), 1);
 }
 
@@ -253,7 +255,7 @@ fn an_empty_or_shrunken_listing_is_not_believed() {
     assert!(
         p.stagings
             .iter()
-            .all(|s| s.action == Action::Noop && s.held),
+            .all(|s| s.action == Action::Noop && s.held()),
         "{p:?}"
     );
     let p = run(&c, &listing(vec![branch("b0", 0)]), &held, now());
@@ -312,7 +314,7 @@ fn deletions_per_pass_are_bounded() {
     assert_eq!(
         p.stagings
             .iter()
-            .filter(|s| s.reason.starts_with("deletion deferred"))
+            .filter(|s| s.reason().starts_with("deletion deferred"))
             .count(),
         3
     );
@@ -330,7 +332,7 @@ fn max_stagings_keeps_the_most_recently_active() {
     assert_eq!(find(&p, "main").action, Action::Create);
     assert_eq!(find(&p, "new").action, Action::Create);
     assert_eq!(find(&p, "older").action, Action::Noop);
-    assert!(find(&p, "older").reason.contains("max_stagings"));
+    assert!(find(&p, "older").reason().contains("max_stagings"));
 }
 
 #[test]
@@ -367,7 +369,7 @@ fn a_static_staging_goes_when_its_until_passes() {
     let p = run(&c, &l, &held, now() + Duration::days(2));
     let demo = p.stagings.iter().find(|s| s.static_name.is_some()).unwrap();
     assert_eq!(
-        (demo.action, demo.reason.as_str()),
+        (demo.action, demo.reason().as_str()),
         (
             Action::Delete,
             "its until time 2026-11-27T00:00:00Z has passed"
@@ -382,12 +384,12 @@ fn a_removed_environment_is_held_until_confirmed() {
     o.environment = "docs".into();
     let p = run(&c, &listing(vec![]), std::slice::from_ref(&o), now());
     let s = p.stagings.iter().find(|s| s.environment == "docs").unwrap();
-    assert_eq!((s.action, s.held), (Action::Noop, true));
+    assert_eq!((s.action, s.held()), (Action::Noop, true));
     assert!(
-        s.reason.contains("removed from the configuration")
-            && s.reason.contains("--confirm-deletions"),
+        s.reason().contains("removed from the configuration")
+            && s.reason().contains("--confirm-deletions"),
         "{}",
-        s.reason
+        s.reason()
     );
     let p = plan(
         &c,
@@ -442,13 +444,13 @@ fn names_colliding_across_environments_block_both() {
     assert_eq!(blocked.len(), 2);
     for s in &blocked {
         assert_eq!(
-            (s.action, s.held, s.exists_after()),
+            (s.action, s.held(), s.exists_after()),
             (Action::Noop, true, false)
         );
         assert_eq!(s.error.as_ref().unwrap().kind(), "name-collision");
         assert!(s.context.is_none());
     }
-    assert!(blocked[0].reason.contains("shop-x/y") && blocked[1].reason.contains("shop/x-y"));
+    assert!(blocked[0].reason().contains("shop-x/y") && blocked[1].reason().contains("shop/x-y"));
 }
 
 #[test]
@@ -502,7 +504,7 @@ fn protected_and_foreign_namespaces_are_conflicts() {
     for (b, why) in [("a", "did not create it"), ("b", "instance \"blue\"")] {
         let s = find(&p, b);
         assert_eq!(s.error.as_ref().unwrap().kind(), "conflict");
-        assert!(s.reason.contains(why), "{}", s.reason);
+        assert!(s.reason().contains(why), "{}", s.reason());
         assert_eq!((s.action, s.exists_after()), (Action::Noop, false));
     }
     assert_eq!(find(&p, "c").action, Action::Create);

@@ -452,7 +452,7 @@ impl KubeTarget {
         if dry_run {
             return Ok(());
         }
-        self.delete_namespace(&ns, &live.uid, &p.reason).await
+        self.delete_namespace(&ns, &live.uid, &p.reason()).await
     }
 
     /// Delete the namespace octostage created (its UID), recording `reason` on it first.

@@ -1,0 +1,262 @@
+//! Why a staging gets what the plan gives it, as types: [`Why`] says what led to the action,
+//! [`Hold`] which safety rule holds a deletion back. Text is made only at the edges (tables,
+//! logs); the JSON of a plan and the record on a staging carry the types, in a stable
+//! machine-readable form (`{"code": "new-commit", "commit": "1a2b3c4"}`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::text::{human, human_std, rfc3339};
+
+/// What led to a staging's action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Why {
+    /// A branch without a staging.
+    NewBranch {
+        /// Its head, short.
+        commit: String,
+    },
+    /// A static staging without one.
+    Static {
+        /// Its commit, short.
+        commit: String,
+    },
+    /// The branch moved.
+    NewCommit {
+        /// The new head, short.
+        commit: String,
+    },
+    /// An expired staging's branch is active again.
+    ActiveAgain,
+    /// Its namespace template now gives another namespace.
+    NamespaceMove {
+        /// Where it lives.
+        from: String,
+        /// Where it goes.
+        to: String,
+    },
+    /// Nothing to do.
+    UpToDate,
+    /// No activity for longer than its time to live.
+    Idle {
+        /// Seconds since the last activity.
+        idle_seconds: i64,
+        /// Its time to live, seconds.
+        ttl_seconds: u64,
+    },
+    /// A static staging's `until` has passed.
+    UntilPassed {
+        /// The `until` time.
+        until: DateTime<Utc>,
+    },
+    /// Expired and kept through its retention.
+    Retained {
+        /// Why it expired.
+        cause: Box<Why>,
+        /// Its retention, seconds.
+        retention_seconds: u64,
+        /// When it is deleted.
+        delete_at: Option<DateTime<Utc>>,
+        /// Whether it expires in this pass (else it already had).
+        now: bool,
+    },
+    /// A branch that gets no staging.
+    NotCreated {
+        /// Why not.
+        cause: Box<Why>,
+    },
+    /// Beyond `max_stagings`.
+    OverCap {
+        /// The cap.
+        max: u32,
+    },
+    /// Its branch is gone.
+    BranchDeleted,
+    /// Its branch is excluded.
+    Excluded {
+        /// The matching exclude pattern.
+        pattern: String,
+    },
+    /// Its branch is no longer included.
+    NotIncluded,
+    /// Its static staging is gone from the configuration.
+    StaticRemoved {
+        /// The static staging's name.
+        name: String,
+    },
+    /// Its environment is gone from the configuration.
+    EnvironmentRemoved {
+        /// The environment.
+        environment: String,
+    },
+    /// Its environment's repository could not be listed.
+    SourceFailed {
+        /// Why.
+        error: String,
+    },
+    /// Its static pin does not resolve.
+    PinMissing {
+        /// Why.
+        error: String,
+    },
+    /// Its branch is listed but cannot be read.
+    BranchUnreadable {
+        /// The branch.
+        branch: String,
+    },
+    /// A rule of the plan blocks it (see its error).
+    Blocked,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Why::NewBranch { commit } => write!(f, "new branch at {commit}"),
+            Why::Static { commit } => write!(f, "static staging at {commit}"),
+            Why::NewCommit { commit } => write!(f, "new commit {commit}"),
+            Why::ActiveAgain => f.write_str("active again"),
+            Why::NamespaceMove { from, to } => write!(f, "namespace changes from {from} to {to}"),
+            Why::UpToDate => f.write_str("up to date"),
+            Why::Idle {
+                idle_seconds,
+                ttl_seconds,
+            } => write!(
+                f,
+                "no activity for {} (ttl {})",
+                human(chrono::Duration::seconds(*idle_seconds)),
+                human_std(std::time::Duration::from_secs(*ttl_seconds))
+            ),
+            Why::UntilPassed { until } => {
+                write!(f, "its until time {} has passed", rfc3339(*until))
+            }
+            Why::Retained {
+                cause,
+                retention_seconds,
+                delete_at,
+                now,
+            } => {
+                let when = delete_at
+                    .map(|d| format!("; deleted at {}", rfc3339(d)))
+                    .unwrap_or_default();
+                if *now {
+                    let r = human_std(std::time::Duration::from_secs(*retention_seconds));
+                    write!(f, "{cause}; kept until deletion (retention {r}){when}")
+                } else {
+                    write!(f, "expired, kept: {cause}{when}")
+                }
+            }
+            Why::NotCreated { cause } => write!(f, "not created: {cause}"),
+            Why::OverCap { max } => write!(f, "over max_stagings ({max}); least recently active"),
+            Why::BranchDeleted => f.write_str("branch deleted"),
+            Why::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
+            Why::NotIncluded => f.write_str("no longer matched by branches.include"),
+            Why::StaticRemoved { name } => {
+                write!(f, "static staging {name:?} removed from the configuration")
+            }
+            Why::EnvironmentRemoved { environment } => {
+                write!(
+                    f,
+                    "environment {environment:?} removed from the configuration"
+                )
+            }
+            Why::SourceFailed { error } => {
+                write!(f, "source failed, staging kept as it is: {error}")
+            }
+            Why::PinMissing { error } => write!(f, "{error}; static staging kept as it is"),
+            Why::BranchUnreadable { branch } => write!(
+                f,
+                "branch {branch:?} is listed but cannot be read; staging kept as it is"
+            ),
+            Why::Blocked => f.write_str("blocked"),
+        }
+    }
+}
+
+/// A safety rule that holds a deletion back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "kebab-case")]
+pub enum Hold {
+    /// The listing lost more than `safety.max_branch_loss_percent` at once.
+    MassLoss {
+        /// Branch stagings that lost their branch.
+        lost: usize,
+        /// Branch stagings of the environment.
+        total: usize,
+        /// The limit, percent.
+        limit: u32,
+    },
+    /// The repository listed no branches at all.
+    EmptyListing,
+    /// The environment is not in the configuration.
+    EnvironmentGone {
+        /// The environment.
+        environment: String,
+    },
+    /// `safety.max_deletions_per_pass` was reached in this pass.
+    Deferred {
+        /// The limit.
+        max: u32,
+    },
+}
+
+impl std::fmt::Display for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hold::MassLoss { lost, total, limit } => write!(
+                f,
+                "{lost} of {total} branch stagings lost their branch at once (more than safety.max_branch_loss_percent, {limit}%)"
+            ),
+            Hold::EmptyListing => f.write_str("the repository listed no branches at all"),
+            Hold::EnvironmentGone { environment } => {
+                write!(f, "environment {environment:?} is not in the configuration")
+            }
+            Hold::Deferred { max } => write!(
+                f,
+                "deferred to a later pass (safety.max_deletions_per_pass is {max})"
+            ),
+        }
+    }
+}
+
+impl Hold {
+    /// The whole sentence for a deletion this rule holds, with what to do.
+    pub fn explain(&self, why: &Why) -> String {
+        match self {
+            Hold::Deferred { max } => format!(
+                "deletion deferred to a later pass (safety.max_deletions_per_pass is {max}): {why}"
+            ),
+            other => format!(
+                "{why}, but deletion held: {other}; if that is right, run once with --confirm-deletions"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_as_before_and_serialize_by_code() {
+        let w = Why::Idle {
+            idle_seconds: 9 * 86_400,
+            ttl_seconds: 7 * 86_400,
+        };
+        assert_eq!(w.to_string(), "no activity for 9d (ttl 7d)");
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::json!({"code": "idle", "idle_seconds": 777600, "ttl_seconds": 604800})
+        );
+        let held = Hold::EmptyListing.explain(&Why::BranchDeleted);
+        assert_eq!(held, "branch deleted, but deletion held: the repository listed no branches at all; if that is right, run once with --confirm-deletions");
+        let back: Why =
+            serde_json::from_str(r#"{"code":"new-commit","commit":"1a2b3c4"}"#).unwrap();
+        assert_eq!(
+            back,
+            Why::NewCommit {
+                commit: "1a2b3c4".into()
+            }
+        );
+    }
+}
