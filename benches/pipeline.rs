@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use octostage::config::{parse, LoadOptions, MemFiles};
-use octostage::plan::{plan, Inputs, Observed, ObservedStaging};
+use octostage::plan::{plan, Inputs, Observed, StagingRecord};
 use octostage::source::{Branch, Commit, RepoCache, RepoListing};
 
 const N: usize = 10_000;
@@ -96,11 +96,11 @@ fn bench_plan() {
         )
     };
     let p = first();
-    let stagings: Vec<ObservedStaging> = p
+    let stagings: Vec<StagingRecord> = p
         .stagings
         .iter()
         .filter(|s| s.exists_after())
-        .map(|s| ObservedStaging {
+        .map(|s| StagingRecord {
             name: s.name.clone(),
             environment: s.environment.clone(),
             branch: s.branch.clone(),
@@ -110,6 +110,8 @@ fn bench_plan() {
             first_seen: s.first_seen,
             expires_at: s.expires_at,
             state: s.state.unwrap(),
+            links: Default::default(),
+            history: s.history.clone(),
         })
         .collect();
     let observed = Observed {

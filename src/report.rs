@@ -183,7 +183,7 @@ pub fn status_json(st: &crate::targets::Status, now: DateTime<Utc>) -> serde_jso
                 "created_at": r.created.map(rfc3339),
                 "age_seconds": r.created.map(|c| (now - c).num_seconds()),
                 "expires_at": s.expires_at.map(rfc3339),
-                "links": r.links,
+                "links": s.links,
                 "delete_reason": r.deleting,
             })
         })
@@ -224,7 +224,7 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
                 .map(|c| crate::text::human(now - c))
                 .unwrap_or_else(|| "-".into()),
             expiry(s.expires_at),
-            r.links.values().cloned().collect::<Vec<_>>().join(" "),
+            s.links.values().cloned().collect::<Vec<_>>().join(" "),
         ]);
     }
     out.push_str(&table(&table_rows));

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{guard, Action, Hold, Inputs, Life, Phase, PlanError, Planned, Why};
-use super::{ObservedStaging, State};
+use super::{StagingRecord, State};
 use crate::config::{Config, Environment, Pin, Settings, Ttl};
 use crate::naming;
 use crate::render::Context;
@@ -18,8 +18,8 @@ pub(super) struct EnvPlanner<'a> {
     env: &'a Environment,
     inputs: &'a Inputs<'a>,
     listing: &'a RepoListing,
-    observed: &'a [&'a ObservedStaging],
-    by_name: HashMap<&'a str, &'a ObservedStaging>,
+    observed: &'a [&'a StagingRecord],
+    by_name: HashMap<&'a str, &'a StagingRecord>,
     /// Observed stagings some candidate claimed.
     seen: HashSet<&'a str>,
     /// Include patterns that were the first to match some branch.
@@ -37,7 +37,7 @@ struct Candidate<'a> {
     life: Life,
     first_seen: DateTime<Utc>,
     ttl: Ttl,
-    observed: Option<&'a ObservedStaging>,
+    observed: Option<&'a StagingRecord>,
     capped: Option<u32>,
 }
 
@@ -47,7 +47,7 @@ impl<'a> EnvPlanner<'a> {
         env: &'a Environment,
         inputs: &'a Inputs<'a>,
         listing: &'a RepoListing,
-        observed: &'a [&'a ObservedStaging],
+        observed: &'a [&'a StagingRecord],
     ) -> Self {
         EnvPlanner {
             config,
@@ -458,6 +458,7 @@ impl<'a> EnvPlanner<'a> {
             error: None,
             observed_state: c.observed.map(|o| o.state),
             observed_namespace: c.observed.map(|o| o.namespace.clone()),
+            history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
         };
         if !p.exists_after() {
             return p;
@@ -518,11 +519,12 @@ fn absent(env: &str, branch: &str, static_name: Option<&str>, name: &str, why: W
         error: None,
         observed_state: None,
         observed_namespace: None,
+        history: Vec::new(),
     }
 }
 
 /// When this head was first seen: as recorded when the target runs this very commit, else now.
-fn first_seen(o: Option<&ObservedStaging>, commit: &Commit, now: DateTime<Utc>) -> DateTime<Utc> {
+fn first_seen(o: Option<&StagingRecord>, commit: &Commit, now: DateTime<Utc>) -> DateTime<Utc> {
     match o {
         Some(o) if o.commit == commit.sha => o.first_seen,
         _ => now,

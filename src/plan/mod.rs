@@ -20,13 +20,13 @@ use std::collections::HashMap;
 pub use decision::{Hold, Why};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
-pub use observed::{Foreign, Observed, ObservedStaging, State};
+pub use observed::{Foreign, Observed, StagingRecord, State, Transition, MAX_HISTORY};
 
 use crate::config::Config;
 
 /// Compute the plan.
 pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
-    let mut by_env: HashMap<&str, Vec<&ObservedStaging>> = HashMap::new();
+    let mut by_env: HashMap<&str, Vec<&StagingRecord>> = HashMap::new();
     for o in &inputs.observed.stagings {
         by_env.entry(o.environment.as_str()).or_default().push(o);
     }
@@ -53,7 +53,7 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
             }
         }
     }
-    let mut removed: Vec<(&str, Vec<&ObservedStaging>)> = by_env.into_iter().collect();
+    let mut removed: Vec<(&str, Vec<&StagingRecord>)> = by_env.into_iter().collect();
     removed.sort_by_key(|(e, _)| *e);
     for (environment, observed) in removed {
         for o in observed {
@@ -80,12 +80,28 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     guard::collisions(&mut out.stagings);
     guard::conflicts(&mut out.stagings, inputs.observed);
+    record_transitions(&mut out.stagings, inputs.now);
     out.stagings
         .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
     out
 }
 
-fn keep(o: &ObservedStaging, why: Why) -> Planned {
+/// What this pass changes goes into each staging's history.
+fn record_transitions(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
+    for p in stagings.iter_mut() {
+        if matches!(p.action, Action::Create | Action::Update | Action::Expire) {
+            p.history.push(Transition {
+                at: now,
+                action: p.action,
+                why: p.why.clone(),
+            });
+            let extra = p.history.len().saturating_sub(MAX_HISTORY);
+            p.history.drain(..extra);
+        }
+    }
+}
+
+fn keep(o: &StagingRecord, why: Why) -> Planned {
     Planned {
         environment: o.environment.clone(),
         branch: o.branch.clone(),
@@ -104,10 +120,11 @@ fn keep(o: &ObservedStaging, why: Why) -> Planned {
         error: None,
         observed_state: Some(o.state),
         observed_namespace: Some(o.namespace.clone()),
+        history: o.history.clone(),
     }
 }
 
-fn gone(o: &ObservedStaging, why: Why) -> Planned {
+fn gone(o: &StagingRecord, why: Why) -> Planned {
     Planned {
         action: Action::Delete,
         state: None,

@@ -76,6 +76,8 @@ pub struct Planned {
     pub observed_state: Option<State>,
     /// The namespace the target holds it in now, if it does.
     pub observed_namespace: Option<String>,
+    /// Its transitions: the recorded ones, and this pass's when it changes the staging.
+    pub history: Vec<super::Transition>,
 }
 
 impl Planned {

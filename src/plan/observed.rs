@@ -1,8 +1,15 @@
-//! What a target reports about the stagings it holds: the state octostage keeps on the objects
-//! it owns instead of in a database.
+//! What a target reports about the stagings it holds: the record octostage keeps on what it
+//! owns instead of in a database (one annotation on a namespace, the status file of a dir
+//! target: the same record, the same (de)serializer).
 
 use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+
+use super::{Action, Why};
+
+/// Most transitions a record keeps.
+pub const MAX_HISTORY: usize = 20;
 
 /// Lifecycle state recorded on a staging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,9 +30,20 @@ impl std::fmt::Display for State {
     }
 }
 
-/// One staging as a target holds it.
+/// One change of a staging, as its record keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObservedStaging {
+pub struct Transition {
+    /// When (the time of the pass).
+    pub at: DateTime<Utc>,
+    /// What was done.
+    pub action: Action,
+    /// Why.
+    pub why: Why,
+}
+
+/// What octostage records on a staging it holds: what a restart must not forget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagingRecord {
     /// Staging name.
     pub name: String,
     /// Environment.
@@ -46,6 +64,35 @@ pub struct ObservedStaging {
     pub expires_at: Option<DateTime<Utc>>,
     /// Lifecycle state.
     pub state: State,
+    /// Rendered links.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub links: IndexMap<String, String>,
+    /// Its latest transitions, oldest first (at most [`MAX_HISTORY`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Transition>,
+}
+
+impl StagingRecord {
+    /// The record of a planned staging after its pass.
+    pub fn of(p: &super::Planned) -> StagingRecord {
+        StagingRecord {
+            name: p.name.clone(),
+            environment: p.environment.clone(),
+            branch: p.branch.clone(),
+            static_name: p.static_name.clone(),
+            namespace: p.namespace.clone().unwrap_or_default(),
+            commit: p.commit.as_ref().map(|c| c.sha.clone()).unwrap_or_default(),
+            first_seen: p.first_seen,
+            expires_at: p.expires_at,
+            state: p.state.unwrap_or(State::Active),
+            links: p
+                .context
+                .as_ref()
+                .map(|c| c.links.clone())
+                .unwrap_or_default(),
+            history: p.history.clone(),
+        }
+    }
 }
 
 /// Why a namespace (kube) or folder (dir) that exists is not this octostage's to write: a
@@ -88,7 +135,7 @@ impl std::fmt::Display for Foreign {
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The stagings this instance created.
-    pub stagings: Vec<ObservedStaging>,
+    pub stagings: Vec<StagingRecord>,
     /// Namespaces that exist and are not this instance's, by name (kube target).
     pub foreign_namespaces: std::collections::BTreeMap<String, Foreign>,
     /// Staging names whose place is taken by something not this instance's (dir target: a

@@ -63,11 +63,11 @@ fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>
 }
 
 /// What the target would hold after applying `plan`.
-fn applied(plan: &Plan) -> Vec<ObservedStaging> {
+fn applied(plan: &Plan) -> Vec<StagingRecord> {
     plan.stagings
         .iter()
         .filter(|p| p.exists_after())
-        .map(|p| ObservedStaging {
+        .map(|p| StagingRecord {
             name: p.name.clone(),
             environment: p.environment.clone(),
             branch: p.branch.clone(),
@@ -77,6 +77,8 @@ fn applied(plan: &Plan) -> Vec<ObservedStaging> {
             first_seen: p.first_seen,
             expires_at: p.expires_at,
             state: p.state.unwrap(),
+            links: Default::default(),
+            history: p.history.clone(),
         })
         .collect()
 }
@@ -84,7 +86,7 @@ fn applied(plan: &Plan) -> Vec<ObservedStaging> {
 fn run(
     c: &Config,
     l: &HashMap<String, Result<RepoListing, String>>,
-    observed: &[ObservedStaging],
+    observed: &[StagingRecord],
     at: DateTime<Utc>,
 ) -> Plan {
     plan(
@@ -98,7 +100,7 @@ fn run(
     )
 }
 
-fn observed_of(stagings: &[ObservedStaging]) -> Observed {
+fn observed_of(stagings: &[StagingRecord]) -> Observed {
     Observed {
         stagings: stagings.to_vec(),
         ..Default::default()
@@ -194,8 +196,8 @@ fn late_pushed_commits_live_a_full_ttl_and_stale_heads_none() {
     );
 }
 
-fn obs(name: &str, branch: &str) -> ObservedStaging {
-    ObservedStaging {
+fn obs(name: &str, branch: &str) -> StagingRecord {
+    StagingRecord {
         name: name.into(),
         environment: "shop".into(),
         branch: branch.into(),
@@ -205,6 +207,8 @@ fn obs(name: &str, branch: &str) -> ObservedStaging {
         first_seen: now(),
         expires_at: None,
         state: State::Active,
+        links: Default::default(),
+        history: Vec::new(),
     }
 }
 

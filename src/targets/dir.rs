@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use super::{Change, ChangeKind, StagingStatus, Status, Target, TargetError};
 use crate::consts;
-use crate::plan::{Foreign, Observed, ObservedStaging, Planned, State};
+use crate::plan::{Foreign, Observed, Planned, StagingRecord};
 use crate::render::{object_id, Object};
 
 /// The status file in each staging folder; its presence marks the folder as octostage's.
@@ -45,9 +44,7 @@ struct Record {
     #[serde(rename = "managed-by")]
     managed_by: String,
     #[serde(flatten)]
-    staging: ObservedStaging,
-    #[serde(default)]
-    links: IndexMap<String, String>,
+    staging: StagingRecord,
     /// Files of the folder octostage wrote (object files), by file name.
     #[serde(default)]
     files: BTreeMap<String, String>,
@@ -210,26 +207,7 @@ impl DirTarget {
     fn record(staging: &Planned, files: BTreeMap<String, String>) -> Record {
         Record {
             managed_by: consts::MANAGER.into(),
-            staging: ObservedStaging {
-                name: staging.name.clone(),
-                environment: staging.environment.clone(),
-                branch: staging.branch.clone(),
-                static_name: staging.static_name.clone(),
-                namespace: staging.namespace.clone().unwrap_or_default(),
-                commit: staging
-                    .commit
-                    .as_ref()
-                    .map(|c| c.sha.clone())
-                    .unwrap_or_default(),
-                first_seen: staging.first_seen,
-                expires_at: staging.expires_at,
-                state: staging.state.unwrap_or(State::Active),
-            },
-            links: staging
-                .context
-                .as_ref()
-                .map(|c| c.links.clone())
-                .unwrap_or_default(),
+            staging: StagingRecord::of(staging),
             files,
         }
     }
@@ -311,7 +289,6 @@ impl Target for DirTarget {
                 Folder::Staging(r) => out.stagings.push(StagingStatus {
                     staging: r.staging,
                     created: None,
-                    links: r.links,
                     deleting: None,
                 }),
                 Folder::Foreign(f) => out.foreign.push((name, f.to_string())),

@@ -9,9 +9,8 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use indexmap::IndexMap;
 
-use crate::plan::{Observed, ObservedStaging, Planned};
+use crate::plan::{Observed, Planned, StagingRecord};
 use crate::render::Object;
 
 /// Why a target operation failed.
@@ -119,11 +118,9 @@ impl fmt::Display for Change {
 #[derive(Debug, Clone)]
 pub struct StagingStatus {
     /// What the target records.
-    pub staging: ObservedStaging,
+    pub staging: StagingRecord,
     /// When it was created, when the target knows.
     pub created: Option<DateTime<Utc>>,
-    /// Its links.
-    pub links: IndexMap<String, String>,
     /// The recorded reason, when it is being deleted.
     pub deleting: Option<String>,
 }

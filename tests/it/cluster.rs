@@ -226,7 +226,14 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
         let labels = &ns["metadata"]["labels"];
         assert_eq!(labels["app.kubernetes.io/managed-by"], "octostage");
         assert_eq!(labels["octostage.dev/staging"], ns["metadata"]["name"]);
-        assert!(ns["metadata"]["annotations"]["octostage.dev/branch"].is_string());
+        let record = crate::ownership::record_of(ns);
+        assert!(record["branch"].is_string(), "{record}");
+        // The record keeps what happened to the staging, machine-readable.
+        assert_eq!(record["history"][0]["action"], "create", "{record}");
+        assert_eq!(
+            record["history"][0]["why"]["code"], "new-branch",
+            "{record}"
+        );
     }
     // Per staging: the namespace and four objects.
     assert_eq!(writes, 20 * 5);

@@ -74,6 +74,14 @@ impl Setup {
     }
 }
 
+/// The record octostage keeps on a namespace.
+pub fn record_of(ns: &serde_json::Value) -> serde_json::Value {
+    let text = ns["metadata"]["annotations"]["octostage.dev/record"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no record on {ns}"));
+    serde_json::from_str(text).unwrap()
+}
+
 /// kubectl in namespace `ns`.
 fn kubectl_in(kc: &Path, ns: &str, args: &[&str]) -> String {
     let mut a = vec!["-n", ns];
@@ -511,10 +519,7 @@ fn a_renamed_branch_never_writes_into_the_namespace_being_deleted() {
         .find(|n| n.starts_with(&format!("{old}-")))
         .unwrap_or_else(|| panic!("FEAT has no namespace of its own: {active:?}"));
     let ns = json(&s.kc, &["get", "namespace", new]);
-    assert_eq!(
-        ns["metadata"]["annotations"]["octostage.dev/branch"],
-        "FEAT"
-    );
+    assert_eq!(record_of(&ns)["branch"], "FEAT");
     assert_ne!(ns["metadata"]["uid"], old_uid);
     assert_eq!(s.run().1, 0);
 }

@@ -262,10 +262,9 @@ impl KubeTarget {
                 .take()
                 .map(|_| ann.get(DELETE_REASON).cloned().unwrap_or_default());
             match observe::classify(&meta, &self.instance) {
-                Ok((staging, l)) => out.stagings.push(StagingStatus {
+                Ok((staging, _)) => out.stagings.push(StagingStatus {
                     staging,
                     created,
-                    links: state::links(&l.annotations),
                     deleting,
                 }),
                 Err(f @ (Foreign::LabelsWithoutRecord | Foreign::Unreadable(_))) => out

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectM
 use super::drift::Ownership;
 use super::state::{self, CreatedBy};
 use crate::consts;
-use crate::plan::{Foreign, ObservedStaging};
+use crate::plan::{Foreign, StagingRecord};
 
 /// One of this instance's namespaces as the pass saw it.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub struct Live {
 }
 
 /// Sort one namespace: this instance's staging, or why it is not.
-pub fn classify(meta: &ObjectMeta, instance: &str) -> Result<(ObservedStaging, LiveNs), Foreign> {
+pub fn classify(meta: &ObjectMeta, instance: &str) -> Result<(StagingRecord, LiveNs), Foreign> {
     let name = meta.name.clone().unwrap_or_default();
     let labels = meta.labels.clone().unwrap_or_default();
     let ann = meta.annotations.clone().unwrap_or_default();
@@ -157,11 +157,10 @@ mod tests {
     #[test]
     fn only_a_namespace_octostage_created_for_this_instance_is_its() {
         let rec = record("default");
+        let staging = r#"{"name":"shop-a","environment":"shop","branch":"a","namespace":"shop-a","commit":"c","first_seen":"2026-11-26T00:00:00Z","state":"active"}"#;
         let ann = [
             ("octostage.dev/created-by", rec.as_str()),
-            ("octostage.dev/branch", "a"),
-            ("octostage.dev/commit", "c"),
-            ("octostage.dev/first-seen", "2026-11-26T00:00:00Z"),
+            ("octostage.dev/record", staging),
         ];
         assert!(classify(&meta(LABELS, &ann, "octostage"), "default").is_ok());
         // Someone else's namespace, labels copied or not.

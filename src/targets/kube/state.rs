@@ -4,29 +4,16 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use indexmap::IndexMap;
 
 use crate::consts::{self, ANNOTATION_CREATED_BY, ANNOTATION_HASH};
-use crate::plan::{ObservedStaging, Planned, State};
+use crate::plan::{Planned, StagingRecord};
 use crate::render::Object;
 use crate::text::rfc3339;
 
-/// Full branch name (or the pin of a static staging).
-pub const BRANCH: &str = "octostage.dev/branch";
-/// Static staging name.
-pub const STATIC: &str = "octostage.dev/static";
-/// Commit the staging runs.
-pub const COMMIT: &str = "octostage.dev/commit";
-/// When octostage first saw that commit.
-pub const FIRST_SEEN: &str = "octostage.dev/first-seen";
-/// When the staging expires (absent: never).
-pub const EXPIRES_AT: &str = "octostage.dev/expires-at";
-/// Lifecycle state.
-pub const STATE: &str = "octostage.dev/state";
+/// The staging's record (see [`StagingRecord`]), JSON: what a restart must not forget.
+pub const RECORD: &str = "octostage.dev/record";
 /// Kinds applied inside, `apiVersion/Kind` comma-separated, so pruning lists only those.
 pub const KINDS: &str = "octostage.dev/kinds";
-/// Rendered links, JSON.
-pub const LINKS: &str = "octostage.dev/links";
 /// Why the staging is being deleted, recorded before the namespace is.
 pub const DELETE_REASON: &str = "octostage.dev/delete-reason";
 
@@ -74,82 +61,45 @@ pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String>
     .collect()
 }
 
-/// Annotations of a staging's namespace, recording `kinds` as applied inside and keeping its
+/// Annotations of a staging's namespace: its record, the `kinds` applied inside, and its
 /// creation record.
 pub fn namespace_annotations(
     p: &Planned,
     kinds: &[String],
     created: &CreatedBy,
 ) -> BTreeMap<String, String> {
-    let mut a = BTreeMap::new();
-    a.insert(ANNOTATION_CREATED_BY.to_string(), created.to_annotation());
-    a.insert(BRANCH.to_string(), p.branch.clone());
-    if let Some(s) = &p.static_name {
-        a.insert(STATIC.to_string(), s.clone());
-    }
-    a.insert(
-        COMMIT.to_string(),
-        p.commit.as_ref().map(|c| c.sha.clone()).unwrap_or_default(),
-    );
-    a.insert(FIRST_SEEN.to_string(), rfc3339(p.first_seen));
-    if let Some(e) = p.expires_at {
-        a.insert(EXPIRES_AT.to_string(), rfc3339(e));
-    }
-    a.insert(
-        STATE.to_string(),
-        p.state.unwrap_or(State::Active).to_string(),
-    );
-    a.insert(KINDS.to_string(), kinds.join(","));
-    if let Some(ctx) = &p.context {
-        a.insert(
-            LINKS.to_string(),
-            serde_json::to_string(&ctx.links).expect("links serialize"),
-        );
-    }
-    a
+    let record = serde_json::to_string(&StagingRecord::of(p)).expect("records serialize");
+    [
+        (ANNOTATION_CREATED_BY, created.to_annotation()),
+        (RECORD, record),
+        (KINDS, kinds.join(",")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }
 
 /// Read a staging back from its namespace's name, labels and annotations; why not, when the
-/// namespace carries octostage's label but not its state.
+/// namespace carries octostage's labels but no readable record of them.
 pub fn observed(
     name: &str,
     labels: &BTreeMap<String, String>,
     ann: &BTreeMap<String, String>,
-) -> Result<ObservedStaging, String> {
-    let get = |k: &str| {
-        ann.get(k)
-            .cloned()
-            .ok_or_else(|| format!("annotation {k} is missing"))
-    };
-    let time = |k: &str| -> Result<DateTime<Utc>, String> {
-        get(k)?
-            .parse::<DateTime<Utc>>()
-            .map_err(|e| format!("annotation {k}: {e}"))
-    };
-    Ok(ObservedStaging {
-        name: labels
-            .get(consts::LABEL_STAGING)
-            .cloned()
-            .unwrap_or_else(|| name.to_string()),
-        environment: labels
-            .get(consts::LABEL_ENVIRONMENT)
-            .cloned()
-            .ok_or("label octostage.dev/environment is missing")?,
-        branch: get(BRANCH)?,
-        static_name: ann.get(STATIC).cloned(),
-        namespace: name.to_string(),
-        commit: get(COMMIT)?,
-        first_seen: time(FIRST_SEEN)?,
-        expires_at: if ann.contains_key(EXPIRES_AT) {
-            Some(time(EXPIRES_AT)?)
-        } else {
-            None
-        },
-        state: match ann.get(STATE).map(String::as_str) {
-            Some("expired") => State::Expired,
-            _ => State::Active,
-        },
-    })
+) -> Result<StagingRecord, String> {
+    let text = ann
+        .get(RECORD)
+        .ok_or_else(|| format!("annotation {RECORD} is missing"))?;
+    let r: StagingRecord =
+        serde_json::from_str(text).map_err(|e| format!("annotation {RECORD}: {e}"))?;
+    let staging = labels.get(consts::LABEL_STAGING).map(String::as_str);
+    let environment = labels.get(consts::LABEL_ENVIRONMENT).map(String::as_str);
+    if r.namespace != name || staging != Some(&r.name) || environment != Some(&r.environment) {
+        return Err(format!(
+            "annotation {RECORD} names staging {:?} of {:?} in namespace {:?}, which its labels and name do not",
+            r.name, r.environment, r.namespace
+        ));
+    }
+    Ok(r)
 }
 
 /// The annotations of a namespace that [`namespace_annotations`] writes (the delete reason is
@@ -160,13 +110,6 @@ pub fn recorded(ann: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .filter(|(k, _)| k.starts_with("octostage.dev/") && k.as_str() != DELETE_REASON)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
-}
-
-/// Links recorded on a namespace.
-pub fn links(ann: &BTreeMap<String, String>) -> IndexMap<String, String> {
-    ann.get(LINKS)
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_default()
 }
 
 /// Kinds recorded on a namespace.
@@ -276,19 +219,15 @@ mod tests {
             (consts::LABEL_STAGING.to_string(), "shop-a".to_string()),
         ]
         .into();
-        let ann: BTreeMap<String, String> = [
-            (BRANCH, "feature/a"),
-            (COMMIT, "abc"),
-            (FIRST_SEEN, "2026-11-26T00:00:00Z"),
-            (STATE, "expired"),
-            (KINDS, "v1/ConfigMap,apps/v1/Deployment"),
-        ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .into();
+        let record = r#"{"name":"shop-a","environment":"shop","branch":"feature/a","namespace":"shop-a","commit":"abc","first_seen":"2026-11-26T00:00:00Z","expires_at":null,"state":"expired"}"#;
+        let ann: BTreeMap<String, String> =
+            [(RECORD, record), (KINDS, "v1/ConfigMap,apps/v1/Deployment")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into();
         let o = observed("shop-a", &labels, &ann).unwrap();
         assert_eq!(
             (o.branch.as_str(), o.state, o.expires_at),
-            ("feature/a", State::Expired, None)
+            ("feature/a", crate::plan::State::Expired, None)
         );
         assert_eq!(kinds(&ann), ["v1/ConfigMap", "apps/v1/Deployment"]);
         assert_eq!(recorded(&ann), ann, "all of these are written by a pass");
@@ -296,10 +235,12 @@ mod tests {
         with_reason.insert(DELETE_REASON.into(), "branch deleted".into());
         with_reason.insert("other.io/x".into(), "y".into());
         assert_eq!(recorded(&with_reason), ann);
+        // A record that names another staging than its namespace's labels is not believed.
+        assert!(observed("shop-b", &labels, &ann).is_err());
         let mut broken = ann.clone();
-        broken.remove(COMMIT);
+        broken.remove(RECORD);
         assert!(observed("shop-a", &labels, &broken)
             .unwrap_err()
-            .contains(COMMIT));
+            .contains(RECORD));
     }
 }
