@@ -5,7 +5,7 @@
 //! [`source`] (config repository, branch listings) → [`config`] (validated configuration) →
 //! [`plan`] (desired stagings and actions, given `now` and what the target holds) → [`render`]
 //! (objects per staging) → [`targets`] (apply the difference). [`pass`] ties one pass together;
-//! [`run`] repeats it on triggers. [`check`] renders a configuration against sample stagings
+//! [`controller`] runs passes on triggers and keeps what others read. [`check`] renders a configuration against sample stagings
 //! for `validate`; [`redact`] keeps credentials out of every message.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -14,6 +14,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod consts;
+pub mod controller;
 pub mod demo;
 pub mod fuzzing;
 pub mod naming;
@@ -22,7 +23,6 @@ pub mod plan;
 pub mod redact;
 pub mod render;
 pub mod report;
-pub mod run;
 pub mod source;
 pub mod targets;
 pub mod templating;

@@ -12,9 +12,9 @@ use clap::Parser;
 
 use octostage::cli::{Cli, Command, ConfigArgs, Format, PlanArgs, RenderArgs, RunArgs, StatusArgs};
 use octostage::config::LoadOptions;
+use octostage::controller::{shutdown_on_signals, Controller, Trigger};
 use octostage::pass::{self, PassOptions};
 use octostage::redact;
-use octostage::run::{shutdown_on_signals, RunOptions, Runner, SystemClock};
 use octostage::source::{default_cache_dir, ConfigSource, RepoCache};
 use octostage::{report, targets};
 
@@ -214,23 +214,12 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         confirm_deletions: a.target.confirm_deletions,
         concurrency: a.target.concurrency,
     };
-    let runner = Runner {
-        source: s.source,
-        cache: s.cache,
-        target,
-        clock: Arc::new(SystemClock),
-        shutdown: cancel.clone(),
-    };
+    let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel);
     if !a.once {
-        runner
-            .run(RunOptions {
-                interval: a.interval,
-                pass: opts,
-            })
-            .await;
+        controller.run().await;
         return Ok(ExitCode::SUCCESS);
     }
-    let r = match runner.pass(&opts).await {
+    let r = match controller.pass(Trigger::Startup).await {
         Err(pass::PassError::Cancelled) => {
             eprintln!("stopped before the pass changed anything");
             return Ok(ExitCode::SUCCESS);

@@ -30,7 +30,10 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     for o in &inputs.observed.stagings {
         by_env.entry(o.environment.as_str()).or_default().push(o);
     }
-    let mut out = Plan::default();
+    let mut out = Plan {
+        at: inputs.now,
+        ..Plan::default()
+    };
     for environment in &config.environments {
         let observed = by_env.remove(environment.name.as_str()).unwrap_or_default();
         match inputs.listings.get(&environment.name) {
@@ -114,6 +117,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         hold: None,
         first_seen: o.first_seen,
         expires_at: o.expires_at,
+        delete_at: None,
         state: Some(o.state),
         settings: None,
         context: None,

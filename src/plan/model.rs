@@ -64,6 +64,8 @@ pub struct Planned {
     pub first_seen: DateTime<Utc>,
     /// When it expires, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it is deleted after its retention, if ever (when the plan knows).
+    pub delete_at: Option<DateTime<Utc>>,
     /// State after the pass (`None` for stagings that will not exist).
     pub state: Option<State>,
     /// Resolved settings (for stagings that will exist).
@@ -132,6 +134,8 @@ impl Planned {
 /// A whole plan.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    /// The time it was made for.
+    pub at: DateTime<Utc>,
     /// Every staging the pass looked at, sorted by environment and name.
     pub stagings: Vec<Planned>,
     /// Environments whose source failed, with the error (their deletions are frozen).
@@ -219,5 +223,19 @@ impl PlanError {
             PlanError::Leaving { .. } => "leaving",
             PlanError::Conflict { .. } => "conflict",
         }
+    }
+}
+
+impl Plan {
+    /// The earliest time after the plan's own at which a staging's lifecycle changes (it
+    /// expires, or its retention ends): a pass then has something to do.
+    pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        self.stagings
+            .iter()
+            .filter(|p| p.exists_after())
+            .flat_map(|p| [p.expires_at, p.delete_at])
+            .flatten()
+            .filter(|t| *t > self.at)
+            .min()
     }
 }

@@ -5,6 +5,7 @@ mod attacks;
 mod cli;
 mod cluster;
 mod config_source;
+mod controller;
 mod dir_target;
 mod example;
 mod fuzz_corpus;

@@ -1,0 +1,319 @@
+//! The controller: what `octostage run` is. It owns the long-lived state (the last good
+//! configuration, the last plan and each staging's recent outcomes), takes typed [`Trigger`]s
+//! from anywhere (the interval, a deadline of the plan, a file of a local config directory, a
+//! webhook, a manual request, start-up), runs one pass at a time, and coalesces the triggers that
+//! arrive during a pass into one more. Others read its state through a [`Handle`] (the HTTP
+//! server of a later release).
+//!
+//! The next pass comes at the earliest of the interval and the next deadline the plan knows
+//! (an expiry, the end of a retention), not at the next poll.
+
+mod state;
+mod trigger;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use state::{PassSummary, StagingEvent, State, MAX_EVENTS};
+pub use trigger::Trigger;
+
+use crate::pass::{self, PassError, PassOptions, Report};
+use crate::source::{ConfigSource, RepoCache};
+use crate::targets::Target;
+
+/// The time source of passes; tests and the demo move it by hand.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// How long the controller lets a burst of file changes settle before it starts a pass.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// What the controller works with.
+pub struct Controller {
+    source: ConfigSource,
+    cache: RepoCache,
+    target: Arc<dyn Target>,
+    clock: Arc<dyn Clock>,
+    opts: PassOptions,
+    interval: Duration,
+    shutdown: CancellationToken,
+    state: Arc<RwLock<State>>,
+    tx: mpsc::Sender<Trigger>,
+    rx: mpsc::Receiver<Trigger>,
+}
+
+/// What others hold of a running controller: a way to ask for a pass, and its state.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Trigger>,
+    state: Arc<RwLock<State>>,
+}
+
+impl Handle {
+    /// Ask for a pass. A request made while one is already waiting coalesces into it.
+    pub fn request(&self, trigger: Trigger) {
+        let _ = self.tx.try_send(trigger);
+    }
+
+    /// The controller's state as of now.
+    pub fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Controller {
+    /// A controller over these sources and target; `shutdown` stops it between stagings.
+    pub fn new(
+        source: ConfigSource,
+        cache: RepoCache,
+        target: Arc<dyn Target>,
+        opts: PassOptions,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Controller {
+        // Room for one request of each kind; more of a kind coalesce.
+        let (tx, rx) = mpsc::channel(8);
+        Controller {
+            source,
+            cache,
+            target,
+            clock: Arc::new(SystemClock),
+            opts,
+            interval,
+            shutdown,
+            state: Arc::default(),
+            tx,
+            rx,
+        }
+    }
+
+    /// The same controller with another clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Controller {
+        self.clock = clock;
+        self
+    }
+
+    /// A handle to ask for passes and read the state.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            tx: self.tx.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// One pass, for `trigger`; its outcome goes into the state.
+    pub async fn pass(&self, trigger: Trigger) -> Result<Arc<Report>, PassError> {
+        let started = std::time::Instant::now();
+        let at = self.clock.now();
+        let r = pass::run(
+            &self.source,
+            &self.cache,
+            self.target.as_ref(),
+            at,
+            &self.opts,
+            &self.shutdown,
+        )
+        .await
+        .map(Arc::new);
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.record(trigger, at, started.elapsed(), &r);
+        r
+    }
+
+    /// Run passes until shutdown: one at start-up, then one per (coalesced) trigger.
+    pub async fn run(mut self) {
+        let handle = self.handle();
+        let _watcher = self
+            .source
+            .local_dir()
+            .and_then(|dir| watch(dir.to_path_buf(), handle.clone()));
+        let _manual = manual_on_sighup(handle.clone(), self.shutdown.clone());
+        let mut trigger = Trigger::Startup;
+        loop {
+            let deadline = match self.pass(trigger.clone()).await {
+                Ok(r) => {
+                    if !r.ok() {
+                        warn!(
+                            failures = r.failures(),
+                            failed_sources = r.plan.failed_sources.len(),
+                            "pass finished with failing stagings or sources"
+                        );
+                    }
+                    r.plan.next_deadline()
+                }
+                Err(PassError::Cancelled) => None,
+                Err(e) => {
+                    error!("pass failed, nothing was changed: {e}");
+                    None
+                }
+            };
+            if self.shutdown.is_cancelled() {
+                info!("shutting down");
+                return;
+            }
+            let (wait, due) = self.next_wake(deadline);
+            self.set_next(wait);
+            trigger = tokio::select! {
+                _ = tokio::time::sleep(wait) => due,
+                Some(t) = self.rx.recv() => self.coalesce(t).await,
+                _ = self.shutdown.cancelled() => {
+                    info!("shutting down");
+                    return;
+                }
+            };
+            info!(trigger = %trigger, "pass requested");
+        }
+    }
+
+    fn next_wake(&self, deadline: Option<DateTime<Utc>>) -> (Duration, Trigger) {
+        wake(self.clock.now(), self.interval, deadline)
+    }
+
+    fn set_next(&self, wait: Duration) {
+        let next = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_default();
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_pass_at = Some(next);
+    }
+
+    /// Everything requested while the last pass ran, or arriving while a burst of file changes
+    /// settles, becomes one pass; it is named after the first request.
+    async fn coalesce(&mut self, first: Trigger) -> Trigger {
+        if first == Trigger::FileChange {
+            tokio::time::sleep(SETTLE).await;
+        }
+        let mut more = 0;
+        while self.rx.try_recv().is_ok() {
+            more += 1;
+        }
+        if more > 0 {
+            info!(trigger = %first, coalesced = more, "requests coalesced into one pass");
+        }
+        first
+    }
+}
+
+/// How long until the next pass, and why then: the interval, or a deadline of the plan when
+/// that comes first (a second late, so the pass sees it passed; never sooner than
+/// [`crate::consts::MIN_INTERVAL`]).
+pub fn wake(
+    now: DateTime<Utc>,
+    interval: Duration,
+    deadline: Option<DateTime<Utc>>,
+) -> (Duration, Trigger) {
+    let until_deadline = deadline
+        .and_then(|d| (d - now).to_std().ok())
+        .map(|d| (d + Duration::from_secs(1)).max(crate::consts::MIN_INTERVAL));
+    match until_deadline {
+        Some(d) if d < interval => (d, Trigger::Deadline),
+        _ => (interval, Trigger::Interval),
+    }
+}
+
+fn watch(dir: PathBuf, handle: Handle) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let warn_once = |e: notify::Error| {
+        warn!(
+            "cannot watch {}: {e}; relying on the interval",
+            dir.display()
+        )
+    };
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok_and(|e| e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove()) {
+            handle.request(Trigger::FileChange);
+        }
+    })
+    .map_err(&warn_once)
+    .ok()?;
+    w.watch(&dir, notify::RecursiveMode::Recursive)
+        .map_err(&warn_once)
+        .ok()?;
+    info!(dir = %dir.display(), "watching the config directory");
+    Some(w)
+}
+
+/// SIGHUP asks for a pass at once (`kill -HUP`), as daemons are asked to look again.
+fn manual_on_sighup(
+    handle: Handle,
+    shutdown: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).ok()?;
+    Some(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => handle.request(Trigger::Manual),
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }))
+}
+
+/// A token that fires on the first SIGTERM or SIGINT; the handlers are installed before this
+/// returns, so no signal is missed however early it comes.
+pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: finishing the stagings in flight, then stopping"),
+            _ = int.recv() => info!("SIGINT: finishing the stagings in flight, then stopping"),
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_next_pass_comes_at_the_interval_or_the_next_deadline_whichever_is_first() {
+        let now = t("2026-11-26T12:00:00Z");
+        let hour = Duration::from_secs(3600);
+        assert_eq!(wake(now, hour, None), (hour, Trigger::Interval));
+        assert_eq!(
+            wake(now, hour, Some(t("2026-11-26T12:10:00Z"))),
+            (Duration::from_secs(601), Trigger::Deadline)
+        );
+        assert_eq!(
+            wake(now, hour, Some(t("2026-11-26T14:00:00Z"))),
+            (hour, Trigger::Interval)
+        );
+        // A deadline that has passed is not waited for; one due now waits the minimum.
+        assert_eq!(
+            wake(now, hour, Some(t("2026-11-26T11:00:00Z"))),
+            (hour, Trigger::Interval)
+        );
+        assert_eq!(
+            wake(now, hour, Some(now)),
+            (Duration::from_secs(1), Trigger::Deadline)
+        );
+    }
+}

@@ -1,0 +1,35 @@
+//! Why a pass runs.
+
+/// What asked for a pass.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Trigger {
+    /// The first pass of `run`.
+    Startup,
+    /// The interval passed.
+    Interval,
+    /// A deadline the plan knew came: a staging expires or its retention ends.
+    Deadline,
+    /// A file of the local config directory changed.
+    FileChange,
+    /// A webhook said a repository changed.
+    Webhook {
+        /// The repository, as the webhook named it.
+        repository: String,
+    },
+    /// Someone asked (SIGHUP, or an API call).
+    Manual,
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Startup => f.write_str("startup"),
+            Trigger::Interval => f.write_str("interval"),
+            Trigger::Deadline => f.write_str("deadline"),
+            Trigger::FileChange => f.write_str("file change"),
+            Trigger::Webhook { repository } => write!(f, "webhook for {repository}"),
+            Trigger::Manual => f.write_str("manual"),
+        }
+    }
+}
