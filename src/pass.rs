@@ -302,6 +302,7 @@ pub async fn run(
                 .filter(|s| s.exists_after())
                 .count(),
             writes = report.writes,
+            requests = report.requests,
             failures = report.failures(),
             skipped = report.skipped(),
             "pass finished"
@@ -395,16 +396,21 @@ async fn converge_one(
         .settings
         .clone()
         .expect("stagings that exist have settings");
+    let fingerprint = render::fingerprint(config, &settings, &ctx);
+    if let Some(f) = &fingerprint {
+        if target.holds(p, f) {
+            return Ok(Vec::new());
+        }
+    }
     let (config, cancel) = (config.clone(), cancel.clone());
     let objects =
         tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    Ok(
-        tokio::time::timeout(limit, target.apply(p, &objects, dry_run))
-            .await
-            .map_err(|_| late())??,
-    )
+    let apply = target.apply(p, &objects, fingerprint.as_deref(), dry_run);
+    Ok(tokio::time::timeout(limit, apply)
+        .await
+        .map_err(|_| late())??)
 }
 
 /// Why `render_staging` could not render.

@@ -34,6 +34,8 @@ pub struct TemplateSet {
     /// would otherwise hide.
     calls_namespace: HashSet<String>,
     origins: HashMap<String, Origin>,
+    /// Per directory, a digest of its files' names and contents.
+    digests: BTreeMap<String, String>,
 }
 
 impl Default for TemplateSet {
@@ -43,6 +45,7 @@ impl Default for TemplateSet {
             dirs: BTreeMap::new(),
             calls_namespace: HashSet::new(),
             origins: HashMap::new(),
+            digests: BTreeMap::new(),
         }
     }
 }
@@ -172,9 +175,14 @@ impl TemplateSet {
         dir: &str,
         files: Vec<(String, String)>,
     ) -> Vec<(String, usize, String)> {
+        use sha2::{Digest, Sha256};
         let mut problems = Vec::new();
         let mut names = Vec::new();
+        let mut digest = Sha256::new();
         for (name, source) in files {
+            for part in [name.as_bytes(), b"\0", source.as_bytes(), b"\0"] {
+                digest.update(part);
+            }
             let calls = calls_namespace_fn(&source);
             match self.env.add_template_owned(name.clone(), source) {
                 Ok(()) => {
@@ -191,7 +199,14 @@ impl TemplateSet {
             }
         }
         self.dirs.insert(dir.to_string(), names);
+        self.digests
+            .insert(dir.to_string(), format!("{:x}", digest.finalize()));
         problems
+    }
+
+    /// A digest of the names and contents of the files of `dir`, if it was added.
+    pub fn digest(&self, dir: &str) -> Option<&str> {
+        self.digests.get(dir).map(String::as_str)
     }
 
     /// The files of `dir`.

@@ -145,6 +145,8 @@ impl Controller {
             .local_dir()
             .and_then(|dir| watch(dir.to_path_buf(), handle.clone()));
         let _manual = manual_on_sighup(handle.clone(), self.shutdown.clone());
+        // A process that stays up keeps a live view instead of reading the target every pass.
+        self.target.watch();
         let mut trigger = Trigger::Startup;
         loop {
             let deadline = match self.pass(trigger.clone()).await {

@@ -113,6 +113,13 @@ impl State {
                 continue;
             }
             let events = self.stagings.entry(p.name.clone()).or_default();
+            // A staging the plan refuses is told once, not at every pass while it stays so
+            // (errors while converging are logged where they happen).
+            if let Some(e) = &p.error {
+                if events.back().map(|last| last.error) != Some(error) {
+                    tracing::warn!(staging = %p.name, error = %e, "staging refused by the plan");
+                }
+            }
             events.push_back(StagingEvent {
                 at,
                 action: p.action,

@@ -333,8 +333,15 @@ mod tests {
 
     #[test]
     fn a_child_that_left_the_group_is_named_not_claimed_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("left");
         let e = run(
-            &sh("setsid sleep 5 & echo 'kind: A'"),
+            // The fifo makes the shell wait until the child has left the group: without it the
+            // shell can exit (and its group be stopped) before `setsid` runs, and nothing is left.
+            &sh(&format!(
+                "mkfifo {f}; setsid sh -c 'echo > {f}; exec sleep 5' & read _ < {f}; echo 'kind: A'",
+                f = fifo.display()
+            )),
             Path::new("/"),
             &["PATH"],
             &[],

@@ -175,6 +175,38 @@ fn file_error(
     }
 }
 
+/// A digest of everything a render of this staging reads, so a long-running octostage can skip
+/// rendering a staging whose inputs did not change since it was applied: the context (branch,
+/// commit, namespace, values, links, the config commit), the templates' contents or the
+/// command, and octostage's version. `None` when the inputs cannot be told apart: a render
+/// command run from a config directory that is not a git checkout may read any file in it.
+pub fn fingerprint(config: &Config, settings: &Settings, ctx: &Context) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    part(env!("CARGO_PKG_VERSION").as_bytes());
+    part(&serde_json::to_vec(ctx).ok()?);
+    part(&settings.render_output_limit.to_le_bytes());
+    match &settings.render {
+        Render::Templates(dir) => {
+            part(b"templates");
+            part(dir.as_bytes());
+            part(config.templates.digest(dir)?.as_bytes());
+        }
+        Render::Command(args) => {
+            part(b"command");
+            part(config.commit.as_deref()?.as_bytes());
+            for a in args.iter().chain(&settings.render_env) {
+                part(a.as_bytes());
+            }
+        }
+    }
+    Some(format!("{:x}", h.finalize()))
+}
+
 /// Render a staging's objects: run its templates or command, parse the YAML, check every object
 /// and add the ownership labels. Objects come back sorted by kind and name.
 pub fn render(

@@ -305,6 +305,7 @@ impl Target for DirTarget {
         &self,
         staging: &Planned,
         objects: &[Object],
+        _fingerprint: Option<&str>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
         let folder = self.folder(&staging.name)?;

@@ -142,13 +142,24 @@ pub trait Target: Send + Sync {
     fn describe(&self) -> String;
     /// The stagings the target holds, and what is in the way of others.
     async fn observe(&self) -> Result<Observed, TargetError>;
+    /// Keep a live view of what the target holds from now on, so that later passes need not
+    /// read it again (for a long-running `run`). Nothing where reading is cheap.
+    fn watch(&self) {}
     /// Make `staging` hold exactly `objects` (and its recorded state); `dry_run` only reports.
+    /// `fingerprint` digests what the objects were rendered from (see [`Target::holds`]).
     async fn apply(
         &self,
         staging: &Planned,
         objects: &[Object],
+        fingerprint: Option<&str>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError>;
+    /// Whether `staging` holds, as of the last observation, exactly what this process applied
+    /// from render inputs `fingerprint`: then rendering it again would change nothing and the
+    /// pass skips it. Only a target that remembers its applies says yes.
+    fn holds(&self, _staging: &Planned, _fingerprint: &str) -> bool {
+        false
+    }
     /// Remove `staging` and everything octostage put in it; `dry_run` only reports.
     async fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError>;
     /// Writes performed since the target was made (files, requests), for idempotence checks.
@@ -236,6 +247,7 @@ impl Target for Empty {
         &self,
         _: &Planned,
         objects: &[Object],
+        _: Option<&str>,
         _: bool,
     ) -> Result<Vec<Change>, TargetError> {
         Ok(objects

@@ -17,3 +17,4 @@ mod run_loop;
 mod secrets;
 mod signals;
 mod util;
+mod watch_cache;

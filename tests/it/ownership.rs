@@ -10,13 +10,13 @@ use crate::signals::{finish, signal, spawn};
 use crate::util::*;
 
 /// Namespaces a test made by hand, deleted when it ends.
-struct HandMade {
+pub struct HandMade {
     kc: PathBuf,
     names: Vec<String>,
 }
 
 impl HandMade {
-    fn new(kc: &Path) -> HandMade {
+    pub fn new(kc: &Path) -> HandMade {
         HandMade {
             kc: kc.to_path_buf(),
             names: Vec::new(),
@@ -24,7 +24,7 @@ impl HandMade {
     }
 
     /// A namespace made with kubectl, holding a ConfigMap `precious`.
-    fn namespace(&mut self, name: &str) {
+    pub fn namespace(&mut self, name: &str) {
         kubectl(&self.kc, &["create", "namespace", name]);
         kubectl(
             &self.kc,
@@ -96,7 +96,7 @@ fn names(kc: &Path, ns: &str, kinds: &str, selector: &str) -> String {
 
 /// The namespace is as it was: no octostage label or annotation, `precious` intact, nothing
 /// of octostage's inside.
-fn untouched(kc: &Path, ns: &str) {
+pub fn untouched(kc: &Path, ns: &str) {
     let n = json(kc, &["get", "namespace", ns]);
     assert!(
         n["metadata"]["deletionTimestamp"].is_null(),

@@ -4,17 +4,17 @@
 
 use std::collections::BTreeSet;
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::discovery::ApiResource;
 use serde_json::json;
-use tracing::info;
 
+use super::drift::Ownership;
 use super::drift::{drift, drops_created_fields, Drift};
-use super::observe::{LiveNs, LiveObject};
+use super::memo::Applied;
+use super::observe::{Convert, LiveObject};
 use super::retry::{already_exists, not_found, precondition};
-use super::state::{self, CreatedBy};
+use super::state;
 use super::{api_err, err, KubeTarget};
 use crate::consts;
 use crate::plan::Planned;
@@ -70,12 +70,40 @@ fn merge(a: &mut serde_json::Value, b: &serde_json::Value) {
 }
 
 impl KubeTarget {
+    /// [`Self::seen_namespace`] for an object of kind `key`.
+    fn seen_object(&self, key: &str, ns: &str, name: &str, written: Option<&ObjectMeta>) {
+        if let Some(w) = self.watches.get() {
+            w.wrote_object(key, ns, name, written);
+        }
+    }
+
+    /// The managed fields of the object octostage created (`uid`), which the watch cache does
+    /// not keep; none when it is gone or replaced (the write that follows then says so).
+    async fn managed_fields(
+        &self,
+        api: &Api<DynamicObject>,
+        name: &str,
+        uid: &str,
+    ) -> Result<Vec<ManagedFieldsEntry>, TargetError> {
+        match self.call(|| api.get_metadata(name)).await {
+            Ok(m) if m.metadata.uid.as_deref() == Some(uid) => {
+                Ok(m.metadata.managed_fields.unwrap_or_default())
+            }
+            Ok(_) => Ok(Vec::new()),
+            Err(e) if not_found(&e) => Ok(Vec::new()),
+            Err(e) => Err(api_err(format!("reading {name}"), e)),
+        }
+    }
+
     pub(super) async fn apply_async(
         &self,
         p: &Planned,
         objects: &[Object],
+        fingerprint: Option<&str>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
+        // Forgotten until this apply has finished.
+        self.applied.lock().expect("applied").remove(&p.name);
         let ns = p
             .namespace
             .clone()
@@ -118,11 +146,14 @@ impl KubeTarget {
         let ns_live = self
             .ensure_namespace(p, &ns, &union, live_ns.as_ref(), dry_run, &mut changes)
             .await?;
+        let mut held = std::collections::HashMap::new();
         for r in &rendered {
-            let live = live_objects.get(&(r.key.clone(), r.name.clone()));
-            if let Some(c) = self.apply_object(&ns, r, live, dry_run).await? {
-                changes.push(c);
-            }
+            let id = (r.key.clone(), r.name.clone());
+            let (change, digest) = self
+                .apply_object(&ns, r, live_objects.get(&id), dry_run)
+                .await?;
+            changes.extend(change);
+            held.insert(id, (r.hash.clone(), digest));
         }
         let keep: BTreeSet<(&str, &str)> = rendered
             .iter()
@@ -133,127 +164,31 @@ impl KubeTarget {
                 changes.push(self.prune(&ns, key, name, live, dry_run).await?);
             }
         }
-        if let Some(l) = ns_live.filter(|_| new_kinds.len() != union.len()) {
+        let kinds: Vec<String> = new_kinds.into_iter().collect();
+        if let Some(l) = ns_live.filter(|_| kinds.len() != union.len()) {
             // Everything of the dropped kinds is pruned: stop listing them.
-            let kinds: Vec<String> = new_kinds.into_iter().collect();
             self.apply_namespace(p, &ns, &kinds, &l, dry_run).await?;
         }
         self.leave_old_namespaces(p, &ns, dry_run, &mut changes)
             .await?;
+        if let (Some(fingerprint), false) = (fingerprint, dry_run) {
+            let applied = Applied {
+                fingerprint: fingerprint.to_string(),
+                namespace: ns,
+                kinds,
+                objects: held,
+            };
+            self.applied
+                .lock()
+                .expect("applied")
+                .insert(p.name.clone(), applied);
+        }
         Ok(changes)
-    }
-
-    /// Create the namespace if octostage does not hold it yet (refused when anything of that
-    /// name exists), else apply what changed on it. Its live state after the pass.
-    async fn ensure_namespace(
-        &self,
-        p: &Planned,
-        ns: &str,
-        kinds: &[String],
-        live: Option<&LiveNs>,
-        dry_run: bool,
-        changes: &mut Vec<Change>,
-    ) -> Result<Option<LiveNs>, TargetError> {
-        if let Some(l) = live {
-            own_staging(l, p, ns)?;
-            self.apply_namespace(p, ns, kinds, l, dry_run).await?;
-            return Ok(Some(l.clone()));
-        }
-        changes.push(Change::new(ChangeKind::Create, format!("Namespace/{ns}")));
-        if dry_run {
-            return Ok(None);
-        }
-        let created = CreatedBy::new(&self.instance, chrono::Utc::now());
-        let labels = state::namespace_labels(p, &self.instance);
-        let annotations = state::namespace_annotations(p, kinds, &created);
-        let body: Namespace = serde_json::from_value(json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": { "name": ns, "labels": labels, "annotations": annotations },
-        }))
-        .map_err(|e| err(format!("namespace {ns}"), e))?;
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let pp = PostParams {
-            field_manager: Some(consts::MANAGER.into()),
-            ..Default::default()
-        };
-        let made = match self.call(|| api.create(&pp, &body)).await {
-            Ok(n) => n,
-            Err(e) if already_exists(&e) => {
-                return Err(TargetError::Conflict {
-                    what: format!("namespace {ns:?}"),
-                    message: crate::plan::Foreign::NotCreated.to_string(),
-                })
-            }
-            Err(e) => return Err(api_err(format!("namespace {ns}"), e)),
-        };
-        self.wrote("create", &format!("Namespace/{ns}"), ns);
-        let l = LiveNs {
-            uid: made.metadata.uid.clone().unwrap_or_default(),
-            labels,
-            annotations,
-            created,
-            convert: made.metadata.managed_fields.clone(),
-        };
-        self.live
-            .lock()
-            .expect("live")
-            .namespaces
-            .insert(ns.to_string(), l.clone());
-        Ok(Some(l))
-    }
-
-    /// Apply the namespace's labels and annotations when they differ from what it carries,
-    /// on the namespace octostage created (its UID).
-    async fn apply_namespace(
-        &self,
-        p: &Planned,
-        ns: &str,
-        kinds: &[String],
-        live: &LiveNs,
-        dry_run: bool,
-    ) -> Result<(), TargetError> {
-        let labels = state::namespace_labels(p, &self.instance);
-        let annotations = state::namespace_annotations(p, kinds, &live.created);
-        let same = labels.iter().all(|(k, v)| live.labels.get(k) == Some(v))
-            && state::recorded(&live.annotations) == annotations;
-        if same || dry_run {
-            return Ok(());
-        }
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let body = json!({
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": { "name": ns, "uid": live.uid, "labels": labels, "annotations": annotations },
-        });
-        if let Some(fields) = &live.convert {
-            self.convert_if_needed(
-                &api,
-                body.as_object().expect("a map"),
-                &live.uid,
-                fields,
-                ns,
-            )
-            .await?;
-        }
-        let pp = PatchParams::apply(consts::MANAGER).force();
-        let patch = Patch::Apply(&body);
-        self.call(|| api.patch(ns, &pp, &patch))
-            .await
-            .map_err(|e| gone_or(e, format!("namespace {ns}")))?;
-        self.wrote("apply", &format!("Namespace/{ns}"), ns);
-        let mut live_all = self.live.lock().expect("live");
-        if let Some(l) = live_all.namespaces.get_mut(ns) {
-            l.labels = labels;
-            l.annotations = annotations;
-            l.convert = None;
-        }
-        Ok(())
     }
 
     /// Turn octostage's create entry into its apply entry when `body` drops a field the create
     /// wrote (one request, at most once per object): the apply then removes that field.
-    async fn convert_if_needed<K>(
+    pub(super) async fn convert_if_needed<K>(
         &self,
         api: &Api<K>,
         body: &Object,
@@ -298,22 +233,24 @@ impl KubeTarget {
         r: &Rendered,
         live: Option<&LiveObject>,
         dry_run: bool,
-    ) -> Result<Option<Change>, TargetError> {
+    ) -> Result<(Option<Change>, u64), TargetError> {
         let id = object_id(&r.body);
         let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &r.resource);
         let Some(live) = live else {
-            if !dry_run {
-                self.create_object(&api, ns, r).await?;
-            }
-            return Ok(Some(Change::new(ChangeKind::Create, id)));
+            let digest = match dry_run {
+                true => 0,
+                false => self.create_object(&api, ns, r).await?,
+            };
+            return Ok((Some(Change::new(ChangeKind::Create, id)), digest));
         };
+        let digest = live.ownership.others_digest;
         let drifted: Vec<Drift> = drift(&r.body, &live.ownership);
         let kind = if live.hash != r.hash {
             ChangeKind::Update
         } else if !drifted.is_empty() {
             ChangeKind::Restore
         } else {
-            return Ok(None);
+            return Ok((None, digest));
         };
         let change = Change {
             kind,
@@ -327,26 +264,35 @@ impl KubeTarget {
             }),
         };
         if dry_run {
-            return Ok(Some(change));
+            return Ok((Some(change), digest));
         }
-        if let Some(fields) = &live.convert {
-            self.convert_if_needed(&api, &r.body, &live.uid, fields, ns)
+        let fields = match &live.convert {
+            Convert::No => None,
+            Convert::With(f) => Some(f.clone()),
+            Convert::Fetch => Some(self.managed_fields(&api, &r.name, &live.uid).await?),
+        };
+        if let Some(fields) = fields {
+            self.convert_if_needed(&api, &r.body, &live.uid, &fields, ns)
                 .await?;
         }
         let mut body = r.body.clone();
         body["metadata"]["uid"] = live.uid.clone().into();
         let pp = PatchParams::apply(consts::MANAGER).force();
         let patch = Patch::Apply(&body);
-        match self
+        let digest = match self
             .call_in_namespace(|| api.patch(&r.name, &pp, &patch))
             .await
         {
-            Ok(_) => self.wrote("apply", &id, ns),
+            Ok(o) => {
+                self.wrote("apply", &id, ns);
+                self.seen_object(&r.key, ns, &r.name, Some(&o.metadata));
+                others_digest(&o.metadata)
+            }
             // Deleted since this pass looked: created again (refused if another took its place).
             Err(e) if precondition(&e) => self.create_object(&api, ns, r).await?,
             Err(e) => return Err(api_err(format!("{ns}/{id}"), e)),
-        }
-        Ok(Some(change))
+        };
+        Ok((Some(change), digest))
     }
 
     async fn create_object(
@@ -354,7 +300,7 @@ impl KubeTarget {
         api: &Api<DynamicObject>,
         ns: &str,
         r: &Rendered,
-    ) -> Result<(), TargetError> {
+    ) -> Result<u64, TargetError> {
         let id = object_id(&r.body);
         let obj: DynamicObject = serde_json::from_value(serde_json::Value::Object(r.body.clone()))
             .map_err(|e| err(&id, e))?;
@@ -363,9 +309,10 @@ impl KubeTarget {
             ..Default::default()
         };
         match self.call_in_namespace(|| api.create(&pp, &obj)).await {
-            Ok(_) => {
+            Ok(o) => {
                 self.wrote("create", &id, ns);
-                Ok(())
+                self.seen_object(&r.key, ns, &r.name, Some(&o.metadata));
+                Ok(others_digest(&o.metadata))
             }
             Err(e) if already_exists(&e) => Err(TargetError::Conflict {
                 what: format!("{id} in namespace {ns:?}"),
@@ -400,110 +347,25 @@ impl KubeTarget {
             ..DeleteParams::background()
         };
         match self.call(|| api.delete(name, &dp)).await {
-            Ok(_) => self.wrote("prune", &id, ns),
+            Ok(gone) => {
+                self.wrote("prune", &id, ns);
+                let left = gone.left();
+                self.seen_object(key, ns, name, left.as_ref().map(|o| &o.metadata));
+            }
             Err(e) if not_found(&e) || precondition(&e) => {}
             Err(e) => return Err(api_err(format!("{ns}/{id}"), e)),
         }
         Ok(change)
     }
-
-    /// A changed namespace template moves the staging: its old namespaces go once the new one
-    /// holds everything.
-    async fn leave_old_namespaces(
-        &self,
-        p: &Planned,
-        ns: &str,
-        dry_run: bool,
-        changes: &mut Vec<Change>,
-    ) -> Result<(), TargetError> {
-        let old: Vec<(String, String)> = {
-            let live = self.live.lock().expect("live");
-            live.namespaces
-                .iter()
-                .filter(|(name, l)| {
-                    *name != ns && l.labels.get(consts::LABEL_STAGING) == Some(&p.name)
-                })
-                .map(|(name, l)| (name.clone(), l.uid.clone()))
-                .collect()
-        };
-        for (name, uid) in old {
-            changes.push(Change::new(ChangeKind::Prune, format!("Namespace/{name}")));
-            if dry_run {
-                continue;
-            }
-            self.delete_namespace(
-                &name,
-                &uid,
-                &format!("staging {} moved to namespace {ns}", p.name),
-            )
-            .await?;
-            self.live.lock().expect("live").namespaces.remove(&name);
-        }
-        Ok(())
-    }
-
-    pub(super) async fn delete_async(&self, p: &Planned, dry_run: bool) -> Result<(), TargetError> {
-        let ns = p.namespace.clone().unwrap_or_else(|| p.name.clone());
-        let Some(live) = self.live_of(&ns).0 else {
-            // Not a namespace this pass proved octostage's: never deleted.
-            return Ok(());
-        };
-        own_staging(&live, p, &ns)?;
-        if dry_run {
-            return Ok(());
-        }
-        self.delete_namespace(&ns, &live.uid, &p.reason()).await
-    }
-
-    /// Delete the namespace octostage created (its UID), recording `reason` on it first.
-    async fn delete_namespace(&self, ns: &str, uid: &str, reason: &str) -> Result<(), TargetError> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        // Record why before the namespace goes, for whoever looks at it while it terminates.
-        let annotation =
-            json!({ "metadata": { "uid": uid, "annotations": { state::DELETE_REASON: reason } } });
-        let (pp, patch) = (PatchParams::default(), Patch::Merge(&annotation));
-        match self.call(|| api.patch(ns, &pp, &patch)).await {
-            Ok(_) => self.wrote("record delete reason", &format!("Namespace/{ns}"), ns),
-            Err(e) if not_found(&e) || precondition(&e) => return Ok(()),
-            Err(e) => return Err(api_err(format!("namespace {ns}"), e)),
-        }
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: Some(uid.to_string()),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match self.call(|| api.delete(ns, &dp)).await {
-            Ok(_) => {
-                self.wrote("delete", &format!("Namespace/{ns}"), ns);
-                info!(namespace = %ns, reason, "staging deleted");
-                Ok(())
-            }
-            Err(e) if not_found(&e) || precondition(&e) => Ok(()),
-            Err(e) => Err(api_err(format!("namespace {ns}"), e)),
-        }
-    }
 }
 
-/// A namespace of this instance is one staging's: another staging never writes into it or
-/// deletes it (the planner keeps them apart; this is the last line).
-fn own_staging(l: &LiveNs, p: &Planned, ns: &str) -> Result<(), TargetError> {
-    match l.labels.get(consts::LABEL_STAGING) {
-        Some(s) if *s == p.name => Ok(()),
-        other => Err(TargetError::Conflict {
-            what: format!("namespace {ns:?}"),
-            message: format!(
-                "belongs to staging {:?} of this instance, not to {:?}; nothing was written",
-                other.map(String::as_str).unwrap_or("?"),
-                p.name
-            ),
-        }),
-    }
+/// The digest of the fields other managers own, as a write returned them.
+fn others_digest(m: &ObjectMeta) -> u64 {
+    Ownership::read(m.managed_fields.as_deref().unwrap_or_default()).map_or(0, |o| o.others_digest)
 }
 
 /// An error of a write conditional on a UID: the object vanished or was replaced.
-fn gone_or(e: kube::Error, what: String) -> TargetError {
+pub(super) fn gone_or(e: kube::Error, what: String) -> TargetError {
     if precondition(&e) || not_found(&e) {
         TargetError::Conflict {
             what,

@@ -21,6 +21,8 @@ pub struct Ownership {
     /// Whether octostage's create (an `Update` entry) still owns fields: converted to an apply
     /// entry before the first update, so fields later dropped from a template are removed.
     pub create_entry: bool,
+    /// A digest of `others`: while it stays the same, no drift can have appeared.
+    pub others_digest: u64,
 }
 
 impl Ownership {
@@ -53,8 +55,42 @@ impl Ownership {
                 }
             }
         }
+        own.others_digest = digest(&own.others);
         any_ours.then_some(own)
     }
+
+    /// Drop what drift detection never reads: octostage's fields away from every field
+    /// another manager owns. `drift` answers the same; an object takes a few bytes instead of
+    /// a tree of every field it has.
+    pub fn compact(&mut self) {
+        let theirs: Vec<&Value> = self.others.iter().map(|(_, f)| f).collect();
+        self.ours = restrict(&self.ours, &theirs);
+    }
+}
+
+fn digest(others: &[(String, Value)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (manager, fields) in others {
+        manager.hash(&mut h);
+        fields.to_string().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The part of field set `ours` along the paths of the field sets `theirs`.
+fn restrict(ours: &Value, theirs: &[&Value]) -> Value {
+    let Some(map) = ours.as_object() else {
+        return Value::Null;
+    };
+    let mut out = serde_json::Map::new();
+    for (k, sub) in map {
+        let next: Vec<&Value> = theirs.iter().filter_map(|t| t.get(k)).collect();
+        if !next.is_empty() {
+            out.insert(k.clone(), restrict(sub, &next));
+        }
+    }
+    Value::Object(out)
 }
 
 /// One drifted field.
@@ -249,6 +285,44 @@ mod tests {
         ])
         .unwrap();
         assert!(drift(&web(), &own).is_empty());
+    }
+
+    #[test]
+    fn a_compact_ownership_finds_the_same_drift_in_less() {
+        let entries = [
+            entry(
+                "octostage",
+                "Apply",
+                json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}}),
+            ),
+            entry("kubectl-set", "Update", containers(json!({"f:image": {}}))),
+            entry(
+                "kubectl-edit",
+                "Update",
+                json!({"f:metadata": {"f:labels": {"f:x": {}}}}),
+            ),
+        ];
+        let mut own = Ownership::read(&entries).unwrap();
+        let full = own.clone();
+        own.compact();
+        assert_eq!(drift(&web(), &own), drift(&web(), &full));
+        assert_eq!(
+            own.ours,
+            containers(json!({"f:image": {}})),
+            "only the paths others own"
+        );
+        // Taken over: drift in both.
+        let mut taken = entries.clone();
+        taken[0] = entry("octostage", "Apply", json!({"f:spec": {"f:replicas": {}}}));
+        let mut own = Ownership::read(&taken).unwrap();
+        let full = own.clone();
+        own.compact();
+        assert_eq!(drift(&web(), &own), drift(&web(), &full));
+        assert_eq!(drift(&web(), &own).len(), 1);
+        assert_ne!(
+            own.others_digest,
+            Ownership::read(&entries[..1]).unwrap().others_digest
+        );
     }
 
     #[test]

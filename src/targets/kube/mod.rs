@@ -9,12 +9,16 @@
 //! only writes are sent, and only for what changed.
 
 mod apply;
+mod cache;
 mod drift;
+mod memo;
+mod namespace;
 mod observe;
 mod retry;
 mod state;
+mod watch;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,11 +26,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DynamicObject, ListParams};
+use kube::api::{Api, ListParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Scope};
 use kube::Client;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::{Change, StagingStatus, Status, Target, TargetError};
 use crate::consts;
@@ -40,12 +44,17 @@ pub use state::{CreatedBy, DELETE_REASON, KINDS};
 /// A Kubernetes cluster.
 pub struct KubeTarget {
     client: Client,
+    /// For watches: reads may stay quiet for minutes.
+    watch_client: Client,
+    watches: std::sync::OnceLock<watch::Watches>,
     instance: String,
     describe: String,
     writes: AtomicU64,
     requests: AtomicU64,
     resources: Mutex<HashMap<String, Result<ApiResource, String>>>,
     live: Mutex<Live>,
+    /// Per staging, what this process last applied (see `memo`).
+    applied: Mutex<HashMap<String, memo::Applied>>,
 }
 
 fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TargetError {
@@ -93,15 +102,21 @@ impl KubeTarget {
             "kube:{} (instance {instance})",
             crate::redact::url(&config.cluster_url.to_string())
         );
+        let mut watch_config = config.clone();
+        watch_config.read_timeout = Some(consts::KUBE_WATCH_READ_TIMEOUT);
         let client = Client::try_from(config).map_err(|e| err("kube client", e))?;
+        let watch_client = Client::try_from(watch_config).map_err(|e| err("kube client", e))?;
         Ok(KubeTarget {
             client,
+            watch_client,
+            watches: Default::default(),
             instance: instance.to_string(),
             describe,
             writes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             resources: Mutex::default(),
             live: Mutex::default(),
+            applied: Mutex::default(),
         })
     }
 
@@ -157,7 +172,7 @@ impl KubeTarget {
         found
     }
 
-    /// Every namespace, metadata only.
+    /// Every namespace, metadata only (one request).
     async fn namespaces(
         &self,
     ) -> Result<Vec<kube::core::PartialObjectMeta<Namespace>>, TargetError> {
@@ -168,81 +183,6 @@ impl KubeTarget {
             .await
             .map_err(|e| api_err("listing namespaces", e))?;
         Ok(list.items)
-    }
-
-    async fn observe_async(&self) -> Result<Observed, TargetError> {
-        let mut live = Live::default();
-        let mut out = Observed::default();
-        let mut kinds = BTreeSet::new();
-        for ns in self.namespaces().await? {
-            let name = ns.metadata.name.clone().unwrap_or_default();
-            match observe::classify(&ns.metadata, &self.instance) {
-                Ok((staging, l)) => {
-                    kinds.extend(state::kinds(&l.annotations));
-                    out.stagings.push(staging);
-                    live.namespaces.insert(name, l);
-                }
-                Err(f) => {
-                    if matches!(f, Foreign::Unreadable(_)) {
-                        warn!(namespace = %name, "leaving alone a namespace octostage created: {f}");
-                    }
-                    out.foreign_namespaces.insert(name, f);
-                }
-            }
-        }
-        // Only objects labelled for this instance; ownership is then checked object by object.
-        let selector = format!(
-            "{}={},{}={}",
-            consts::LABEL_MANAGED_BY,
-            consts::MANAGER,
-            consts::LABEL_INSTANCE,
-            self.instance
-        );
-        let lp = ListParams::default().labels(&selector);
-        for key in kinds {
-            // A kind that cannot be listed (not served any more, or forbidden) fails only the
-            // stagings that render it: its objects count as unknown, so none is pruned, and a
-            // create over one of them is refused as a conflict.
-            let listed = match self.resource(&key).await {
-                Ok(ar) => {
-                    let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
-                    self.call(|| api.list_metadata(&lp))
-                        .await
-                        .map_err(|e| api_err(format!("listing {key}"), e).to_string())
-                }
-                Err(e) => Err(e),
-            };
-            let objects = match listed {
-                Ok(o) => o,
-                Err(e) => {
-                    warn!(kind = %key, "cannot list: {e}");
-                    live.unlistable.insert(key);
-                    continue;
-                }
-            };
-            for o in objects {
-                let (Some(ns), Some(name)) =
-                    (o.metadata.namespace.clone(), o.metadata.name.clone())
-                else {
-                    continue;
-                };
-                let Some(staging) = live
-                    .namespaces
-                    .get(&ns)
-                    .and_then(|n| n.labels.get(consts::LABEL_STAGING))
-                else {
-                    continue;
-                };
-                if let Some(obj) = observe::owned_object(&o.metadata, staging) {
-                    live.objects
-                        .entry(ns)
-                        .or_default()
-                        .insert((key.clone(), name), obj);
-                }
-            }
-        }
-        *self.live.lock().expect("live") = live;
-        Ok(out)
     }
 
     async fn status_async(&self) -> Result<Status, TargetError> {
@@ -302,13 +242,27 @@ impl Target for KubeTarget {
     async fn observe(&self) -> Result<Observed, TargetError> {
         self.observe_async().await
     }
+    fn watch(&self) {
+        self.watches
+            .get_or_init(|| watch::Watches::start(self.watch_client.clone(), &self.instance));
+    }
     async fn apply(
         &self,
         staging: &Planned,
         objects: &[Object],
+        fingerprint: Option<&str>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
-        self.apply_async(staging, objects, dry_run).await
+        self.apply_async(staging, objects, fingerprint, dry_run)
+            .await
+    }
+    fn holds(&self, staging: &Planned, fingerprint: &str) -> bool {
+        let applied = self.applied.lock().expect("applied");
+        let Some(a) = applied.get(&staging.name) else {
+            return false;
+        };
+        let live = self.live.lock().expect("live");
+        memo::holds(a, staging, fingerprint, &self.instance, &live)
     }
     async fn delete(&self, staging: &Planned, dry_run: bool) -> Result<(), TargetError> {
         self.delete_async(staging, dry_run).await

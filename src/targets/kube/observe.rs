@@ -9,14 +9,19 @@
 //! - an object is when it carries the labels (managed-by, instance, the staging of its
 //!   namespace), the content-hash annotation, and octostage's field manager.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
+use kube::api::{Api, DynamicObject, ListParams};
+use tracing::{debug, warn};
 
 use super::drift::Ownership;
 use super::state::{self, CreatedBy};
+use super::watch::{Kept, NsEntry, ObjKey};
+use super::{api_err, KubeTarget};
 use crate::consts;
-use crate::plan::{Foreign, StagingRecord};
+use crate::plan::{Foreign, Observed, StagingRecord};
+use crate::targets::TargetError;
 
 /// One of this instance's namespaces as the pass saw it.
 #[derive(Debug, Clone)]
@@ -35,8 +40,29 @@ pub struct LiveObject {
     pub uid: String,
     pub hash: String,
     pub ownership: Ownership,
-    /// Managed fields, when octostage's create entry still needs converting to an apply entry.
-    pub convert: Option<Vec<ManagedFieldsEntry>>,
+    pub convert: Convert,
+}
+
+/// Whether octostage's create entry still needs converting to an apply entry before an update.
+#[derive(Debug, Clone)]
+pub enum Convert {
+    No,
+    /// Yes, from these managed fields.
+    With(Vec<ManagedFieldsEntry>),
+    /// Yes; the managed fields were not kept (the watch cache) and are read when needed.
+    Fetch,
+}
+
+impl LiveObject {
+    /// Keep only what a pass needs without a request: the field sets only when another manager
+    /// owns fields (drift is possible), the create entry's fields not at all (read again on
+    /// the rare update that needs them). A thousand stagings of objects fit in a few MiB.
+    pub fn compact(&mut self) {
+        self.ownership.compact();
+        if let Convert::With(_) = self.convert {
+            self.convert = Convert::Fetch;
+        }
+    }
 }
 
 /// What `observe` saw, kept for the applies of the same pass.
@@ -45,9 +71,118 @@ pub struct Live {
     pub namespaces: HashMap<String, LiveNs>,
     /// Per namespace: (kind key, name) → the object.
     pub objects: HashMap<String, HashMap<(String, String), LiveObject>>,
+    /// Per staging, how many of this instance's namespaces carry its label.
+    pub staging_namespaces: HashMap<String, u32>,
     /// Kinds in use that could not be listed this pass: their objects are unknown, so they are
     /// neither pruned nor dropped from a namespace's record.
     pub unlistable: std::collections::BTreeSet<String>,
+}
+
+impl KubeTarget {
+    /// What the cluster holds: from the watches where they can answer (no request), else
+    /// listed (one request for the namespaces, one per kind in use).
+    pub(super) async fn observe_async(&self) -> Result<Observed, TargetError> {
+        let mut live = Live::default();
+        let mut out = Observed::default();
+        let mut kinds = BTreeSet::new();
+        for (name, entry) in self.namespace_entries().await? {
+            match entry {
+                Ok((staging, l)) => {
+                    kinds.extend(state::kinds(&l.annotations));
+                    if let Some(s) = l.labels.get(consts::LABEL_STAGING) {
+                        *live.staging_namespaces.entry(s.clone()).or_default() += 1;
+                    }
+                    out.stagings.push(staging);
+                    live.namespaces.insert(name, l);
+                }
+                Err(f) => {
+                    if matches!(f, Foreign::Unreadable(_)) {
+                        warn!(namespace = %name, "leaving alone a namespace octostage created: {f}");
+                    }
+                    out.foreign_namespaces.insert(name, f);
+                }
+            }
+        }
+        for key in kinds {
+            // A kind that cannot be listed (not served any more, or forbidden) fails only the
+            // stagings that render it: its objects count as unknown, so none is pruned, and a
+            // create over one of them is refused as a conflict.
+            let objects = match self.object_entries(&key).await {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(kind = %key, "cannot list: {e}");
+                    live.unlistable.insert(key);
+                    continue;
+                }
+            };
+            for ((ns, name), kept) in objects {
+                let in_own_namespace = live
+                    .namespaces
+                    .get(&ns)
+                    .and_then(|n| n.labels.get(consts::LABEL_STAGING))
+                    == Some(&kept.staging);
+                if in_own_namespace {
+                    live.objects
+                        .entry(ns)
+                        .or_default()
+                        .insert((key.clone(), name), kept.live);
+                }
+            }
+        }
+        *self.live.lock().expect("live") = live;
+        Ok(out)
+    }
+
+    /// Every namespace, sorted into this instance's and the rest.
+    async fn namespace_entries(&self) -> Result<Vec<(String, NsEntry)>, TargetError> {
+        if let Some(w) = self.watches.get() {
+            if let Some(v) = w.namespaces() {
+                let (held, events) = w.size();
+                debug!(held, events, "read from the watch cache");
+                return Ok(v);
+            }
+        }
+        Ok(self
+            .namespaces()
+            .await?
+            .into_iter()
+            .map(|ns| {
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                (name, classify(&ns.metadata, &self.instance))
+            })
+            .collect())
+    }
+
+    /// This instance's objects of one kind that carry octostage's full ownership record.
+    async fn object_entries(&self, key: &str) -> Result<Vec<(ObjKey, Kept)>, String> {
+        let ar = self.resource(key).await?;
+        if let Some(v) = self.watches.get().and_then(|w| w.objects(key, &ar)) {
+            return Ok(v);
+        }
+        // Only objects labelled for this instance; ownership is then checked object by object.
+        let selector = format!(
+            "{}={},{}={}",
+            consts::LABEL_MANAGED_BY,
+            consts::MANAGER,
+            consts::LABEL_INSTANCE,
+            self.instance
+        );
+        let lp = ListParams::default().labels(&selector);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let list = self
+            .call(|| api.list_metadata(&lp))
+            .await
+            .map_err(|e| api_err(format!("listing {key}"), e).to_string())?;
+        Ok(list
+            .into_iter()
+            .filter_map(|o| {
+                let m = o.metadata;
+                let staging = m.labels.as_ref()?.get(consts::LABEL_STAGING)?.clone();
+                let live = owned_object(&m, &staging)?;
+                Some(((m.namespace?, m.name?), Kept { staging, live }))
+            })
+            .collect())
+    }
 }
 
 /// Sort one namespace: this instance's staging, or why it is not.
@@ -106,7 +241,10 @@ pub fn owned_object(meta: &ObjectMeta, staging: &str) -> Option<LiveObject> {
         .clone();
     let fields = meta.managed_fields.as_deref().unwrap_or_default();
     let ownership = Ownership::read(fields)?;
-    let convert = ownership.create_entry.then(|| fields.to_vec());
+    let convert = match ownership.create_entry {
+        true => Convert::With(fields.to_vec()),
+        false => Convert::No,
+    };
     Some(LiveObject {
         uid: meta.uid.clone()?,
         hash,

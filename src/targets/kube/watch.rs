@@ -1,0 +1,293 @@
+//! The live view a long-running octostage keeps of the cluster: one metadata-only watch of
+//! namespaces and one per kind of object in use (labelled for this instance), each feeding a
+//! [`Store`] with only what a pass needs. A pass that changes nothing then reads the stores and
+//! sends no request; a `run --once`, which would pay a full listing to start a watch, lists.
+//!
+//! Each watch lists, then follows changes. On any error it marks its store unusable (passes
+//! list instead), backs off and lists again: after an error the store is never trusted on the
+//! assumption that nothing was missed.
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::discovery::ApiResource;
+use kube::runtime::watcher::{self, watcher, ListSemantic};
+use kube::Client;
+use kube::Resource;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::cache::{Event, Store};
+use super::observe::{self, LiveNs, LiveObject};
+use crate::consts;
+use crate::plan::{Foreign, StagingRecord};
+
+/// A namespace as the store keeps it: already sorted into this instance's or not.
+pub type NsEntry = Result<(StagingRecord, LiveNs), Foreign>;
+
+/// An object of this instance as the store keeps it: the staging its labels name, and what a
+/// pass needs of it.
+#[derive(Debug, Clone)]
+pub struct Kept {
+    pub staging: String,
+    pub live: LiveObject,
+}
+
+/// A namespaced object's key.
+pub type ObjKey = (String, String);
+
+type Shared<K, V> = Arc<Mutex<Store<K, V>>>;
+
+/// One kind's watch.
+struct KindWatch {
+    store: Shared<ObjKey, Kept>,
+    restart: Arc<Notify>,
+}
+
+/// The watches of one kube target.
+pub struct Watches {
+    client: Client,
+    instance: String,
+    namespaces: Shared<String, NsEntry>,
+    ns_restart: Arc<Notify>,
+    kinds: Mutex<HashMap<String, KindWatch>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The API server closes a watch after this many seconds and the watch resumes where it was:
+/// shorter than the client's read timeout, so a quiet watch is never mistaken for a dead one.
+const WATCH_TIMEOUT_SECS: u32 = 290;
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_LIMIT: Duration = Duration::from_secs(30);
+
+impl Watches {
+    /// Start watching namespaces. `client` must allow reads longer than [`WATCH_TIMEOUT_SECS`].
+    pub fn start(client: Client, instance: &str) -> Watches {
+        let w = Watches {
+            client,
+            instance: instance.to_string(),
+            namespaces: Shared::default(),
+            ns_restart: Arc::new(Notify::new()),
+            kinds: Mutex::default(),
+            stop: CancellationToken::new(),
+        };
+        let api: Api<PartialObjectMeta<Namespace>> = Api::all(w.client.clone());
+        let inst = w.instance.clone();
+        tokio::spawn(follow(
+            api,
+            watcher::Config::default(),
+            w.namespaces.clone(),
+            w.ns_restart.clone(),
+            w.stop.clone(),
+            move |m: &ObjectMeta| {
+                let name = m.name.clone().unwrap_or_default();
+                let entry = observe::classify(m, &inst);
+                (name, Some(entry))
+            },
+        ));
+        w
+    }
+
+    /// Every namespace as octostage should see it now, or `None` when the watch cannot answer.
+    pub fn namespaces(&self) -> Option<Vec<(String, NsEntry)>> {
+        read(&self.namespaces, &self.ns_restart)
+    }
+
+    /// This instance's objects of kind `key` as octostage should see them now, or `None` when
+    /// the kind's watch cannot answer yet (it is started on first use).
+    pub fn objects(&self, key: &str, resource: &ApiResource) -> Option<Vec<(ObjKey, Kept)>> {
+        let mut kinds = self.kinds.lock().expect("kinds");
+        let kw = kinds
+            .entry(key.to_string())
+            .or_insert_with(|| self.follow_kind(key, resource));
+        read(&kw.store, &kw.restart)
+    }
+
+    fn follow_kind(&self, key: &str, resource: &ApiResource) -> KindWatch {
+        debug!(kind = key, "watching");
+        let kw = KindWatch {
+            store: Shared::default(),
+            restart: Arc::new(Notify::new()),
+        };
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::all_with(self.client.clone(), resource);
+        let selector = format!(
+            "{}={},{}={}",
+            consts::LABEL_MANAGED_BY,
+            consts::MANAGER,
+            consts::LABEL_INSTANCE,
+            self.instance
+        );
+        tokio::spawn(follow(
+            api,
+            watcher::Config::default().labels(&selector),
+            kw.store.clone(),
+            kw.restart.clone(),
+            self.stop.clone(),
+            |m: &ObjectMeta| {
+                let key = (
+                    m.namespace.clone().unwrap_or_default(),
+                    m.name.clone().unwrap_or_default(),
+                );
+                (key, kept(m))
+            },
+        ));
+        kw
+    }
+
+    /// Record octostage's write of a namespace: what it returned, or `None` once deleted.
+    pub fn wrote_namespace(&self, name: &str, written: Option<&ObjectMeta>) {
+        let (version, value) = match written {
+            Some(m) => (
+                m.resource_version.clone(),
+                Some(observe::classify(m, &self.instance)),
+            ),
+            None => (None, None),
+        };
+        self.namespaces.lock().expect("store").wrote(
+            name.to_string(),
+            version,
+            value,
+            Instant::now(),
+        );
+    }
+
+    /// Record octostage's write of an object of kind `key`: what it returned, or `None` once
+    /// deleted.
+    pub fn wrote_object(&self, key: &str, ns: &str, name: &str, written: Option<&ObjectMeta>) {
+        let kinds = self.kinds.lock().expect("kinds");
+        // A kind not watched yet is listed by the next pass, which then sees the write.
+        let Some(kw) = kinds.get(key) else { return };
+        let (version, value) = match written {
+            Some(m) => (m.resource_version.clone(), kept(m)),
+            None => (None, None),
+        };
+        kw.store.lock().expect("store").wrote(
+            (ns.to_string(), name.to_string()),
+            version,
+            value,
+            Instant::now(),
+        );
+    }
+
+    /// Namespaces and objects held, and events taken, for the logs and benchmarks.
+    pub fn size(&self) -> (usize, u64) {
+        let ns = self.namespaces.lock().expect("store");
+        let kinds = self.kinds.lock().expect("kinds");
+        kinds.values().fold((ns.len(), ns.events()), |(n, e), k| {
+            let s = k.store.lock().expect("store");
+            (n + s.len(), e + s.events())
+        })
+    }
+}
+
+/// What the store keeps of one object: only an object that carries octostage's full ownership
+/// record, and of its managed fields only what drift detection needs.
+fn kept(m: &ObjectMeta) -> Option<Kept> {
+    let staging = m.labels.as_ref()?.get(consts::LABEL_STAGING)?.clone();
+    let mut live = observe::owned_object(m, &staging)?;
+    live.compact();
+    Some(Kept { staging, live })
+}
+
+/// The store's view, or `None` (and a restart when a write went unconfirmed too long).
+fn read<K: Clone + Eq + std::hash::Hash, V: Clone>(
+    store: &Shared<K, V>,
+    restart: &Notify,
+) -> Option<Vec<(K, V)>> {
+    let s = store.lock().expect("store");
+    let now = Instant::now();
+    if s.answers(now) {
+        return Some(s.view().map(|(k, v)| (k.clone(), v.clone())).collect());
+    }
+    if s.stale(now) {
+        restart.notify_one();
+    }
+    None
+}
+
+/// Follow one watch into `store` until `stop`, listing again after every error or restart.
+async fn follow<K, Key, V>(
+    api: Api<K>,
+    config: watcher::Config,
+    store: Shared<Key, V>,
+    restart: Arc<Notify>,
+    stop: CancellationToken,
+    reduce: impl Fn(&ObjectMeta) -> (Key, Option<V>) + Send + 'static,
+) where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    Key: Eq + std::hash::Hash + Clone + Send,
+    V: Clone + Send,
+{
+    // Lists are read from etcd, not the API server's cache: a listing that starts after a
+    // write must show it (see `cache`).
+    let mut config = config.timeout(WATCH_TIMEOUT_SECS);
+    config.list_semantic = ListSemantic::MostRecent;
+    let mut backoff = BACKOFF_FIRST;
+    loop {
+        let mut stream = pin!(watcher(api.clone(), config.clone()));
+        loop {
+            let next = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = restart.notified() => {
+                    debug!("watch restarted");
+                    break;
+                }
+                next = stream.next() => next,
+            };
+            let event = match next {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    warn!(
+                        "watch failed, passes list until it recovers: {}",
+                        crate::redact::text(&e.to_string())
+                    );
+                    break;
+                }
+                None => break,
+            };
+            let one = |m: &ObjectMeta| {
+                let version = m.resource_version.clone().unwrap_or_default();
+                let (k, v) = reduce(m);
+                (k, version, v)
+            };
+            let event = match event {
+                watcher::Event::Init => Event::Init,
+                watcher::Event::InitApply(o) => {
+                    let (k, version, v) = one(o.meta());
+                    Event::InitApply(k, version, v)
+                }
+                watcher::Event::InitDone => {
+                    backoff = BACKOFF_FIRST;
+                    Event::InitDone
+                }
+                watcher::Event::Apply(o) => {
+                    let (k, version, v) = one(o.meta());
+                    Event::Apply(k, version, v)
+                }
+                watcher::Event::Delete(o) => Event::Delete(reduce(o.meta()).0),
+            };
+            store.lock().expect("store").event(event, Instant::now());
+        }
+        store.lock().expect("store").fail();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(BACKOFF_LIMIT);
+    }
+}
