@@ -150,50 +150,12 @@ impl DemoRepo {
 
 /// Run the demo in `dir` (a new temporary directory when `None`), printing to `out`.
 pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
-    let base = match dir {
-        Some(d) => {
-            // The demo makes repositories and commits: never in someone's existing files.
-            if std::fs::read_dir(&d).is_ok_and(|mut e| e.next().is_some()) {
-                return Err(DemoError::Setup(format!(
-                    "{} is not empty; give a new or empty directory",
-                    d.display()
-                )));
-            }
-            std::fs::create_dir_all(&d).map_err(setup)?;
-            d
-        }
-        None => tempfile::Builder::new()
-            .prefix("octostage-demo-")
-            .tempdir()
-            .map_err(setup)?
-            .keep(),
-    };
+    let base = demo_dir(dir)?;
     let now = Utc::now();
     let day = Duration::days(1);
     let config_dir = base.join("config");
     write_example(&config_dir)?;
-    let shop = DemoRepo::create(&base.join("apps/shop"), now - day * 40).map_err(setup)?;
-    shop.tag("v1.4.0", "main").map_err(setup)?;
-    shop.commit("main", "Release 1.4.1", now - day * 3)
-        .map_err(setup)?;
-    shop.commit(
-        "feature/checkout-v2",
-        "New checkout flow",
-        now - Duration::hours(5),
-    )
-    .map_err(setup)?;
-    shop.commit("fix/cart-total", "Round cart totals", now - day)
-        .map_err(setup)?;
-    shop.commit("feature/search", "Faster search", now - day * 6)
-        .map_err(setup)?;
-    shop.commit(
-        "feature/wip-payments",
-        "Half done",
-        now - Duration::hours(1),
-    )
-    .map_err(setup)?;
-    shop.commit("feature/old-idea", "Abandoned", now - day * 20)
-        .map_err(setup)?;
+    let shop = shop_repository(&base, now)?;
     let docs = DemoRepo::create(&base.join("apps/docs"), now - day * 30).map_err(setup)?;
     docs.commit(
         "docs/install-guide",
@@ -228,37 +190,7 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
         opts: &opts,
         cancel: &cancel,
     };
-    demo.pass("Pass 1: first look at both repositories", now, out)
-        .await?;
-    demo.pass("Pass 2: nothing changed, so nothing is written", now, out)
-        .await?;
-    shop.commit(
-        "feature/checkout-v2",
-        "Fix checkout button",
-        now + Duration::hours(1),
-    )
-    .map_err(setup)?;
-    shop.delete_branch("fix/cart-total").map_err(setup)?;
-    shop.commit("feature/gift-cards", "Gift cards", now + Duration::hours(1))
-        .map_err(setup)?;
-    demo.pass(
-        "Pass 3: a push, a merged-and-deleted branch, a new branch",
-        now + Duration::hours(2),
-        out,
-    )
-    .await?;
-    demo.pass(
-        "Pass 4: eight days later, nobody pushed (ttl 7d, retention 1d)",
-        now + day * 8,
-        out,
-    )
-    .await?;
-    demo.pass(
-        "Pass 5: one more day: retention is over",
-        now + day * 9,
-        out,
-    )
-    .await?;
+    demo.story(&shop, now, out).await?;
     let remaining = target.observe().await.map_err(setup)?;
     writeln!(out, "Stagings left in {}:", stagings.display())?;
     for s in remaining.stagings {
@@ -266,6 +198,56 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
     }
     writeln!(out, "\nLook inside: ls {}/shop-main", stagings.display())?;
     Ok(())
+}
+
+/// The demo's directory: `dir` when it is new or empty (the demo makes repositories and
+/// commits, never in someone's existing files), else a new temporary one.
+fn demo_dir(dir: Option<PathBuf>) -> Result<PathBuf, DemoError> {
+    match dir {
+        Some(d) => {
+            if std::fs::read_dir(&d).is_ok_and(|mut e| e.next().is_some()) {
+                return Err(DemoError::Setup(format!(
+                    "{} is not empty; give a new or empty directory",
+                    d.display()
+                )));
+            }
+            std::fs::create_dir_all(&d).map_err(setup)?;
+            Ok(d)
+        }
+        None => Ok(tempfile::Builder::new()
+            .prefix("octostage-demo-")
+            .tempdir()
+            .map_err(setup)?
+            .keep()),
+    }
+}
+
+/// The shop application: a release tag and branches of every age the example's rules treat
+/// differently.
+fn shop_repository(base: &Path, now: DateTime<Utc>) -> Result<DemoRepo, DemoError> {
+    let day = Duration::days(1);
+    let shop = DemoRepo::create(&base.join("apps/shop"), now - day * 40).map_err(setup)?;
+    shop.tag("v1.4.0", "main").map_err(setup)?;
+    let commits = [
+        ("main", "Release 1.4.1", now - day * 3),
+        (
+            "feature/checkout-v2",
+            "New checkout flow",
+            now - Duration::hours(5),
+        ),
+        ("fix/cart-total", "Round cart totals", now - day),
+        ("feature/search", "Faster search", now - day * 6),
+        (
+            "feature/wip-payments",
+            "Half done",
+            now - Duration::hours(1),
+        ),
+        ("feature/old-idea", "Abandoned", now - day * 20),
+    ];
+    for (branch, subject, when) in commits {
+        shop.commit(branch, subject, when).map_err(setup)?;
+    }
+    Ok(shop)
 }
 
 /// What every pass of the demo shares.
@@ -278,6 +260,47 @@ struct Demo<'a> {
 }
 
 impl Demo<'_> {
+    /// Five passes over a push, a merged branch, a new branch, and time going by.
+    async fn story(
+        &self,
+        shop: &DemoRepo,
+        now: DateTime<Utc>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), DemoError> {
+        let day = Duration::days(1);
+        self.pass("Pass 1: first look at both repositories", now, out)
+            .await?;
+        self.pass("Pass 2: nothing changed, so nothing is written", now, out)
+            .await?;
+        shop.commit(
+            "feature/checkout-v2",
+            "Fix checkout button",
+            now + Duration::hours(1),
+        )
+        .map_err(setup)?;
+        shop.delete_branch("fix/cart-total").map_err(setup)?;
+        shop.commit("feature/gift-cards", "Gift cards", now + Duration::hours(1))
+            .map_err(setup)?;
+        self.pass(
+            "Pass 3: a push, a merged-and-deleted branch, a new branch",
+            now + Duration::hours(2),
+            out,
+        )
+        .await?;
+        self.pass(
+            "Pass 4: eight days later, nobody pushed (ttl 7d, retention 1d)",
+            now + day * 8,
+            out,
+        )
+        .await?;
+        self.pass(
+            "Pass 5: one more day: retention is over",
+            now + day * 9,
+            out,
+        )
+        .await
+    }
+
     async fn pass(
         &self,
         title: &str,

@@ -9,7 +9,7 @@
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -77,16 +77,53 @@ pub fn run(
         message,
         stderr,
     };
-    let started = Instant::now();
-    let deadline = started + limits.timeout;
-    let mut cmd = Command::new(&program);
-    cmd.args(&argv[1..])
+    let deadline = Instant::now() + limits.timeout;
+    let mut child = spawn(argv, cwd, pass_env, vars).map_err(|e| {
+        fail(
+            format!("cannot start it in {}: {e}", cwd.display()),
+            String::new(),
+        )
+    })?;
+    let mut group = Group {
+        pgid: Pid::from_raw(child.id() as i32),
+        armed: true,
+    };
+    let events = read_output(&mut child, limits.max_output);
+    let (stdout, stderr) = collect(&mut child, &mut group, &events, deadline, limits, &program)?;
+    let status = child
+        .wait()
+        .map_err(|e| fail(format!("waiting for it failed: {e}"), String::new()))?;
+    group.armed = false;
+    let tail = String::from_utf8_lossy(&stderr).trim().to_string();
+    let stdout =
+        stdout.map_err(|e| fail(format!("reading its output failed: {e}"), tail.clone()))?;
+    if !status.success() {
+        return Err(fail(format!("exited with {status}"), tail));
+    }
+    String::from_utf8(stdout).map_err(|_| fail("printed output that is not UTF-8".into(), tail))
+}
+
+/// Start the program with only the environment given, in a process group of its own (so
+/// everything it starts can be stopped at once).
+fn spawn(
+    argv: &[String],
+    cwd: &Path,
+    pass_env: &[&str],
+    vars: &[(String, String)],
+) -> std::io::Result<Child> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the command is empty",
+        ));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(cwd)
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so everything it starts can be stopped at once.
         .process_group(0);
     for name in pass_env {
         if let Some(v) = std::env::var_os(name) {
@@ -94,21 +131,15 @@ pub fn run(
         }
     }
     cmd.envs(vars.iter().map(|(k, v)| (k, v)));
-    let mut child = cmd.spawn().map_err(|e| {
-        fail(
-            format!("cannot start it in {}: {e}", cwd.display()),
-            String::new(),
-        )
-    })?;
-    let pid = Pid::from_raw(child.id() as i32);
-    let mut group = Group {
-        pgid: pid,
-        armed: true,
-    };
+    cmd.spawn()
+}
+
+/// Read stdout (at most `max` bytes) and the tail of stderr on threads of their own, so a
+/// program that fills one pipe while octostage waits on the other cannot stall.
+fn read_output(child: &mut Child, max: u64) -> mpsc::Receiver<Event> {
     let (tx, rx) = mpsc::channel();
     let out = child.stdout.take().expect("piped");
     let err = child.stderr.take().expect("piped");
-    let max = limits.max_output;
     let out_tx = tx.clone();
     std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -122,7 +153,26 @@ pub fn run(
     std::thread::spawn(move || {
         let _ = tx.send(Event::Stderr(tail(err)));
     });
+    rx
+}
 
+/// Wait for both outputs to end and the program to exit, within the deadline; stops the group
+/// as soon as the program is done, and on every way out but success.
+fn collect(
+    child: &mut Child,
+    group: &mut Group,
+    events: &mpsc::Receiver<Event>,
+    deadline: Instant,
+    limits: &Limits,
+    program: &str,
+) -> Result<(std::io::Result<Vec<u8>>, Vec<u8>), RenderError> {
+    let pid = group.pgid;
+    let stop = |child: &mut Child, group: &mut Group| {
+        group.kill();
+        let status = child.wait();
+        group.armed = false;
+        status
+    };
     let (mut stdout, mut stderr, mut exited) = (None, None, false);
     while stdout.is_none() || stderr.is_none() || !exited {
         if !exited && leader_exited(pid) {
@@ -133,60 +183,55 @@ pub fn run(
         }
         let now = Instant::now();
         if limits.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
-            group.kill();
-            let _ = child.wait();
-            group.armed = false;
+            let _ = stop(child, group);
             return Err(RenderError::Cancelled);
         }
         if now >= deadline {
-            group.kill();
-            let status = child.wait();
-            group.armed = false;
-            if exited {
-                // Its group is gone, yet the output stayed open: a process that left the group
-                // (setsid) holds it, and octostage cannot stop what left.
-                return Err(fail(
-                    format!(
-                        "exited ({}), but a process it started outside its process group kept its output open past render_timeout ({}); that process was not stopped",
-                        status.map(|s| s.to_string()).unwrap_or_default(),
-                        humantime::format_duration(limits.timeout)
-                    ),
-                    String::new(),
-                ));
-            }
-            return Err(RenderError::Timeout {
-                program,
-                after: limits.timeout,
+            let status = stop(child, group);
+            return Err(if exited {
+                left_the_group(program, status, limits.timeout)
+            } else {
+                RenderError::Timeout {
+                    program: program.to_string(),
+                    after: limits.timeout,
+                }
             });
         }
-        match rx.recv_timeout(POLL.min(deadline - now)) {
+        match events.recv_timeout(POLL.min(deadline - now)) {
             Ok(Event::Stdout(r)) => stdout = Some(r),
             Ok(Event::Stderr(t)) => stderr = Some(t),
             Ok(Event::Overflow) => {
-                group.kill();
-                let _ = child.wait();
-                group.armed = false;
+                let _ = stop(child, group);
                 return Err(RenderError::OutputLimit {
                     source_name: format!("render command `{program}`"),
-                    limit: max,
+                    limit: limits.max_output,
                 });
             }
             Err(_) => {}
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| fail(format!("waiting for it failed: {e}"), String::new()))?;
-    group.armed = false;
-    let stderr = stderr.unwrap_or_default();
-    let tail = String::from_utf8_lossy(&stderr).trim().to_string();
-    let stdout = stdout
-        .unwrap_or_else(|| Ok(Vec::new()))
-        .map_err(|e| fail(format!("reading its output failed: {e}"), tail.clone()))?;
-    if !status.success() {
-        return Err(fail(format!("exited with {status}"), tail));
+    Ok((
+        stdout.unwrap_or_else(|| Ok(Vec::new())),
+        stderr.unwrap_or_default(),
+    ))
+}
+
+/// The program exited, its group is gone, yet the output stayed open: a process that left the
+/// group (setsid) holds it, and octostage cannot stop what left.
+fn left_the_group(
+    program: &str,
+    status: std::io::Result<std::process::ExitStatus>,
+    timeout: Duration,
+) -> RenderError {
+    RenderError::Command {
+        program: program.to_string(),
+        message: format!(
+            "exited ({}), but a process it started outside its process group kept its output open past render_timeout ({}); that process was not stopped",
+            status.map(|s| s.to_string()).unwrap_or_default(),
+            humantime::format_duration(timeout)
+        ),
+        stderr: String::new(),
     }
-    String::from_utf8(stdout).map_err(|_| fail("printed output that is not UTF-8".into(), tail))
 }
 
 /// Whether the process has exited, without reaping it.

@@ -16,7 +16,11 @@ fn listing_follows_the_repository_incrementally() {
     let url = repo.path.to_str().unwrap();
 
     let l = cache
-        .list(url, &Credentials::default(), &["v1".to_string()])
+        .list(
+            url,
+            &Credentials::default(),
+            &["v1".to_string(), "no-such-tag".to_string()],
+        )
         .unwrap();
     let names: Vec<&str> = l.branches.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["feature/a", "main"]);
@@ -28,6 +32,7 @@ fn listing_follows_the_repository_incrementally() {
     assert_eq!(l.branches[0].commit.subject, "Add a");
     assert_eq!(l.branches[0].commit.author, "Test Dev");
     assert_eq!(l.pins["v1"].as_ref().unwrap().subject, "Initial commit");
+    assert!(l.pins["no-such-tag"].is_err(), "{:?}", l.pins);
 
     let a2 = repo.commit("feature/a", "More a", "2026-11-03T10:00:00Z");
     repo.commit("feature/b", "Add b", "2026-11-03T11:00:00Z");
@@ -93,4 +98,144 @@ fn a_file_url_works_and_a_missing_repository_is_an_error() {
         )
         .unwrap();
     assert!(l.pins.values().next().unwrap().is_err());
+}
+
+/// `git daemon` serving the repositories under a directory on a loopback port, stopped when
+/// dropped: the git protocol as a remote server speaks it (the local transport has no shallow
+/// fetch).
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn serve(base: &std::path::Path) -> Daemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        let up = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(up.elapsed().as_secs() < 10, "git daemon did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Daemon { child, port }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Commit objects (reachable or not) and packs in the mirror, as git sees them.
+fn mirror_counts(dir: &std::path::Path) -> (usize, usize) {
+    let mirror = GitRepo {
+        path: dir.to_path_buf(),
+    };
+    let commits = mirror
+        .git(&[
+            "cat-file",
+            "--batch-all-objects",
+            "--batch-check=%(objecttype)",
+        ])
+        .lines()
+        .filter(|t| *t == "commit")
+        .count();
+    let packs = std::fs::read_dir(dir.join("objects/pack"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".pack"))
+                .count()
+        })
+        .unwrap_or(0);
+    (commits, packs)
+}
+
+#[test]
+fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_stays_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("srv/app"), "2026-10-01T10:00:00Z");
+    let mut main = Vec::new();
+    for i in 0..30 {
+        main.push(repo.commit("main", &format!("Main {i}"), "2026-10-02T10:00:00Z"));
+    }
+    repo.git(&["tag", "v1", &main[5]]);
+    repo.commit("feature/a", "Add a", "2026-10-03T10:00:00Z");
+    repo.commit("feature/b", "Add b", "2026-10-03T11:00:00Z");
+    // A pinned sha no ref points at is fetched by id, which a server must allow (GitHub and
+    // GitLab do).
+    repo.git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let daemon = Daemon::serve(&tmp.path().join("srv"));
+    let url = daemon.url("app");
+    let cache = RepoCache::new(tmp.path().join("cache"));
+    let dir = cache.mirror_dir(&url);
+    let head = main[29].clone();
+    let pins = [
+        "v1".to_string(),
+        main[10].clone(),
+        head[..10].to_string(),
+        main[20][..10].to_string(),
+    ];
+
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    let names: Vec<&str> = l.branches.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["feature/a", "feature/b", "main"]);
+    assert_eq!(l.branches[2].commit.sha, head);
+    assert_eq!(l.pins["v1"].as_ref().unwrap().sha, main[5]);
+    assert_eq!(l.pins[&main[10]].as_ref().unwrap().subject, "Main 10");
+    assert_eq!(l.pins[&pins[2]].as_ref().unwrap().sha, head);
+    let e = l.pins[&pins[3]].as_ref().unwrap_err();
+    assert!(e.contains("full commit sha"), "{e}");
+    // The three heads and the two pinned commits, not the 33 commits of the history.
+    assert!(dir.join("shallow").exists());
+    assert_eq!(mirror_counts(&dir).0, 5);
+
+    let a2 = repo.commit("feature/a", "More a", "2026-10-04T10:00:00Z");
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    assert_eq!(l.branches[0].commit.sha, a2);
+    assert_eq!(mirror_counts(&dir).0, 6, "only the new commit came");
+
+    // Every fetch adds a pack; past the bound the mirror is rebuilt with the live heads only.
+    let mut most = 0;
+    for i in 0..55 {
+        repo.commit("feature/b", &format!("b {i}"), "2026-10-05T10:00:00Z");
+        let l = cache.list(&url, &Credentials::default(), &[]).unwrap();
+        assert_eq!(l.branches.len(), 3);
+        most = most.max(mirror_counts(&dir).1);
+    }
+    let (commits, packs) = mirror_counts(&dir);
+    assert!(
+        most <= 51 && packs < 50,
+        "packs: at most {most}, now {packs}"
+    );
+    assert!(commits < 30, "{commits} commits kept");
+
+    // A mirror whose first fetch was killed half-way (no record of a fresh fetch) is rebuilt.
+    std::fs::remove_file(dir.join("octostage-baseline")).unwrap();
+    std::fs::write(dir.join("objects/pack/pack-garbage.pack"), b"half a pack").unwrap();
+    let l = cache.list(&url, &Credentials::default(), &[]).unwrap();
+    assert_eq!(l.branches.len(), 3);
+    assert_eq!(mirror_counts(&dir), (3, 1));
 }

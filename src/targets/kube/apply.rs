@@ -108,28 +108,7 @@ impl KubeTarget {
             .namespace
             .clone()
             .ok_or_else(|| err(&p.name, "staging has no namespace"))?;
-        // Every object's kind is checked against discovery before anything is written.
-        let mut rendered = Vec::with_capacity(objects.len());
-        for o in objects {
-            let mut body = o.clone();
-            let key = state::kind_key(&body);
-            let resource = self
-                .resource(&key)
-                .await
-                .map_err(|e| err(object_id(&body), e))?;
-            let name = body["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let hash = state::stamp(&mut body, &self.instance);
-            rendered.push(Rendered {
-                key,
-                name,
-                hash,
-                body,
-                resource,
-            });
-        }
+        let rendered = self.checked(objects).await?;
         let (live_ns, live_objects) = self.live_of(&ns);
         let unlistable = self.live.lock().expect("live").unlistable.clone();
         let mut new_kinds: BTreeSet<String> = rendered.iter().map(|r| r.key.clone()).collect();
@@ -184,6 +163,33 @@ impl KubeTarget {
                 .insert(p.name.clone(), applied);
         }
         Ok(changes)
+    }
+
+    /// Each object stamped with octostage's record, its kind checked against discovery before
+    /// anything is written.
+    async fn checked(&self, objects: &[Object]) -> Result<Vec<Rendered>, TargetError> {
+        let mut rendered = Vec::with_capacity(objects.len());
+        for o in objects {
+            let mut body = o.clone();
+            let key = state::kind_key(&body);
+            let resource = self
+                .resource(&key)
+                .await
+                .map_err(|e| err(object_id(&body), e))?;
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let hash = state::stamp(&mut body, &self.instance);
+            rendered.push(Rendered {
+                key,
+                name,
+                hash,
+                body,
+                resource,
+            });
+        }
+        Ok(rendered)
     }
 
     /// Turn octostage's create entry into its apply entry when `body` drops a field the create

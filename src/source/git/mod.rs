@@ -1,5 +1,6 @@
-//! Application repositories: their branch heads mirrored into a bare repository per URL in the
-//! cache directory, incrementally after the first fetch.
+//! Application repositories: their branch heads fetched into a shallow mirror per URL in the
+//! cache directory (the commits the heads point at, never the history), incrementally after the
+//! first fetch.
 //!
 //! Branch names are attacker-controlled (anyone who can push chooses them): a name that is not
 //! UTF-8 or that git itself refuses as a branch name is skipped and reported, never a reason for
@@ -11,13 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository,
-};
+use git2::{Oid, Repository};
 
 use super::{Branch, Commit, SourceError};
 use crate::config::Credentials;
 use crate::redact;
+
+mod fetch;
+mod mirror;
+
+pub(crate) use fetch::fetch_mirror;
+use fetch::{fetch, Want};
+use mirror::FileLock;
 
 /// The default cache directory: `$OCTOSTAGE_CACHE`, else `$XDG_CACHE_HOME/octostage`, else
 /// `~/.cache/octostage`.
@@ -108,7 +114,8 @@ impl RepoCache {
             .join(format!("{}-{tail}", crate::naming::short_hash(url, 16)))
     }
 
-    /// Fetch `url` into its mirror and list its branches; `pins` are resolved in the mirror.
+    /// Fetch the heads of `url` into its shallow mirror and list its branches; `pins` are
+    /// resolved in the mirror, fetched by name (a tag) or full sha when it lacks them.
     pub fn list(
         &self,
         url: &str,
@@ -121,39 +128,39 @@ impl RepoCache {
         let dir = self.mirror_dir(url);
         let local = self.lock_for(&dir);
         let _local = local.lock().unwrap_or_else(|p| p.into_inner());
-        std::fs::create_dir_all(&dir).map_err(|e| SourceError::Local {
-            path: dir.display().to_string(),
+        let repos = dir.parent().unwrap_or(&self.dir);
+        std::fs::create_dir_all(repos).map_err(|e| SourceError::Local {
+            path: repos.display().to_string(),
             message: format!("cannot create cache directory: {e}"),
         })?;
         // Another octostage sharing the cache may fetch into the same mirror.
-        let _shared = FileLock::acquire(&dir.join("octostage.lock"), self.timeout)?;
-        // Holding the lock, any git lock file in the mirror is a leftover of a process killed
-        // half-way: it would block every later fetch.
-        clear_stale_locks(&dir);
-        let repo = if dir.join("HEAD").exists() {
-            Repository::open_bare(&dir).map_err(err("opening the cache"))?
-        } else {
-            Repository::init_bare(&dir).map_err(err("creating the cache"))?
-        };
+        let _shared = FileLock::acquire(&mirror::lock_path(&dir), self.timeout)?;
+        let (repo, fresh) = mirror::open(&dir)?;
         let deadline = Instant::now() + self.timeout;
-        tracing::info!(url = %shown, "fetching");
-        fetch_mirror(&repo, url, credentials, deadline)?;
+        let started = Instant::now();
+        // libgit2's local transport cannot fetch shallow; a repository on this machine's disk
+        // costs no transfer, only a copy of its history in the cache.
+        let depth = (redact::is_remote(url) && !url.starts_with("file://")).then_some(1);
+        let specs = wanted(pins);
+        let want = Want {
+            specs: &specs,
+            depth,
+        };
+        let (_, fetched) = fetch(&repo, url, credentials, deadline, &want)?;
+        fetch_pinned_shas(&repo, url, credentials, deadline, depth, pins);
+        tracing::info!(
+            url = %shown,
+            fresh,
+            bytes = fetched.bytes,
+            objects = fetched.objects,
+            ms = started.elapsed().as_millis() as u64,
+            "fetched"
+        );
+        mirror::settle(&dir, fresh);
         let (branches, skipped) = self.branches(url, &repo).map_err(err("reading branches"))?;
         let pins = pins
             .iter()
-            .map(|p| {
-                let c = repo
-                    .revparse_single(p)
-                    .and_then(|o| o.peel_to_commit())
-                    .map(|c| commit_of(&c))
-                    .map_err(|e| {
-                        format!(
-                            "{p:?} is not a commit, tag or branch of {shown}: {}",
-                            e.message()
-                        )
-                    });
-                (p.clone(), c)
-            })
+            .map(|p| (p.clone(), resolve(&repo, p, &shown)))
             .collect();
         Ok(RepoListing {
             branches,
@@ -238,6 +245,60 @@ impl RepoCache {
     }
 }
 
+/// Refspecs of one listing: every head and each pinned tag by name (tags may move). A pin no
+/// refspec can carry is left to fail resolution alone, never the whole fetch.
+fn wanted(pins: &[String]) -> Vec<String> {
+    let mut specs = vec!["+refs/heads/*:refs/heads/*".to_string()];
+    for p in pins.iter().filter(|p| !is_full_sha(p)) {
+        if git2::Reference::is_valid_name(&format!("refs/tags/{p}")) && !p.contains('*') {
+            specs.push(format!("+refs/tags/{p}:refs/tags/{p}"));
+        }
+    }
+    specs
+}
+
+fn is_full_sha(p: &str) -> bool {
+    p.len() == 40 && p.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Fetch each pinned full sha the mirror lacks (commits never change, so once is enough), one
+/// at a time: a sha the remote does not have fails its pin alone.
+fn fetch_pinned_shas(
+    repo: &Repository,
+    url: &str,
+    credentials: &Credentials,
+    deadline: Instant,
+    depth: Option<i32>,
+    pins: &[String],
+) {
+    for p in pins.iter().filter(|p| is_full_sha(p)) {
+        if Oid::from_str(p).is_ok_and(|o| repo.find_commit(o).is_ok()) {
+            continue;
+        }
+        let specs = [format!("+{p}:refs/pins/{p}")];
+        let want = Want {
+            specs: &specs,
+            depth,
+        };
+        if let Err(e) = fetch(repo, url, credentials, deadline, &want) {
+            tracing::info!(pin = %p, error = %e, "cannot fetch a pinned commit");
+        }
+    }
+}
+
+/// The commit a pin names in the mirror.
+fn resolve(repo: &Repository, pin: &str, shown: &str) -> Result<Commit, String> {
+    repo.revparse_single(pin)
+        .and_then(|o| o.peel_to_commit())
+        .map(|c| commit_of(&c))
+        .map_err(|e| {
+            format!(
+                "{pin:?} is not a branch, a tag or a full commit sha of {shown} (a short sha resolves only where a branch points): {}",
+                e.message()
+            )
+        })
+}
+
 /// A branch name octostage can carry, or why not. git accepts any bytes in a pushed ref, but
 /// octostage writes branch names into annotations, JSON and render commands: they must be
 /// UTF-8, and a leading `-` (which `git branch` itself refuses) would read as an option to the
@@ -258,38 +319,6 @@ fn branch_name(raw: &[u8]) -> Result<String, Skipped> {
             why: "is not UTF-8",
         }),
     }
-}
-
-/// Remove `*.lock` files git leaves when killed mid-write (octostage's own lock excepted).
-fn clear_stale_locks(dir: &Path) {
-    fn walk(d: &Path, depth: usize) {
-        let Ok(entries) = std::fs::read_dir(d) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if depth < 8 {
-                    walk(&p, depth + 1);
-                }
-            } else if name.ends_with(".lock") && name != "octostage.lock" {
-                tracing::warn!(file = %p.display(), "removing a lock file left by an interrupted fetch");
-                let _ = std::fs::remove_file(&p);
-            }
-        }
-    }
-    for f in [
-        "packed-refs.lock",
-        "HEAD.lock",
-        "config.lock",
-        "shallow.lock",
-        "index.lock",
-    ] {
-        let _ = std::fs::remove_file(dir.join(f));
-    }
-    walk(&dir.join("refs"), 0);
 }
 
 /// A missing local repository is named as such (libgit2 would say "unsupported URL protocol").
@@ -315,60 +344,6 @@ fn check_local(url: &str, shown: &str) -> Result<(), SourceError> {
     })
 }
 
-/// Make `repo`'s `refs/heads/*` and `refs/tags/*` equal to the remote's: fetch what is new and
-/// prune what the remote no longer has, then pack the refs into one file (10,000 loose ref
-/// files cost seconds to write and read). Local refs are what the next fetch negotiates with,
-/// so later fetches transfer only new objects. Returns the remote's default branch, when it
-/// names one.
-pub(super) fn fetch_mirror(
-    repo: &Repository,
-    url: &str,
-    credentials: &Credentials,
-    deadline: Instant,
-) -> Result<Option<String>, SourceError> {
-    let shown = redact::url(url);
-    let err = |action| super::git_err(&shown, action);
-    let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
-    let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(url, credentials, deadline))
-        .download_tags(AutotagOption::None)
-        .prune(FetchPrune::On)
-        .update_fetchhead(false);
-    let specs = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
-    remote.fetch(&specs, Some(&mut opts), None).map_err(|e| {
-        if Instant::now() >= deadline {
-            SourceError::Git {
-                url: shown.clone(),
-                action: "fetching",
-                message: "did not finish within the fetch timeout and was stopped".into(),
-            }
-        } else {
-            err("fetching")(e)
-        }
-    })?;
-    let default_branch = remote
-        .default_branch()
-        .ok()
-        .and_then(|b| b.as_str().ok().map(str::to_string));
-    let _ = remote.disconnect();
-    // Refs the fetch created or moved are loose files; one packed file reads much faster.
-    if has_loose_refs(&repo.path().join("refs")) {
-        repo.refdb_compress().map_err(err("packing refs"))?;
-    }
-    Ok(default_branch)
-}
-
-/// Whether any ref under `dir` is a loose file (directories left empty by packing are not).
-fn has_loose_refs(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => has_loose_refs(&e.path()),
-            Ok(_) => true,
-            Err(_) => false,
-        })
-    })
-}
-
 /// The commit `oid` points at, with a committer date that must be a real time.
 fn read_commit(repo: &Repository, oid: Oid) -> Result<Commit, git2::Error> {
     let c = repo.find_object(oid, None)?.peel_to_commit()?;
@@ -390,111 +365,6 @@ pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
             .summary_bytes()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .unwrap_or_default(),
-    }
-}
-
-/// Credentials from the references in the config, for `url`'s own scheme and host only (a
-/// server that redirects elsewhere, or from https to http, gets none); libgit2 asks again after
-/// a refusal, so each kind is offered once and then the fetch fails with the server's answer.
-/// The transfer stops at `deadline`.
-fn callbacks(url: &str, creds: &Credentials, deadline: Instant) -> RemoteCallbacks<'static> {
-    let creds = creds.clone();
-    let configured = redact::origin(url);
-    let mut tried = 0u32;
-    let mut cb = RemoteCallbacks::new();
-    cb.transfer_progress(move |_| Instant::now() < deadline);
-    cb.sideband_progress(move |_| Instant::now() < deadline);
-    cb.credentials(move |asked, user_from_url, allowed| {
-        if redact::origin(asked) != configured {
-            return Err(git2::Error::from_str(&format!(
-                "the server sent octostage to {}; credentials go only to the configured repository's host",
-                redact::url(asked)
-            )));
-        }
-        tried += 1;
-        if tried > 2 {
-            return Err(git2::Error::from_str(
-                "authentication failed with the configured credentials",
-            ));
-        }
-        if allowed.contains(CredentialType::SSH_KEY) {
-            let user = user_from_url.unwrap_or("git");
-            return match &creds.ssh_key_file {
-                Some(key) => Cred::ssh_key(user, None, key, None),
-                None => Cred::ssh_key_from_agent(user),
-            };
-        }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            let token = match (&creds.token_env, &creds.token_file) {
-                (Some(var), _) => std::env::var(var).map_err(|_| {
-                    git2::Error::from_str(&format!(
-                        "credentials.token_env names {var}, which is not set"
-                    ))
-                })?,
-                (None, Some(file)) => read_token(file)?,
-                (None, None) => {
-                    return Err(git2::Error::from_str(
-                        "the server asks for credentials; set credentials.token_env or credentials.token_file",
-                    ))
-                }
-            };
-            let user = creds
-                .username
-                .as_deref()
-                .or(user_from_url)
-                .unwrap_or("x-access-token");
-            return Cred::userpass_plaintext(user, &token);
-        }
-        Cred::default()
-    });
-    cb
-}
-
-fn read_token(file: &Path) -> Result<String, git2::Error> {
-    std::fs::read_to_string(file)
-        .map(|t| t.trim().to_string())
-        .map_err(|e| {
-            git2::Error::from_str(&format!(
-                "credentials.token_file {}: {}",
-                file.display(),
-                e.kind()
-            ))
-        })
-}
-
-/// An exclusive `flock` on a file, held until dropped; waits at most `timeout`.
-struct FileLock {
-    /// Held, not read: dropping it unlocks.
-    _held: nix::fcntl::Flock<std::fs::File>,
-}
-
-impl FileLock {
-    fn acquire(path: &Path, timeout: Duration) -> Result<FileLock, SourceError> {
-        let io = |e: String| SourceError::Local {
-            path: path.display().to_string(),
-            message: e,
-        };
-        let deadline = Instant::now() + timeout;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| io(e.to_string()))?;
-        loop {
-            match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                Ok(l) => return Ok(FileLock { _held: l }),
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    file = f;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err((_, e)) => {
-                    return Err(io(format!(
-                        "cannot lock the mirror ({e}); another fetch of this repository is still running"
-                    )))
-                }
-            }
-        }
     }
 }
 

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::{guard, Action, Hold, Inputs, Life, Phase, PlanError, Planned, Why};
-use super::{StagingRecord, State};
-use crate::config::{Config, Environment, Pin, Settings, Ttl};
+use super::StagingRecord;
+use super::{guard, Hold, Inputs, Life, Phase, Planned, Why};
+use crate::config::{Config, Environment, Settings, Ttl};
 use crate::naming;
-use crate::render::Context;
 use crate::source::{Branch, Commit, RepoListing};
+
+mod decide;
+mod statics;
+
+use decide::{absent, first_seen};
 
 pub(super) struct EnvPlanner<'a> {
     config: &'a Config,
@@ -120,88 +124,6 @@ impl<'a> EnvPlanner<'a> {
             ));
         }
         out
-    }
-
-    fn statics(&mut self) -> (Vec<Candidate<'a>>, HashSet<String>) {
-        let now = self.inputs.now;
-        let mut candidates = Vec::new();
-        let mut reserved = HashSet::new();
-        for st in &self.env.statics {
-            let name = naming::static_name(&self.env.name, &st.name);
-            let o = self.by_name.get(name.as_str()).copied();
-            if let Some(other) = o.filter(|o| o.static_name.as_deref() != Some(&st.name)) {
-                // A branch staging (or another static) already has this name: it keeps it.
-                let mut p = absent(
-                    &self.env.name,
-                    &st.name,
-                    Some(&st.name),
-                    &name,
-                    Why::Blocked,
-                );
-                p.block(PlanError::NameCollision {
-                    name: name.clone(),
-                    other: format!("{}/{}", other.environment, other.branch),
-                });
-                self.out.push(p);
-                continue;
-            }
-            reserved.insert(name.clone());
-            let (branch, commit) =
-                match &st.pin {
-                    Pin::Branch(b) => (
-                        b.clone(),
-                        self.listing
-                            .branches
-                            .iter()
-                            .find(|x| &x.name == b)
-                            .map(|x| x.commit.clone())
-                            .ok_or_else(|| format!("pinned branch {b:?} does not exist")),
-                    ),
-                    Pin::Commit(c) => (
-                        c.clone(),
-                        self.listing.pins.get(c).cloned().unwrap_or_else(|| {
-                            Err(format!("pinned commit {c:?} was not looked up"))
-                        }),
-                    ),
-                };
-            match commit {
-                Ok(commit) => {
-                    let first_seen = first_seen(o, &commit, now);
-                    let life = Life::new(
-                        commit.time,
-                        first_seen,
-                        Ttl::Never,
-                        st.until,
-                        st.settings.retention,
-                        now,
-                    );
-                    candidates.push(Candidate {
-                        branch,
-                        static_name: Some(st.name.clone()),
-                        name,
-                        commit,
-                        settings: st.settings.clone(),
-                        life,
-                        first_seen,
-                        ttl: Ttl::Never,
-                        observed: o,
-                        capped: None,
-                    });
-                }
-                Err(e) => {
-                    if let Some(o) = o {
-                        self.seen.insert(o.name.as_str());
-                        self.out.push(super::keep(o, Why::PinMissing { error: e }));
-                    } else {
-                        let why = Why::PinMissing { error: e.clone() };
-                        let mut p = absent(&self.env.name, &branch, Some(&st.name), &name, why);
-                        p.error = Some(PlanError::Pin(e));
-                        self.out.push(p);
-                    }
-                }
-            }
-        }
-        (candidates, reserved)
     }
 
     fn branches(&mut self, reserved: &HashSet<String>) -> Vec<Candidate<'a>> {
@@ -377,158 +299,5 @@ impl<'a> EnvPlanner<'a> {
         for &i in vanished {
             guard::hold(&mut self.out[i], hold.clone());
         }
-    }
-
-    fn expired(&self, c: &Candidate<'_>) -> Why {
-        match (c.ttl, c.life.expires_at) {
-            (Ttl::After(d), _) => Why::Idle {
-                idle_seconds: (self.inputs.now - c.life.activity).num_seconds(),
-                ttl_seconds: d.as_secs(),
-            },
-            (Ttl::Never, Some(until)) => Why::UntilPassed { until },
-            (Ttl::Never, None) => unreachable!("a staging that never expires is never expired"),
-        }
-    }
-
-    fn action(&self, c: &Candidate<'_>) -> (Action, Option<State>, Why) {
-        let commit = c.commit.sha[..c.commit.sha.len().min(7)].to_string();
-        let not_created = |cause| Why::NotCreated {
-            cause: Box::new(cause),
-        };
-        match (c.observed, c.life.phase, c.capped) {
-            (Some(_), _, Some(max)) => (Action::Delete, None, Why::OverCap { max }),
-            (None, _, Some(max)) => (Action::Noop, None, not_created(Why::OverCap { max })),
-            (Some(_), Phase::Gone, _) => (Action::Delete, None, self.expired(c)),
-            (None, Phase::Gone | Phase::Expired, _) => {
-                (Action::Noop, None, not_created(self.expired(c)))
-            }
-            (Some(o), Phase::Expired, _) => {
-                let already = o.state == State::Expired && o.commit == c.commit.sha;
-                let why = Why::Retained {
-                    cause: Box::new(self.expired(c)),
-                    retention_seconds: c.settings.retention.as_secs(),
-                    delete_at: c.life.delete_at,
-                    now: !already,
-                };
-                let action = if already {
-                    Action::Noop
-                } else {
-                    Action::Expire
-                };
-                (action, Some(State::Expired), why)
-            }
-            (None, Phase::Active, _) => (
-                Action::Create,
-                Some(State::Active),
-                if c.static_name.is_some() {
-                    Why::Static { commit }
-                } else {
-                    Why::NewBranch { commit }
-                },
-            ),
-            (Some(o), Phase::Active, _) if o.commit != c.commit.sha => (
-                Action::Update,
-                Some(State::Active),
-                Why::NewCommit { commit },
-            ),
-            (Some(o), Phase::Active, _) if o.state != State::Active => {
-                (Action::Update, Some(State::Active), Why::ActiveAgain)
-            }
-            (Some(_), Phase::Active, _) => (Action::Noop, Some(State::Active), Why::UpToDate),
-        }
-    }
-
-    fn decide(&self, c: Candidate<'_>) -> Planned {
-        let (action, state, why) = self.action(&c);
-        let mut p = Planned {
-            environment: self.env.name.clone(),
-            branch: c.branch.clone(),
-            static_name: c.static_name.clone(),
-            name: c.name.clone(),
-            namespace: c.observed.map(|o| o.namespace.clone()),
-            commit: Some(c.commit.clone()),
-            action,
-            why,
-            hold: None,
-            first_seen: c.first_seen,
-            expires_at: c.life.expires_at,
-            delete_at: c.life.delete_at,
-            state,
-            settings: Some(c.settings.clone()),
-            context: None,
-            error: None,
-            observed_state: c.observed.map(|o| o.state),
-            observed_namespace: c.observed.map(|o| o.namespace.clone()),
-            history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
-        };
-        if !p.exists_after() {
-            return p;
-        }
-        let ctx = Context::build(
-            &self.config.templates,
-            &self.env.name,
-            &c.name,
-            &c.branch,
-            &c.commit,
-            &c.settings,
-            self.config.commit.as_deref(),
-        );
-        match ctx {
-            Ok(ctx) => {
-                if let Some(pattern) = self.config.safety.protects(&ctx.namespace) {
-                    p.namespace = Some(ctx.namespace.clone());
-                    p.block(PlanError::Protected {
-                        namespace: ctx.namespace,
-                        pattern: pattern.to_string(),
-                    });
-                    return p;
-                }
-                if let Some(o) = c.observed.filter(|o| o.namespace != ctx.namespace) {
-                    // Moving a staging between namespaces would orphan the old one; it is
-                    // recreated instead.
-                    p.action = Action::Update;
-                    p.why = Why::NamespaceMove {
-                        from: o.namespace.clone(),
-                        to: ctx.namespace.clone(),
-                    };
-                }
-                p.namespace = Some(ctx.namespace.clone());
-                p.context = Some(Box::new(ctx));
-            }
-            Err(e) => p.block(PlanError::Render(e.to_string())),
-        }
-        p
-    }
-}
-
-fn absent(env: &str, branch: &str, static_name: Option<&str>, name: &str, why: Why) -> Planned {
-    Planned {
-        environment: env.to_string(),
-        branch: branch.to_string(),
-        static_name: static_name.map(str::to_string),
-        name: name.to_string(),
-        namespace: None,
-        commit: None,
-        action: Action::Noop,
-        why,
-        hold: None,
-        first_seen: DateTime::<Utc>::UNIX_EPOCH,
-        expires_at: None,
-        delete_at: None,
-        state: None,
-        settings: None,
-        context: None,
-        error: None,
-        observed_state: None,
-        observed_namespace: None,
-        history: Vec::new(),
-    }
-}
-
-/// When this head was first seen: as recorded when the target runs this very commit, else now.
-fn first_seen(o: Option<&StagingRecord>, commit: &Commit, now: DateTime<Utc>) -> DateTime<Utc> {
-    match o {
-        Some(o) if o.commit == commit.sha => o.first_seen,
-        _ => now,
     }
 }
