@@ -280,3 +280,41 @@ fn a_listing_that_loses_most_branches_is_not_believed_until_confirmed() {
     assert_eq!(done.matches("branch deleted").count(), 5, "{done}");
     assert_eq!(d.stagings(), 2);
 }
+
+/// README backs each safety claim with a link to its test: every such link must name a test
+/// that exists in the file it points at (files move, tests get renamed).
+#[test]
+fn every_test_the_readme_links_to_exists_where_it_points() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut links = 0;
+    let mut broken = Vec::new();
+    for (i, _) in readme.match_indices("[`") {
+        let rest = &readme[i + 2..];
+        let Some((name, rest)) = rest.split_once("`](") else {
+            continue;
+        };
+        let Some((path, _)) = rest.split_once(')') else {
+            continue;
+        };
+        let path = path.split('#').next().unwrap();
+        let test = name.rsplit("::").next().unwrap();
+        let is_test_link = path.ends_with(".rs")
+            && !name.is_empty()
+            && test
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !is_test_link {
+            continue;
+        }
+        links += 1;
+        let text = std::fs::read_to_string(root().join(path)).unwrap_or_default();
+        if !text.contains(&format!("fn {test}(")) {
+            broken.push(format!("{name} -> {path}"));
+        }
+    }
+    assert!(links > 20, "only {links} test links found");
+    assert!(
+        broken.is_empty(),
+        "README links to tests that are not there: {broken:#?}"
+    );
+}
