@@ -25,7 +25,8 @@ mkdir "$work/srv"
 git clone --quiet --bare "$cached" "$work/srv/origin.git"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-git daemon --reuseaddr --base-path="$work/srv" --export-all --listen=127.0.0.1 --port="$port" \
+# git-daemon itself: killing a `git daemon` wrapper would leave the daemon running.
+"$(git --exec-path)/git-daemon" --reuseaddr --base-path="$work/srv" --export-all --listen=127.0.0.1 --port="$port" \
   "$work/srv" 2>"$work/daemon.log" &
 daemon=$!
 url=git://127.0.0.1:$port/origin.git

@@ -105,7 +105,7 @@ def main():
         print(f"fast-import done in {time.monotonic() - started:.0f} s; repacking", file=sys.stderr)
         # fast-import deltas a blob only against the blob written just before it (another file),
         # and a plain repack reuses that pack as it is; -f searches deltas again, between
-        # versions of one file, as a real server's pack has them (2.5x smaller, and clients
+        # versions of one file, as a real server's pack has them (over 2x smaller, and clients
         # resolve deltas as they would). pack-refs: a server keeps its refs packed.
         subprocess.run(["git", "-C", tmp, "repack", "-adfq"], check=True)
         subprocess.run(["git", "-C", tmp, "pack-refs", "--all"], check=True)
@@ -121,7 +121,8 @@ def main():
 
 def write_history(out, a):
     rnd = random.Random(a.seed)
-    people = [(f"{f} {l}", f"{f.lower()}.{l.lower()}@example.com", rnd.choice((0, 60, 120, -300, -480, 330, 540)))
+    zones = (0, 60, 120, -300, -480, 330, 540)  # minutes east of UTC
+    people = [(f"{f} {l}", f"{f.lower()}.{l.lower()}@example.com", rnd.choice(zones))
               for f in FIRST for l in rnd.sample(LAST, 2)]
     paths = []
     for i in range(a.files):

@@ -115,13 +115,15 @@ impl Daemon {
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+        // git-daemon itself, not `git daemon`: killing the `git` wrapper would leave it running.
+        let exec_path = std::process::Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .unwrap()
+            .stdout;
+        let exec_path = String::from_utf8(exec_path).unwrap();
+        let child = std::process::Command::new(format!("{}/git-daemon", exec_path.trim()))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", base.display()))
             .stdin(std::process::Stdio::null())

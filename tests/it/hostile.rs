@@ -292,7 +292,7 @@ fn one_repository_in_two_environments_is_fetched_once_per_pass() {
         let (o, e) = texts(&r);
         assert!(r.status.success(), "pass {i}: {o}{e}");
         assert_eq!(
-            e.matches("fetching").count(),
+            e.matches(" fetched url=").count(),
             1,
             "one fetch per repository: {e}"
         );

@@ -20,6 +20,7 @@ use crate::redact;
 
 mod fetch;
 mod mirror;
+mod sync;
 
 pub(crate) use fetch::fetch_mirror;
 use fetch::{fetch, Want};
@@ -141,12 +142,10 @@ impl RepoCache {
         // libgit2's local transport cannot fetch shallow; a repository on this machine's disk
         // costs no transfer, only a copy of its history in the cache.
         let depth = (redact::is_remote(url) && !url.starts_with("file://")).then_some(1);
-        let specs = wanted(pins);
-        let want = Want {
-            specs: &specs,
-            depth,
-        };
-        let (_, fetched) = fetch(&repo, url, credentials, deadline, &want)?;
+        let tags: Vec<String> = pins.iter().filter(|p| !is_full_sha(p)).cloned().collect();
+        let (remote, mut skipped_refs) =
+            sync::advertised(&repo, url, credentials, deadline, &tags)?;
+        let fetched = sync::sync(&repo, url, credentials, deadline, depth, &remote)?;
         fetch_pinned_shas(&repo, url, credentials, deadline, depth, pins);
         tracing::info!(
             url = %shown,
@@ -158,6 +157,8 @@ impl RepoCache {
         );
         mirror::settle(&dir, fresh);
         let (branches, skipped) = self.branches(url, &repo).map_err(err("reading branches"))?;
+        skipped_refs.extend(skipped);
+        let skipped = skipped_refs;
         let pins = pins
             .iter()
             .map(|p| (p.clone(), resolve(&repo, p, &shown)))
@@ -243,18 +244,6 @@ impl RepoCache {
         skipped.extend(unreadable);
         Ok((result?, skipped))
     }
-}
-
-/// Refspecs of one listing: every head and each pinned tag by name (tags may move). A pin no
-/// refspec can carry is left to fail resolution alone, never the whole fetch.
-fn wanted(pins: &[String]) -> Vec<String> {
-    let mut specs = vec!["+refs/heads/*:refs/heads/*".to_string()];
-    for p in pins.iter().filter(|p| !is_full_sha(p)) {
-        if git2::Reference::is_valid_name(&format!("refs/tags/{p}")) && !p.contains('*') {
-            specs.push(format!("+refs/tags/{p}:refs/tags/{p}"));
-        }
-    }
-    specs
 }
 
 fn is_full_sha(p: &str) -> bool {

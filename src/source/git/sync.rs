@@ -1,0 +1,130 @@
+//! Bringing the mirror's refs up to the remote's with as little transfer as the remote allows:
+//! the remote's refs are listed first (one round trip, like `git ls-remote`), and only the refs
+//! that moved to a commit the mirror lacks are fetched. A fetch with a depth would otherwise
+//! send every head again (libgit2 wants every ref of a shallow fetch, changed or not).
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use git2::{Direction, Oid, Repository};
+
+use super::fetch::{callbacks, fetch, Fetched, Want};
+use super::Skipped;
+use crate::config::Credentials;
+use crate::source::SourceError;
+
+/// Above this many refs to fetch, one glob refspec is cheaper to match than one each.
+const EXACT_REFSPECS: usize = 256;
+
+/// The remote's heads and the tags named in `tags`, by full ref name, and the refs whose names
+/// cannot be carried.
+pub(super) fn advertised(
+    repo: &Repository,
+    url: &str,
+    credentials: &Credentials,
+    deadline: Instant,
+    tags: &[String],
+) -> Result<(Vec<(String, Oid)>, Vec<Skipped>), SourceError> {
+    let shown = crate::redact::url(url);
+    let err = |action| super::super::git_err(&shown, action);
+    let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
+    let cb = callbacks(url, credentials, deadline);
+    let conn = remote
+        .connect_auth(Direction::Fetch, Some(cb), None)
+        .map_err(err("listing refs"))?;
+    let wanted_tags: HashSet<String> = tags.iter().map(|t| format!("refs/tags/{t}")).collect();
+    let mut refs = Vec::new();
+    let mut skipped = Vec::new();
+    for head in conn.list().map_err(err("listing refs"))? {
+        // git2 unwraps the name as UTF-8; a pushed ref name may be any bytes.
+        let Ok(name) = catch_unwind(AssertUnwindSafe(|| head.name().to_string())) else {
+            skipped.push(Skipped {
+                name: "?".into(),
+                why: "is a ref whose name is not UTF-8",
+            });
+            continue;
+        };
+        if name.starts_with("refs/heads/") || wanted_tags.contains(&name) {
+            refs.push((name, head.oid()));
+        }
+    }
+    Ok((refs, skipped))
+}
+
+/// Make the mirror's heads (and the named tags) what the remote advertised: refs at commits the
+/// mirror has are set directly, the others fetched (depth `depth`), vanished heads deleted.
+pub(super) fn sync(
+    repo: &Repository,
+    url: &str,
+    credentials: &Credentials,
+    deadline: Instant,
+    depth: Option<i32>,
+    remote: &[(String, Oid)],
+) -> Result<Fetched, SourceError> {
+    let shown = crate::redact::url(url);
+    let err = |action| super::super::git_err(&shown, action);
+    let local = local_refs(repo, remote).map_err(err("reading refs"))?;
+    let mut specs = Vec::new();
+    let mut set = Vec::new();
+    for (name, oid) in remote {
+        if local.get(name) == Some(oid) || !git2::Reference::is_valid_name(name) {
+            continue;
+        }
+        if repo.find_commit(*oid).is_ok() || repo.find_tag(*oid).is_ok() {
+            set.push((name, *oid));
+        } else {
+            specs.push(format!("+{name}:{name}"));
+        }
+    }
+    if specs.len() > EXACT_REFSPECS || local.is_empty() && !specs.is_empty() {
+        specs.retain(|s| !s.starts_with("+refs/heads/"));
+        specs.push("+refs/heads/*:refs/heads/*".into());
+    }
+    let mut fetched = Fetched::default();
+    if !specs.is_empty() {
+        let want = Want {
+            specs: &specs,
+            depth,
+        };
+        fetched = fetch(repo, url, credentials, deadline, &want)?.1;
+    }
+    let mut moved = !specs.is_empty() || !set.is_empty();
+    for (name, oid) in set {
+        repo.reference(name, oid, true, "octostage: the remote moved it to a known commit")
+            .map_err(err("updating refs"))?;
+    }
+    let advertised: HashSet<&str> = remote.iter().map(|(n, _)| n.as_str()).collect();
+    for name in local.keys().filter(|n| n.starts_with("refs/heads/")) {
+        if !advertised.contains(name.as_str()) {
+            if let Ok(mut r) = repo.find_reference(name) {
+                r.delete().map_err(err("deleting refs"))?;
+                moved = true;
+            }
+        }
+    }
+    if moved {
+        // Refs written here are loose files; one packed file reads much faster.
+        repo.refdb_compress().map_err(err("packing refs"))?;
+    }
+    Ok(fetched)
+}
+
+/// The mirror's heads and the tags among `remote`, by name.
+fn local_refs(
+    repo: &Repository,
+    remote: &[(String, Oid)],
+) -> Result<HashMap<String, Oid>, git2::Error> {
+    let mut out = HashMap::new();
+    for r in repo.references_glob("refs/heads/*")?.flatten() {
+        if let (Ok(name), Some(oid)) = (std::str::from_utf8(r.name_bytes()), r.target()) {
+            out.insert(name.to_string(), oid);
+        }
+    }
+    for (name, _) in remote.iter().filter(|(n, _)| n.starts_with("refs/tags/")) {
+        if let Ok(oid) = repo.refname_to_id(name) {
+            out.insert(name.clone(), oid);
+        }
+    }
+    Ok(out)
+}
