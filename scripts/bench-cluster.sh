@@ -1,19 +1,51 @@
 #!/usr/bin/env bash
-# Converge N new stagings of the example shop environment (default 200) on the local control
-# plane, then do it again with nothing changed; the baseline is the same pre-rendered manifests
-# applied with `kubectl apply --server-side`, one kubectl call per staging, as CI scripts do.
-# Prints wall time and API requests of each, and the ratios. Usage: scripts/bench-cluster.sh [N]
+# The cluster bench: N stagings of the example shop environment (default 1000) on the local
+# control plane (or OCTOSTAGE_TEST_KUBECONFIG's cluster).
+#
+# 1. Converge N new stagings with `octostage run --once`, against baselines measured in the same
+#    run on the same rendered objects: the API server's own ceiling (examples/ssa_ceiling: one
+#    server-side apply per object, 16 in flight, no reads), and `kubectl apply --server-side` on
+#    SAMPLE stagings (default 100), one staging at a time and 8 at a time. Objects/s and ratios.
+# 2. Steady state: `octostage run` holding the N stagings, 5 passes asked for with SIGHUP while
+#    nothing changes: requests per pass (octostage's count, and the API server's own
+#    apiserver_request_total for the resources octostage touches), CPU per pass (utime+stime of
+#    the process), resident memory.
+# Usage: scripts/bench-cluster.sh [N] [SAMPLE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${1:-200}
-cargo build --release -q
+N=${1:-1000}
+SAMPLE=${2:-100}
+cargo build --release -q --bin octostage --example ssa_ceiling
 BIN=$PWD/target/release/octostage
+CEILING=$PWD/target/release/examples/ssa_ceiling
 KC=${OCTOSTAGE_TEST_KUBECONFIG:-$(scripts/control-plane.sh up)}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+daemon=
+cleanup() {
+  [[ -z $daemon ]] || kill "$daemon" 2>/dev/null || true
+  k delete namespaces -l octostage.dev/instance=bench --wait=false >/dev/null 2>&1 || true
+  k get ns -o name | grep -E '^namespace/(kb|kp|ceil)-' | xargs -r kubectl --kubeconfig "$KC" delete --wait=false >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 now() { date +%s.%N; }
 calc() { python3 -c "print($1)"; }
 k() { kubectl --kubeconfig "$KC" "$@"; }
+# Requests the API server served for the resources octostage reads and writes (watches
+# excluded: they are long-lived). The control plane's own controllers barely touch these.
+served() {
+  k get --raw /metrics | python3 -c '
+import re, sys
+kinds = {"namespaces", "configmaps", "secrets", "services", "deployments", "statefulsets", "ingresses"}
+total = 0
+for line in sys.stdin:
+    if line.startswith("apiserver_request_total{"):
+        labels = dict(re.findall(r"(\w+)=\"([^\"]*)\"", line.split("}")[0]))
+        if labels.get("resource") in kinds and labels.get("verb") != "WATCH":
+            total += float(line.rsplit(" ", 1)[1])
+print(int(total))'
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The shop application repository: main, N-3 feature branches, tag v1.4.0 (the static rc);
 # with the two static stagings that makes N stagings.
@@ -39,44 +71,67 @@ args=(--config "$work/cfg" --repository "shop=$work/shop" --cache-dir "$work/cac
 k delete namespaces -l octostage.dev/instance=bench --wait=false >/dev/null 2>&1 || true
 "$BIN" plan --target none "${args[@]}" --format json > /dev/null   # warm the branch cache
 
-run_octostage() {
-  local t0 t1 out
-  t0=$(now); out=$("$BIN" run --once --target "kube:$KC" "${args[@]}" 2>&1 >/dev/null); t1=$(now)
-  echo "$(calc "$t1 - $t0") $(echo "$out" | grep ' requests$' | cut -d' ' -f1) $(echo "$out" | grep ' writes$' | cut -d' ' -f1)"
-}
-read -r o_time o_req o_writes < <(run_octostage)
-read -r o2_time o2_req o2_writes < <(run_octostage)
+# 1. Converge.
+t0=$(now); "$BIN" run --once --target "kube:$KC" "${args[@]}" --log info 2> "$work/converge.log" >/dev/null; t1=$(now)
+o_time=$(calc "$t1 - $t0")
+o_req=$(grep -o 'requests=[0-9]*' "$work/converge.log" | tail -1 | cut -d= -f2)
 stagings=$(k get ns -l octostage.dev/instance=bench -o name | wc -l)
 objects=$(k get configmaps,secrets,services,deployments,statefulsets,ingresses -A -l app.kubernetes.io/managed-by=octostage -o name | wc -l)
+o_objects=$((objects + stagings))
 
-# Baseline: the identical manifests, rendered to files, applied one staging at a time.
+# The identical objects, rendered into folders, for the baselines.
 "$BIN" run --once --target "dir:$work/rendered" "${args[@]}" > /dev/null 2>&1
-for d in "$work"/rendered/*/; do
-  name=$(basename "$d"); rm "$d/octostage-status.yaml"
-  sed -i "s/^  namespace: $name\$/  namespace: kb-$name/" "$d"/*.yaml
-  printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kb-%s\n' "$name" > "$d/00-namespace.yaml"
-done
-apply_all() {
-  local t0 t1 req=0 n
-  t0=$(now)
-  for d in "$work"/rendered/*/; do
-    n=$(k apply --server-side --field-manager=ci -f "$d" -v=6 2>&1 >/dev/null | grep -cE '(GET|POST|PATCH|PUT|DELETE) https://') || true
-    req=$((req + n))
-  done
-  t1=$(now)
-  echo "$(calc "$t1 - $t0") $req"
-}
-read -r b_time b_req < <(apply_all)
-read -r b2_time b2_req < <(apply_all)
+rm -f "$work"/rendered/*/octostage-status.yaml
+read -r c_objects c_req c_time < <("$CEILING" "$KC" "$work/rendered" ceil- 16)
 
-printf 'converge %s stagings (%s objects) on %s\n' "$stagings" "$objects" "$(k version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')"
-printf '%-44s %9s %9s %9s\n' "" "wall (s)" requests writes
-printf '%-44s %9.2f %9s %9s\n' "octostage run --once, new" "$o_time" "$o_req" "$o_writes"
-printf '%-44s %9.2f %9s %9s\n' "kubectl apply --server-side per staging, new" "$b_time" "$b_req" "-"
-printf '%-44s %9.2f %9s %9s\n' "octostage run --once, nothing changed" "$o2_time" "$o2_req" "$o2_writes"
-printf '%-44s %9.2f %9s %9s\n' "kubectl apply --server-side, nothing changed" "$b2_time" "$b2_req" "-"
-printf 'ratio kubectl/octostage: new %.1fx time, %.1fx requests; unchanged %.1fx time, %.1fx requests\n' \
-  "$(calc "$b_time / $o_time")" "$(calc "$b_req / $o_req")" \
-  "$(calc "$b2_time / $o2_time")" "$(calc "$b2_req / $o2_req")"
-k delete namespaces -l octostage.dev/instance=bench --wait=false >/dev/null
-k get ns -o name | grep '^namespace/kb-' | xargs -r kubectl --kubeconfig "$KC" delete --wait=false >/dev/null
+# kubectl on SAMPLE stagings, into namespaces of its own.
+mkdir -p "$work/sample"
+for d in $(ls -d "$work"/rendered/*/ | head -n "$SAMPLE"); do cp -r "$d" "$work/sample/"; done
+kubectl_one() { # PREFIX DIR
+  local name; name=$(basename "$2")
+  local tmp; tmp=$(mktemp -d)
+  cp "$2"/*.yaml "$tmp/"
+  sed -i "s/^  namespace: $name\$/  namespace: $1$name/" "$tmp"/*.yaml
+  printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s%s\n' "$1" "$name" > "$tmp/00-namespace.yaml"
+  kubectl --kubeconfig "$KC" apply --server-side --field-manager=ci -f "$tmp" >/dev/null
+  rm -rf "$tmp"
+}
+export -f kubectl_one; export KC
+k_objects=$(( $(cat "$work"/sample/*/*.yaml | grep -c '^kind:') + SAMPLE ))
+t0=$(now); for d in "$work"/sample/*/; do kubectl_one kb- "$d"; done; t1=$(now); ks_time=$(calc "$t1 - $t0")
+t0=$(now); ls -d "$work"/sample/*/ | xargs -P 8 -I{} bash -c 'kubectl_one kp- {}'; t1=$(now); kp_time=$(calc "$t1 - $t0")
+
+# 2. Steady state: the daemon with the N stagings, nothing changing.
+"$BIN" run --target "kube:$KC" "${args[@]}" --interval 1h --log info 2> "$work/run.log" >/dev/null &
+daemon=$!
+passes() { grep -c 'pass finished' "$work/run.log" || true; }
+wait_passes() { while [ "$(passes)" -lt "$1" ]; do sleep 0.2; done; }
+wait_passes 1
+sleep 2   # the watches' initial listings settle
+cpu0=$(cpu_ticks "$daemon"); srv0=$(served); req_sum=0
+for i in 1 2 3 4 5; do
+  kill -HUP "$daemon"; wait_passes $((i + 1))
+  r=$(grep 'pass finished' "$work/run.log" | tail -1 | grep -o 'requests=[0-9]*' | cut -d= -f2)
+  req_sum=$((req_sum + r))
+done
+cpu1=$(cpu_ticks "$daemon"); srv1=$(served)
+hz=$(getconf CLK_TCK)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$daemon/status"); hwm=$(awk '/VmHWM/ {print $2}' "/proc/$daemon/status")
+first_pass=$(grep 'pass finished' "$work/run.log" | head -1 | grep -o 'requests=[0-9]*' | cut -d= -f2)
+
+printf '\n%s stagings, %s objects (namespaces included) on %s, %s cores\n' "$stagings" "$o_objects" \
+  "$(k version -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])')" "$(nproc)"
+printf '%-52s %9s %9s %10s %9s\n' "converge new stagings" objects "wall (s)" "objects/s" requests
+printf '%-52s %9s %9.2f %10.1f %9s\n' "octostage run --once (concurrency 4)" "$o_objects" "$o_time" "$(calc "$o_objects / $o_time")" "$o_req"
+printf '%-52s %9s %9.2f %10.1f %9s\n' "API server ceiling: minimal SSA client, 16 in flight" "$c_objects" "$c_time" "$(calc "$c_objects / $c_time")" "$c_req"
+printf '%-52s %9s %9.2f %10.1f %9s\n' "kubectl apply --server-side, one staging at a time" "$k_objects" "$ks_time" "$(calc "$k_objects / $ks_time")" "-"
+printf '%-52s %9s %9.2f %10.1f %9s\n' "kubectl apply --server-side, 8 stagings at a time" "$k_objects" "$kp_time" "$(calc "$k_objects / $kp_time")" "-"
+printf 'octostage objects/s: %.2fx the ceiling, %.1fx kubectl serial, %.1fx kubectl x8\n' \
+  "$(calc "($o_objects / $o_time) / ($c_objects / $c_time)")" \
+  "$(calc "($o_objects / $o_time) / ($k_objects / $ks_time)")" \
+  "$(calc "($o_objects / $o_time) / ($k_objects / $kp_time)")"
+printf '\nsteady state, octostage run holding %s stagings, 5 passes with nothing changed\n' "$stagings"
+printf '  requests per pass (octostage count)         %s   (first pass of the daemon: %s)\n' "$(calc "$req_sum / 5")" "$first_pass"
+printf '  requests per pass (API server, non-watch)   %s\n' "$(calc "($srv1 - $srv0 - 0) / 5")"
+printf '  CPU per pass (utime+stime)                  %s ms\n' "$(calc "round(($cpu1 - $cpu0) * 1000 / $hz / 5, 1)")"
+printf '  resident memory                             %s MiB (peak %s MiB)\n' "$(calc "round($rss / 1024, 1)")" "$(calc "round($hwm / 1024, 1)")"

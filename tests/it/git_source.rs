@@ -189,6 +189,15 @@ fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_st
     // A pinned sha no ref points at is fetched by id, which a server must allow (GitHub and
     // GitLab do).
     repo.git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let bad = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"refs/heads/bad\xff");
+    let status = std::process::Command::new("git")
+        .arg("update-ref")
+        .arg(bad)
+        .arg(&main[3])
+        .current_dir(&repo.path)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let daemon = Daemon::serve(&tmp.path().join("srv"));
     let url = daemon.url("app");
     let cache = RepoCache::new(tmp.path().join("cache"));
@@ -208,16 +217,19 @@ fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_st
     assert_eq!(l.pins["v1"].as_ref().unwrap().sha, main[5]);
     assert_eq!(l.pins[&main[10]].as_ref().unwrap().subject, "Main 10");
     assert_eq!(l.pins[&pins[2]].as_ref().unwrap().sha, head);
+    let why: Vec<&str> = l.skipped.iter().map(|s| s.why).collect();
+    assert_eq!(why, ["is not UTF-8"]);
     let e = l.pins[&pins[3]].as_ref().unwrap_err();
     assert!(e.contains("full commit sha"), "{e}");
-    // The three heads and the two pinned commits, not the 33 commits of the history.
+    // The four heads (one with a name octostage cannot carry) and the two pinned commits, not
+    // the 33 commits of the history.
     assert!(dir.join("shallow").exists());
-    assert_eq!(mirror_counts(&dir).0, 5);
+    assert_eq!(mirror_counts(&dir).0, 6);
 
     let a2 = repo.commit("feature/a", "More a", "2026-10-04T10:00:00Z");
     let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
     assert_eq!(l.branches[0].commit.sha, a2);
-    assert_eq!(mirror_counts(&dir).0, 6, "only the new commit came");
+    assert_eq!(mirror_counts(&dir).0, 7, "only the new commit came");
 
     // Every fetch adds a pack; past the bound the mirror is rebuilt with the live heads only.
     let mut most = 0;
@@ -239,5 +251,5 @@ fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_st
     std::fs::write(dir.join("objects/pack/pack-garbage.pack"), b"half a pack").unwrap();
     let l = cache.list(&url, &Credentials::default(), &[]).unwrap();
     assert_eq!(l.branches.len(), 3);
-    assert_eq!(mirror_counts(&dir), (3, 1));
+    assert_eq!(mirror_counts(&dir), (4, 1));
 }

@@ -124,7 +124,11 @@ fn has_loose_refs(dir: &Path) -> bool {
 /// server that redirects elsewhere, or from https to http, gets none); libgit2 asks again after
 /// a refusal, so each kind is offered once and then the fetch fails with the server's answer.
 /// The transfer stops at `deadline`.
-pub(super) fn callbacks(url: &str, creds: &Credentials, deadline: Instant) -> RemoteCallbacks<'static> {
+pub(super) fn callbacks(
+    url: &str,
+    creds: &Credentials,
+    deadline: Instant,
+) -> RemoteCallbacks<'static> {
     let creds = creds.clone();
     let configured = redact::origin(url);
     let mut tried = 0u32;

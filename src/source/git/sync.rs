@@ -3,8 +3,10 @@
 //! that moved to a commit the mirror lacks are fetched. A fetch with a depth would otherwise
 //! send every head again (libgit2 wants every ref of a shallow fetch, changed or not).
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 use std::time::Instant;
 
 use git2::{Direction, Oid, Repository};
@@ -37,11 +39,11 @@ pub(super) fn advertised(
     let mut refs = Vec::new();
     let mut skipped = Vec::new();
     for head in conn.list().map_err(err("listing refs"))? {
-        // git2 unwraps the name as UTF-8; a pushed ref name may be any bytes.
-        let Ok(name) = catch_unwind(AssertUnwindSafe(|| head.name().to_string())) else {
+        // git2 unwraps the name as UTF-8 (and gives no bytes); a pushed ref name may be any.
+        let Ok(name) = quietly(|| head.name().to_string()) else {
             skipped.push(Skipped {
                 name: "?".into(),
-                why: "is a ref whose name is not UTF-8",
+                why: "is not UTF-8",
             });
             continue;
         };
@@ -90,9 +92,27 @@ pub(super) fn sync(
         fetched = fetch(repo, url, credentials, deadline, &want)?.1;
     }
     let mut moved = !specs.is_empty() || !set.is_empty();
+    // A glob fetch copies refs whose names are not UTF-8; nothing downstream can carry them,
+    // and they are reported from the advertisement.
+    for r in repo
+        .references_glob("refs/heads/*")
+        .map_err(err("reading refs"))?
+        .flatten()
+    {
+        if std::str::from_utf8(r.name_bytes()).is_err() {
+            let mut r = r;
+            r.delete().map_err(err("deleting refs"))?;
+            moved = true;
+        }
+    }
     for (name, oid) in set {
-        repo.reference(name, oid, true, "octostage: the remote moved it to a known commit")
-            .map_err(err("updating refs"))?;
+        repo.reference(
+            name,
+            oid,
+            true,
+            "octostage: the remote moved it to a known commit",
+        )
+        .map_err(err("updating refs"))?;
     }
     let advertised: HashSet<&str> = remote.iter().map(|(n, _)| n.as_str()).collect();
     for name in local.keys().filter(|n| n.starts_with("refs/heads/")) {
@@ -127,4 +147,27 @@ fn local_refs(
         }
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Set while [`quietly`] runs on this thread: its panic is expected and handled.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f`, turning a panic into an error without the panic message the default hook prints
+/// (a hostile branch name must not fill the log with backtraces). Other panics print as ever.
+fn quietly<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r
 }
