@@ -16,6 +16,9 @@ use super::Skipped;
 use crate::config::Credentials;
 use crate::source::SourceError;
 
+/// Refs by full name and the object each points at.
+pub(super) type Refs = Vec<(String, Oid)>;
+
 /// Above this many refs to fetch, one glob refspec is cheaper to match than one each.
 const EXACT_REFSPECS: usize = 256;
 
@@ -27,7 +30,7 @@ pub(super) fn advertised(
     credentials: &Credentials,
     deadline: Instant,
     tags: &[String],
-) -> Result<(Vec<(String, Oid)>, Vec<Skipped>), SourceError> {
+) -> Result<(Refs, Vec<Skipped>), SourceError> {
     let shown = crate::redact::url(url);
     let err = |action| super::super::git_err(&shown, action);
     let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
