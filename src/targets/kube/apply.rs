@@ -123,13 +123,13 @@ impl KubeTarget {
         // The namespace first, recording every kind that may hold objects of this staging, so a
         // pass interrupted half-way still prunes next time.
         let ns_live = self
-            .ensure_namespace(p, &ns, &union, live_ns.as_ref(), dry_run, &mut changes)
+            .ensure_namespace(p, &ns, &union, live_ns.as_deref(), dry_run, &mut changes)
             .await?;
         let mut held = std::collections::HashMap::new();
         for r in &rendered {
             let id = (r.key.clone(), r.name.clone());
             let (change, digest) = self
-                .apply_object(&ns, r, live_objects.get(&id), dry_run)
+                .apply_object(&ns, r, live_objects.get(&id).map(|l| &**l), dry_run)
                 .await?;
             changes.extend(change);
             held.insert(id, (r.hash.clone(), digest));

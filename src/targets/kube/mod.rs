@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Namespace;
@@ -223,8 +223,8 @@ impl KubeTarget {
         &self,
         ns: &str,
     ) -> (
-        Option<observe::LiveNs>,
-        HashMap<(String, String), LiveObject>,
+        Option<Arc<observe::LiveNs>>,
+        HashMap<(String, String), Arc<LiveObject>>,
     ) {
         let live = self.live.lock().expect("live");
         (

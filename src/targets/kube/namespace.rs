@@ -2,6 +2,8 @@
 //! applied on the very namespace octostage created (its UID), and deleted only when this pass
 //! proved it octostage's, with the reason recorded on it first.
 
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -83,7 +85,7 @@ impl KubeTarget {
             .lock()
             .expect("live")
             .namespaces
-            .insert(ns.to_string(), l.clone());
+            .insert(ns.to_string(), Arc::new(l.clone()));
         Ok(Some(l))
     }
 
@@ -129,7 +131,7 @@ impl KubeTarget {
         self.wrote("apply", &format!("Namespace/{ns}"), ns);
         self.seen_namespace(ns, Some(&applied.metadata));
         let mut live_all = self.live.lock().expect("live");
-        if let Some(l) = live_all.namespaces.get_mut(ns) {
+        if let Some(l) = live_all.namespaces.get_mut(ns).map(Arc::make_mut) {
             l.labels = labels;
             l.annotations = annotations;
             l.convert = None;

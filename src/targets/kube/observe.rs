@@ -9,6 +9,7 @@
 //! - an object is when it carries the labels (managed-by, instance, the staging of its
 //!   namespace), the content-hash annotation, and octostage's field manager.
 
+use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
@@ -68,9 +69,10 @@ impl LiveObject {
 /// What `observe` saw, kept for the applies of the same pass.
 #[derive(Debug, Default)]
 pub struct Live {
-    pub namespaces: HashMap<String, LiveNs>,
+    /// Shared with the watch cache: a pass copies pointers, not what they point at.
+    pub namespaces: HashMap<String, Arc<LiveNs>>,
     /// Per namespace: (kind key, name) → the object.
-    pub objects: HashMap<String, HashMap<(String, String), LiveObject>>,
+    pub objects: HashMap<String, HashMap<(String, String), Arc<LiveObject>>>,
     /// Per staging, how many of this instance's namespaces carry its label.
     pub staging_namespaces: HashMap<String, u32>,
     /// Kinds in use that could not be listed this pass: their objects are unknown, so they are
@@ -179,6 +181,7 @@ impl KubeTarget {
                 let m = o.metadata;
                 let staging = m.labels.as_ref()?.get(consts::LABEL_STAGING)?.clone();
                 let live = owned_object(&m, &staging)?;
+                let live = Arc::new(live);
                 Some(((m.namespace?, m.name?), Kept { staging, live }))
             })
             .collect())
@@ -186,7 +189,10 @@ impl KubeTarget {
 }
 
 /// Sort one namespace: this instance's staging, or why it is not.
-pub fn classify(meta: &ObjectMeta, instance: &str) -> Result<(StagingRecord, LiveNs), Foreign> {
+pub fn classify(
+    meta: &ObjectMeta,
+    instance: &str,
+) -> Result<(StagingRecord, Arc<LiveNs>), Foreign> {
     let name = meta.name.clone().unwrap_or_default();
     let labels = meta.labels.clone().unwrap_or_default();
     let ann = meta.annotations.clone().unwrap_or_default();
@@ -218,13 +224,13 @@ pub fn classify(meta: &ObjectMeta, instance: &str) -> Result<(StagingRecord, Liv
         .map(|_| fields.to_vec());
     Ok((
         staging,
-        LiveNs {
+        Arc::new(LiveNs {
             uid: meta.uid.clone().unwrap_or_default(),
             labels,
             annotations: ann,
             created,
             convert,
-        },
+        }),
     ))
 }
 

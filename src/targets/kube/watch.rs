@@ -31,14 +31,15 @@ use crate::consts;
 use crate::plan::{Foreign, StagingRecord};
 
 /// A namespace as the store keeps it: already sorted into this instance's or not.
-pub type NsEntry = Result<(StagingRecord, LiveNs), Foreign>;
+pub type NsEntry = Result<(StagingRecord, Arc<LiveNs>), Foreign>;
 
 /// An object of this instance as the store keeps it: the staging its labels name, and what a
 /// pass needs of it.
 #[derive(Debug, Clone)]
 pub struct Kept {
     pub staging: String,
-    pub live: LiveObject,
+    /// Shared with every pass that reads it.
+    pub live: Arc<LiveObject>,
 }
 
 /// A namespaced object's key.
@@ -201,7 +202,10 @@ fn kept(m: &ObjectMeta) -> Option<Kept> {
     let staging = m.labels.as_ref()?.get(consts::LABEL_STAGING)?.clone();
     let mut live = observe::owned_object(m, &staging)?;
     live.compact();
-    Some(Kept { staging, live })
+    Some(Kept {
+        staging,
+        live: Arc::new(live),
+    })
 }
 
 /// The store's view, or `None` (and a restart when a write went unconfirmed too long).
