@@ -59,6 +59,8 @@ git init -q -b main "$work/shop"
     echo "data 4"; echo "work"; echo "from :1"; echo "M 644 inline f.txt"; echo "data 3"; echo "$i"; echo
   done
 } | git -C "$work/shop" fast-import --quiet
+# fast-import leaves a loose file per ref; a served repository keeps its refs packed.
+git -C "$work/shop" pack-refs --all
 # The example configuration with the shop environment only and room for N stagings.
 mkdir -p "$work/cfg" && cp -r example-repo/. "$work/cfg/"
 python3 - "$work/cfg/environments.yaml" "$N" <<'PY'

@@ -50,6 +50,8 @@ pub const KUBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a watch may stay silent before its connection counts as dead: longer than the
 /// 290 s after which the API server is asked to end it (and octostage resumes it).
 pub const KUBE_WATCH_READ_TIMEOUT: Duration = Duration::from_secs(300);
+/// Longest a pass waits for a watch's first listing before listing on its own.
+pub const WATCH_FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
 /// Longest a staging's writes may take, besides its render: past it the staging fails and the
 /// pass goes on.
 pub const STAGING_WRITE_TIMEOUT: Duration = Duration::from_secs(300);

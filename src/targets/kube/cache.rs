@@ -63,6 +63,7 @@ pub struct Store<K, V> {
     building: Option<(Instant, HashMap<K, Seen<V>>)>,
     expect: HashMap<K, Expect<V>>,
     events: u64,
+    failures: u64,
 }
 
 impl<K, V> Default for Store<K, V> {
@@ -73,6 +74,7 @@ impl<K, V> Default for Store<K, V> {
             building: None,
             expect: HashMap::new(),
             events: 0,
+            failures: 0,
         }
     }
 }
@@ -155,6 +157,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
 
     /// The watch failed or stopped: nothing is answered until it has listed again.
     pub fn fail(&mut self) {
+        self.failures += 1;
         self.ready = false;
         self.building = None;
     }
@@ -185,6 +188,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
             .iter()
             .filter_map(|(k, x)| x.value.as_ref().map(|v| (k, v)));
         watched.chain(written)
+    }
+
+    /// Whether the watch is still making its first listing (nothing failed yet): worth waiting
+    /// for rather than listing beside it.
+    pub fn starting(&self) -> bool {
+        !self.ready && self.failures == 0
     }
 
     /// Events taken so far.

@@ -9,8 +9,8 @@
 //! - an object is when it carries the labels (managed-by, instance, the staging of its
 //!   namespace), the content-hash annotation, and octostage's field manager.
 
-use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DynamicObject, ListParams};
@@ -138,6 +138,7 @@ impl KubeTarget {
     /// Every namespace, sorted into this instance's and the rest.
     async fn namespace_entries(&self) -> Result<Vec<(String, NsEntry)>, TargetError> {
         if let Some(w) = self.watches.get() {
+            settle(w, None).await;
             if let Some(v) = w.namespaces() {
                 let (held, events) = w.size();
                 debug!(held, events, "read from the watch cache");
@@ -158,8 +159,13 @@ impl KubeTarget {
     /// This instance's objects of one kind that carry octostage's full ownership record.
     async fn object_entries(&self, key: &str) -> Result<Vec<(ObjKey, Kept)>, String> {
         let ar = self.resource(key).await?;
-        if let Some(v) = self.watches.get().and_then(|w| w.objects(key, &ar)) {
-            return Ok(v);
+        if let Some(w) = self.watches.get() {
+            if w.objects(key, &ar).is_none() {
+                settle(w, Some(key)).await;
+            }
+            if let Some(v) = w.objects(key, &ar) {
+                return Ok(v);
+            }
         }
         // Only objects labelled for this instance; ownership is then checked object by object.
         let selector = format!(
@@ -185,6 +191,15 @@ impl KubeTarget {
                 Some(((m.namespace?, m.name?), Kept { staging, live }))
             })
             .collect())
+    }
+}
+
+/// Wait, at most [`consts::WATCH_FIRST_LIST_WAIT`], while a watch makes its first listing: a
+/// listing beside it would hold every object twice (with all their managed fields) at start.
+async fn settle(w: &super::watch::Watches, key: Option<&str>) {
+    let deadline = tokio::time::Instant::now() + consts::WATCH_FIRST_LIST_WAIT;
+    while w.starting(key) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
 

@@ -108,6 +108,20 @@ impl Watches {
         read(&self.namespaces, &self.ns_restart)
     }
 
+    /// Whether the namespace watch, or the watch of kind `key`, is still making its first
+    /// listing.
+    pub fn starting(&self, key: Option<&str>) -> bool {
+        match key {
+            None => self.namespaces.lock().expect("store").starting(),
+            Some(k) => self
+                .kinds
+                .lock()
+                .expect("kinds")
+                .get(k)
+                .is_some_and(|kw| kw.store.lock().expect("store").starting()),
+        }
+    }
+
     /// This instance's objects of kind `key` as octostage should see them now, or `None` when
     /// the kind's watch cannot answer yet (it is started on first use).
     pub fn objects(&self, key: &str, resource: &ApiResource) -> Option<Vec<(ObjKey, Kept)>> {
