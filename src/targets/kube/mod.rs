@@ -36,7 +36,7 @@ use super::{Change, StagingStatus, Status, Target, TargetError};
 use crate::consts;
 use crate::plan::{Foreign, Observed, Planned};
 use crate::render::Object;
-use observe::{Live, LiveObject};
+use observe::Live;
 use retry::{not_found, retryable, with_retries, RETRY_FIRST_DELAY};
 
 pub use state::{CreatedBy, DELETE_REASON, KINDS};
@@ -219,13 +219,7 @@ impl KubeTarget {
     }
 
     /// The live state of `ns` and its objects, as this pass saw them.
-    fn live_of(
-        &self,
-        ns: &str,
-    ) -> (
-        Option<Arc<observe::LiveNs>>,
-        HashMap<(String, String), Arc<LiveObject>>,
-    ) {
+    fn live_of(&self, ns: &str) -> (Option<Arc<observe::LiveNs>>, observe::LiveObjects) {
         let live = self.live.lock().expect("live");
         (
             live.namespaces.get(ns).cloned(),

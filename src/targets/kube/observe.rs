@@ -66,13 +66,16 @@ impl LiveObject {
     }
 }
 
+/// One namespace's objects: (kind key, name) → the object.
+pub type LiveObjects = HashMap<(String, String), Arc<LiveObject>>;
+
 /// What `observe` saw, kept for the applies of the same pass.
 #[derive(Debug, Default)]
 pub struct Live {
     /// Shared with the watch cache: a pass copies pointers, not what they point at.
     pub namespaces: HashMap<String, Arc<LiveNs>>,
     /// Per namespace: (kind key, name) → the object.
-    pub objects: HashMap<String, HashMap<(String, String), Arc<LiveObject>>>,
+    pub objects: HashMap<String, LiveObjects>,
     /// Per staging, how many of this instance's namespaces carry its label.
     pub staging_namespaces: HashMap<String, u32>,
     /// Kinds in use that could not be listed this pass: their objects are unknown, so they are
