@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::{self, Config, LoadOptions};
-use crate::plan::{self, Action, Plan, Planned};
+use crate::plan::{self, Action, Plan, Planned, Why};
 use crate::render::{self, RenderError};
 use crate::source::{ConfigSource, RepoCache, RepoListing};
 use crate::targets::{Change, Target, TargetError};
@@ -141,32 +141,34 @@ impl Report {
             .map(|i| &self.outcomes[i])
     }
 
-    /// The effective action of a staging: a planned noop whose rendered objects changed is an
-    /// update (a restore when only drift was found).
-    pub fn effective(&self, index: usize) -> (Action, String) {
+    /// What happened to a staging: the plan's action and reason, except that a planned noop
+    /// whose rendered objects turned out changed (which only rendering can tell) was an update.
+    pub fn effective(&self, index: usize) -> (Action, Why) {
         let p = &self.plan.stagings[index];
         let changes = self
             .outcome(index)
             .map(|o| o.changes.as_slice())
             .unwrap_or(&[]);
-        if p.action == Action::Noop && !changes.is_empty() {
-            let list: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
-            let more = if changes.len() > 3 {
-                format!(" and {} more", changes.len() - 3)
-            } else {
-                String::new()
-            };
-            let what = if changes
-                .iter()
-                .all(|c| c.kind == crate::targets::ChangeKind::Restore)
-            {
-                "changed by hand, restored"
-            } else {
-                "rendered objects changed"
-            };
-            return (Action::Update, format!("{what}: {}{more}", list.join(", ")));
+        if p.action != Action::Noop || changes.is_empty() {
+            return (p.action, p.why.clone());
         }
-        (p.action, p.reason())
+        let first: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
+        let more = changes.len().saturating_sub(3);
+        let restored = changes
+            .iter()
+            .all(|c| c.kind == crate::targets::ChangeKind::Restore);
+        let why = if restored {
+            Why::Restored {
+                changes: first,
+                more,
+            }
+        } else {
+            Why::Rendered {
+                changes: first,
+                more,
+            }
+        };
+        (Action::Update, why)
     }
 }
 

@@ -42,11 +42,24 @@ pub struct JsonStaging<'a> {
     /// Whether a safety rule holds back its planned action (see the reason).
     pub held: bool,
     /// What led to the action, machine-readable (`{"code": "new-commit", "commit": ...}`).
-    pub why: &'a crate::plan::Why,
+    pub why: crate::plan::Why,
     /// The rule that holds a deletion back, machine-readable, or null.
     pub hold: Option<&'a crate::plan::Hold>,
     /// Not converged because the pass was stopped first.
     pub skipped: bool,
+}
+
+/// A staging's effective action, why, and the reason as text (the plan's own, with its error
+/// or hold, unless the pass's outcome changed the story).
+fn effective(r: &Report, i: usize) -> (crate::plan::Action, crate::plan::Why, String) {
+    let (action, why) = r.effective(i);
+    let p = &r.plan.stagings[i];
+    let reason = if why == p.why {
+        p.reason()
+    } else {
+        why.to_string()
+    };
+    (action, why, reason)
 }
 
 /// The JSON document of a plan or pass.
@@ -57,7 +70,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (action, reason) = r.effective(i);
+            let (action, why, reason) = effective(r, i);
             let outcome = r.outcome(i);
             JsonStaging {
                 environment: &s.environment,
@@ -75,7 +88,7 @@ pub fn json(r: &Report) -> serde_json::Value {
                     .map(|o| o.changes.iter().map(|c| c.to_string()).collect())
                     .unwrap_or_default(),
                 held: s.held(),
-                why: &s.why,
+                why,
                 hold: s.hold.as_ref(),
                 error: s
                     .error
@@ -107,7 +120,7 @@ pub fn text(r: &Report, verbose: bool) -> String {
     ];
     let mut counts = std::collections::BTreeMap::new();
     for (i, s) in r.plan.stagings.iter().enumerate() {
-        let (action, mut reason) = r.effective(i);
+        let (action, _, mut reason) = effective(r, i);
         let outcome = r.outcome(i);
         let failed = s.error.is_some() || outcome.is_some_and(|o| o.error.is_some());
         let key = if failed {

@@ -107,6 +107,31 @@ pub enum Why {
     },
     /// A rule of the plan blocks it (see its error).
     Blocked,
+    /// Planned as up to date, but rendering changed objects (a template, a value, a render
+    /// command's output): known only once rendered, so the pass's outcome says it.
+    Rendered {
+        /// The first changed objects (`Kind/name`).
+        changes: Vec<String>,
+        /// How many more changed.
+        more: usize,
+    },
+    /// Planned as up to date, but objects were changed by hand and put back.
+    Restored {
+        /// The first restored objects.
+        changes: Vec<String>,
+        /// How many more.
+        more: usize,
+    },
+}
+
+/// `a, b, c and 2 more`.
+fn listed(changes: &[String], more: usize) -> String {
+    let list = changes.join(", ");
+    if more > 0 {
+        format!("{list} and {more} more")
+    } else {
+        list
+    }
 }
 
 impl std::fmt::Display for Why {
@@ -169,6 +194,12 @@ impl std::fmt::Display for Why {
                 "branch {branch:?} is listed but cannot be read; staging kept as it is"
             ),
             Why::Blocked => f.write_str("blocked"),
+            Why::Rendered { changes, more } => {
+                write!(f, "rendered objects changed: {}", listed(changes, *more))
+            }
+            Why::Restored { changes, more } => {
+                write!(f, "changed by hand, restored: {}", listed(changes, *more))
+            }
         }
     }
 }

@@ -296,6 +296,11 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
         updates[0]["changes"],
         serde_json::json!(["update ConfigMap/settings"])
     );
+    // Known only once rendered, and said as a type, not only as text.
+    assert_eq!(
+        updates[0]["why"],
+        serde_json::json!({"code": "rendered", "changes": ["update ConfigMap/settings"], "more": 0})
+    );
     // resourceVersion is no proof: the controller manager updates Deployment status on its own.
     let (out, written, writes) = s.run_logged();
     assert_eq!(writes, 20, "{out}");

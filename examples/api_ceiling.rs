@@ -1,10 +1,11 @@
 //! The API server's own ceiling for the cluster bench: the least a client can send to converge
-//! rendered stagings, one server-side apply per object (and one per namespace), `CONCURRENCY`
-//! requests in flight, no reads, no ownership checks. octostage's converge rate is reported as
-//! a ratio of this.
+//! new rendered stagings, one request per object (and one per namespace), `CONCURRENCY`
+//! requests in flight, no reads, no ownership checks: a create (`MODE` `create`, what a new
+//! object needs) or a server-side apply (`apply`). octostage's converge rate is reported as a
+//! ratio of the faster.
 //!
-//! Usage: `ssa_ceiling KUBECONFIG DIR PREFIX CONCURRENCY`, where DIR holds one folder of YAML
-//! files per staging (as the dir target writes them); each folder's objects go into the
+//! Usage: `api_ceiling KUBECONFIG DIR PREFIX CONCURRENCY MODE`, where DIR holds one folder of
+//! YAML files per staging (as the dir target writes them); each folder's objects go into the
 //! namespace `PREFIX<folder>`. Prints `objects requests seconds` (namespaces are objects).
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use futures::{stream, StreamExt};
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::discovery::Discovery;
@@ -21,8 +22,13 @@ use kube::Client;
 #[tokio::main]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [kubeconfig, dir, prefix, concurrency] = args.as_slice() else {
-        bail!("usage: ssa_ceiling KUBECONFIG DIR PREFIX CONCURRENCY");
+    let [kubeconfig, dir, prefix, concurrency, mode] = args.as_slice() else {
+        bail!("usage: api_ceiling KUBECONFIG DIR PREFIX CONCURRENCY create|apply");
+    };
+    let create = match mode.as_str() {
+        "create" => true,
+        "apply" => false,
+        _ => bail!("MODE is create or apply"),
     };
     let concurrency: usize = concurrency.parse().context("CONCURRENCY")?;
     let kc = Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
@@ -31,19 +37,27 @@ async fn main() -> Result<()> {
     let discovery = Discovery::new(client.clone()).run().await?;
     let stagings = read_stagings(Path::new(dir), prefix)?;
     let started = Instant::now();
-    let pp = PatchParams::apply("ssa-ceiling").force();
+    let pp = PatchParams::apply("api-ceiling").force();
     let namespaces = stagings.iter().map(|(ns, _)| {
         let body =
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
-        apply(&client, &discovery, &pp, None, body)
+        send(&client, &discovery, &pp, create, None, body)
     });
     let ns_results: Vec<Result<()>> = stream::iter(namespaces)
         .buffer_unordered(concurrency)
         .collect()
         .await;
     let objects = stagings.iter().flat_map(|(ns, objs)| {
-        objs.iter()
-            .map(|o| apply(&client, &discovery, &pp, Some(ns.as_str()), o.clone()))
+        objs.iter().map(|o| {
+            send(
+                &client,
+                &discovery,
+                &pp,
+                create,
+                Some(ns.as_str()),
+                o.clone(),
+            )
+        })
     });
     let results: Vec<Result<()>> = stream::iter(objects)
         .buffer_unordered(concurrency)
@@ -85,10 +99,11 @@ fn read_stagings(dir: &Path, prefix: &str) -> Result<Vec<(String, Vec<serde_json
     Ok(out)
 }
 
-async fn apply(
+async fn send(
     client: &Client,
     discovery: &Discovery,
     pp: &PatchParams,
+    create: bool,
     namespace: Option<&str>,
     mut body: serde_json::Value,
 ) -> Result<()> {
@@ -110,8 +125,15 @@ async fn apply(
         }
         None => Api::all_with(client.clone(), &resource),
     };
-    api.patch(&name, pp, &Patch::Apply(body))
-        .await
-        .with_context(|| format!("{kind} {name}"))?;
+    if create {
+        let object: DynamicObject = serde_json::from_value(body)?;
+        api.create(&PostParams::default(), &object)
+            .await
+            .with_context(|| format!("{kind} {name}"))?;
+    } else {
+        api.patch(&name, pp, &Patch::Apply(body))
+            .await
+            .with_context(|| format!("{kind} {name}"))?;
+    }
     Ok(())
 }
