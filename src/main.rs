@@ -21,6 +21,7 @@ use octostage::{report, targets};
 /// mimalloc gives freed memory back to the system and keeps threads out of each other's way:
 /// with glibc's allocator, the first pass's burst (rendering and listing every staging) stayed
 /// resident for the life of `run`, and allocation was a third of a steady pass's CPU.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
