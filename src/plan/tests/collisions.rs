@@ -6,17 +6,9 @@ use std::collections::HashMap;
 use super::*;
 
 fn two_envs(namespace: &str) -> Config {
-    let text = format!(
+    parsed(&format!(
         "version: 1\ndefaults:\n  templates: t\n  namespace: {namespace:?}\nenvironments:\n  shop:\n    repository: /repo\n  shop-x:\n    repository: /repo2\n"
-    );
-    parse(
-        &text,
-        "environments.yaml",
-        Path::new("/cfg"),
-        &templates(),
-        &LoadOptions::default(),
-    )
-    .unwrap()
+    ))
 }
 
 fn listings2(

@@ -18,11 +18,15 @@ fn templates() -> MemFiles {
 }
 
 fn config(extra: &str) -> Config {
-    let text = format!(
+    parsed(&format!(
         "version: 1\ndefaults:\n  templates: t\n  ttl: 7d\nenvironments:\n  shop:\n    repository: /repo\n    always: [main]\n{extra}"
-    );
+    ))
+}
+
+/// `text` as environments.yaml over [`templates`]; panics on a problem.
+fn parsed(text: &str) -> Config {
     parse(
-        &text,
+        text,
         "environments.yaml",
         Path::new("/cfg"),
         &templates(),

@@ -11,8 +11,8 @@ use serde_json::json;
 
 use super::drift::Ownership;
 use super::drift::{drift, drops_created_fields, Drift};
+use super::live::{Convert, LiveObject};
 use super::memo::Applied;
-use super::observe::{Convert, LiveObject};
 use super::retry::{already_exists, not_found, precondition};
 use super::state;
 use super::{api_err, err, KubeTarget};

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::observe::Live;
+use super::live::Live;
 use super::state;
 use crate::consts;
 use crate::plan::Planned;

@@ -11,6 +11,7 @@
 mod apply;
 mod cache;
 mod drift;
+mod live;
 mod memo;
 mod namespace;
 mod observe;
@@ -36,7 +37,7 @@ use super::{Change, StagingStatus, Status, Target, TargetError};
 use crate::consts;
 use crate::plan::{Foreign, Observed, Planned};
 use crate::render::Object;
-use observe::Live;
+use live::Live;
 use retry::{not_found, retryable, with_retries, RETRY_FIRST_DELAY};
 
 pub use state::{CreatedBy, DELETE_REASON, KINDS};
@@ -201,7 +202,7 @@ impl KubeTarget {
                 .deletion_timestamp
                 .take()
                 .map(|_| ann.get(DELETE_REASON).cloned().unwrap_or_default());
-            match observe::classify(&meta, &self.instance) {
+            match live::classify(&meta, &self.instance) {
                 Ok((staging, _)) => out.stagings.push(StagingStatus {
                     staging,
                     created,
@@ -219,7 +220,7 @@ impl KubeTarget {
     }
 
     /// The live state of `ns` and its objects, as this pass saw them.
-    fn live_of(&self, ns: &str) -> (Option<Arc<observe::LiveNs>>, observe::LiveObjects) {
+    fn live_of(&self, ns: &str) -> (Option<Arc<live::LiveNs>>, live::LiveObjects) {
         let live = self.live.lock().expect("live");
         (
             live.namespaces.get(ns).cloned(),

@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::apply::gone_or;
-use super::observe::LiveNs;
+use super::live::LiveNs;
 use super::retry::{already_exists, not_found, precondition};
 use super::state::{self, CreatedBy};
 use super::{api_err, err, KubeTarget};

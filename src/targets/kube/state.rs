@@ -49,6 +49,18 @@ impl CreatedBy {
 }
 
 /// Labels of a staging's namespace.
+/// The label selector of everything this instance labels as its own (ownership is then
+/// checked object by object).
+pub fn instance_selector(instance: &str) -> String {
+    format!(
+        "{}={},{}={}",
+        consts::LABEL_MANAGED_BY,
+        consts::MANAGER,
+        consts::LABEL_INSTANCE,
+        instance
+    )
+}
+
 pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String> {
     [
         (consts::LABEL_MANAGED_BY, consts::MANAGER.to_string()),

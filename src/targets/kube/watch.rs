@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::cache::{Event, Store};
-use super::observe::{self, LiveNs, LiveObject};
+use super::live::{self, LiveNs, LiveObject};
 use crate::consts;
 use crate::plan::{Foreign, StagingRecord};
 
@@ -96,7 +96,7 @@ impl Watches {
             w.stop.clone(),
             move |m: &ObjectMeta| {
                 let name = m.name.clone().unwrap_or_default();
-                let entry = observe::classify(m, &inst);
+                let entry = live::classify(m, &inst);
                 (name, Some(entry))
             },
         ));
@@ -140,13 +140,7 @@ impl Watches {
         };
         let api: Api<PartialObjectMeta<DynamicObject>> =
             Api::all_with(self.client.clone(), resource);
-        let selector = format!(
-            "{}={},{}={}",
-            consts::LABEL_MANAGED_BY,
-            consts::MANAGER,
-            consts::LABEL_INSTANCE,
-            self.instance
-        );
+        let selector = super::state::instance_selector(&self.instance);
         tokio::spawn(follow(
             api,
             watcher::Config::default().labels(&selector),
@@ -169,7 +163,7 @@ impl Watches {
         let (version, value) = match written {
             Some(m) => (
                 m.resource_version.clone(),
-                Some(observe::classify(m, &self.instance)),
+                Some(live::classify(m, &self.instance)),
             ),
             None => (None, None),
         };
@@ -214,7 +208,7 @@ impl Watches {
 /// record, and of its managed fields only what drift detection needs.
 fn kept(m: &ObjectMeta) -> Option<Kept> {
     let staging = m.labels.as_ref()?.get(consts::LABEL_STAGING)?.clone();
-    let mut live = observe::owned_object(m, &staging)?;
+    let mut live = live::owned_object(m, &staging)?;
     live.compact();
     Some(Kept {
         staging,
