@@ -253,3 +253,76 @@ fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_st
     assert_eq!(l.branches.len(), 3);
     assert_eq!(mirror_counts(&dir), (4, 1));
 }
+
+/// Found by attacking the remote listing: each of these left every later listing failing, or
+/// showed a pin the remote no longer has.
+#[test]
+fn a_remote_listing_survives_renamed_refs_deleted_tags_long_names_and_a_damaged_mirror() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("srv/app"), "2026-10-01T10:00:00Z");
+    let main = repo.commit("main", "Main", "2026-10-02T10:00:00Z");
+    repo.commit("feat", "Feat", "2026-10-02T11:00:00Z");
+    repo.git(&["tag", "v1", &main]);
+    let daemon = Daemon::serve(&tmp.path().join("srv"));
+    let url = daemon.url("app");
+    let cache = RepoCache::new(tmp.path().join("cache"));
+    let dir = cache.mirror_dir(&url);
+    let pins = ["v1".to_string()];
+    let names = |l: &octostage::source::RepoListing| -> Vec<String> {
+        l.branches.iter().map(|b| b.name.clone()).collect()
+    };
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    assert_eq!(names(&l), ["feat", "main"]);
+
+    // `feat` becomes the folder `feat/x`: the old ref must go before the new one is written.
+    repo.delete_branch("feat");
+    let x = repo.commit("feat/x", "X", "2026-10-03T10:00:00Z");
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    assert_eq!(names(&l), ["feat/x", "main"]);
+    assert_eq!(l.branches[0].commit.sha, x);
+
+    // A pinned tag deleted on the remote no longer resolves from the cache.
+    repo.git(&["tag", "-d", "v1"]);
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    assert!(l.pins["v1"].is_err(), "{:?}", l.pins);
+
+    // A branch whose name has a part too long for a file name is skipped, the rest listed.
+    repo.git(&["pack-refs", "--all"]);
+    let packed = repo.path.join(".git/packed-refs");
+    let text = std::fs::read_to_string(&packed).unwrap();
+    let long = format!("{main} refs/heads/{}\n", "l".repeat(300));
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&packed, format!("# pack-refs with: peeled\n{body}{long}")).unwrap();
+    let l = cache.list(&url, &Credentials::default(), &pins).unwrap();
+    assert_eq!(names(&l), ["feat/x", "main"]);
+    assert!(
+        l.skipped.iter().any(|s| s.why.contains("longer than 250")),
+        "{:?}",
+        l.skipped
+    );
+    let fresh = RepoCache::new(tmp.path().join("cache2"));
+    let l = fresh.list(&url, &Credentials::default(), &pins).unwrap();
+    assert_eq!(names(&l), ["feat/x", "main"], "a cold listing too");
+
+    // A mirror that lost its packs fails at most twice, then is rebuilt.
+    for p in std::fs::read_dir(dir.join("objects/pack"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(p.path()).unwrap();
+    }
+    repo.commit("feat/x", "X2", "2026-10-04T10:00:00Z");
+    let mut failures = 0;
+    let listed = loop {
+        match cache.list(&url, &Credentials::default(), &[]) {
+            Ok(l) if !l.skipped.iter().any(|s| s.why.contains("cannot be read")) => break l,
+            Ok(_) | Err(_) => failures += 1,
+        }
+        assert!(failures <= 2, "still failing after {failures} listings");
+    };
+    assert_eq!(names(&listed), ["feat/x", "main"]);
+}

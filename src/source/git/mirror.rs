@@ -52,9 +52,25 @@ pub(super) fn open(dir: &Path) -> Result<(Repository, bool), SourceError> {
     Ok((repo, true))
 }
 
+/// Written when bringing the mirror up to a reachable remote failed: a second failure in a row
+/// rebuilds it, so a damaged mirror (a lost pack, a broken `packed-refs` or `shallow` file)
+/// cannot fail every listing, while a single network hiccup costs no rebuild.
+const FAILED: &str = "octostage-failed";
+
+/// Bringing the mirror up to the remote failed (see [`FAILED`]).
+pub(super) fn failed(dir: &Path) {
+    if dir.join(FAILED).exists() {
+        tracing::warn!(dir = %dir.display(), "the mirror failed twice in a row; it is rebuilt at the next listing");
+        let _ = std::fs::remove_file(dir.join(BASELINE));
+    } else {
+        let _ = std::fs::write(dir.join(FAILED), b"");
+    }
+}
+
 /// After a good fetch: record a fresh mirror's size, or mark a grown one for a rebuild at the
 /// next listing (this one already has what it needs).
 pub(super) fn settle(dir: &Path, fresh: bool) {
+    let _ = std::fs::remove_file(dir.join(FAILED));
     let (bytes, packs) = objects(dir);
     let baseline = dir.join(BASELINE);
     if fresh {

@@ -145,7 +145,13 @@ impl RepoCache {
         let tags: Vec<String> = pins.iter().filter(|p| !is_full_sha(p)).cloned().collect();
         let (remote, mut skipped_refs) =
             sync::advertised(&repo, url, credentials, deadline, &tags)?;
-        let fetched = sync::sync(&repo, url, credentials, deadline, depth, &remote)?;
+        let remote = sync::Advertised {
+            refs: remote,
+            tags: &tags,
+            glob_ok: !skipped_refs.iter().any(|s| s.why == sync::TOO_LONG),
+        };
+        let synced = sync::sync(&repo, url, credentials, deadline, depth, &remote);
+        let fetched = synced.inspect_err(|_| mirror::failed(&dir))?;
         fetch_pinned_shas(&repo, url, credentials, deadline, depth, pins);
         tracing::info!(
             url = %shown,

@@ -21,6 +21,28 @@ pub(super) type Refs = Vec<(String, Oid)>;
 
 /// Above this many refs to fetch, one glob refspec is cheaper to match than one each.
 const EXACT_REFSPECS: usize = 256;
+/// Longest part of a ref name (between slashes) kept: the mirror stores refs as files (with a
+/// `.lock` beside them while written), and a file name longer than the file system allows (255
+/// bytes) would fail every fetch that brings the ref.
+const MAX_NAME_PART: usize = 250;
+
+/// Why a ref whose name is too long to store is skipped.
+pub(super) const TOO_LONG: &str = "is not a name git can store here (a part longer than 250 bytes)";
+
+/// What the remote advertised that a listing needs.
+pub(super) struct Advertised<'a> {
+    /// Heads and the named tags, by full ref name.
+    pub refs: Refs,
+    /// The tags pins name.
+    pub tags: &'a [String],
+    /// Whether one glob refspec may fetch every head (none was skipped as too long to store).
+    pub glob_ok: bool,
+}
+
+/// Whether a ref can be written into the mirror (and so be a refspec).
+fn storable(name: &str) -> bool {
+    git2::Reference::is_valid_name(name) && name.split('/').all(|p| p.len() <= MAX_NAME_PART)
+}
 
 /// The remote's heads and the tags named in `tags`, by full ref name, and the refs whose names
 /// cannot be carried.
@@ -50,30 +72,60 @@ pub(super) fn advertised(
             });
             continue;
         };
-        if name.starts_with("refs/heads/") || wanted_tags.contains(&name) {
+        if !name.starts_with("refs/heads/") && !wanted_tags.contains(&name) {
+            continue;
+        }
+        if storable(&name) {
             refs.push((name, head.oid()));
+        } else {
+            skipped.push(Skipped {
+                name: name
+                    .trim_start_matches("refs/heads/")
+                    .chars()
+                    .take(80)
+                    .collect(),
+                why: TOO_LONG,
+            });
         }
     }
     Ok((refs, skipped))
 }
 
-/// Make the mirror's heads (and the named tags) what the remote advertised: refs at commits the
-/// mirror has are set directly, the others fetched (depth `depth`), vanished heads deleted.
+/// Make the mirror's heads (and the tags named in `tags`) what the remote advertised: vanished
+/// ones deleted first (a new `a/b` cannot be written beside an old `a`), refs at commits the
+/// mirror has set directly, the others fetched (depth `depth`).
 pub(super) fn sync(
     repo: &Repository,
     url: &str,
     credentials: &Credentials,
     deadline: Instant,
     depth: Option<i32>,
-    remote: &[(String, Oid)],
+    remote: &Advertised,
 ) -> Result<Fetched, SourceError> {
+    let Advertised {
+        refs: remote,
+        tags,
+        glob_ok,
+    } = remote;
+    let glob_ok = *glob_ok;
     let shown = crate::redact::url(url);
     let err = |action| super::super::git_err(&shown, action);
-    let local = local_refs(repo, remote).map_err(err("reading refs"))?;
+    let mut local = local_refs(repo, tags).map_err(err("reading refs"))?;
+    let advertised: HashSet<&str> = remote.iter().map(|(n, _)| n.as_str()).collect();
+    let mut moved = false;
+    local.retain(|name, _| {
+        if advertised.contains(name.as_str()) {
+            return true;
+        }
+        if let Ok(mut r) = repo.find_reference(name) {
+            moved |= r.delete().is_ok();
+        }
+        false
+    });
     let mut specs = Vec::new();
     let mut set = Vec::new();
     for (name, oid) in remote {
-        if local.get(name) == Some(oid) || !git2::Reference::is_valid_name(name) {
+        if local.get(name) == Some(oid) {
             continue;
         }
         if repo.find_commit(*oid).is_ok() || repo.find_tag(*oid).is_ok() {
@@ -82,7 +134,8 @@ pub(super) fn sync(
             specs.push(format!("+{name}:{name}"));
         }
     }
-    if specs.len() > EXACT_REFSPECS || local.is_empty() && !specs.is_empty() {
+    // A glob would also bring the refs that were skipped as too long to store.
+    if glob_ok && (specs.len() > EXACT_REFSPECS || local.is_empty() && !specs.is_empty()) {
         specs.retain(|s| !s.starts_with("+refs/heads/"));
         specs.push("+refs/heads/*:refs/heads/*".into());
     }
@@ -94,7 +147,7 @@ pub(super) fn sync(
         };
         fetched = fetch(repo, url, credentials, deadline, &want)?.1;
     }
-    let mut moved = !specs.is_empty() || !set.is_empty();
+    moved |= !specs.is_empty() || !set.is_empty();
     // A glob fetch copies refs whose names are not UTF-8; nothing downstream can carry them,
     // and they are reported from the advertisement.
     for r in repo
@@ -117,15 +170,6 @@ pub(super) fn sync(
         )
         .map_err(err("updating refs"))?;
     }
-    let advertised: HashSet<&str> = remote.iter().map(|(n, _)| n.as_str()).collect();
-    for name in local.keys().filter(|n| n.starts_with("refs/heads/")) {
-        if !advertised.contains(name.as_str()) {
-            if let Ok(mut r) = repo.find_reference(name) {
-                r.delete().map_err(err("deleting refs"))?;
-                moved = true;
-            }
-        }
-    }
     if moved {
         // Refs written here are loose files; one packed file reads much faster.
         repo.refdb_compress().map_err(err("packing refs"))?;
@@ -133,20 +177,18 @@ pub(super) fn sync(
     Ok(fetched)
 }
 
-/// The mirror's heads and the tags among `remote`, by name.
-fn local_refs(
-    repo: &Repository,
-    remote: &[(String, Oid)],
-) -> Result<HashMap<String, Oid>, git2::Error> {
+/// The mirror's heads and its tags named in `tags`, by name.
+fn local_refs(repo: &Repository, tags: &[String]) -> Result<HashMap<String, Oid>, git2::Error> {
     let mut out = HashMap::new();
     for r in repo.references_glob("refs/heads/*")?.flatten() {
         if let (Ok(name), Some(oid)) = (std::str::from_utf8(r.name_bytes()), r.target()) {
             out.insert(name.to_string(), oid);
         }
     }
-    for (name, _) in remote.iter().filter(|(n, _)| n.starts_with("refs/tags/")) {
-        if let Ok(oid) = repo.refname_to_id(name) {
-            out.insert(name.clone(), oid);
+    for t in tags {
+        let name = format!("refs/tags/{t}");
+        if let Ok(oid) = repo.refname_to_id(&name) {
+            out.insert(name, oid);
         }
     }
     Ok(out)
