@@ -8,6 +8,14 @@ use std::time::{Duration, Instant};
 use crate::signals::{finish, signal, slow_render};
 use crate::util::*;
 
+/// Wait until `done`, failing with `what` once `secs` have passed since `start`.
+fn wait_until(start: Instant, secs: u64, what: &str, done: impl Fn() -> bool) {
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn passes(log: &str) -> usize {
     log.matches("pass finished").count()
 }
@@ -61,13 +69,9 @@ fn sighup_asks_for_a_pass_at_once() {
     d.repo.commit("feature/late", "w", &days_ago(0));
     signal(&child, nix::sys::signal::Signal::SIGHUP);
     let start = Instant::now();
-    while !d.out.join("app-feature-late").is_dir() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no pass after SIGHUP"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(start, 10, "no pass after SIGHUP", || {
+        d.out.join("app-feature-late").is_dir()
+    });
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, _, log) = finish(child, Duration::from_secs(10));
     assert_eq!(code, Some(0));
@@ -92,17 +96,10 @@ fn an_expiry_wakes_the_controller_before_the_interval() {
         .unwrap();
     let staging = d.out.join("app-feature-brief");
     let start = Instant::now();
-    while !staging.is_dir() {
-        assert!(start.elapsed() < Duration::from_secs(10), "never created");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    while staging.join("octostage-status.yaml").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "not deleted at its deadline"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(start, 10, "never created", || staging.is_dir());
+    wait_until(start, 15, "not deleted at its deadline", || {
+        !staging.join("octostage-status.yaml").exists()
+    });
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, _, log) = finish(child, Duration::from_secs(10));
     assert_eq!(code, Some(0));
