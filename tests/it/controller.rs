@@ -8,6 +8,18 @@ use std::time::{Duration, Instant};
 use crate::signals::{finish, signal, slow_render};
 use crate::util::*;
 
+/// `octostage run` with `cmd` on `d`, logging passes to stderr.
+fn run_daemon(d: &DirRun, cmd: &[&str]) -> std::process::Child {
+    let mut args = d.args(cmd);
+    args.extend(["--log".into(), "octostage=info".into()]);
+    Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Wait until `done`, failing with `what` once `secs` have passed since `start`.
 fn wait_until(start: Instant, secs: u64, what: &str, done: impl Fn() -> bool) {
     while !done() {
@@ -24,14 +36,7 @@ fn passes(log: &str) -> usize {
 fn requests_during_a_pass_coalesce_into_one_more_pass() {
     let d = DirRun::new(&days_ago(1));
     slow_render(&d, 3);
-    let mut args = d.args(&["run", "--interval", "1h", "--concurrency", "1"]);
-    args.extend(["--log".into(), "octostage=info".into()]);
-    let child = Command::new(env!("CARGO_BIN_EXE_octostage"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run_daemon(&d, &["run", "--interval", "1h", "--concurrency", "1"]);
     // The first pass takes about three seconds; during it, ten changes and five SIGHUPs.
     std::thread::sleep(Duration::from_millis(700));
     for i in 0..10 {
@@ -57,14 +62,7 @@ fn requests_during_a_pass_coalesce_into_one_more_pass() {
 #[test]
 fn sighup_asks_for_a_pass_at_once() {
     let d = DirRun::new(&days_ago(1));
-    let mut args = d.args(&["run", "--interval", "1h"]);
-    args.extend(["--log".into(), "octostage=info".into()]);
-    let child = Command::new(env!("CARGO_BIN_EXE_octostage"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run_daemon(&d, &["run", "--interval", "1h"]);
     std::thread::sleep(Duration::from_millis(1500));
     d.repo.commit("feature/late", "w", &days_ago(0));
     signal(&child, nix::sys::signal::Signal::SIGHUP);
@@ -86,14 +84,7 @@ fn an_expiry_wakes_the_controller_before_the_interval() {
         "    overrides:\n      feature/brief:\n        ttl: 3s\n",
         "",
     );
-    let mut args = d.args(&["run", "--interval", "1h"]);
-    args.extend(["--log".into(), "octostage=info".into()]);
-    let child = Command::new(env!("CARGO_BIN_EXE_octostage"))
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run_daemon(&d, &["run", "--interval", "1h"]);
     let staging = d.out.join("app-feature-brief");
     let start = Instant::now();
     wait_until(start, 10, "never created", || staging.is_dir());

@@ -326,3 +326,31 @@ fn a_remote_listing_survives_renamed_refs_deleted_tags_long_names_and_a_damaged_
     };
     assert_eq!(names(&listed), ["feat/x", "main"]);
 }
+
+/// A server that accepts and never answers holds a listing inside libgit2 (which has no read
+/// timeout); a later listing of the same repository must give up within the timeout, not wait
+/// behind it forever.
+#[test]
+fn a_listing_stuck_on_a_silent_server_does_not_hold_the_next_one_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "git://127.0.0.1:{}/app",
+        silent.local_addr().unwrap().port()
+    );
+    let cache =
+        RepoCache::new(tmp.path().join("cache")).with_timeout(std::time::Duration::from_secs(1));
+    let first = cache.clone();
+    let stuck_url = url.clone();
+    std::thread::spawn(move || first.list(&stuck_url, &Credentials::default(), &[]));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    let e = cache.list(&url, &Credentials::default(), &[]).unwrap_err();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(e.to_string().contains("still running"), "{e}");
+    drop(silent);
+}

@@ -128,7 +128,15 @@ impl RepoCache {
         check_local(url, &shown)?;
         let dir = self.mirror_dir(url);
         let local = self.lock_for(&dir);
-        let _local = local.lock().unwrap_or_else(|p| p.into_inner());
+        // A listing stuck in libgit2 (a server that never answers; libgit2 has no read timeout)
+        // keeps this lock: later listings give up after the timeout instead of piling up.
+        let _local = wait_for(&local, self.timeout).ok_or_else(|| SourceError::Local {
+            path: dir.display().to_string(),
+            message: format!(
+                "an earlier listing of this repository is still running after {}; the server may not be answering",
+                humantime::format_duration(self.timeout)
+            ),
+        })?;
         let repos = dir.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(repos).map_err(|e| SourceError::Local {
             path: repos.display().to_string(),
@@ -249,6 +257,21 @@ impl RepoCache {
         }
         skipped.extend(unreadable);
         Ok((result?, skipped))
+    }
+}
+
+/// Lock `m`, waiting at most `timeout`.
+fn wait_for(m: &Mutex<()>, timeout: Duration) -> Option<std::sync::MutexGuard<'_, ()>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match m.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
     }
 }
 

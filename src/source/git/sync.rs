@@ -149,12 +149,17 @@ pub(super) fn sync(
     }
     moved |= !specs.is_empty() || !set.is_empty();
     // A glob fetch copies refs whose names are not UTF-8; nothing downstream can carry them,
-    // and they are reported from the advertisement.
-    for r in repo
-        .references_glob("refs/heads/*")
-        .map_err(err("reading refs"))?
-        .flatten()
-    {
+    // and they are reported from the advertisement. Exact refspecs never bring one.
+    let glob = specs.iter().any(|s| s.ends_with("/*"));
+    let heads = if glob {
+        repo.references_glob("refs/heads/*")
+            .map_err(err("reading refs"))?
+            .flatten()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for r in heads {
         if std::str::from_utf8(r.name_bytes()).is_err() {
             let mut r = r;
             r.delete().map_err(err("deleting refs"))?;
