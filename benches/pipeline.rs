@@ -100,19 +100,7 @@ fn bench_plan() {
         .stagings
         .iter()
         .filter(|s| s.exists_after())
-        .map(|s| StagingRecord {
-            name: s.name.clone(),
-            environment: s.environment.clone(),
-            branch: s.branch.clone(),
-            static_name: None,
-            namespace: s.namespace.clone().unwrap(),
-            commit: s.commit.as_ref().unwrap().sha.clone(),
-            first_seen: s.first_seen,
-            expires_at: s.expires_at,
-            state: s.state.unwrap(),
-            links: Default::default(),
-            history: s.history.clone(),
-        })
+        .map(StagingRecord::of)
         .collect();
     let observed = Observed {
         stagings,

@@ -29,6 +29,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// Default time to live of a branch staging without activity (7 days).
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Longest `octostage extend` when `max_extension` is not set (as Release allows).
+pub const DEFAULT_MAX_EXTENSION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default namespace template.
 pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 /// Default limit on how long a render command may run.

@@ -79,6 +79,8 @@ pub struct Environment {
     pub always: Globs,
     /// Most stagings of this environment.
     pub max_stagings: Option<u32>,
+    /// Most stagings of this environment awake at once.
+    pub max_awake: Option<u32>,
     /// Settings of the environment (defaults applied), before branch overrides.
     pub base: Layer,
     /// The same, resolved, for branches that no override matches.
@@ -243,6 +245,8 @@ pub struct Layer {
     pub retention: Option<Duration>,
     /// Sleep schedule.
     pub sleep: Option<Sleep>,
+    /// Longest `extend`.
+    pub max_extension: Option<Duration>,
 }
 
 impl Layer {
@@ -266,6 +270,7 @@ impl Layer {
             ttl: self.ttl.or(base.ttl),
             retention: self.retention.or(base.retention),
             sleep: self.sleep.clone().or_else(|| base.sleep.clone()),
+            max_extension: self.max_extension.or(base.max_extension),
         }
     }
 
@@ -288,6 +293,9 @@ impl Layer {
             ttl: self.ttl.unwrap_or(Ttl::After(consts::DEFAULT_TTL)),
             retention: self.retention.unwrap_or_default(),
             sleep: self.sleep,
+            max_extension: self
+                .max_extension
+                .unwrap_or(consts::DEFAULT_MAX_EXTENSION),
         })
     }
 }
@@ -339,6 +347,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Sleep schedule.
     pub sleep: Option<Sleep>,
+    /// Longest `extend`, counted from when it is asked.
+    pub max_extension: Duration,
 }
 
 #[cfg(test)]

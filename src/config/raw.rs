@@ -71,13 +71,19 @@ pub struct RawSettings {
     /// Activity is the later of the head commit's time and when octostage first saw that head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    /// How long an expired staging is kept, marked expired, before it is deleted; `0` deletes
-    /// at once.
+    /// How long an expired staging is kept asleep (scaled to zero, its volumes kept) before it
+    /// is deleted; `0` deletes at once. A new commit in that time wakes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
-    /// When stagings sleep (scaled to zero) and wake.
+    /// When stagings sleep and wake. Asleep, a staging's Deployments and StatefulSets are
+    /// applied with 0 replicas and its CronJobs suspended; Services, Ingresses, ConfigMaps,
+    /// Secrets and volumes stay. `octostage wake` and `octostage sleep` override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep: Option<RawSleep>,
+    /// Longest `octostage extend` may keep a staging beyond the time it is asked, such as `14d`
+    /// (default `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_extension: Option<String>,
 }
 
 /// A sleep schedule: two cron expressions in an IANA time zone.
@@ -127,6 +133,10 @@ pub struct RawEnvironment {
     /// Most stagings of this environment; beyond it the least recently active branches get none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_stagings: Option<u32>,
+    /// Most stagings of this environment awake at once; beyond it the least recently active
+    /// sleep (scaled to zero) until there is room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_awake: Option<u32>,
     /// Settings for branches matching a name or glob, applied in file order over the
     /// environment's settings.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]

@@ -61,6 +61,20 @@ pub enum Why {
         /// Whether it expires in this pass (else it already had).
         now: bool,
     },
+    /// Put to sleep.
+    Asleep {
+        /// Why.
+        cause: crate::plan::SleepCause,
+        /// Until when, if known (the schedule's wake time, never for a manual sleep).
+        until: Option<DateTime<Utc>>,
+    },
+    /// Woken.
+    Awake {
+        /// Why: its schedule's wake time, or `octostage wake`.
+        by: WakeCause,
+        /// Until when, if it sleeps again.
+        until: Option<DateTime<Utc>>,
+    },
     /// A branch that gets no staging.
     NotCreated {
         /// Why not.
@@ -124,6 +138,18 @@ pub enum Why {
     },
 }
 
+/// What woke a staging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WakeCause {
+    /// Its schedule's wake time (or its schedule was removed).
+    Schedule,
+    /// `octostage wake`.
+    Request,
+    /// Room under `max_awake`.
+    Room,
+}
+
 /// `a, b, c and 2 more`.
 fn listed(changes: &[String], more: usize) -> String {
     let list = changes.join(", ");
@@ -169,6 +195,31 @@ impl std::fmt::Display for Why {
                     write!(f, "{cause}; kept until deletion (retention {r}){when}")
                 } else {
                     write!(f, "expired, kept: {cause}{when}")
+                }
+            }
+            Why::Asleep { cause, until } => {
+                let until = until
+                    .map(|u| format!(" until {}", rfc3339(u)))
+                    .unwrap_or_default();
+                match cause {
+                    crate::plan::SleepCause::Schedule => write!(f, "sleep schedule{until}"),
+                    crate::plan::SleepCause::Manual => {
+                        f.write_str("put to sleep by `octostage sleep`; `octostage wake` wakes it")
+                    }
+                    crate::plan::SleepCause::Cap => write!(
+                        f,
+                        "over max_awake: the least recently active sleep{until}"
+                    ),
+                }
+            }
+            Why::Awake { by, until } => {
+                let until = until
+                    .map(|u| format!(" until {}", rfc3339(u)))
+                    .unwrap_or_default();
+                match by {
+                    WakeCause::Schedule => write!(f, "sleep schedule: awake{until}"),
+                    WakeCause::Request => write!(f, "woken by `octostage wake`{until}"),
+                    WakeCause::Room => write!(f, "room under max_awake{until}"),
                 }
             }
             Why::NotCreated { cause } => write!(f, "not created: {cause}"),

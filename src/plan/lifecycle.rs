@@ -80,6 +80,38 @@ impl Life {
     }
 }
 
+impl Life {
+    /// This life kept at least until `keep_until` (`octostage extend`): a staging that never
+    /// expires stays so, one that expires does so no earlier than then.
+    pub fn extended(
+        self,
+        keep_until: DateTime<Utc>,
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Life {
+        let Some(expires) = self.expires_at else {
+            return self;
+        };
+        if keep_until <= expires {
+            return self;
+        }
+        let delete_at = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| keep_until.checked_add_signed(r));
+        let phase = match delete_at {
+            Some(d) if now >= d => Phase::Gone,
+            _ if now >= keep_until => Phase::Expired,
+            _ => Phase::Active,
+        };
+        Life {
+            expires_at: Some(keep_until),
+            delete_at,
+            phase,
+            ..self
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +194,26 @@ mod tests {
         );
         assert_eq!(l.expires_at, Some(t("2026-11-27T00:00:00Z")));
         assert_eq!(l.activity, t("2026-11-20T00:00:00Z"));
+    }
+
+    #[test]
+    fn an_extension_moves_expiry_and_deletion_later_never_earlier() {
+        let ttl = Ttl::After(Duration::from_secs(DAY));
+        let l = Life::new(
+            t("2026-11-01T00:00:00Z"),
+            t("2026-11-01T00:00:00Z"),
+            ttl,
+            None,
+            Duration::from_secs(DAY),
+            t("2026-11-02T12:00:00Z"),
+        );
+        assert_eq!(l.phase, Phase::Expired);
+        let e = l.extended(t("2026-11-05T00:00:00Z"), Duration::from_secs(DAY), t("2026-11-02T12:00:00Z"));
+        assert_eq!(e.phase, Phase::Active);
+        assert_eq!(e.expires_at, Some(t("2026-11-05T00:00:00Z")));
+        assert_eq!(e.delete_at, Some(t("2026-11-06T00:00:00Z")));
+        let earlier = l.extended(t("2026-11-01T12:00:00Z"), Duration::ZERO, t("2026-11-02T12:00:00Z"));
+        assert_eq!(earlier, l);
     }
 
     #[test]

@@ -14,13 +14,19 @@ mod guard;
 pub mod lifecycle;
 mod model;
 mod observed;
+mod posture;
+pub mod schedule;
 
 use std::collections::HashMap;
 
-pub use decision::{Hold, Why};
+pub use decision::{Hold, WakeCause, Why};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
-pub use observed::{Foreign, Observed, StagingRecord, State, Transition, MAX_HISTORY};
+pub use observed::{
+    Clock, Extension, Foreign, Observed, Power, Requests, SleepCause, StagingRecord, State,
+    Transition, Usage, MAX_HISTORY,
+};
+pub use posture::Posture;
 
 use crate::config::Config;
 
@@ -92,7 +98,10 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
 /// What this pass changes goes into each staging's history.
 fn record_transitions(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
     for p in stagings.iter_mut() {
-        if matches!(p.action, Action::Create | Action::Update | Action::Expire) {
+        if matches!(
+            p.action,
+            Action::Create | Action::Update | Action::Expire | Action::Sleep | Action::Wake
+        ) {
             p.history.push(Transition {
                 at: now,
                 action: p.action,
@@ -117,8 +126,11 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         hold: None,
         first_seen: o.first_seen,
         expires_at: o.expires_at,
-        delete_at: None,
+        delete_at: o.delete_at,
         state: Some(o.state),
+        next_change: o.next_change,
+        clock: o.clock,
+        usage: o.usage,
         settings: None,
         context: None,
         error: None,

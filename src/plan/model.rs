@@ -19,8 +19,12 @@ pub enum Action {
     Create,
     /// Apply a new commit or new configuration.
     Update,
-    /// It expired: mark it expired and keep it until its retention ends.
+    /// It expired: put it to sleep and keep it until its retention ends.
     Expire,
+    /// Scale it to zero (a schedule, a request, a cap).
+    Sleep,
+    /// Scale it back to its rendered size.
+    Wake,
     /// Delete it.
     Delete,
     /// Nothing to do.
@@ -33,6 +37,8 @@ impl std::fmt::Display for Action {
             Action::Create => "create",
             Action::Update => "update",
             Action::Expire => "expire",
+            Action::Sleep => "sleep",
+            Action::Wake => "wake",
             Action::Delete => "delete",
             Action::Noop => "noop",
         })
@@ -68,6 +74,12 @@ pub struct Planned {
     pub delete_at: Option<DateTime<Utc>>,
     /// State after the pass (`None` for stagings that will not exist).
     pub state: Option<State>,
+    /// When it next goes to sleep or wakes, if it will.
+    pub next_change: Option<DateTime<Utc>>,
+    /// Time awake and asleep, this pass included.
+    pub clock: Option<super::Clock>,
+    /// What its workloads request when awake (as last rendered).
+    pub usage: Option<super::Usage>,
     /// Resolved settings (for stagings that will exist).
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
@@ -228,12 +240,12 @@ impl PlanError {
 
 impl Plan {
     /// The earliest time after the plan's own at which a staging's lifecycle changes (it
-    /// expires, or its retention ends): a pass then has something to do.
+    /// expires, its retention ends, it goes to sleep or wakes): a pass then has something to do.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
         self.stagings
             .iter()
             .filter(|p| p.exists_after())
-            .flat_map(|p| [p.expires_at, p.delete_at])
+            .flat_map(|p| [p.expires_at, p.delete_at, p.next_change])
             .flatten()
             .filter(|t| *t > self.at)
             .min()

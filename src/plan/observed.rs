@@ -15,19 +15,153 @@ pub const MAX_HISTORY: usize = 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
-    /// Running.
+    /// Running at its rendered size.
     Active,
-    /// Expired and asleep until its retention ends.
+    /// Scaled to zero (Deployments and StatefulSets at 0 replicas, CronJobs suspended), its
+    /// Services, Ingresses, ConfigMaps, Secrets and volumes kept.
+    Sleeping(SleepCause),
+    /// Expired: asleep until its retention ends, then deleted.
     Expired,
+}
+
+impl State {
+    /// Whether its workloads are scaled to zero.
+    pub fn asleep(self) -> bool {
+        !matches!(self, State::Active)
+    }
+}
+
+/// Why a staging sleeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SleepCause {
+    /// Its sleep schedule.
+    Schedule,
+    /// `octostage sleep`.
+    Manual,
+    /// More stagings are awake than `max_awake` allows; the least recently active sleep.
+    Cap,
+}
+
+impl std::fmt::Display for SleepCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SleepCause::Schedule => "schedule",
+            SleepCause::Manual => "manual",
+            SleepCause::Cap => "cap",
+        })
+    }
 }
 
 impl std::fmt::Display for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            State::Active => "active",
-            State::Expired => "expired",
-        })
+        match self {
+            State::Active => f.write_str("active"),
+            State::Sleeping(c) => write!(f, "sleeping ({c})"),
+            State::Expired => f.write_str("expired"),
+        }
     }
+}
+
+/// What people asked of a staging with `octostage sleep`, `wake` and `extend`. Kept apart from
+/// the record (a namespace annotation of its own, a file of its own in a dir target): the
+/// commands write it, passes only read it, so neither overwrites the other.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    /// The latest `sleep` or `wake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<Power>,
+    /// The latest `extend`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_until: Option<Extension>,
+}
+
+impl Requests {
+    /// Whether nothing is asked.
+    pub fn is_empty(&self) -> bool {
+        self.power.is_none() && self.keep_until.is_none()
+    }
+}
+
+/// `octostage sleep` or `octostage wake`: the later replaces the earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "do", rename_all = "lowercase")]
+pub enum Power {
+    /// Asleep until woken.
+    Sleep {
+        /// When it was asked.
+        at: DateTime<Utc>,
+    },
+    /// Awake whatever the schedule says, until `until` (or, without it, until the schedule's
+    /// next sleep time).
+    Wake {
+        /// When it was asked.
+        at: DateTime<Utc>,
+        /// Until when.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+/// `octostage extend`: keep the staging until then, however idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// When it was asked (`max_extension` counts from here).
+    pub at: DateTime<Utc>,
+    /// Keep until.
+    pub until: DateTime<Utc>,
+}
+
+/// How long a staging has been awake and asleep since it was created, for the cost report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// When the current stretch (awake or asleep) began.
+    pub since: DateTime<Utc>,
+    /// Seconds awake before it.
+    pub awake_seconds: u64,
+    /// Seconds asleep (sleeping or expired) before it.
+    pub asleep_seconds: u64,
+}
+
+impl Clock {
+    /// A clock started at `at`.
+    pub fn start(at: DateTime<Utc>) -> Clock {
+        Clock {
+            since: at,
+            awake_seconds: 0,
+            asleep_seconds: 0,
+        }
+    }
+
+    /// The clock after a change at `at` from a stretch that was `asleep` (or not).
+    pub fn turn(self, asleep: bool, at: DateTime<Utc>) -> Clock {
+        let (awake, slept) = self.totals(asleep, at);
+        Clock {
+            since: at,
+            awake_seconds: awake,
+            asleep_seconds: slept,
+        }
+    }
+
+    /// Seconds awake and asleep up to `now`, the current stretch being `asleep` (or not).
+    pub fn totals(&self, asleep: bool, now: DateTime<Utc>) -> (u64, u64) {
+        let stretch = u64::try_from((now - self.since).num_seconds()).unwrap_or(0);
+        if asleep {
+            (self.awake_seconds, self.asleep_seconds + stretch)
+        } else {
+            (self.awake_seconds + stretch, self.asleep_seconds)
+        }
+    }
+}
+
+/// What a staging's workloads request when awake: every container's requests times the
+/// rendered replicas of Deployments and StatefulSets (and once for Jobs and CronJobs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU, millicores.
+    pub cpu_millis: u64,
+    /// Memory, bytes.
+    pub memory_bytes: u64,
 }
 
 /// One change of a staging, as its record keeps it.
@@ -62,14 +196,29 @@ pub struct StagingRecord {
     /// When it expires, as last computed.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it is deleted after its retention, as last computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_at: Option<DateTime<Utc>>,
     /// Lifecycle state.
     pub state: State,
+    /// When it next goes to sleep or wakes (a schedule boundary, the end of `wake --for`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_change: Option<DateTime<Utc>>,
+    /// Time awake and asleep, for the cost report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Clock>,
+    /// What its workloads request when awake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
     /// Rendered links.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub links: IndexMap<String, String>,
     /// Its latest transitions, oldest first (at most [`MAX_HISTORY`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Transition>,
+    /// What people asked of it (read from where the commands write it, never from the record).
+    #[serde(skip)]
+    pub requests: Requests,
 }
 
 impl StagingRecord {
@@ -84,13 +233,18 @@ impl StagingRecord {
             commit: p.commit.as_ref().map(|c| c.sha.clone()).unwrap_or_default(),
             first_seen: p.first_seen,
             expires_at: p.expires_at,
+            delete_at: p.delete_at,
             state: p.state.unwrap_or(State::Active),
+            next_change: p.next_change,
+            clock: p.clock,
+            usage: p.usage,
             links: p
                 .context
                 .as_ref()
                 .map(|c| c.links.clone())
                 .unwrap_or_default(),
             history: p.history.clone(),
+            requests: Requests::default(),
         }
     }
 }

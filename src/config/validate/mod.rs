@@ -218,6 +218,14 @@ impl<'a> Validator<'a> {
             overrides.push((globs, self.layer(layer, &optr)));
         }
         let statics = self.statics(name, raw, &base, &ptr);
+        if let (Some(awake), Some(all)) = (raw.max_awake, raw.max_stagings) {
+            if awake >= all {
+                self.warn(
+                    &format!("{ptr}/max_awake"),
+                    format!("max_awake ({awake}) is not below max_stagings ({all}), so it never puts a staging to sleep"),
+                );
+            }
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -228,6 +236,7 @@ impl<'a> Validator<'a> {
             exclude: exclude?,
             always: always?,
             max_stagings: raw.max_stagings,
+            max_awake: raw.max_awake,
             base,
             settings: Arc::new(settings?),
             overrides,

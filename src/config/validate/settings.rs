@@ -57,12 +57,6 @@ impl Validator<'_> {
                 }
             }
         });
-        if raw.sleep.is_some() {
-            self.warn(
-                &format!("{ptr}/sleep"),
-                "sleep schedules are checked but not acted on yet: stagings keep running at night",
-            );
-        }
         Layer {
             namespace: raw.namespace.clone(),
             render,
@@ -80,6 +74,10 @@ impl Validator<'_> {
                 .sleep
                 .as_ref()
                 .and_then(|s| self.sleep(s, &format!("{ptr}/sleep"))),
+            max_extension: raw
+                .max_extension
+                .as_deref()
+                .and_then(|d| self.duration(d, &format!("{ptr}/max_extension"))),
         }
     }
 

@@ -66,6 +66,13 @@ impl Validator<'_> {
                 None
             }
         };
+        if raw.at.split_whitespace().eq(raw.wake.split_whitespace()) {
+            self.err(
+                &format!("{ptr}/wake"),
+                "sleep.wake is the same as sleep.at: stagings would never sleep",
+            );
+            return None;
+        }
         Some(Sleep {
             at: at?,
             wake: wake?,

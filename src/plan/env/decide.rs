@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::super::{Action, Phase, PlanError, Planned, StagingRecord, State, Why};
+use super::super::{Action, Clock, Phase, PlanError, Planned, StagingRecord, State, Why};
 use super::{Candidate, EnvPlanner};
 use crate::config::Ttl;
 use crate::render::Context;
@@ -24,6 +24,10 @@ impl EnvPlanner<'_> {
         let commit = c.commit.sha[..c.commit.sha.len().min(7)].to_string();
         let not_created = |cause| Why::NotCreated {
             cause: Box::new(cause),
+        };
+        let desired = match c.posture.asleep {
+            Some(cause) => State::Sleeping(cause),
+            None => State::Active,
         };
         match (c.observed, c.life.phase, c.capped) {
             (Some(_), _, Some(max)) => (Action::Delete, None, Why::OverCap { max }),
@@ -49,27 +53,45 @@ impl EnvPlanner<'_> {
             }
             (None, Phase::Active, _) => (
                 Action::Create,
-                Some(State::Active),
+                Some(desired),
                 if c.static_name.is_some() {
                     Why::Static { commit }
                 } else {
                     Why::NewBranch { commit }
                 },
             ),
-            (Some(o), Phase::Active, _) if o.commit != c.commit.sha => (
-                Action::Update,
-                Some(State::Active),
-                Why::NewCommit { commit },
-            ),
-            (Some(o), Phase::Active, _) if o.state != State::Active => {
-                (Action::Update, Some(State::Active), Why::ActiveAgain)
+            (Some(o), Phase::Active, _) if o.commit != c.commit.sha => {
+                (Action::Update, Some(desired), Why::NewCommit { commit })
             }
-            (Some(_), Phase::Active, _) => (Action::Noop, Some(State::Active), Why::UpToDate),
+            (Some(o), Phase::Active, _) if o.state == State::Expired => {
+                (Action::Update, Some(desired), Why::ActiveAgain)
+            }
+            (Some(o), Phase::Active, _) if o.state != desired => {
+                let action = if desired.asleep() {
+                    Action::Sleep
+                } else {
+                    Action::Wake
+                };
+                (action, Some(desired), c.posture.why.clone())
+            }
+            (Some(_), Phase::Active, _) => (Action::Noop, Some(desired), Why::UpToDate),
         }
     }
 
     pub(super) fn decide(&self, c: Candidate<'_>) -> Planned {
         let (action, state, why) = self.action(&c);
+        let now = self.inputs.now;
+        let clock = state.map(|s| match c.observed {
+            Some(o) => {
+                let clock = o.clock.unwrap_or_else(|| Clock::start(o.first_seen));
+                if o.state.asleep() == s.asleep() {
+                    clock
+                } else {
+                    clock.turn(o.state.asleep(), now)
+                }
+            }
+            None => Clock::start(now),
+        });
         let mut p = Planned {
             environment: self.env.name.clone(),
             branch: c.branch.clone(),
@@ -84,6 +106,12 @@ impl EnvPlanner<'_> {
             expires_at: c.life.expires_at,
             delete_at: c.life.delete_at,
             state,
+            next_change: match c.life.phase {
+                Phase::Active => c.posture.next_change,
+                _ => None,
+            },
+            clock,
+            usage: c.observed.and_then(|o| o.usage),
             settings: Some(c.settings.clone()),
             context: None,
             error: None,
@@ -152,6 +180,9 @@ pub(super) fn absent(
         expires_at: None,
         delete_at: None,
         state: None,
+        next_change: None,
+        clock: None,
+        usage: None,
         settings: None,
         context: None,
         error: None,

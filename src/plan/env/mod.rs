@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::StagingRecord;
+use super::posture::{posture, Posture};
 use super::{guard, Hold, Inputs, Life, Phase, Planned, Why};
 use crate::config::{Config, Environment, Settings, Ttl};
 use crate::naming;
@@ -43,6 +44,42 @@ struct Candidate<'a> {
     ttl: Ttl,
     observed: Option<&'a StagingRecord>,
     capped: Option<u32>,
+    /// Awake or asleep, before `max_awake`.
+    posture: Posture,
+}
+
+/// Who keeps a place under a cap first: stagings that never expire, then the most recently
+/// active (by name on a tie, so the order is stable).
+fn precedence<'c>(c: &'c Candidate<'_>) -> (bool, std::cmp::Reverse<DateTime<Utc>>, &'c str) {
+    (
+        c.ttl != Ttl::Never,
+        std::cmp::Reverse(c.life.activity),
+        c.name.as_str(),
+    )
+}
+
+/// A candidate's life kept longer by `octostage extend` (no further than `max_extension` from
+/// when it was asked, whatever the request says), and its posture.
+fn steer(
+    o: Option<&StagingRecord>,
+    settings: &Settings,
+    life: Life,
+    now: DateTime<Utc>,
+) -> (Life, Posture) {
+    let Some(requests) = o.map(|o| &o.requests) else {
+        return (life, posture(settings.sleep.as_ref(), &Default::default(), now));
+    };
+    let life = match requests.keep_until {
+        Some(e) => {
+            let most = chrono::Duration::from_std(settings.max_extension)
+                .ok()
+                .and_then(|m| e.at.checked_add_signed(m))
+                .unwrap_or(e.at);
+            life.extended(e.until.min(most), settings.retention, now)
+        }
+        None => life,
+    };
+    (life, posture(settings.sleep.as_ref(), requests, now))
 }
 
 impl<'a> EnvPlanner<'a> {
@@ -72,6 +109,7 @@ impl<'a> EnvPlanner<'a> {
         let mut branches = self.branches(&reserved);
         self.cap(&candidates, &mut branches);
         candidates.extend(branches);
+        self.cap_awake(&mut candidates);
         for c in candidates {
             if let Some(o) = c.observed {
                 self.seen.insert(o.name.as_str());
@@ -183,6 +221,7 @@ impl<'a> EnvPlanner<'a> {
                     settings.retention,
                     now,
                 );
+                let (life, posture) = steer(o, &settings, life, now);
                 Candidate {
                     branch: b.name.clone(),
                     static_name: None,
@@ -194,9 +233,28 @@ impl<'a> EnvPlanner<'a> {
                     ttl,
                     observed: o,
                     capped: None,
+                    posture,
                 }
             })
             .collect()
+    }
+
+    /// `max_awake`: of the stagings that would be awake, those that never expire first, then
+    /// the most recently active, stay awake; the others sleep until there is room.
+    fn cap_awake(&self, candidates: &mut [Candidate<'a>]) {
+        let Some(max) = self.env.max_awake else {
+            return;
+        };
+        let mut awake: Vec<&mut Candidate> = candidates
+            .iter_mut()
+            .filter(|c| {
+                c.capped.is_none() && c.life.phase == Phase::Active && c.posture.asleep.is_none()
+            })
+            .collect();
+        awake.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
+        for c in awake.into_iter().skip(max as usize) {
+            c.posture = c.posture.clone().capped();
+        }
     }
 
     /// `max_stagings`: stagings that never expire first, then the most recently active.
@@ -213,18 +271,7 @@ impl<'a> EnvPlanner<'a> {
             .iter_mut()
             .filter(|c| c.life.phase != Phase::Gone)
             .collect();
-        live.sort_by(|a, b| {
-            (
-                a.ttl != Ttl::Never,
-                std::cmp::Reverse(a.life.activity),
-                &a.name,
-            )
-                .cmp(&(
-                    b.ttl != Ttl::Never,
-                    std::cmp::Reverse(b.life.activity),
-                    &b.name,
-                ))
-        });
+        live.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
         for c in live.into_iter().skip(room) {
             c.capped = Some(max);
         }

@@ -46,6 +46,7 @@ impl<'a> EnvPlanner<'a> {
                         st.settings.retention,
                         now,
                     );
+                    let (life, posture) = super::steer(o, &st.settings, life, now);
                     candidates.push(Candidate {
                         branch,
                         static_name: Some(st.name.clone()),
@@ -57,6 +58,7 @@ impl<'a> EnvPlanner<'a> {
                         ttl: Ttl::Never,
                         observed: o,
                         capped: None,
+                        posture,
                     });
                 }
                 Err(e) => {

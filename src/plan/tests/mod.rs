@@ -71,19 +71,7 @@ fn applied(plan: &Plan) -> Vec<StagingRecord> {
     plan.stagings
         .iter()
         .filter(|p| p.exists_after())
-        .map(|p| StagingRecord {
-            name: p.name.clone(),
-            environment: p.environment.clone(),
-            branch: p.branch.clone(),
-            static_name: p.static_name.clone(),
-            namespace: p.namespace.clone().unwrap(),
-            commit: p.commit.as_ref().unwrap().sha.clone(),
-            first_seen: p.first_seen,
-            expires_at: p.expires_at,
-            state: p.state.unwrap(),
-            links: Default::default(),
-            history: p.history.clone(),
-        })
+        .map(StagingRecord::of)
         .collect()
 }
 
@@ -210,9 +198,14 @@ fn obs(name: &str, branch: &str) -> StagingRecord {
         commit: "0".repeat(40),
         first_seen: now(),
         expires_at: None,
+        delete_at: None,
         state: State::Active,
+        next_change: None,
+        clock: None,
+        usage: None,
         links: Default::default(),
         history: Vec::new(),
+        requests: Default::default(),
     }
 }
 

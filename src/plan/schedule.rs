@@ -1,0 +1,212 @@
+//! Sleep schedules read in wall-clock time: whether a schedule has stagings asleep at an
+//! instant, and when that next changes.
+//!
+//! A cron expression names wall-clock times, and twice a year in most zones some of them do not
+//! exist (spring forward) or exist twice (fall back). cron on a time zone skips the first kind,
+//! which would leave stagings asleep for a whole day when a wake time falls in the gap. So the
+//! expression is evaluated on the naive wall clock, which has no gaps, and each firing is then
+//! placed in the zone as Vixie cron does: a time the clock skips fires when the clock jumps
+//! over it, a time that happens twice fires once, the first time.
+
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use crate::config::Sleep;
+
+/// Most firings looked at in one search: bounds the work for an expression that fires every
+/// second, far more than a real schedule needs to find its neighbours.
+const MAX_STEPS: usize = 10_000;
+
+/// Where a schedule stands at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Whether the schedule has stagings asleep.
+    pub asleep: bool,
+    /// When that changes next (a wake time while asleep, a sleep time while awake), if ever.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Where `sleep` stands at `now`. Asleep when the latest sleep time at or before `now` is later
+/// than the latest wake time; a sleep and a wake at the same instant leave stagings awake.
+pub fn window(sleep: &Sleep, now: DateTime<Utc>) -> Window {
+    let tz = sleep.timezone;
+    let last_sleep = last_at_or_before(&sleep.at, tz, now);
+    let last_wake = last_at_or_before(&sleep.wake, tz, now);
+    let asleep = match (last_sleep, last_wake) {
+        (Some(s), Some(w)) => s > w,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let next = if asleep {
+        first_after(&sleep.wake, tz, now)
+    } else {
+        next_sleep(sleep, now)
+    };
+    Window { asleep, next }
+}
+
+/// The first sleep time of `sleep` after `t` that is not also a wake time.
+pub fn next_sleep(sleep: &Sleep, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = sleep.timezone;
+    let mut from = t;
+    for _ in 0..64 {
+        let s = first_after(&sleep.at, tz, from)?;
+        if first_after(&sleep.wake, tz, s - Duration::seconds(1)) != Some(s) {
+            return Some(s);
+        }
+        from = s;
+    }
+    None
+}
+
+/// The instant a wall-clock time of `tz` happens: the first of two at fall back, the jump at
+/// spring forward.
+fn instant(tz: Tz, wall: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            // Read with the offset in force a day before, the wall time lands after the jump
+            // by as much as it lies inside the gap; walk back to the jump itself.
+            let before = tz
+                .offset_from_utc_datetime(&(wall - Duration::days(1)))
+                .fix();
+            let mut t = (wall - Duration::seconds(before.local_minus_utc().into())).and_utc();
+            for _ in 0..24 * 60 {
+                let earlier = t - Duration::minutes(1);
+                if tz.from_utc_datetime(&earlier.naive_utc()).naive_local() < wall {
+                    break;
+                }
+                t = earlier;
+            }
+            t
+        }
+    }
+}
+
+fn wall(tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
+    // The naive wall clock, carried as UTC because UTC has no gaps.
+    tz.from_utc_datetime(&t.naive_utc()).naive_local().and_utc()
+}
+
+/// The latest firing at or before `now`.
+fn last_at_or_before(s: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // Start a little after now on the wall clock: in a repeated hour the wall clock reads
+    // earlier than its instants, and in a gap later.
+    let start = wall(tz, now) + Duration::hours(3);
+    s.after(&start)
+        .rev()
+        .take(MAX_STEPS)
+        .map(|w| instant(tz, w.naive_utc()))
+        .find(|t| *t <= now)
+}
+
+/// The first firing after `now`.
+fn first_after(s: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let start = wall(tz, now) - Duration::hours(3);
+    s.after(&start)
+        .take(MAX_STEPS)
+        .map(|w| instant(tz, w.naive_utc()))
+        .find(|t| *t > now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::validate::parse_cron;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn sleep(at: &str, wake: &str, tz: &str) -> Sleep {
+        Sleep {
+            at: parse_cron(at).unwrap(),
+            wake: parse_cron(wake).unwrap(),
+            timezone: tz.parse().unwrap(),
+        }
+    }
+
+    fn office_hours(tz: &str) -> Sleep {
+        sleep("0 20 * * Mon-Fri", "0 7 * * Mon-Fri", tz)
+    }
+
+    #[test]
+    fn nights_and_weekends_in_berlin_across_spring_forward() {
+        // 2026-03-29 is the spring-forward Sunday in Europe/Berlin (CET+1 → CEST+2).
+        let s = office_hours("Europe/Berlin");
+        // Friday 19:59 CET awake, 20:00 CET asleep until Monday 07:00 CEST (05:00Z).
+        let w = window(&s, t("2026-03-27T18:59:00Z"));
+        assert_eq!(w, Window { asleep: false, next: Some(t("2026-03-27T19:00:00Z")) });
+        let w = window(&s, t("2026-03-27T19:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-30T05:00:00Z")) });
+        let w = window(&s, t("2026-03-29T12:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-30T05:00:00Z")) });
+        // Monday 07:00 CEST awake; asleep again at 20:00 CEST (18:00Z).
+        let w = window(&s, t("2026-03-30T05:00:00Z"));
+        assert_eq!(w, Window { asleep: false, next: Some(t("2026-03-30T18:00:00Z")) });
+    }
+
+    #[test]
+    fn berlin_fall_back_keeps_wall_clock_times() {
+        // 2026-10-25: CEST+2 → CET+1. Friday 20:00 CEST is 18:00Z, Monday 07:00 CET is 06:00Z.
+        let s = office_hours("Europe/Berlin");
+        let w = window(&s, t("2026-10-24T00:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-10-26T06:00:00Z")) });
+        assert!(!window(&s, t("2026-10-26T06:00:00Z")).asleep);
+        assert!(window(&s, t("2026-10-26T05:59:59Z")).asleep);
+    }
+
+    #[test]
+    fn new_york_office_hours_across_both_changes() {
+        // 2026-03-08 spring forward (EST-5 → EDT-4); 2026-11-01 fall back.
+        let s = office_hours("America/New_York");
+        // Friday 2026-03-06 20:00 EST = 01:00Z Saturday; Monday 07:00 EDT = 11:00Z.
+        let w = window(&s, t("2026-03-07T12:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-09T11:00:00Z")) });
+        // Friday 2026-10-30 20:00 EDT = 00:00Z; Monday 07:00 EST = 12:00Z.
+        let w = window(&s, t("2026-10-31T00:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-11-02T12:00:00Z")) });
+    }
+
+    #[test]
+    fn a_time_the_clock_skips_fires_at_the_jump() {
+        // Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST at 01:00Z; 02:30 never happens.
+        let s = sleep("0 22 * * *", "30 2 * * *", "Europe/Berlin");
+        let w = window(&s, t("2026-03-28T23:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-29T01:00:00Z")) });
+        assert!(!window(&s, t("2026-03-29T01:00:00Z")).asleep);
+        // New York 2026-03-08: 02:00 EST jumps to 03:00 EDT at 07:00Z.
+        let s = sleep("0 22 * * *", "30 2 * * *", "America/New_York");
+        let w = window(&s, t("2026-03-08T06:00:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-08T07:00:00Z")) });
+    }
+
+    #[test]
+    fn a_time_that_happens_twice_fires_once() {
+        // New York 2026-11-01: 01:00–02:00 happens twice (EDT 05:00Z–06:00Z, EST 06:00Z–07:00Z).
+        let s = sleep("0 1 * * *", "30 1 * * *", "America/New_York");
+        assert!(window(&s, t("2026-11-01T05:10:00Z")).asleep);
+        let w = window(&s, t("2026-11-01T05:30:00Z"));
+        assert_eq!(w.asleep, false);
+        // The second 01:00 and 01:30 do not fire again: awake until 01:00 EST the next day.
+        let w = window(&s, t("2026-11-01T06:15:00Z"));
+        assert_eq!(w, Window { asleep: false, next: Some(t("2026-11-02T06:00:00Z")) });
+        // Berlin 2026-10-25: 02:00–03:00 happens twice (00:00Z–01:00Z CEST, 01:00Z–02:00Z CET).
+        let s = sleep("30 2 * * *", "0 9 * * *", "Europe/Berlin");
+        let w = window(&s, t("2026-10-25T00:00:00Z"));
+        assert_eq!(w, Window { asleep: false, next: Some(t("2026-10-25T00:30:00Z")) });
+        let w = window(&s, t("2026-10-25T01:45:00Z"));
+        assert_eq!(w, Window { asleep: true, next: Some(t("2026-10-25T08:00:00Z")) });
+    }
+
+    #[test]
+    fn six_fields_utc_and_equal_times() {
+        let s = sleep("30 0 20 * * *", "0 0 7 * * *", "UTC");
+        let w = window(&s, t("2026-11-26T20:00:29Z"));
+        assert_eq!(w, Window { asleep: false, next: Some(t("2026-11-26T20:00:30Z")) });
+        // Sleep and wake at once: never asleep, and no change to wait for.
+        let s = sleep("0 7 * * *", "0 7 * * *", "UTC");
+        assert_eq!(window(&s, t("2026-11-26T08:00:00Z")), Window { asleep: false, next: None });
+    }
+}
