@@ -36,6 +36,14 @@ pub enum Command {
     /// List the stagings the target holds: environment, branch, commit, state, age, expiry,
     /// links.
     Status(StatusArgs),
+    /// Put a staging to sleep (scaled to zero) until `octostage wake`; from the next pass.
+    Sleep(SleepArgs),
+    /// Wake a sleeping staging, whatever its schedule says, for a while (`--for 2h`) or until
+    /// the schedule's next sleep time; from the next pass.
+    Wake(WakeArgs),
+    /// Keep a staging for DURATION from now however idle, at most the environment's
+    /// `max_extension`; from the next pass.
+    Extend(ExtendArgs),
     /// Print the JSON Schema of environments.yaml.
     Schema,
     /// Show octostage at work on a demo application repository made locally (no cluster, no
@@ -181,6 +189,55 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Plan as if it were this time (RFC 3339, such as 2026-12-01T09:00:00+01:00), from the
+    /// current listings and target: what expires, sleeps, wakes and is deleted by then.
+    #[arg(long, value_parser = parse_time)]
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}; write RFC 3339 such as 2026-12-01T09:00:00+01:00"))
+}
+
+/// `sleep` arguments.
+#[derive(Debug, Args)]
+pub struct SleepArgs {
+    /// The staging's name (see `octostage status`).
+    pub staging: String,
+    /// Which target.
+    #[command(flatten)]
+    pub select: TargetSelect,
+}
+
+/// `wake` arguments.
+#[derive(Debug, Args)]
+pub struct WakeArgs {
+    /// The staging's name (see `octostage status`).
+    pub staging: String,
+    /// How long it stays awake, such as 2h; without it, until the schedule's next sleep time.
+    #[arg(long = "for", value_parser = parse_positive_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Which target.
+    #[command(flatten)]
+    pub select: TargetSelect,
+}
+
+/// `extend` arguments.
+#[derive(Debug, Args)]
+pub struct ExtendArgs {
+    /// The staging's name (see `octostage status`).
+    pub staging: String,
+    /// How long from now to keep it, such as 3d.
+    #[arg(value_parser = parse_positive_duration)]
+    pub duration: std::time::Duration,
+    /// Where the configuration comes from (for `max_extension`).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Which target.
+    #[command(flatten)]
+    pub select: TargetSelect,
 }
 
 /// `run` arguments.
@@ -209,6 +266,10 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Show what each staging's workloads request, its hours awake and asleep, and the
+    /// CPU-hours and GiB-hours sleep and expiry saved against running always.
+    #[arg(long)]
+    pub cost: bool,
 }
 
 /// `demo` arguments.

@@ -6,6 +6,8 @@ use std::time::Duration;
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The value of [`LABEL_MANAGED_BY`], and the server-side apply field manager.
 pub const MANAGER: &str = "octostage";
+/// The field manager of `octostage sleep | wake | extend`, which write only their requests.
+pub const REQUESTS_MANAGER: &str = "octostage-requests";
 /// Label naming the environment a staging belongs to.
 pub const LABEL_ENVIRONMENT: &str = "octostage.dev/environment";
 /// Label naming the staging an object belongs to.

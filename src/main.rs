@@ -10,11 +10,15 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::Parser;
 
-use octostage::cli::{Cli, Command, ConfigArgs, Format, PlanArgs, RenderArgs, RunArgs, StatusArgs};
+use octostage::cli::{
+    Cli, Command, ConfigArgs, ExtendArgs, Format, PlanArgs, RenderArgs, RunArgs, StatusArgs,
+    TargetSelect,
+};
 use octostage::config::LoadOptions;
 use octostage::controller::{shutdown_on_signals, Controller, Trigger};
 use octostage::pass::{self, PassOptions};
 use octostage::redact;
+use octostage::requests::{self, Ask};
 use octostage::source::{default_cache_dir, ConfigSource, RepoCache};
 use octostage::{report, targets};
 
@@ -110,6 +114,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Plan(a) => plan(a).await,
         Command::Run(a) => run(a).await,
         Command::Status(a) => status(a).await,
+        Command::Sleep(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Sleep)).await,
+        Command::Wake(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Wake(a.duration))).await,
+        Command::Extend(a) => extend(a).await,
         Command::Demo(a) => {
             let mut text = Vec::new();
             octostage::demo::run(a.dir, &mut text).await?;
@@ -184,15 +191,8 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         concurrency: a.target.concurrency,
     };
     let cancel = shutdown_on_signals()?;
-    let r = pass::run(
-        &s.source,
-        &s.cache,
-        target.as_ref(),
-        chrono::Utc::now(),
-        &opts,
-        &cancel,
-    )
-    .await?;
+    let at = a.at.unwrap_or_else(chrono::Utc::now);
+    let r = pass::run(&s.source, &s.cache, target.as_ref(), at, &opts, &cancel).await?;
     warn_about(&r.config);
     match a.format {
         Format::Json => out(&format!(
@@ -259,6 +259,14 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let target = targets::open(&a.select.target, &a.select.instance).await?;
     let st = target.status().await?;
     let now = chrono::Utc::now();
+    if a.cost {
+        let c = octostage::cost::report(st.stagings.iter().map(|s| &s.staging), now);
+        match a.format {
+            Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&c)?))?,
+            Format::Text => out(&octostage::cost::text(&c))?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match a.format {
         Format::Json => out(&format!(
             "{}\n",
@@ -267,4 +275,27 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
         Format::Text => out(&report::status_text(&st, now))?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sleep` and `wake`: record the request on the staging; the next pass acts on it.
+async fn ask(
+    select: &TargetSelect,
+    name: &str,
+    what: impl FnOnce(&octostage::plan::StagingRecord) -> Result<Ask, requests::AskError>,
+) -> anyhow::Result<ExitCode> {
+    let target = targets::open(&select.target, &select.instance).await?;
+    let said = requests::record(target.as_ref(), name, what, chrono::Utc::now()).await?;
+    out(&format!("{said}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn extend(a: ExtendArgs) -> anyhow::Result<ExitCode> {
+    let s = sources(&a.config);
+    let config = pass::load_config(&s.source, &s.load).await?;
+    let duration = a.duration;
+    ask(&a.select, &a.staging, |r| {
+        let max = requests::max_extension(&config, r)?;
+        Ok(Ask::Extend { duration, max })
+    })
+    .await
 }

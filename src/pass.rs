@@ -398,18 +398,25 @@ async fn converge_one(
         .settings
         .clone()
         .expect("stagings that exist have settings");
-    let fingerprint = render::fingerprint(config, &settings, &ctx);
+    let asleep = p.state.is_some_and(|s| s.asleep());
+    let fingerprint = render::fingerprint(config, &settings, &ctx, asleep);
     if let Some(f) = &fingerprint {
         if target.holds(p, f) {
             return Ok(Vec::new());
         }
     }
     let (config, cancel) = (config.clone(), cancel.clone());
-    let objects =
+    let mut objects =
         tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    let apply = target.apply(p, &objects, fingerprint.as_deref(), dry_run);
+    // What it costs awake is known only now; the record carries it.
+    let mut p = p.clone();
+    p.usage = Some(render::sleep::usage(&objects));
+    if asleep {
+        render::sleep::put_to_sleep(&mut objects);
+    }
+    let apply = target.apply(&p, &objects, fingerprint.as_deref(), dry_run);
     Ok(tokio::time::timeout(limit, apply)
         .await
         .map_err(|_| late())??)

@@ -23,13 +23,18 @@ pub struct JsonStaging<'a> {
     pub namespace: Option<&'a str>,
     /// Commit sha.
     pub commit: Option<&'a str>,
-    /// create, update, expire, delete or noop.
+    /// create, update, expire, sleep, wake, delete or noop.
     pub action: Action,
     /// Why.
     pub reason: String,
     /// RFC 3339, or null when it never expires.
     pub expires_at: Option<String>,
-    /// State after the pass: active, expired, or null when it will not exist.
+    /// When it is deleted after its retention (RFC 3339), or null.
+    pub delete_at: Option<String>,
+    /// When it next goes to sleep or wakes (RFC 3339), or null.
+    pub next_change: Option<String>,
+    /// State after the pass: `"active"`, `{"sleeping": "schedule" | "manual" | "cap"}`,
+    /// `"expired"`, or null when it will not exist.
     pub state: Option<crate::plan::State>,
     /// Rendered links.
     pub links: Option<&'a indexmap::IndexMap<String, String>>,
@@ -82,6 +87,8 @@ pub fn json(r: &Report) -> serde_json::Value {
                 action,
                 reason,
                 expires_at: s.expires_at.map(rfc3339),
+                delete_at: s.delete_at.map(rfc3339),
+                next_change: s.next_change.map(rfc3339),
                 state: s.state,
                 links: s.context.as_ref().map(|c| &c.links),
                 changes: outcome
@@ -196,6 +203,10 @@ pub fn status_json(st: &crate::targets::Status, now: DateTime<Utc>) -> serde_jso
                 "created_at": r.created.map(rfc3339),
                 "age_seconds": r.created.map(|c| (now - c).num_seconds()),
                 "expires_at": s.expires_at.map(rfc3339),
+                "delete_at": s.delete_at.map(rfc3339),
+                "sleeps_at": s.next_change.filter(|_| !s.state.asleep()).map(rfc3339),
+                "wakes_at": s.next_change.filter(|_| s.state.asleep() && s.state != crate::plan::State::Expired).map(rfc3339),
+                "requests": s.requests,
                 "links": s.links,
                 "delete_reason": r.deleting,
             })
@@ -220,7 +231,9 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
         "COMMIT",
         "STATE",
         "AGE",
+        "NEXT",
         "EXPIRES",
+        "DELETED",
         "LINKS",
     ]
     .map(String::from)
@@ -236,7 +249,11 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
             r.created
                 .map(|c| crate::text::human(now - c))
                 .unwrap_or_else(|| "-".into()),
+            next_change(s),
             expiry(s.expires_at),
+            s.delete_at
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into()),
             s.links.values().cloned().collect::<Vec<_>>().join(" "),
         ]);
     }
@@ -298,6 +315,15 @@ fn branch_label(branch: &str, static_name: Option<&str>) -> String {
 fn expiry(t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_else(|| "never".into())
+}
+
+/// `sleeps 2026-11-26 20:00` or `wakes ...`, UTC.
+fn next_change(s: &crate::plan::StagingRecord) -> String {
+    match s.next_change {
+        Some(t) if s.state.asleep() => format!("wakes {}", t.format("%Y-%m-%d %H:%M")),
+        Some(t) => format!("sleeps {}", t.format("%Y-%m-%d %H:%M")),
+        None => "-".into(),
+    }
 }
 
 fn status_state(r: &crate::targets::StagingStatus) -> String {

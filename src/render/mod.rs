@@ -9,6 +9,7 @@ mod context;
 mod explain;
 mod guard;
 mod objects;
+pub mod sleep;
 
 use std::time::Duration;
 
@@ -180,7 +181,12 @@ fn file_error(
 /// commit, namespace, values, links, the config commit), the templates' contents or the
 /// command, and octostage's version. `None` when the inputs cannot be told apart: a render
 /// command run from a config directory that is not a git checkout may read any file in it.
-pub fn fingerprint(config: &Config, settings: &Settings, ctx: &Context) -> Option<String> {
+pub fn fingerprint(
+    config: &Config,
+    settings: &Settings,
+    ctx: &Context,
+    asleep: bool,
+) -> Option<String> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut part = |b: &[u8]| {
@@ -190,6 +196,7 @@ pub fn fingerprint(config: &Config, settings: &Settings, ctx: &Context) -> Optio
     part(env!("CARGO_PKG_VERSION").as_bytes());
     part(&serde_json::to_vec(ctx).ok()?);
     part(&settings.render_output_limit.to_le_bytes());
+    part(&[u8::from(asleep)]);
     match &settings.render {
         Render::Templates(dir) => {
             part(b"templates");

@@ -19,11 +19,13 @@ use tracing::warn;
 
 use super::{Change, ChangeKind, StagingStatus, Status, Target, TargetError};
 use crate::consts;
-use crate::plan::{Foreign, Observed, Planned, StagingRecord};
+use crate::plan::{Foreign, Observed, Planned, Requests, StagingRecord};
 use crate::render::{object_id, Object};
 
 /// The status file in each staging folder; its presence marks the folder as octostage's.
 pub const STATUS_FILE: &str = "octostage-status.yaml";
+/// What people asked of the staging (`octostage sleep | wake | extend`); passes only read it.
+pub const REQUESTS_FILE: &str = "octostage-requests.yaml";
 /// Temporary files octostage writes before renaming them into place start with this.
 const TMP_PREFIX: &str = ".octostage-";
 /// A status file larger than this is not one octostage wrote.
@@ -175,7 +177,32 @@ impl DirTarget {
                 "{STATUS_FILE} lists the file {bad:?}, which is not a plain file name"
             )));
         }
+        let mut record = record;
+        record.staging.requests = read_requests(path);
         Folder::Staging(Box::new(record))
+    }
+
+    /// Record `requests` for staging `name`, if it is this target's.
+    pub fn write_requests(&self, name: &str, requests: &Requests) -> Result<(), TargetError> {
+        let folder = self.folder(name)?;
+        match self.classify(name, &folder) {
+            Folder::Staging(_) => {}
+            Folder::Foreign(f) => {
+                return Err(TargetError::Conflict {
+                    what: format!("folder {}", folder.display()),
+                    message: f.to_string(),
+                })
+            }
+            Folder::Interrupted => {
+                return Err(TargetError::Io {
+                    path: folder.display().to_string(),
+                    message: "holds only an interrupted first write; try again after the next pass".into(),
+                })
+            }
+        }
+        let text = serde_yaml::to_string(requests).expect("requests serialize");
+        self.write_if_changed(&folder.join(REQUESTS_FILE), text.as_bytes(), false)?;
+        Ok(())
     }
 
     /// Every folder under the root, by name.
@@ -213,6 +240,28 @@ impl DirTarget {
     }
 }
 
+/// The requests file of a staging folder: none when missing; ignored, with a warning, when
+/// unreadable (a hand edit gone wrong must not stop the staging's passes).
+fn read_requests(folder: &Path) -> Requests {
+    let path = folder.join(REQUESTS_FILE);
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if m.is_file() && m.len() <= MAX_STATUS_FILE => {}
+        Ok(_) => {
+            warn!(file = %path.display(), "ignored: not a regular file of at most 1 MiB");
+            return Requests::default();
+        }
+        Err(_) => return Requests::default(),
+    }
+    match std::fs::read_to_string(&path).map(|t| serde_yaml::from_str(&t)) {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            warn!(file = %path.display(), error = %e, "ignored: unreadable");
+            Requests::default()
+        }
+        Err(_) => Requests::default(),
+    }
+}
+
 /// Whether a folder holds nothing but octostage's temporary files (or nothing at all).
 fn only_tmp_files(path: &Path) -> bool {
     std::fs::read_dir(path).is_ok_and(|entries| {
@@ -226,7 +275,12 @@ fn only_tmp_files(path: &Path) -> bool {
 
 /// A file name with no path in it.
 fn safe_file_name(f: &str) -> bool {
-    !f.is_empty() && f != "." && f != ".." && !f.contains(['/', '\0']) && f != STATUS_FILE
+    !f.is_empty()
+        && f != "."
+        && f != ".."
+        && !f.contains(['/', '\0'])
+        && f != STATUS_FILE
+        && f != REQUESTS_FILE
 }
 
 /// File name of an object: `deployment-web.yaml`.
@@ -327,7 +381,7 @@ impl Target for DirTarget {
                 message: e.to_string(),
             })?;
             let f = file_name(o);
-            if f == STATUS_FILE || f.starts_with(TMP_PREFIX) {
+            if f == STATUS_FILE || f == REQUESTS_FILE || f.starts_with(TMP_PREFIX) {
                 return Err(TargetError::Corrupt {
                     what: object_id(o),
                     message: format!(
@@ -400,6 +454,12 @@ impl Target for DirTarget {
             }
         }
         remove_tmp_files(&folder);
+        let requests = folder.join(REQUESTS_FILE);
+        match std::fs::remove_file(&requests) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&requests, e)),
+        }
         // The status file goes last: until then a later pass still sees the staging and
         // finishes the deletion.
         let status = folder.join(STATUS_FILE);
@@ -420,5 +480,9 @@ impl Target for DirTarget {
 
     fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    async fn request(&self, name: &str, requests: &Requests) -> Result<(), TargetError> {
+        self.write_requests(name, requests)
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::plan::{Observed, Planned, StagingRecord};
+use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
 
 /// Why a target operation failed.
@@ -170,6 +170,9 @@ pub trait Target: Send + Sync {
     }
     /// What `octostage status` shows.
     async fn status(&self) -> Result<Status, TargetError>;
+    /// Record `requests` on staging `name` (`octostage sleep | wake | extend`), where passes
+    /// read them; only on a staging of this instance, and nothing else of it is changed.
+    async fn request(&self, name: &str, requests: &Requests) -> Result<(), TargetError>;
 }
 
 /// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a
@@ -263,6 +266,12 @@ impl Target for Empty {
     }
     async fn status(&self) -> Result<Status, TargetError> {
         Ok(Status::default())
+    }
+    async fn request(&self, name: &str, _: &Requests) -> Result<(), TargetError> {
+        Err(TargetError::Spec {
+            spec: "none".into(),
+            message: format!("holds no staging, so not {name:?}"),
+        })
     }
 }
 

@@ -224,6 +224,49 @@ impl KubeTarget {
     }
 }
 
+impl KubeTarget {
+    /// Write the requests annotation on the namespace of staging `name`, found and proved
+    /// this instance's from a fresh listing; the UID and resourceVersion of that listing are
+    /// preconditions, so a namespace replaced or changed since is not written.
+    pub(super) async fn request_async(
+        &self,
+        name: &str,
+        requests: &crate::plan::Requests,
+    ) -> Result<(), TargetError> {
+        let found = self.namespaces().await?.into_iter().find_map(|ns| {
+            let (staging, _) = super::live::classify(&ns.metadata, &self.instance).ok()?;
+            (staging.name == name && ns.metadata.deletion_timestamp.is_none()).then_some(ns)
+        });
+        let Some(ns) = found else {
+            return Err(TargetError::Conflict {
+                what: format!("staging {name:?}"),
+                message: format!(
+                    "is not a staging of octostage instance {:?} on this cluster (see `octostage status`)",
+                    self.instance
+                ),
+            });
+        };
+        let ns_name = ns.metadata.name.clone().unwrap_or_default();
+        let value = serde_json::to_string(requests).expect("requests serialize");
+        let patch = json!({ "metadata": {
+            "uid": ns.metadata.uid,
+            "resourceVersion": ns.metadata.resource_version,
+            "annotations": { state::REQUESTS: value },
+        } });
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let pp = PatchParams {
+            field_manager: Some(crate::consts::REQUESTS_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(&patch);
+        self.call(|| api.patch(&ns_name, &pp, &patch))
+            .await
+            .map_err(|e| api_err(format!("namespace {ns_name}"), e))?;
+        self.wrote("record requests", &format!("Namespace/{ns_name}"), &ns_name);
+        Ok(())
+    }
+}
+
 /// A namespace of this instance is one staging's: another staging never writes into it or
 /// deletes it (the planner keeps them apart; this is the last line).
 pub(super) fn own_staging(l: &LiveNs, p: &Planned, ns: &str) -> Result<(), TargetError> {

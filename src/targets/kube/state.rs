@@ -16,6 +16,9 @@ pub const RECORD: &str = "octostage.dev/record";
 pub const KINDS: &str = "octostage.dev/kinds";
 /// Why the staging is being deleted, recorded before the namespace is.
 pub const DELETE_REASON: &str = "octostage.dev/delete-reason";
+/// What people asked of the staging (`octostage sleep | wake | extend`), JSON; written by those
+/// commands, only read by passes.
+pub const REQUESTS: &str = "octostage.dev/requests";
 
 /// The creation record: which instance created a namespace, and when. Written only when
 /// octostage creates the namespace; without it a namespace is never octostage's.
@@ -101,8 +104,15 @@ pub fn observed(
     let text = ann
         .get(RECORD)
         .ok_or_else(|| format!("annotation {RECORD} is missing"))?;
-    let r: StagingRecord =
+    let mut r: StagingRecord =
         serde_json::from_str(text).map_err(|e| format!("annotation {RECORD}: {e}"))?;
+    if let Some(text) = ann.get(REQUESTS) {
+        // A hand edit gone wrong must not stop the staging's passes: ignored, and said.
+        match serde_json::from_str(text) {
+            Ok(q) => r.requests = q,
+            Err(e) => tracing::warn!(namespace = name, error = %e, "annotation {REQUESTS} ignored: unreadable"),
+        }
+    }
     let staging = labels.get(consts::LABEL_STAGING).map(String::as_str);
     let environment = labels.get(consts::LABEL_ENVIRONMENT).map(String::as_str);
     if r.namespace != name || staging != Some(&r.name) || environment != Some(&r.environment) {
@@ -114,12 +124,14 @@ pub fn observed(
     Ok(r)
 }
 
-/// The annotations of a namespace that [`namespace_annotations`] writes (the delete reason is
-/// written separately), to compare with what a pass would write: any difference, a key added
+/// The annotations of a namespace that [`namespace_annotations`] writes (the delete reason and
+/// the requests are written separately), to compare with what a pass would write: any difference, a key added
 /// or dropped included, means the namespace needs applying.
 pub fn recorded(ann: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     ann.iter()
-        .filter(|(k, _)| k.starts_with("octostage.dev/") && k.as_str() != DELETE_REASON)
+        .filter(|(k, _)| {
+            k.starts_with("octostage.dev/") && k.as_str() != DELETE_REASON && k.as_str() != REQUESTS
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }

@@ -1,0 +1,189 @@
+//! What people ask of one staging (`octostage sleep`, `wake`, `extend`): checked here, recorded
+//! on the staging by its target, and acted on by the next pass like every other input, so a
+//! request survives restarts, shows in `status` and never bypasses the planner's rules.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::plan::{Extension, Power, Requests, StagingRecord, State};
+use crate::targets::{Target, TargetError};
+use crate::text::{human_std, rfc3339};
+
+/// One request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Sleep until woken.
+    Sleep,
+    /// Wake, for a while or until the schedule's next sleep time.
+    Wake(Option<Duration>),
+    /// Keep for this long from now, at most `max` (the staging's `max_extension`).
+    Extend {
+        /// How long.
+        duration: Duration,
+        /// Its `max_extension`.
+        max: Duration,
+    },
+}
+
+/// Why a request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    /// No such staging of this instance.
+    #[error("staging {0:?} is not in the target (see `octostage status`)")]
+    NotFound(String),
+    /// Its environment or static staging is not in the configuration any more.
+    #[error("staging {0:?} is not in the configuration any more, so it has no max_extension; it will be deleted")]
+    NotConfigured(String),
+    /// Longer than `max_extension`.
+    #[error("staging {name:?} cannot be extended by {asked}: its max_extension is {max}; ask for at most {max}, or raise max_extension in environments.yaml")]
+    TooLong {
+        /// The staging.
+        name: String,
+        /// What was asked.
+        asked: String,
+        /// The limit.
+        max: String,
+    },
+    /// Waking an expired staging does not keep it.
+    #[error("staging {name:?} has expired and is asleep until it is deleted{when}; `octostage extend {name} DURATION` keeps and wakes it")]
+    Expired {
+        /// The staging.
+        name: String,
+        /// `; deleted at ...`.
+        when: String,
+    },
+    /// The target refused or failed.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+}
+
+/// The requests of `record` after `ask` at `now`, and what the next pass will do, as a sentence.
+pub fn apply(
+    record: &StagingRecord,
+    ask: Ask,
+    now: DateTime<Utc>,
+) -> Result<(Requests, String), AskError> {
+    let name = &record.name;
+    let mut r = record.requests.clone();
+    let said = match ask {
+        Ask::Sleep => {
+            r.power = Some(Power::Sleep { at: now });
+            format!("{name}: asleep from the next pass, until `octostage wake {name}`")
+        }
+        Ask::Wake(_) if record.state == State::Expired => {
+            return Err(AskError::Expired {
+                name: name.clone(),
+                when: record
+                    .delete_at
+                    .map(|d| format!(" at {}", rfc3339(d)))
+                    .unwrap_or_default(),
+            })
+        }
+        Ask::Wake(d) => {
+            let until = d
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .and_then(|d| now.checked_add_signed(d));
+            r.power = Some(Power::Wake { at: now, until });
+            match until {
+                Some(u) => format!("{name}: awake from the next pass until {}", rfc3339(u)),
+                None => format!("{name}: awake from the next pass until its schedule's next sleep time"),
+            }
+        }
+        Ask::Extend { duration, max } => {
+            if duration > max {
+                return Err(AskError::TooLong {
+                    name: name.clone(),
+                    asked: human_std(duration),
+                    max: human_std(max),
+                });
+            }
+            let until = chrono::Duration::from_std(duration)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now);
+            r.keep_until = Some(Extension { at: now, until });
+            format!(
+                "{name}: kept at least until {} from the next pass",
+                rfc3339(until)
+            )
+        }
+    };
+    Ok((r, said))
+}
+
+/// The `max_extension` of a staging, from the configuration it was made from.
+pub fn max_extension(config: &Config, record: &StagingRecord) -> Result<Duration, AskError> {
+    let gone = || AskError::NotConfigured(record.name.clone());
+    let env = config.environment(&record.environment).ok_or_else(gone)?;
+    let settings = match &record.static_name {
+        Some(s) => env
+            .statics
+            .iter()
+            .find(|st| &st.name == s)
+            .ok_or_else(gone)?
+            .settings
+            .clone(),
+        None => env.settings_for(&record.branch),
+    };
+    Ok(settings.max_extension)
+}
+
+/// Find staging `name` in `target`, apply `ask` and record the result.
+pub async fn record(
+    target: &dyn Target,
+    name: &str,
+    ask: impl FnOnce(&StagingRecord) -> Result<Ask, AskError>,
+    now: DateTime<Utc>,
+) -> Result<String, AskError> {
+    let status = target.status().await?;
+    let record = status
+        .stagings
+        .into_iter()
+        .find(|s| s.staging.name == name && s.deleting.is_none())
+        .ok_or_else(|| AskError::NotFound(name.to_string()))?
+        .staging;
+    let (requests, said) = apply(&record, ask(&record)?, now)?;
+    target.request(name, &requests).await?;
+    Ok(said)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: State) -> StagingRecord {
+        serde_json::from_value(serde_json::json!({
+            "name": "shop-a", "environment": "shop", "branch": "a", "namespace": "shop-a",
+            "commit": "0", "first_seen": "2026-11-26T00:00:00Z", "state": state,
+        }))
+        .unwrap()
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn an_extension_beyond_max_extension_is_refused_and_within_it_recorded() {
+        let now: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
+        let r = record(State::Active);
+        let e = apply(&r, Ask::Extend { duration: 8 * DAY, max: 7 * DAY }, now).unwrap_err();
+        assert_eq!(e.to_string(), "staging \"shop-a\" cannot be extended by 8d: its max_extension is 7d; ask for at most 7d, or raise max_extension in environments.yaml");
+        let (q, _) = apply(&r, Ask::Extend { duration: 3 * DAY, max: 7 * DAY }, now).unwrap();
+        assert_eq!(q.keep_until.unwrap().until, "2026-11-29T12:00:00Z".parse::<DateTime<Utc>>().unwrap());
+    }
+
+    #[test]
+    fn sleep_and_wake_replace_each_other_and_an_expired_staging_is_not_woken() {
+        let now: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
+        let mut r = record(State::Active);
+        (r.requests, _) = apply(&r, Ask::Sleep, now).unwrap();
+        assert_eq!(r.requests.power, Some(Power::Sleep { at: now }));
+        (r.requests, _) = apply(&r, Ask::Wake(Some(Duration::from_secs(3600))), now).unwrap();
+        assert!(matches!(r.requests.power, Some(Power::Wake { until: Some(_), .. })));
+        assert!(matches!(
+            apply(&record(State::Expired), Ask::Wake(None), now),
+            Err(AskError::Expired { .. })
+        ));
+    }
+}
