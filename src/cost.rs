@@ -78,7 +78,10 @@ pub struct Report {
 }
 
 /// The cost report of `stagings` at `now`.
-pub fn report<'a>(stagings: impl IntoIterator<Item = &'a StagingRecord>, now: DateTime<Utc>) -> Report {
+pub fn report<'a>(
+    stagings: impl IntoIterator<Item = &'a StagingRecord>,
+    now: DateTime<Utc>,
+) -> Report {
     let mut r = Report::default();
     for s in stagings {
         let c = Cost::of(s, now);
@@ -96,7 +99,15 @@ pub fn report<'a>(stagings: impl IntoIterator<Item = &'a StagingRecord>, now: Da
 pub fn text(r: &Report) -> String {
     let mut out = format!(
         "{:<40} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9} {:>10} {:>10}\n",
-        "STAGING", "CPU", "MEM GiB", "H AWAKE", "H ASLEEP", "CPU·H", "GiB·H", "CPU·H SAVED", "GiB·H SAVED"
+        "STAGING",
+        "CPU",
+        "MEM GiB",
+        "H AWAKE",
+        "H ASLEEP",
+        "CPU·H",
+        "GiB·H",
+        "CPU·H SAVED",
+        "GiB·H SAVED"
     );
     let row = |name: &str, c: &Cost| {
         format!(

@@ -33,8 +33,8 @@ pub struct JsonStaging<'a> {
     pub delete_at: Option<String>,
     /// When it next goes to sleep or wakes (RFC 3339), or null.
     pub next_change: Option<String>,
-    /// State after the pass: `"active"`, `{"sleeping": "schedule" | "manual" | "cap"}`,
-    /// `"expired"`, or null when it will not exist.
+    /// State after the pass: `active`, `sleeping:schedule`, `sleeping:manual`, `sleeping:cap`,
+    /// `expired`, or null when it will not exist.
     pub state: Option<crate::plan::State>,
     /// Rendered links.
     pub links: Option<&'a indexmap::IndexMap<String, String>>,

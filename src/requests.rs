@@ -88,7 +88,9 @@ pub fn apply(
             r.power = Some(Power::Wake { at: now, until });
             match until {
                 Some(u) => format!("{name}: awake from the next pass until {}", rfc3339(u)),
-                None => format!("{name}: awake from the next pass until its schedule's next sleep time"),
+                None => {
+                    format!("{name}: awake from the next pass until its schedule's next sleep time")
+                }
             }
         }
         Ask::Extend { duration, max } => {
@@ -137,6 +139,8 @@ pub async fn record(
     ask: impl FnOnce(&StagingRecord) -> Result<Ask, AskError>,
     now: DateTime<Utc>,
 ) -> Result<String, AskError> {
+    // Whole seconds, as every time octostage records.
+    let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
     let status = target.status().await?;
     let record = status
         .stagings
@@ -167,10 +171,29 @@ mod tests {
     fn an_extension_beyond_max_extension_is_refused_and_within_it_recorded() {
         let now: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
         let r = record(State::Active);
-        let e = apply(&r, Ask::Extend { duration: 8 * DAY, max: 7 * DAY }, now).unwrap_err();
+        let e = apply(
+            &r,
+            Ask::Extend {
+                duration: 8 * DAY,
+                max: 7 * DAY,
+            },
+            now,
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "staging \"shop-a\" cannot be extended by 8d: its max_extension is 7d; ask for at most 7d, or raise max_extension in environments.yaml");
-        let (q, _) = apply(&r, Ask::Extend { duration: 3 * DAY, max: 7 * DAY }, now).unwrap();
-        assert_eq!(q.keep_until.unwrap().until, "2026-11-29T12:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let (q, _) = apply(
+            &r,
+            Ask::Extend {
+                duration: 3 * DAY,
+                max: 7 * DAY,
+            },
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            q.keep_until.unwrap().until,
+            "2026-11-29T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
     }
 
     #[test]
@@ -180,7 +203,10 @@ mod tests {
         (r.requests, _) = apply(&r, Ask::Sleep, now).unwrap();
         assert_eq!(r.requests.power, Some(Power::Sleep { at: now }));
         (r.requests, _) = apply(&r, Ask::Wake(Some(Duration::from_secs(3600))), now).unwrap();
-        assert!(matches!(r.requests.power, Some(Power::Wake { until: Some(_), .. })));
+        assert!(matches!(
+            r.requests.power,
+            Some(Power::Wake { until: Some(_), .. })
+        ));
         assert!(matches!(
             apply(&record(State::Expired), Ask::Wake(None), now),
             Err(AskError::Expired { .. })

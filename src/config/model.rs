@@ -293,9 +293,7 @@ impl Layer {
             ttl: self.ttl.unwrap_or(Ttl::After(consts::DEFAULT_TTL)),
             retention: self.retention.unwrap_or_default(),
             sleep: self.sleep,
-            max_extension: self
-                .max_extension
-                .unwrap_or(consts::DEFAULT_MAX_EXTENSION),
+            max_extension: self.max_extension.unwrap_or(consts::DEFAULT_MAX_EXTENSION),
         })
     }
 }

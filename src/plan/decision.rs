@@ -206,10 +206,9 @@ impl std::fmt::Display for Why {
                     crate::plan::SleepCause::Manual => {
                         f.write_str("put to sleep by `octostage sleep`; `octostage wake` wakes it")
                     }
-                    crate::plan::SleepCause::Cap => write!(
-                        f,
-                        "over max_awake: the least recently active sleep{until}"
-                    ),
+                    crate::plan::SleepCause::Cap => {
+                        write!(f, "over max_awake: the least recently active sleep{until}")
+                    }
                 }
             }
             Why::Awake { by, until } => {

@@ -208,11 +208,19 @@ mod tests {
             t("2026-11-02T12:00:00Z"),
         );
         assert_eq!(l.phase, Phase::Expired);
-        let e = l.extended(t("2026-11-05T00:00:00Z"), Duration::from_secs(DAY), t("2026-11-02T12:00:00Z"));
+        let e = l.extended(
+            t("2026-11-05T00:00:00Z"),
+            Duration::from_secs(DAY),
+            t("2026-11-02T12:00:00Z"),
+        );
         assert_eq!(e.phase, Phase::Active);
         assert_eq!(e.expires_at, Some(t("2026-11-05T00:00:00Z")));
         assert_eq!(e.delete_at, Some(t("2026-11-06T00:00:00Z")));
-        let earlier = l.extended(t("2026-11-01T12:00:00Z"), Duration::ZERO, t("2026-11-02T12:00:00Z"));
+        let earlier = l.extended(
+            t("2026-11-01T12:00:00Z"),
+            Duration::ZERO,
+            t("2026-11-02T12:00:00Z"),
+        );
         assert_eq!(earlier, l);
     }
 

@@ -11,9 +11,11 @@ use super::{Action, Why};
 /// Most transitions a record keeps.
 pub const MAX_HISTORY: usize = 20;
 
-/// Lifecycle state recorded on a staging.
+/// Lifecycle state recorded on a staging. Written as one string (`active`,
+/// `sleeping:schedule`, `sleeping:manual`, `sleeping:cap`, `expired`) so that every reader, a
+/// YAML status file or a `jq` filter, can take it as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "String", try_from = "String")]
 pub enum State {
     /// Running at its rendered size.
     Active,
@@ -22,6 +24,30 @@ pub enum State {
     Sleeping(SleepCause),
     /// Expired: asleep until its retention ends, then deleted.
     Expired,
+}
+
+impl From<State> for String {
+    fn from(s: State) -> String {
+        match s {
+            State::Active => "active".into(),
+            State::Sleeping(c) => format!("sleeping:{c}"),
+            State::Expired => "expired".into(),
+        }
+    }
+}
+
+impl TryFrom<String> for State {
+    type Error = String;
+    fn try_from(s: String) -> Result<State, String> {
+        Ok(match s.as_str() {
+            "active" => State::Active,
+            "expired" => State::Expired,
+            "sleeping:schedule" => State::Sleeping(SleepCause::Schedule),
+            "sleeping:manual" => State::Sleeping(SleepCause::Manual),
+            "sleeping:cap" => State::Sleeping(SleepCause::Cap),
+            other => return Err(format!("unknown state {other:?}")),
+        })
+    }
 }
 
 impl State {

@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn the_schedule_alone() {
-        let p = posture(Some(&nights()), &Requests::default(), t("2026-11-26T21:00:00Z"));
+        let p = posture(
+            Some(&nights()),
+            &Requests::default(),
+            t("2026-11-26T21:00:00Z"),
+        );
         assert_eq!(p.asleep, Some(SleepCause::Schedule));
         assert_eq!(p.next_change, Some(t("2026-11-27T07:00:00Z")));
         let p = posture(None, &Requests::default(), t("2026-11-26T21:00:00Z"));
@@ -136,7 +140,10 @@ mod tests {
             keep_until: None,
         };
         let p = posture(Some(&nights()), &r, t("2026-11-27T19:00:00Z"));
-        assert_eq!((p.asleep, p.next_change), (None, Some(t("2026-11-27T20:00:00Z"))));
+        assert_eq!(
+            (p.asleep, p.next_change),
+            (None, Some(t("2026-11-27T20:00:00Z")))
+        );
         let p = posture(Some(&nights()), &r, t("2026-11-27T20:00:00Z"));
         assert_eq!(p.asleep, Some(SleepCause::Schedule));
     }

@@ -137,14 +137,38 @@ mod tests {
         let s = office_hours("Europe/Berlin");
         // Friday 19:59 CET awake, 20:00 CET asleep until Monday 07:00 CEST (05:00Z).
         let w = window(&s, t("2026-03-27T18:59:00Z"));
-        assert_eq!(w, Window { asleep: false, next: Some(t("2026-03-27T19:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: false,
+                next: Some(t("2026-03-27T19:00:00Z"))
+            }
+        );
         let w = window(&s, t("2026-03-27T19:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-30T05:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-03-30T05:00:00Z"))
+            }
+        );
         let w = window(&s, t("2026-03-29T12:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-30T05:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-03-30T05:00:00Z"))
+            }
+        );
         // Monday 07:00 CEST awake; asleep again at 20:00 CEST (18:00Z).
         let w = window(&s, t("2026-03-30T05:00:00Z"));
-        assert_eq!(w, Window { asleep: false, next: Some(t("2026-03-30T18:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: false,
+                next: Some(t("2026-03-30T18:00:00Z"))
+            }
+        );
     }
 
     #[test]
@@ -152,7 +176,13 @@ mod tests {
         // 2026-10-25: CEST+2 → CET+1. Friday 20:00 CEST is 18:00Z, Monday 07:00 CET is 06:00Z.
         let s = office_hours("Europe/Berlin");
         let w = window(&s, t("2026-10-24T00:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-10-26T06:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-10-26T06:00:00Z"))
+            }
+        );
         assert!(!window(&s, t("2026-10-26T06:00:00Z")).asleep);
         assert!(window(&s, t("2026-10-26T05:59:59Z")).asleep);
     }
@@ -163,10 +193,22 @@ mod tests {
         let s = office_hours("America/New_York");
         // Friday 2026-03-06 20:00 EST = 01:00Z Saturday; Monday 07:00 EDT = 11:00Z.
         let w = window(&s, t("2026-03-07T12:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-09T11:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-03-09T11:00:00Z"))
+            }
+        );
         // Friday 2026-10-30 20:00 EDT = 00:00Z; Monday 07:00 EST = 12:00Z.
         let w = window(&s, t("2026-10-31T00:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-11-02T12:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-11-02T12:00:00Z"))
+            }
+        );
     }
 
     #[test]
@@ -174,12 +216,24 @@ mod tests {
         // Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST at 01:00Z; 02:30 never happens.
         let s = sleep("0 22 * * *", "30 2 * * *", "Europe/Berlin");
         let w = window(&s, t("2026-03-28T23:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-29T01:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-03-29T01:00:00Z"))
+            }
+        );
         assert!(!window(&s, t("2026-03-29T01:00:00Z")).asleep);
         // New York 2026-03-08: 02:00 EST jumps to 03:00 EDT at 07:00Z.
         let s = sleep("0 22 * * *", "30 2 * * *", "America/New_York");
         let w = window(&s, t("2026-03-08T06:00:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-03-08T07:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-03-08T07:00:00Z"))
+            }
+        );
     }
 
     #[test]
@@ -191,22 +245,52 @@ mod tests {
         assert_eq!(w.asleep, false);
         // The second 01:00 and 01:30 do not fire again: awake until 01:00 EST the next day.
         let w = window(&s, t("2026-11-01T06:15:00Z"));
-        assert_eq!(w, Window { asleep: false, next: Some(t("2026-11-02T06:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: false,
+                next: Some(t("2026-11-02T06:00:00Z"))
+            }
+        );
         // Berlin 2026-10-25: 02:00–03:00 happens twice (00:00Z–01:00Z CEST, 01:00Z–02:00Z CET).
         let s = sleep("30 2 * * *", "0 9 * * *", "Europe/Berlin");
         let w = window(&s, t("2026-10-25T00:00:00Z"));
-        assert_eq!(w, Window { asleep: false, next: Some(t("2026-10-25T00:30:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: false,
+                next: Some(t("2026-10-25T00:30:00Z"))
+            }
+        );
         let w = window(&s, t("2026-10-25T01:45:00Z"));
-        assert_eq!(w, Window { asleep: true, next: Some(t("2026-10-25T08:00:00Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: true,
+                next: Some(t("2026-10-25T08:00:00Z"))
+            }
+        );
     }
 
     #[test]
     fn six_fields_utc_and_equal_times() {
         let s = sleep("30 0 20 * * *", "0 0 7 * * *", "UTC");
         let w = window(&s, t("2026-11-26T20:00:29Z"));
-        assert_eq!(w, Window { asleep: false, next: Some(t("2026-11-26T20:00:30Z")) });
+        assert_eq!(
+            w,
+            Window {
+                asleep: false,
+                next: Some(t("2026-11-26T20:00:30Z"))
+            }
+        );
         // Sleep and wake at once: never asleep, and no change to wait for.
         let s = sleep("0 7 * * *", "0 7 * * *", "UTC");
-        assert_eq!(window(&s, t("2026-11-26T08:00:00Z")), Window { asleep: false, next: None });
+        assert_eq!(
+            window(&s, t("2026-11-26T08:00:00Z")),
+            Window {
+                asleep: false,
+                next: None
+            }
+        );
     }
 }

@@ -23,9 +23,7 @@ fn kind(o: &Object) -> (&str, &str) {
 }
 
 fn annotate(o: &mut Object, value: String) {
-    let meta = o
-        .entry("metadata")
-        .or_insert_with(|| serde_json::json!({}));
+    let meta = o.entry("metadata").or_insert_with(|| serde_json::json!({}));
     let Some(meta) = meta.as_object_mut() else {
         return;
     };
@@ -169,21 +167,42 @@ mod tests {
     #[test]
     fn asleep_workloads_scale_to_zero_and_keep_their_size_in_an_annotation() {
         let mut objects = vec![
-            obj(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}})),
-            obj(json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {}})),
-            obj(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"}, "spec": {"schedule": "0 1 * * *"}})),
-            obj(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": []}})),
-            obj(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"}, "spec": {}})),
-            obj(json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": 2}})),
+            obj(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}}),
+            ),
+            obj(
+                json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {}}),
+            ),
+            obj(
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly"}, "spec": {"schedule": "0 1 * * *"}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": []}}),
+            ),
+            obj(
+                json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"}, "spec": {}}),
+            ),
+            obj(
+                json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": 2}}),
+            ),
         ];
         let before = objects.clone();
         put_to_sleep(&mut objects);
         assert_eq!(objects[0]["spec"]["replicas"], 0);
-        assert_eq!(objects[0]["metadata"]["annotations"][ANNOTATION_AWAKE], "replicas=3");
+        assert_eq!(
+            objects[0]["metadata"]["annotations"][ANNOTATION_AWAKE],
+            "replicas=3"
+        );
         assert_eq!(objects[1]["spec"]["replicas"], 0);
-        assert_eq!(objects[1]["metadata"]["annotations"][ANNOTATION_AWAKE], "replicas=1");
+        assert_eq!(
+            objects[1]["metadata"]["annotations"][ANNOTATION_AWAKE],
+            "replicas=1"
+        );
         assert_eq!(objects[2]["spec"]["suspend"], true);
-        assert_eq!(objects[2]["metadata"]["annotations"][ANNOTATION_AWAKE], "suspend=false");
+        assert_eq!(
+            objects[2]["metadata"]["annotations"][ANNOTATION_AWAKE],
+            "suspend=false"
+        );
         // Everything else, another group's "Deployment" included, is applied as rendered.
         assert_eq!(objects[3..], before[3..]);
     }
@@ -191,19 +210,26 @@ mod tests {
     #[test]
     fn usage_counts_requests_times_replicas() {
         let objects = vec![
-            obj(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
-                {"name": "b", "resources": {"requests": {"cpu": 0.5, "memory": "1G"}}},
-                {"name": "c"}
-            ]}}}})),
-            obj(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "n"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1e6"}}}
-            ]}}}}}})),
+            obj(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2, "template": {"spec": {"containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
+                    {"name": "b", "resources": {"requests": {"cpu": 0.5, "memory": "1G"}}},
+                    {"name": "c"}
+                ]}}}}),
+            ),
+            obj(
+                json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "n"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [
+                    {"name": "a", "resources": {"requests": {"cpu": "1", "memory": "1e6"}}}
+                ]}}}}}}),
+            ),
             obj(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})),
         ];
         let u = usage(&objects);
         assert_eq!(u.cpu_millis, 2 * (250 + 500) + 1000);
-        assert_eq!(u.memory_bytes, 2 * (128 * 1024 * 1024 + 1_000_000_000) + 1_000_000);
+        assert_eq!(
+            u.memory_bytes,
+            2 * (128 * 1024 * 1024 + 1_000_000_000) + 1_000_000
+        );
         for bad in ["", "abc", "1Zi", "-1"] {
             assert_eq!(quantity_milli(&json!(bad)), None, "{bad}");
         }

@@ -196,7 +196,8 @@ impl DirTarget {
             Folder::Interrupted => {
                 return Err(TargetError::Io {
                     path: folder.display().to_string(),
-                    message: "holds only an interrupted first write; try again after the next pass".into(),
+                    message: "holds only an interrupted first write; try again after the next pass"
+                        .into(),
                 })
             }
         }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::StagingRecord;
 use super::posture::{posture, Posture};
+use super::StagingRecord;
 use super::{guard, Hold, Inputs, Life, Phase, Planned, Why};
 use crate::config::{Config, Environment, Settings, Ttl};
 use crate::naming;
@@ -67,7 +67,10 @@ fn steer(
     now: DateTime<Utc>,
 ) -> (Life, Posture) {
     let Some(requests) = o.map(|o| &o.requests) else {
-        return (life, posture(settings.sleep.as_ref(), &Default::default(), now));
+        return (
+            life,
+            posture(settings.sleep.as_ref(), &Default::default(), now),
+        );
     };
     let life = match requests.keep_until {
         Some(e) => {

@@ -406,3 +406,4 @@ fn a_removed_environment_is_held_until_confirmed() {
 }
 
 mod collisions;
+mod lifecycle;

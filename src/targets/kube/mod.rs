@@ -271,7 +271,11 @@ impl Target for KubeTarget {
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
-    async fn request(&self, name: &str, requests: &crate::plan::Requests) -> Result<(), TargetError> {
+    async fn request(
+        &self,
+        name: &str,
+        requests: &crate::plan::Requests,
+    ) -> Result<(), TargetError> {
         self.request_async(name, requests).await
     }
 }

@@ -110,7 +110,9 @@ pub fn observed(
         // A hand edit gone wrong must not stop the staging's passes: ignored, and said.
         match serde_json::from_str(text) {
             Ok(q) => r.requests = q,
-            Err(e) => tracing::warn!(namespace = name, error = %e, "annotation {REQUESTS} ignored: unreadable"),
+            Err(e) => {
+                tracing::warn!(namespace = name, error = %e, "annotation {REQUESTS} ignored: unreadable")
+            }
         }
     }
     let staging = labels.get(consts::LABEL_STAGING).map(String::as_str);

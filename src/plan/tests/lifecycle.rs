@@ -1,0 +1,195 @@
+//! Sleep schedules, requests (`sleep`, `wake --for`, `extend`) and `max_awake` through the
+//! whole planner, with a fixed clock.
+
+use super::*;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// Office hours in Berlin; `now()` (Thursday 2026-11-26 12:00Z) is inside them.
+fn office() -> Config {
+    config("    sleep: {at: \"0 20 * * Mon-Fri\", wake: \"0 7 * * Mon-Fri\", timezone: Europe/Berlin}\n")
+}
+
+fn five() -> HashMap<String, Result<RepoListing, String>> {
+    listing((1..=5).map(|i| branch(&format!("f{i}"), 0)).collect())
+}
+
+#[test]
+fn a_berlin_schedule_puts_five_stagings_to_sleep_and_wakes_them_on_time() {
+    let c = office();
+    let l = five();
+    let p = run(&c, &l, &[], now());
+    assert!(p.stagings.iter().all(|s| s.state == Some(State::Active)));
+    // Thursday 20:00 CET is 19:00Z: the controller is woken then, not at its next poll.
+    assert_eq!(p.next_deadline(), Some(t("2026-11-26T19:00:00Z")));
+    let held = applied(&p);
+    let p = run(&c, &l, &held, t("2026-11-26T19:00:00Z"));
+    for s in &p.stagings {
+        assert_eq!(s.action, Action::Sleep, "{}", s.name);
+        assert_eq!(s.state, Some(State::Sleeping(SleepCause::Schedule)));
+        assert_eq!(s.reason(), "sleep schedule until 2026-11-27T06:00:00Z");
+    }
+    assert_eq!(p.next_deadline(), Some(t("2026-11-27T06:00:00Z")));
+    let held = applied(&p);
+    // Asleep through the night: nothing to do, nothing written.
+    let p = run(&c, &l, &held, t("2026-11-27T05:59:59Z"));
+    assert!(p.stagings.iter().all(|s| s.action == Action::Noop));
+    let p = run(&c, &l, &held, t("2026-11-27T06:00:00Z"));
+    assert!(p.stagings.iter().all(|s| s.action == Action::Wake));
+    // Friday night to Monday morning, across a weekend.
+    let p = run(&c, &l, &applied(&p), t("2026-11-27T19:00:00Z"));
+    assert_eq!(p.next_deadline(), Some(t("2026-11-30T06:00:00Z")));
+}
+
+#[test]
+fn the_clock_counts_hours_awake_and_asleep() {
+    let c = office();
+    let l = five();
+    let p = run(&c, &l, &[], t("2026-11-26T07:00:00Z"));
+    let p = run(&c, &l, &applied(&p), t("2026-11-26T19:00:00Z"));
+    let p = run(&c, &l, &applied(&p), t("2026-11-27T06:00:00Z"));
+    let clock = find(&p, "f1").clock.unwrap();
+    assert_eq!(
+        (clock.awake_seconds, clock.asleep_seconds),
+        (12 * 3600, 11 * 3600)
+    );
+    assert_eq!(clock.since, t("2026-11-27T06:00:00Z"));
+}
+
+fn with_requests(held: &mut [StagingRecord], name: &str, r: Requests) {
+    held.iter_mut().find(|s| s.branch == name).unwrap().requests = r;
+}
+
+#[test]
+fn wake_for_an_hour_then_sleep_again() {
+    let c = office();
+    let l = five();
+    let p = run(&c, &l, &[], t("2026-11-26T07:00:00Z"));
+    let mut held = applied(&run(&c, &l, &applied(&p), t("2026-11-26T20:00:00Z")));
+    let asked = t("2026-11-26T21:00:00Z");
+    let until = asked + Duration::hours(1);
+    let wake = Requests {
+        power: Some(Power::Wake {
+            at: asked,
+            until: Some(until),
+        }),
+        keep_until: None,
+    };
+    with_requests(&mut held, "f1", wake.clone());
+    let p = run(&c, &l, &held, asked);
+    assert_eq!(find(&p, "f1").action, Action::Wake);
+    assert_eq!(find(&p, "f2").action, Action::Noop);
+    assert_eq!(p.next_deadline(), Some(until));
+    let mut held = applied(&p);
+    with_requests(&mut held, "f1", wake);
+    let p = run(&c, &l, &held, until);
+    assert_eq!(find(&p, "f1").action, Action::Sleep);
+    assert_eq!(
+        find(&p, "f1").state,
+        Some(State::Sleeping(SleepCause::Schedule))
+    );
+}
+
+#[test]
+fn an_extension_is_kept_but_never_beyond_max_extension() {
+    // ttl 7d; `extend` asked a day before expiry for 30 days, written by hand past the
+    // command's check: the planner still keeps it only max_extension (3d) from the asking.
+    let c = config("    max_extension: 3d\n    retention: 1d\n");
+    let l = listing(vec![branch("a", 0)]);
+    let mut held = applied(&run(&c, &l, &[], now()));
+    let asked = now() + Duration::days(6);
+    with_requests(
+        &mut held,
+        "a",
+        Requests {
+            power: None,
+            keep_until: Some(Extension {
+                at: asked,
+                until: asked + Duration::days(30),
+            }),
+        },
+    );
+    let p = run(&c, &l, &held, now() + Duration::days(8));
+    let a = find(&p, "a");
+    assert_eq!(
+        (a.action, a.expires_at),
+        (Action::Noop, Some(asked + Duration::days(3)))
+    );
+    assert_eq!(a.delete_at, Some(asked + Duration::days(4)));
+    let p = run(&c, &l, &held, asked + Duration::days(3));
+    assert_eq!(find(&p, "a").action, Action::Expire);
+}
+
+#[test]
+fn max_awake_puts_the_least_recently_active_to_sleep_and_wakes_them_when_there_is_room() {
+    let c = config("    max_awake: 3\n");
+    let l = listing(vec![
+        branch("main", 30),
+        branch("b1", 0),
+        branch("b2", 1),
+        branch("b3", 2),
+        branch("b4", 3),
+    ]);
+    let p = run(&c, &l, &[], now());
+    let asleep: Vec<&str> = p
+        .stagings
+        .iter()
+        .filter(|s| s.state == Some(State::Sleeping(SleepCause::Cap)))
+        .map(|s| s.branch.as_str())
+        .collect();
+    // `main` never expires, so it stays awake first; then the most recently active.
+    assert_eq!(asleep, ["b3", "b4"]);
+    assert!(find(&p, "b4").reason().contains("new branch"));
+    let held: Vec<StagingRecord> = applied(&p)
+        .into_iter()
+        .filter(|s| s.branch != "b1")
+        .collect();
+    let l = listing(vec![
+        branch("main", 30),
+        branch("b2", 1),
+        branch("b3", 2),
+        branch("b4", 3),
+    ]);
+    let p = run(&c, &l, &held, now());
+    assert_eq!(find(&p, "b3").action, Action::Wake);
+    assert_eq!(find(&p, "b4").action, Action::Noop);
+}
+
+#[test]
+fn a_manual_sleep_outlasts_the_schedule_and_a_new_commit_updates_asleep() {
+    let c = office();
+    let l = five();
+    let mut held = applied(&run(&c, &l, &[], now()));
+    with_requests(
+        &mut held,
+        "f1",
+        Requests {
+            power: Some(Power::Sleep { at: now() }),
+            keep_until: None,
+        },
+    );
+    let p = run(&c, &l, &held, now());
+    assert_eq!(find(&p, "f1").action, Action::Sleep);
+    let mut held = applied(&p);
+    with_requests(
+        &mut held,
+        "f1",
+        Requests {
+            power: Some(Power::Sleep { at: now() }),
+            keep_until: None,
+        },
+    );
+    let l = listing(
+        (1..=5)
+            .map(|i| branch(&format!("f{i}"), i64::from(i == 1)))
+            .collect(),
+    );
+    let p = run(&c, &l, &held, t("2026-11-27T06:00:00Z"));
+    let f1 = find(&p, "f1");
+    assert_eq!(
+        (f1.action, f1.state),
+        (Action::Update, Some(State::Sleeping(SleepCause::Manual)))
+    );
+}
