@@ -33,6 +33,9 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Longest `octostage extend` when `max_extension` is not set (as Release allows).
 pub const DEFAULT_MAX_EXTENSION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long an awake staging may stay not ready after a change when `health_deadline` is not
+/// set.
+pub const DEFAULT_HEALTH_DEADLINE: Duration = Duration::from_secs(600);
 /// Default namespace template.
 pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 /// Default limit on how long a render command may run.

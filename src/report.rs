@@ -52,6 +52,11 @@ pub struct JsonStaging<'a> {
     pub hold: Option<&'a crate::plan::Hold>,
     /// Not converged because the pass was stopped first.
     pub skipped: bool,
+    /// Where it is in its life after the pass: pending, running, failing, sleeping:CAUSE,
+    /// expired, deleting, conflict; null when it will not exist.
+    pub lifecycle: Option<crate::plan::health::Lifecycle>,
+    /// How its workloads are doing (`{"is": "failing", "since": ..., "reason": ...}`), or null.
+    pub health: Option<&'a crate::plan::Health>,
 }
 
 /// A staging's effective action, why, and the reason as text (the plan's own, with its error
@@ -65,6 +70,23 @@ fn effective(r: &Report, i: usize) -> (crate::plan::Action, crate::plan::Why, St
         why.to_string()
     };
     (action, why, reason)
+}
+
+fn lifecycle(
+    s: &crate::plan::Planned,
+    outcome: Option<&crate::pass::Outcome>,
+) -> Option<crate::plan::health::Lifecycle> {
+    use crate::plan::health::Lifecycle;
+    if matches!(s.error, Some(crate::plan::PlanError::Conflict { .. })) {
+        return Some(Lifecycle::Conflict);
+    }
+    if s.action == Action::Delete {
+        return Some(Lifecycle::Deleting);
+    }
+    if outcome.is_some_and(|o| o.error.is_some()) {
+        return Some(Lifecycle::Failing);
+    }
+    s.state.map(|st| Lifecycle::of(st, s.health.as_ref()))
 }
 
 /// The JSON document of a plan or pass.
@@ -108,6 +130,8 @@ pub fn json(r: &Report) -> serde_json::Value {
                     .map(|e| e.kind())
                     .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.kind()))),
                 skipped: outcome.is_some_and(|o| o.skipped),
+                lifecycle: lifecycle(s, outcome),
+                health: s.health.as_ref(),
             }
         })
         .collect();
@@ -200,6 +224,7 @@ pub fn status_json(st: &crate::targets::Status, now: DateTime<Utc>) -> serde_jso
                 "namespace": s.namespace,
                 "commit": s.commit,
                 "state": status_state(r),
+                "health": s.health,
                 "created_at": r.created.map(rfc3339),
                 "age_seconds": r.created.map(|c| (now - c).num_seconds()),
                 "expires_at": s.expires_at.map(rfc3339),
@@ -327,9 +352,15 @@ fn next_change(s: &crate::plan::StagingRecord) -> String {
 }
 
 fn status_state(r: &crate::targets::StagingStatus) -> String {
+    use crate::plan::health::Lifecycle;
+    let s = &r.staging;
     if r.deleting.is_some() {
-        "deleting".into()
-    } else {
-        r.staging.state.to_string()
+        return Lifecycle::Deleting.to_string();
+    }
+    match (Lifecycle::of(s.state, s.health.as_ref()), &s.health) {
+        (Lifecycle::Failing, Some(crate::plan::Health::Failing { reason, .. })) => {
+            format!("failing: {reason}")
+        }
+        (l, _) => l.to_string(),
     }
 }

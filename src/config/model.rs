@@ -247,6 +247,8 @@ pub struct Layer {
     pub sleep: Option<Sleep>,
     /// Longest `extend`.
     pub max_extension: Option<Duration>,
+    /// Longest not ready before Failing.
+    pub health_deadline: Option<Duration>,
 }
 
 impl Layer {
@@ -271,6 +273,7 @@ impl Layer {
             retention: self.retention.or(base.retention),
             sleep: self.sleep.clone().or_else(|| base.sleep.clone()),
             max_extension: self.max_extension.or(base.max_extension),
+            health_deadline: self.health_deadline.or(base.health_deadline),
         }
     }
 
@@ -294,6 +297,9 @@ impl Layer {
             retention: self.retention.unwrap_or_default(),
             sleep: self.sleep,
             max_extension: self.max_extension.unwrap_or(consts::DEFAULT_MAX_EXTENSION),
+            health_deadline: self
+                .health_deadline
+                .unwrap_or(consts::DEFAULT_HEALTH_DEADLINE),
         })
     }
 }
@@ -347,6 +353,8 @@ pub struct Settings {
     pub sleep: Option<Sleep>,
     /// Longest `extend`, counted from when it is asked.
     pub max_extension: Duration,
+    /// Longest not ready before Failing.
+    pub health_deadline: Duration,
 }
 
 #[cfg(test)]

@@ -80,6 +80,11 @@ pub struct RawSettings {
     /// Secrets and volumes stay. `octostage wake` and `octostage sleep` override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep: Option<RawSleep>,
+    /// How long an awake staging may stay not ready (its Deployments and StatefulSets short of
+    /// their ready replicas, its Jobs not complete) after a change before it is Failing, such
+    /// as `15m` (default `10m`). A failed Job makes it Failing at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_deadline: Option<String>,
     /// Longest `octostage extend` may keep a staging beyond the time it is asked, such as `14d`
     /// (default `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

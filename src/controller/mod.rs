@@ -147,6 +147,17 @@ impl Controller {
         let _manual = manual_on_sighup(handle.clone(), self.shutdown.clone());
         // A process that stays up keeps a live view instead of reading the target every pass.
         self.target.watch();
+        let _target = self.target.changes().map(|changed| {
+            let (handle, stop) = (handle.clone(), self.shutdown.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = changed.notified() => handle.request(Trigger::Target),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            })
+        });
         let mut trigger = Trigger::Startup;
         loop {
             let deadline = match self.pass(trigger.clone()).await {

@@ -19,6 +19,9 @@ pub enum Trigger {
     },
     /// Someone asked (SIGHUP, or an API call).
     Manual,
+    /// The target changed in a way a pass acts on: a workload became ready or not, someone
+    /// ran `octostage sleep | wake | extend`.
+    Target,
 }
 
 impl std::fmt::Display for Trigger {
@@ -30,6 +33,7 @@ impl std::fmt::Display for Trigger {
             Trigger::FileChange => f.write_str("file change"),
             Trigger::Webhook { repository } => write!(f, "webhook for {repository}"),
             Trigger::Manual => f.write_str("manual"),
+            Trigger::Target => f.write_str("target changed"),
         }
     }
 }

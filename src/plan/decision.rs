@@ -75,6 +75,15 @@ pub enum Why {
         /// Until when, if it sleeps again.
         until: Option<DateTime<Utc>>,
     },
+    /// Every workload is ready.
+    Healthy,
+    /// Not ready any more (or again after a change).
+    NotReady,
+    /// A Job failed, or not ready past its health deadline.
+    Unhealthy {
+        /// What is wrong.
+        reason: String,
+    },
     /// A branch that gets no staging.
     NotCreated {
         /// Why not.
@@ -221,6 +230,9 @@ impl std::fmt::Display for Why {
                     WakeCause::Room => write!(f, "room under max_awake{until}"),
                 }
             }
+            Why::Healthy => f.write_str("every workload is ready"),
+            Why::NotReady => f.write_str("not every workload is ready"),
+            Why::Unhealthy { reason } => write!(f, "failing: {reason}"),
             Why::NotCreated { cause } => write!(f, "not created: {cause}"),
             Why::OverCap { max } => write!(f, "over max_stagings ({max}); least recently active"),
             Why::BranchDeleted => f.write_str("branch deleted"),

@@ -11,6 +11,7 @@
 mod decision;
 mod env;
 mod guard;
+pub mod health;
 pub mod lifecycle;
 mod model;
 mod observed;
@@ -23,8 +24,8 @@ pub use decision::{Hold, WakeCause, Why};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
 pub use observed::{
-    Clock, Extension, Foreign, Observed, Power, Requests, SleepCause, StagingRecord, State,
-    Transition, Usage, MAX_HISTORY,
+    Clock, Extension, Foreign, Health, Observed, Power, Readiness, Requests, SleepCause,
+    StagingRecord, State, Transition, Usage, MAX_HISTORY,
 };
 pub use posture::Posture;
 
@@ -89,10 +90,56 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     guard::collisions(&mut out.stagings);
     guard::conflicts(&mut out.stagings, inputs.observed);
+    settle_health(&mut out.stagings, inputs.observed, inputs.now);
     record_transitions(&mut out.stagings, inputs.now);
     out.stagings
         .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
     out
+}
+
+/// The health of every staging this pass writes, from what the target saw of its workloads;
+/// a change of health is a transition of its own.
+fn settle_health(
+    stagings: &mut [Planned],
+    observed: &Observed,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    for p in stagings.iter_mut() {
+        let Some(settings) = p.settings.as_ref().filter(|_| p.context.is_some()) else {
+            continue;
+        };
+        let readiness = observed
+            .readiness
+            .as_ref()
+            .map(|r| r.get(&p.name).unwrap_or(&Readiness::Ready));
+        let after = health::next(
+            p.action,
+            p.state,
+            p.health.as_ref(),
+            readiness,
+            settings.health_deadline,
+            now,
+        );
+        if p.action == Action::Noop {
+            if let Some(why) = health::transition(p.health.as_ref(), after.as_ref()) {
+                push(
+                    &mut p.history,
+                    Transition {
+                        at: now,
+                        action: Action::Noop,
+                        why,
+                    },
+                );
+            }
+        }
+        p.health = after;
+    }
+}
+
+fn push(history: &mut Vec<Transition>, t: Transition) {
+    history.push(t);
+    let extra = history.len().saturating_sub(MAX_HISTORY);
+    history.drain(..extra);
 }
 
 /// What this pass changes goes into each staging's history.
@@ -102,13 +149,12 @@ fn record_transitions(stagings: &mut [Planned], now: chrono::DateTime<chrono::Ut
             p.action,
             Action::Create | Action::Update | Action::Expire | Action::Sleep | Action::Wake
         ) {
-            p.history.push(Transition {
+            let t = Transition {
                 at: now,
                 action: p.action,
                 why: p.why.clone(),
-            });
-            let extra = p.history.len().saturating_sub(MAX_HISTORY);
-            p.history.drain(..extra);
+            };
+            push(&mut p.history, t);
         }
     }
 }
@@ -131,6 +177,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         next_change: o.next_change,
         clock: o.clock,
         usage: o.usage,
+        health: o.health.clone(),
         settings: None,
         context: None,
         error: None,

@@ -80,6 +80,8 @@ pub struct Planned {
     pub clock: Option<super::Clock>,
     /// What its workloads request when awake (as last rendered).
     pub usage: Option<super::Usage>,
+    /// How its workloads are doing after the pass (awake stagings).
+    pub health: Option<super::Health>,
     /// Resolved settings (for stagings that will exist).
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
@@ -245,7 +247,13 @@ impl Plan {
         self.stagings
             .iter()
             .filter(|p| p.exists_after())
-            .flat_map(|p| [p.expires_at, p.delete_at, p.next_change])
+            .flat_map(|p| {
+                let pending = p
+                    .settings
+                    .as_ref()
+                    .and_then(|s| super::health::deadline_of(p.health.as_ref(), s.health_deadline));
+                [p.expires_at, p.delete_at, p.next_change, pending]
+            })
             .flatten()
             .filter(|t| *t > self.at)
             .min()

@@ -89,6 +89,59 @@ impl std::fmt::Display for State {
     }
 }
 
+/// How an awake staging's workloads are doing, as recorded on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "is", rename_all = "lowercase")]
+pub enum Health {
+    /// Applied, not ready yet.
+    Pending {
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+    /// Every workload ready.
+    Running {
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+    /// A Job failed, or not ready past the health deadline.
+    Failing {
+        /// Since when.
+        since: DateTime<Utc>,
+        /// What is wrong (`Deployment/web: 0 of 2 ready after 10m`).
+        reason: String,
+    },
+}
+
+impl Health {
+    /// Since when it has been so.
+    pub fn since(&self) -> DateTime<Utc> {
+        match self {
+            Health::Pending { since }
+            | Health::Running { since }
+            | Health::Failing { since, .. } => *since,
+        }
+    }
+
+    /// Whether `other` is the same kind of health (whatever its time and reason).
+    pub fn same_kind(&self, other: &Health) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
+}
+
+/// What a target sees of a staging's workloads now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every Deployment and StatefulSet has its replicas ready and rolled out, every Job
+    /// completed.
+    Ready,
+    /// Not yet: the first workload that is not (`Deployment/web: 1 of 2 ready`).
+    NotReady(String),
+    /// A Job failed, or a rollout gave up: which, and why.
+    Failed(String),
+    /// The workloads could not be read this time (why): the recorded health stands.
+    Unknown(String),
+}
+
 /// What people asked of a staging with `octostage sleep`, `wake` and `extend`. Kept apart from
 /// the record (a namespace annotation of its own, a file of its own in a dir target): the
 /// commands write it, passes only read it, so neither overwrites the other.
@@ -236,6 +289,9 @@ pub struct StagingRecord {
     /// What its workloads request when awake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// How its workloads are doing while awake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
     /// Rendered links.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub links: IndexMap<String, String>,
@@ -264,6 +320,7 @@ impl StagingRecord {
             next_change: p.next_change,
             clock: p.clock,
             usage: p.usage,
+            health: p.health.clone(),
             links: p
                 .context
                 .as_ref()
@@ -321,4 +378,7 @@ pub struct Observed {
     /// Staging names whose place is taken by something not this instance's (dir target: a
     /// folder without octostage's status file).
     pub foreign_names: std::collections::BTreeMap<String, Foreign>,
+    /// How each staging's workloads are doing, by staging name; `None` when the target cannot
+    /// tell (a dir target runs nothing: a staging is its files).
+    pub readiness: Option<std::collections::HashMap<String, Readiness>>,
 }

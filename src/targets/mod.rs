@@ -145,6 +145,11 @@ pub trait Target: Send + Sync {
     /// Keep a live view of what the target holds from now on, so that later passes need not
     /// read it again (for a long-running `run`). Nothing where reading is cheap.
     fn watch(&self) {}
+    /// Told when what the target watches changed in a way a pass acts on (a workload's
+    /// readiness, a request on a staging): the controller then asks for a pass.
+    fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
     /// Make `staging` hold exactly `objects` (and its recorded state); `dry_run` only reports.
     /// `fingerprint` digests what the objects were rendered from (see [`Target::holds`]).
     async fn apply(

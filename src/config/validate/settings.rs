@@ -78,6 +78,10 @@ impl Validator<'_> {
                 .max_extension
                 .as_deref()
                 .and_then(|d| self.duration(d, &format!("{ptr}/max_extension"))),
+            health_deadline: raw
+                .health_deadline
+                .as_deref()
+                .and_then(|d| self.duration(d, &format!("{ptr}/health_deadline"))),
         }
     }
 

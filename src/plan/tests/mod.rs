@@ -203,6 +203,7 @@ fn obs(name: &str, branch: &str) -> StagingRecord {
         next_change: None,
         clock: None,
         usage: None,
+        health: None,
         links: Default::default(),
         history: Vec::new(),
         requests: Default::default(),

@@ -201,6 +201,11 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
         self.events
     }
 
+    /// What the watch last showed of `k`.
+    pub fn get(&self, k: &K) -> Option<&V> {
+        self.items.get(k).map(|s| &s.value)
+    }
+
     /// Objects held.
     pub fn len(&self) -> usize {
         self.items.len()

@@ -11,6 +11,7 @@
 mod apply;
 mod cache;
 mod drift;
+mod health;
 mod live;
 mod memo;
 mod namespace;
@@ -270,6 +271,9 @@ impl Target for KubeTarget {
     }
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+    fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.watches.get().map(|w| w.changed.clone())
     }
     async fn request(
         &self,

@@ -8,12 +8,16 @@ use std::sync::Arc;
 use kube::api::{Api, DynamicObject, ListParams};
 use tracing::{debug, warn};
 
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+
+use super::health::{self, Workload};
 use super::live::{classify, owned_object, Live};
 use super::state;
 use super::watch::{Kept, NsEntry, ObjKey};
 use super::{api_err, KubeTarget};
 use crate::consts;
-use crate::plan::{Foreign, Observed};
+use crate::plan::{Foreign, Observed, Readiness};
 use crate::targets::TargetError;
 
 impl KubeTarget {
@@ -68,6 +72,71 @@ impl KubeTarget {
             }
         }
         *self.live.lock().expect("live") = live;
+        let namespaces: std::collections::HashMap<String, String> = out
+            .stagings
+            .iter()
+            .map(|s| (s.name.clone(), s.namespace.clone()))
+            .collect();
+        out.readiness = Some(match self.workloads().await {
+            Ok(workloads) => health::readiness(
+                workloads.iter().map(|(ns, w)| (ns.as_str(), w)),
+                &namespaces,
+            ),
+            Err(e) => {
+                // Health waits; the pass goes on (its writes do not depend on it).
+                warn!("cannot read how workloads are doing: {e}");
+                namespaces
+                    .into_keys()
+                    .map(|s| (s, Readiness::Unknown(e.to_string())))
+                    .collect()
+            }
+        });
+        Ok(out)
+    }
+
+    /// This instance's Deployments, StatefulSets and Jobs, reduced to their readiness: from
+    /// the watches, else listed (one request per kind).
+    async fn workloads(&self) -> Result<Vec<(String, Workload)>, TargetError> {
+        if let Some(w) = self.watches.get() {
+            let deadline = tokio::time::Instant::now() + consts::WATCH_FIRST_LIST_WAIT;
+            while w.workloads_starting() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if let Some(v) = w.workloads() {
+                return Ok(v);
+            }
+        }
+        let selector = state::instance_selector(&self.instance);
+        let lp = ListParams::default().labels(&selector);
+        let mut out = Vec::new();
+        let d: Api<Deployment> = Api::all(self.client.clone());
+        for o in self
+            .call(|| d.list(&lp))
+            .await
+            .map_err(|e| api_err("listing Deployments", e))?
+        {
+            out.extend(
+                health::deployment(&o).map(|w| (o.metadata.namespace.unwrap_or_default(), w)),
+            );
+        }
+        let s: Api<StatefulSet> = Api::all(self.client.clone());
+        for o in self
+            .call(|| s.list(&lp))
+            .await
+            .map_err(|e| api_err("listing StatefulSets", e))?
+        {
+            out.extend(
+                health::stateful_set(&o).map(|w| (o.metadata.namespace.unwrap_or_default(), w)),
+            );
+        }
+        let j: Api<Job> = Api::all(self.client.clone());
+        for o in self
+            .call(|| j.list(&lp))
+            .await
+            .map_err(|e| api_err("listing Jobs", e))?
+        {
+            out.extend(health::job(&o).map(|w| (o.metadata.namespace.unwrap_or_default(), w)));
+        }
         Ok(out)
     }
 

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DynamicObject};
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::cache::{Event, Store};
+use super::health::{self, Workload};
 use super::live::{self, LiveNs, LiveObject};
 use crate::consts;
 use crate::plan::{Foreign, StagingRecord};
@@ -60,6 +63,10 @@ pub struct Watches {
     namespaces: Shared<String, NsEntry>,
     ns_restart: Arc<Notify>,
     kinds: Mutex<HashMap<String, KindWatch>>,
+    /// Deployments, StatefulSets and Jobs of this instance, reduced to their readiness.
+    workloads: [(Shared<ObjKey, Workload>, Arc<Notify>); 3],
+    /// Told when a workload's readiness changes: a pass may have a health to record.
+    pub changed: Arc<Notify>,
     stop: CancellationToken,
 }
 
@@ -84,23 +91,98 @@ impl Watches {
             namespaces: Shared::default(),
             ns_restart: Arc::new(Notify::new()),
             kinds: Mutex::default(),
+            workloads: Default::default(),
+            changed: Arc::new(Notify::new()),
             stop: CancellationToken::new(),
         };
+        w.follow_workloads();
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(w.client.clone());
         let inst = w.instance.clone();
+        let changed = w.changed.clone();
         tokio::spawn(follow(
             api,
             watcher::Config::default(),
             w.namespaces.clone(),
             w.ns_restart.clone(),
             w.stop.clone(),
-            move |m: &ObjectMeta| {
+            move |o: &PartialObjectMeta<Namespace>| {
+                let m = &o.metadata;
                 let name = m.name.clone().unwrap_or_default();
                 let entry = live::classify(m, &inst);
                 (name, Some(entry))
             },
+            move |a: Option<&NsEntry>, b: Option<&NsEntry>| {
+                let asked = |e: Option<&NsEntry>| {
+                    e.and_then(|e| e.as_ref().ok())
+                        .map(|(r, _)| r.requests.clone())
+                };
+                let now = asked(b);
+                if now.as_ref().is_some_and(|r| !r.is_empty()) && asked(a) != now {
+                    changed.notify_one();
+                }
+            },
         ));
         w
+    }
+
+    fn follow_workloads(&self) {
+        let selector = super::state::instance_selector(&self.instance);
+        let config = watcher::Config::default().labels(&selector);
+        let [(d, dr), (s, sr), (j, jr)] = &self.workloads;
+        let changed = |n: Arc<Notify>| {
+            move |a: Option<&Workload>, b: Option<&Workload>| {
+                if a.map(|w| &w.readiness) != b.map(|w| &w.readiness) {
+                    n.notify_one();
+                }
+            }
+        };
+        tokio::spawn(follow(
+            Api::<Deployment>::all(self.client.clone()),
+            config.clone(),
+            d.clone(),
+            dr.clone(),
+            self.stop.clone(),
+            |o: &Deployment| (obj_key(&o.metadata), health::deployment(o)),
+            changed(self.changed.clone()),
+        ));
+        tokio::spawn(follow(
+            Api::<StatefulSet>::all(self.client.clone()),
+            config.clone(),
+            s.clone(),
+            sr.clone(),
+            self.stop.clone(),
+            |o: &StatefulSet| (obj_key(&o.metadata), health::stateful_set(o)),
+            changed(self.changed.clone()),
+        ));
+        tokio::spawn(follow(
+            Api::<Job>::all(self.client.clone()),
+            config,
+            j.clone(),
+            jr.clone(),
+            self.stop.clone(),
+            |o: &Job| (obj_key(&o.metadata), health::job(o)),
+            changed(self.changed.clone()),
+        ));
+    }
+
+    /// This instance's workloads (namespace, reduced), or `None` when a watch cannot answer.
+    pub fn workloads(&self) -> Option<Vec<(String, Workload)>> {
+        let mut out = Vec::new();
+        for (store, restart) in &self.workloads {
+            out.extend(
+                read(store, restart)?
+                    .into_iter()
+                    .map(|((ns, _), w)| (ns, w)),
+            );
+        }
+        Some(out)
+    }
+
+    /// Whether a workload watch is still making its first listing.
+    pub fn workloads_starting(&self) -> bool {
+        self.workloads
+            .iter()
+            .any(|(s, _)| s.lock().expect("store").starting())
     }
 
     /// Every namespace as octostage should see it now, or `None` when the watch cannot answer.
@@ -147,13 +229,8 @@ impl Watches {
             kw.store.clone(),
             kw.restart.clone(),
             self.stop.clone(),
-            |m: &ObjectMeta| {
-                let key = (
-                    m.namespace.clone().unwrap_or_default(),
-                    m.name.clone().unwrap_or_default(),
-                );
-                (key, kept(m))
-            },
+            |o: &PartialObjectMeta<DynamicObject>| (obj_key(&o.metadata), kept(&o.metadata)),
+            |_: Option<&Kept>, _: Option<&Kept>| {},
         ));
         kw
     }
@@ -204,6 +281,13 @@ impl Watches {
     }
 }
 
+fn obj_key(m: &ObjectMeta) -> ObjKey {
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
 /// What the store keeps of one object: only an object that carries octostage's full ownership
 /// record, and of its managed fields only what drift detection needs.
 fn kept(m: &ObjectMeta) -> Option<Kept> {
@@ -233,13 +317,15 @@ fn read<K: Clone + Eq + std::hash::Hash, V: Clone>(
 }
 
 /// Follow one watch into `store` until `stop`, listing again after every error or restart.
+/// `changed` sees each change after the first listing: the value before and after.
 async fn follow<K, Key, V>(
     api: Api<K>,
     config: watcher::Config,
     store: Shared<Key, V>,
     restart: Arc<Notify>,
     stop: CancellationToken,
-    reduce: impl Fn(&ObjectMeta) -> (Key, Option<V>) + Send + 'static,
+    reduce: impl Fn(&K) -> (Key, Option<V>) + Send + 'static,
+    changed: impl Fn(Option<&V>, Option<&V>) + Send + 'static,
 ) where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     Key: Eq + std::hash::Hash + Clone + Send,
@@ -272,15 +358,15 @@ async fn follow<K, Key, V>(
                 }
                 None => break,
             };
-            let one = |m: &ObjectMeta| {
-                let version = m.resource_version.clone().unwrap_or_default();
-                let (k, v) = reduce(m);
+            let one = |o: &K| {
+                let version = o.meta().resource_version.clone().unwrap_or_default();
+                let (k, v) = reduce(o);
                 (k, version, v)
             };
             let event = match event {
                 watcher::Event::Init => Event::Init,
                 watcher::Event::InitApply(o) => {
-                    let (k, version, v) = one(o.meta());
+                    let (k, version, v) = one(&o);
                     Event::InitApply(k, version, v)
                 }
                 watcher::Event::InitDone => {
@@ -288,10 +374,16 @@ async fn follow<K, Key, V>(
                     Event::InitDone
                 }
                 watcher::Event::Apply(o) => {
-                    let (k, version, v) = one(o.meta());
+                    let (k, version, v) = one(&o);
+                    let s = store.lock().expect("store");
+                    changed(s.get(&k), v.as_ref());
                     Event::Apply(k, version, v)
                 }
-                watcher::Event::Delete(o) => Event::Delete(reduce(o.meta()).0),
+                watcher::Event::Delete(o) => {
+                    let k = reduce(&o).0;
+                    changed(store.lock().expect("store").get(&k), None);
+                    Event::Delete(k)
+                }
             };
             store.lock().expect("store").event(event, Instant::now());
         }
