@@ -36,6 +36,8 @@ pub const DEFAULT_MAX_EXTENSION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long an awake staging may stay not ready after a change when `health_deadline` is not
 /// set.
 pub const DEFAULT_HEALTH_DEADLINE: Duration = Duration::from_secs(600);
+/// How long before deletion the `expiring` notification goes out when `warn_before` is not set.
+pub const DEFAULT_WARN_BEFORE: Duration = Duration::from_secs(24 * 3600);
 /// Default namespace template.
 pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 /// Default limit on how long a render command may run.

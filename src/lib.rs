@@ -19,6 +19,7 @@ pub mod cost;
 pub mod demo;
 pub mod fuzzing;
 pub mod naming;
+pub mod notify;
 pub mod pass;
 pub mod plan;
 pub mod redact;

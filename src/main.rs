@@ -29,6 +29,9 @@ use octostage::{report, targets};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Longest `run --once` waits for its notifications (five attempts with backoff fit).
+const NOTIFY_AT_EXIT_ONCE: Duration = Duration::from_secs(60);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -233,6 +236,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         r => r?,
     };
+    controller.finish(NOTIFY_AT_EXIT_ONCE).await;
     warn_about(&r.config);
     out(&report::text(&r, false))?;
     eprintln!("{} requests", r.requests);

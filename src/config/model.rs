@@ -20,6 +20,8 @@ pub struct Config {
     pub commit: Option<String>,
     /// Safety limits of a pass.
     pub safety: Safety,
+    /// Caps over all environments.
+    pub limits: Limits,
     /// Environments in file order.
     pub environments: Vec<Environment>,
     /// Template files by directory, loaded and compiled once.
@@ -33,6 +35,15 @@ impl Config {
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)
     }
+}
+
+/// Caps over all environments (see `limits` in environments.yaml).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most stagings in all.
+    pub max_stagings: Option<u32>,
+    /// Most stagings awake in all.
+    pub max_awake: Option<u32>,
 }
 
 /// Safety limits of a pass (see `safety` in environments.yaml).
@@ -222,6 +233,91 @@ pub struct Sleep {
     pub timezone: chrono_tz::Tz,
 }
 
+/// What events there are to notify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Created.
+    Created,
+    /// A new commit or configuration applied.
+    Updated,
+    /// Every workload ready.
+    Healthy,
+    /// A Job failed, or not ready past the deadline.
+    Failing,
+    /// Put to sleep.
+    Sleeping,
+    /// Woken.
+    Waking,
+    /// Expired: asleep until deleted.
+    Expired,
+    /// Deleted soon (`warn_before`).
+    Expiring,
+    /// Deleted.
+    Deleted,
+}
+
+impl EventKind {
+    /// Every kind, in lifecycle order.
+    pub const ALL: [EventKind; 9] = [
+        EventKind::Created,
+        EventKind::Updated,
+        EventKind::Healthy,
+        EventKind::Failing,
+        EventKind::Sleeping,
+        EventKind::Waking,
+        EventKind::Expired,
+        EventKind::Expiring,
+        EventKind::Deleted,
+    ];
+
+    /// Its name in environments.yaml and payloads.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Updated => "updated",
+            EventKind::Healthy => "healthy",
+            EventKind::Failing => "failing",
+            EventKind::Sleeping => "sleeping",
+            EventKind::Waking => "waking",
+            EventKind::Expired => "expired",
+            EventKind::Expiring => "expiring",
+            EventKind::Deleted => "deleted",
+        }
+    }
+}
+
+/// Where a webhook's URL comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlSource {
+    /// Written in the file.
+    Literal(String),
+    /// An environment variable, read when sending.
+    Env(String),
+}
+
+/// One webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// Its URL.
+    pub url: UrlSource,
+    /// Environment variable of its HMAC key.
+    pub secret_env: Option<String>,
+}
+
+/// Notification settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// Webhooks.
+    pub webhooks: Vec<Webhook>,
+    /// A command given the payload on stdin.
+    pub command: Option<Vec<String>>,
+    /// Events sent.
+    pub events: Vec<EventKind>,
+    /// Lead of the `expiring` warning.
+    pub warn_before: Duration,
+}
+
 /// One level of settings (defaults, environment, override, static) after validation.
 #[derive(Debug, Clone, Default)]
 pub struct Layer {
@@ -249,6 +345,8 @@ pub struct Layer {
     pub max_extension: Option<Duration>,
     /// Longest not ready before Failing.
     pub health_deadline: Option<Duration>,
+    /// Notifications.
+    pub notify: Option<Arc<Notify>>,
 }
 
 impl Layer {
@@ -274,6 +372,7 @@ impl Layer {
             sleep: self.sleep.clone().or_else(|| base.sleep.clone()),
             max_extension: self.max_extension.or(base.max_extension),
             health_deadline: self.health_deadline.or(base.health_deadline),
+            notify: self.notify.clone().or_else(|| base.notify.clone()),
         }
     }
 
@@ -300,6 +399,7 @@ impl Layer {
             health_deadline: self
                 .health_deadline
                 .unwrap_or(consts::DEFAULT_HEALTH_DEADLINE),
+            notify: self.notify,
         })
     }
 }
@@ -355,6 +455,8 @@ pub struct Settings {
     pub max_extension: Duration,
     /// Longest not ready before Failing.
     pub health_deadline: Duration,
+    /// Notifications, if any.
+    pub notify: Option<Arc<Notify>>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub struct RawFile {
     /// Guards that keep a bad listing from deleting stagings in bulk.
     #[serde(default)]
     pub safety: RawSafety,
+    /// Caps over all environments together.
+    #[serde(default)]
+    pub limits: RawLimits,
     /// The environments, by name. A name is a lowercase DNS label of at most 24 characters; it
     /// starts every staging name of the environment.
     pub environments: IndexMap<String, RawEnvironment>,
@@ -85,10 +88,54 @@ pub struct RawSettings {
     /// as `15m` (default `10m`). A failed Job makes it Failing at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_deadline: Option<String>,
+    /// Who is told when a staging is created, healthy, failing, sleeping, waking, about to be
+    /// deleted and deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<RawNotify>,
     /// Longest `octostage extend` may keep a staging beyond the time it is asked, such as `14d`
     /// (default `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_extension: Option<String>,
+}
+
+/// Notifications: JSON POSTed to webhooks and/or given to a command on stdin, once per
+/// transition (recorded on the staging, so a restart sends no duplicate), retried with backoff,
+/// never holding up a pass.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawNotify {
+    /// Webhooks to POST the payload to. The payload has a plain `text` field, so a Slack
+    /// incoming webhook takes it as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<RawWebhook>,
+    /// A program and its arguments (not templates) run with the payload on stdin, with the same
+    /// bare environment as render commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Which events to send (default all): created, updated, healthy, failing, sleeping,
+    /// waking, expired, expiring, deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// How long before its deletion an expired staging's `expiring` warning goes out, such as
+    /// `24h` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_before: Option<String>,
+}
+
+/// One webhook. Its URL may itself be a secret (Slack's are): give it by environment variable.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// The URL (`https://`, or `http://` for a receiver on loopback or inside the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Name of an environment variable holding the URL (exclusive with `url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<String>,
+    /// Name of an environment variable holding a key: each request then carries
+    /// `X-Octostage-Signature-256: sha256=<HMAC-SHA256 of the body, hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
 }
 
 /// A sleep schedule: two cron expressions in an IANA time zone.
@@ -103,6 +150,20 @@ pub struct RawSleep {
     /// IANA time zone the expressions are read in, such as `Europe/Berlin` (default `UTC`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+}
+
+/// Caps over all environments together (each environment may have its own as well). Beyond a
+/// cap, the least recently active stagings (those that never expire count as most active) are
+/// not created or, when they exist, put to sleep, with the reason shown: never deleted for it.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Most stagings in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_stagings: Option<u32>,
+    /// Most stagings awake at once in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_awake: Option<u32>,
 }
 
 /// Safety limits of a pass.

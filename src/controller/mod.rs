@@ -42,6 +42,9 @@ impl Clock for SystemClock {
     }
 }
 
+/// Longest a stopping `run` waits for notifications still being delivered.
+pub const NOTIFY_AT_EXIT: Duration = Duration::from_secs(10);
+
 /// How long the controller lets a burst of file changes settle before it starts a pass.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -57,6 +60,7 @@ pub struct Controller {
     state: Arc<RwLock<State>>,
     tx: mpsc::Sender<Trigger>,
     rx: mpsc::Receiver<Trigger>,
+    notifier: crate::notify::deliver::Notifier,
 }
 
 /// What others hold of a running controller: a way to ask for a pass, and its state.
@@ -101,6 +105,7 @@ impl Controller {
             state: Arc::default(),
             tx,
             rx,
+            notifier: crate::notify::deliver::Notifier::start(),
         }
     }
 
@@ -132,9 +137,19 @@ impl Controller {
         )
         .await
         .map(Arc::new);
+        if let Ok(r) = &r {
+            if !self.opts.dry_run {
+                self.notifier.send(crate::notify::events(r));
+            }
+        }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.record(trigger, at, started.elapsed(), &r);
         r
+    }
+
+    /// Wait, at most `limit`, for the notifications of the passes so far to be delivered.
+    pub async fn finish(self, limit: Duration) {
+        self.notifier.finish(limit).await;
     }
 
     /// Run passes until shutdown: one at start-up, then one per (coalesced) trigger.
@@ -179,6 +194,7 @@ impl Controller {
             };
             if self.shutdown.is_cancelled() {
                 info!("shutting down");
+                self.finish(NOTIFY_AT_EXIT).await;
                 return;
             }
             let (wait, due) = self.next_wake(deadline);
@@ -188,6 +204,7 @@ impl Controller {
                 Some(t) = self.rx.recv() => self.coalesce(t).await,
                 _ = self.shutdown.cancelled() => {
                     info!("shutting down");
+                    self.finish(NOTIFY_AT_EXIT).await;
                     return;
                 }
             };

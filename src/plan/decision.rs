@@ -94,6 +94,13 @@ pub enum Why {
         /// The cap.
         max: u32,
     },
+    /// Beyond a cap over all environments (`limits.max_stagings` or `limits.max_awake`).
+    OverLimit {
+        /// Which: `max_stagings` or `max_awake`.
+        cap: String,
+        /// The cap.
+        max: u32,
+    },
     /// Its branch is gone.
     BranchDeleted,
     /// Its branch is excluded.
@@ -235,6 +242,10 @@ impl std::fmt::Display for Why {
             Why::Unhealthy { reason } => write!(f, "failing: {reason}"),
             Why::NotCreated { cause } => write!(f, "not created: {cause}"),
             Why::OverCap { max } => write!(f, "over max_stagings ({max}); least recently active"),
+            Why::OverLimit { cap, max } => write!(
+                f,
+                "over limits.{cap} ({max}) of all environments; least recently active"
+            ),
             Why::BranchDeleted => f.write_str("branch deleted"),
             Why::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
             Why::NotIncluded => f.write_str("no longer matched by branches.include"),

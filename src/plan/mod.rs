@@ -8,6 +8,7 @@
 //! this instance's is a conflict; and one pass deletes at most `safety.max_deletions_per_pass`
 //! stagings.
 
+mod caps;
 mod decision;
 mod env;
 mod guard;
@@ -90,11 +91,30 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     guard::collisions(&mut out.stagings);
     guard::conflicts(&mut out.stagings, inputs.observed);
+    caps::global(&mut out.stagings, &config.limits);
+    settle_clocks(&mut out.stagings, inputs.now);
     settle_health(&mut out.stagings, inputs.observed, inputs.now);
+    warn_expiring(&mut out.stagings, inputs.now);
     record_transitions(&mut out.stagings, inputs.now);
     out.stagings
         .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
     out
+}
+
+/// Each staging's clock: started when it is created, turned when it goes to sleep or wakes.
+fn settle_clocks(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
+    for p in stagings.iter_mut() {
+        let Some(state) = p.state else {
+            continue;
+        };
+        p.clock = match (p.observed_state, p.clock) {
+            (Some(before), Some(c)) if before.asleep() != state.asleep() => {
+                Some(c.turn(before.asleep(), now))
+            }
+            (Some(_), Some(c)) => Some(c),
+            _ => Some(Clock::start(now)),
+        };
+    }
 }
 
 /// The health of every staging this pass writes, from what the target saw of its workloads;
@@ -133,6 +153,28 @@ fn settle_health(
             }
         }
         p.health = after;
+    }
+}
+
+/// When the `expiring` warning of a staging that is to be deleted goes out, if it is to.
+fn warn_at(p: &Planned) -> Option<chrono::DateTime<chrono::Utc>> {
+    let notify = p.settings.as_ref()?.notify.as_ref()?;
+    if !notify.events.contains(&crate::config::EventKind::Expiring) {
+        return None;
+    }
+    let lead = chrono::Duration::from_std(notify.warn_before).ok()?;
+    p.delete_at?.checked_sub_signed(lead)
+}
+
+/// Stagings whose deletion comes within their warning's lead: warned once per deletion time,
+/// recorded in the same write that the warning follows.
+fn warn_expiring(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
+    for p in stagings.iter_mut() {
+        let due = warn_at(p).is_some_and(|w| now >= w) && p.delete_at.is_some_and(|d| now < d);
+        if due && p.exists_after() && p.context.is_some() && p.warned != p.delete_at {
+            p.warned = p.delete_at;
+            p.warn_now = true;
+        }
     }
 }
 
@@ -176,8 +218,11 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         state: Some(o.state),
         next_change: o.next_change,
         clock: o.clock,
+        activity: None,
         usage: o.usage,
         health: o.health.clone(),
+        warned: o.warned,
+        warn_now: false,
         settings: None,
         context: None,
         error: None,

@@ -78,10 +78,16 @@ pub struct Planned {
     pub next_change: Option<DateTime<Utc>>,
     /// Time awake and asleep, this pass included.
     pub clock: Option<super::Clock>,
+    /// Its last activity (see `Life`), when it is a candidate of this pass.
+    pub activity: Option<DateTime<Utc>>,
     /// What its workloads request when awake (as last rendered).
     pub usage: Option<super::Usage>,
     /// How its workloads are doing after the pass (awake stagings).
     pub health: Option<super::Health>,
+    /// The deletion time its `expiring` warning went out for.
+    pub warned: Option<DateTime<Utc>>,
+    /// Whether this pass sends the `expiring` warning.
+    pub warn_now: bool,
     /// Resolved settings (for stagings that will exist).
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
@@ -252,7 +258,8 @@ impl Plan {
                     .settings
                     .as_ref()
                     .and_then(|s| super::health::deadline_of(p.health.as_ref(), s.health_deadline));
-                [p.expires_at, p.delete_at, p.next_change, pending]
+                let warn = super::warn_at(p).filter(|_| p.warned != p.delete_at);
+                [p.expires_at, p.delete_at, p.next_change, pending, warn]
             })
             .flatten()
             .filter(|t| *t > self.at)

@@ -292,6 +292,9 @@ pub struct StagingRecord {
     /// How its workloads are doing while awake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<Health>,
+    /// The deletion time the `expiring` warning went out for (sent at most once per time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warned: Option<DateTime<Utc>>,
     /// Rendered links.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub links: IndexMap<String, String>,
@@ -321,6 +324,7 @@ impl StagingRecord {
             clock: p.clock,
             usage: p.usage,
             health: p.health.clone(),
+            warned: p.warned,
             links: p
                 .context
                 .as_ref()

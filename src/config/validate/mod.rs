@@ -17,6 +17,8 @@ mod settings;
 mod values;
 
 pub use values::{parse_cron, parse_size};
+mod notify;
+pub use notify::check_url as check_webhook_url;
 
 /// Collects problems while validating one file.
 pub struct Validator<'a> {
@@ -140,6 +142,10 @@ impl<'a> Validator<'a> {
             root: self.root.to_path_buf(),
             commit: opts.commit.clone(),
             safety: std::mem::take(&mut self.safety),
+            limits: Limits {
+                max_stagings: raw.limits.max_stagings,
+                max_awake: raw.limits.max_awake,
+            },
             environments,
             templates: Arc::new(std::mem::take(&mut self.templates)),
             warnings: std::mem::take(&mut self.warnings),

@@ -82,6 +82,11 @@ impl Validator<'_> {
                 .health_deadline
                 .as_deref()
                 .and_then(|d| self.duration(d, &format!("{ptr}/health_deadline"))),
+            notify: raw
+                .notify
+                .as_ref()
+                .and_then(|n| self.notify(n, &format!("{ptr}/notify")))
+                .map(std::sync::Arc::new),
         }
     }
 

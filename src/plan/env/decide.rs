@@ -80,18 +80,6 @@ impl EnvPlanner<'_> {
 
     pub(super) fn decide(&self, c: Candidate<'_>) -> Planned {
         let (action, state, why) = self.action(&c);
-        let now = self.inputs.now;
-        let clock = state.map(|s| match c.observed {
-            Some(o) => {
-                let clock = o.clock.unwrap_or_else(|| Clock::start(o.first_seen));
-                if o.state.asleep() == s.asleep() {
-                    clock
-                } else {
-                    clock.turn(o.state.asleep(), now)
-                }
-            }
-            None => Clock::start(now),
-        });
         let mut p = Planned {
             environment: self.env.name.clone(),
             branch: c.branch.clone(),
@@ -110,9 +98,14 @@ impl EnvPlanner<'_> {
                 Phase::Active => c.posture.next_change,
                 _ => None,
             },
-            clock,
+            clock: c
+                .observed
+                .map(|o| o.clock.unwrap_or_else(|| Clock::start(o.first_seen))),
+            activity: Some(c.life.activity),
             usage: c.observed.and_then(|o| o.usage),
             health: c.observed.and_then(|o| o.health.clone()),
+            warned: c.observed.and_then(|o| o.warned),
+            warn_now: false,
             settings: Some(c.settings.clone()),
             context: None,
             error: None,
@@ -183,8 +176,11 @@ pub(super) fn absent(
         state: None,
         next_change: None,
         clock: None,
+        activity: None,
         usage: None,
         health: None,
+        warned: None,
+        warn_now: false,
         settings: None,
         context: None,
         error: None,

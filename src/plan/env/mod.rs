@@ -1,6 +1,7 @@
 //! Planning one environment whose branches were listed: its static stagings, its branch
 //! stagings (named, capped, aged), and what the target holds that nothing claims any more.
 
+use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -49,11 +50,19 @@ struct Candidate<'a> {
 }
 
 /// Who keeps a place under a cap first: stagings that never expire, then the most recently
-/// active (by name on a tie, so the order is stable).
-fn precedence<'c>(c: &'c Candidate<'_>) -> (bool, std::cmp::Reverse<DateTime<Utc>>, &'c str) {
+/// active (the newer commit on a tie: branches first seen together), then by name.
+type Rank<'c> = (
+    bool,
+    Reverse<DateTime<Utc>>,
+    Reverse<DateTime<Utc>>,
+    &'c str,
+);
+
+fn precedence<'c>(c: &'c Candidate<'_>) -> Rank<'c> {
     (
         c.ttl != Ttl::Never,
-        std::cmp::Reverse(c.life.activity),
+        Reverse(c.life.activity),
+        Reverse(c.commit.time),
         c.name.as_str(),
     )
 }

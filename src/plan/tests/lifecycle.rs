@@ -193,3 +193,54 @@ fn a_manual_sleep_outlasts_the_schedule_and_a_new_commit_updates_asleep() {
         (Action::Update, Some(State::Sleeping(SleepCause::Manual)))
     );
 }
+
+#[test]
+fn limits_over_all_environments_never_delete() {
+    let two = |extra: &str| {
+        parsed(&format!(
+            "version: 1\ndefaults:\n  templates: t\n  ttl: 7d\n{extra}environments:\n  shop:\n    repository: /repo\n  blog:\n    repository: /repo2\n"
+        ))
+    };
+    let mut l = listing(vec![branch("a", 0), branch("b", 1), branch("c", 2)]);
+    l.insert("blog".into(), l["shop"].clone());
+    let c = two("limits:\n  max_stagings: 4\n  max_awake: 2\n");
+    let p = run(&c, &l, &[], now());
+    let created: Vec<String> = p
+        .stagings
+        .iter()
+        .filter(|s| s.exists_after())
+        .map(|s| format!("{}/{} {}", s.environment, s.branch, s.state.unwrap()))
+        .collect();
+    assert_eq!(
+        created,
+        [
+            "blog/a active",
+            "blog/b sleeping (cap)",
+            "shop/a active",
+            "shop/b sleeping (cap)"
+        ]
+    );
+    let c3 = find_in(&p, "shop", "c");
+    assert_eq!(
+        c3.reason(),
+        "not created: over limits.max_stagings (4) of all environments; least recently active"
+    );
+    // Lowered to 2: the two that exist beyond it sleep, none is deleted.
+    let c = two("limits:\n  max_stagings: 2\n");
+    let p = run(&c, &l, &applied(&p), now());
+    assert!(p.stagings.iter().all(|s| s.action != Action::Delete));
+    assert_eq!(
+        p.stagings
+            .iter()
+            .filter(|s| s.state == Some(State::Active))
+            .count(),
+        2
+    );
+}
+
+fn find_in<'a>(p: &'a Plan, env: &str, branch: &str) -> &'a Planned {
+    p.stagings
+        .iter()
+        .find(|s| s.environment == env && s.branch == branch)
+        .unwrap()
+}

@@ -204,6 +204,7 @@ fn obs(name: &str, branch: &str) -> StagingRecord {
         clock: None,
         usage: None,
         health: None,
+        warned: None,
         links: Default::default(),
         history: Vec::new(),
         requests: Default::default(),
