@@ -42,13 +42,18 @@ impl Notifier {
         let t = tracker.clone();
         tracker.spawn(async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-            let client = reqwest::Client::builder()
-                .timeout(ATTEMPT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a client without custom TLS builds");
+            // Made on first use: loading the system's root certificates costs memory a run
+            // without webhooks should not pay.
+            let mut client: Option<reqwest::Client> = None;
             while let Some(n) = rx.recv().await {
                 for hook in &n.to.webhooks {
+                    let client = client.get_or_insert_with(|| {
+                        reqwest::Client::builder()
+                            .timeout(ATTEMPT_TIMEOUT)
+                            .redirect(reqwest::redirect::Policy::none())
+                            .build()
+                            .expect("a client without custom TLS builds")
+                    });
                     let permit = slots.clone().acquire_owned().await.expect("never closed");
                     let (client, hook, n) = (client.clone(), hook.clone(), n.clone());
                     t.spawn(async move {

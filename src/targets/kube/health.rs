@@ -126,20 +126,56 @@ pub fn job(j: &Job) -> Option<Workload> {
     })
 }
 
-/// Per staging: the first failed workload, else the first not ready, else ready. `namespaces`
-/// maps each staging to its namespace; a workload elsewhere does not count for it.
+/// Where a staging lives and which workload kinds it recorded applying (`Deployment`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    /// Its namespace.
+    pub namespace: String,
+    /// Workload kinds its namespace records.
+    pub kinds: Vec<&'static str>,
+}
+
+/// The workload kinds among recorded `apiVersion/Kind` keys.
+pub fn workload_kinds(keys: &[String]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (key, kind) in [
+        ("apps/v1/Deployment", "Deployment"),
+        ("apps/v1/StatefulSet", "StatefulSet"),
+        ("batch/v1/Job", "Job"),
+    ] {
+        if keys.iter().any(|k| k == key) {
+            out.push(kind);
+        }
+    }
+    out
+}
+
+/// Per staging: the first failed workload, else the first not ready (a recorded workload kind
+/// with none left counts as not ready: it is being put back), else ready. A workload outside
+/// its staging's namespace does not count for it.
 pub fn readiness<'a>(
     workloads: impl IntoIterator<Item = (&'a str, &'a Workload)>,
-    namespaces: &HashMap<String, String>,
+    stagings: &HashMap<String, Expect>,
 ) -> HashMap<String, Readiness> {
     let mut sorted: Vec<(&str, &Workload)> = workloads
         .into_iter()
-        .filter(|(ns, w)| namespaces.get(&w.staging).is_some_and(|n| n == ns))
+        .filter(|(ns, w)| stagings.get(&w.staging).is_some_and(|e| e.namespace == *ns))
         .collect();
     sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
-    let mut out: HashMap<String, Readiness> = namespaces
-        .keys()
-        .map(|s| (s.clone(), Readiness::Ready))
+    let mut out: HashMap<String, Readiness> = stagings
+        .iter()
+        .map(|(s, e)| {
+            let missing = e.kinds.iter().find(|k| {
+                !sorted
+                    .iter()
+                    .any(|(_, w)| &w.staging == s && w.id.split('/').next() == Some(**k))
+            });
+            let r = match missing {
+                Some(k) => Readiness::NotReady(format!("no {k} left of those applied")),
+                None => Readiness::Ready,
+            };
+            (s.clone(), r)
+        })
         .collect();
     for (_, w) in sorted {
         let slot = out.entry(w.staging.clone()).or_insert(Readiness::Ready);
@@ -196,9 +232,14 @@ mod tests {
         assert_eq!(failed.readiness, Readiness::Failed("Job/migrate failed: BackoffLimitExceeded: Job has reached the specified backoff limit".into()));
         let done = job(&j(json!([{"type": "Complete", "status": "True"}]))).unwrap();
         assert_eq!(done.readiness, Readiness::Ready);
-        let ns: HashMap<String, String> = [
-            ("shop-a".to_string(), "shop-a".to_string()),
-            ("shop-b".to_string(), "shop-b".to_string()),
+        let at = |ns: &str, kinds: Vec<&'static str>| Expect {
+            namespace: ns.into(),
+            kinds,
+        };
+        let ns: HashMap<String, Expect> = [
+            ("shop-a".to_string(), at("shop-a", vec!["Job"])),
+            ("shop-b".to_string(), at("shop-b", vec![])),
+            ("shop-c".to_string(), at("shop-c", vec!["Deployment"])),
         ]
         .into();
         let r = readiness(
@@ -211,5 +252,9 @@ mod tests {
         );
         assert!(matches!(r["shop-a"], Readiness::Failed(_)));
         assert_eq!(r["shop-b"], Readiness::Ready);
+        assert_eq!(
+            r["shop-c"],
+            Readiness::NotReady("no Deployment left of those applied".into())
+        );
     }
 }

@@ -27,10 +27,19 @@ impl KubeTarget {
         let mut live = Live::default();
         let mut out = Observed::default();
         let mut kinds = BTreeSet::new();
+        let mut expect = std::collections::HashMap::new();
         for (name, entry) in self.namespace_entries().await? {
             match entry {
                 Ok((staging, l)) => {
-                    kinds.extend(state::kinds(&l.annotations));
+                    let recorded = state::kinds(&l.annotations);
+                    expect.insert(
+                        staging.name.clone(),
+                        health::Expect {
+                            namespace: name.clone(),
+                            kinds: health::workload_kinds(&recorded),
+                        },
+                    );
+                    kinds.extend(recorded);
                     if let Some(s) = l.labels.get(consts::LABEL_STAGING) {
                         *live.staging_namespaces.entry(s.clone()).or_default() += 1;
                     }
@@ -72,20 +81,14 @@ impl KubeTarget {
             }
         }
         *self.live.lock().expect("live") = live;
-        let namespaces: std::collections::HashMap<String, String> = out
-            .stagings
-            .iter()
-            .map(|s| (s.name.clone(), s.namespace.clone()))
-            .collect();
         out.readiness = Some(match self.workloads().await {
-            Ok(workloads) => health::readiness(
-                workloads.iter().map(|(ns, w)| (ns.as_str(), w)),
-                &namespaces,
-            ),
+            Ok(workloads) => {
+                health::readiness(workloads.iter().map(|(ns, w)| (ns.as_str(), w)), &expect)
+            }
             Err(e) => {
                 // Health waits; the pass goes on (its writes do not depend on it).
                 warn!("cannot read how workloads are doing: {e}");
-                namespaces
+                expect
                     .into_keys()
                     .map(|s| (s, Readiness::Unknown(e.to_string())))
                     .collect()
