@@ -81,6 +81,35 @@ impl Life {
 }
 
 impl Life {
+    /// This life with its retention counted from when the staging was put to sleep expired
+    /// (`expired_at`, as recorded; now when it expires in this pass), never from an expiry
+    /// time that passed while nobody looked: a branch found stale, or octostage down for a
+    /// week, still gets its whole retention, asleep, before it is deleted.
+    pub fn retained(
+        self,
+        expired_at: Option<DateTime<Utc>>,
+        retention: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Life {
+        let Some(expires) = self.expires_at.filter(|e| now >= *e) else {
+            return self;
+        };
+        let start = expires.max(expired_at.unwrap_or(now));
+        let delete_at = chrono::Duration::from_std(retention)
+            .ok()
+            .and_then(|r| start.checked_add_signed(r));
+        let phase = match delete_at {
+            Some(d) if now >= d => Phase::Gone,
+            Some(_) => Phase::Expired,
+            None => Phase::Expired,
+        };
+        Life {
+            delete_at,
+            phase,
+            ..self
+        }
+    }
+
     /// This life kept at least until `keep_until` (`octostage extend`): a staging that never
     /// expires stays so, one that expires does so no earlier than then.
     pub fn extended(
@@ -222,6 +251,42 @@ mod tests {
             t("2026-11-02T12:00:00Z"),
         );
         assert_eq!(earlier, l);
+    }
+
+    #[test]
+    fn retention_counts_from_when_it_was_put_to_sleep() {
+        let ttl = Ttl::After(Duration::from_secs(DAY));
+        let minute = Duration::from_secs(60);
+        let now = t("2026-11-26T12:00:00Z");
+        // Expired a month ago by its dates, seen only now: a whole minute asleep first.
+        let l = Life::new(
+            t("2026-10-01T00:00:00Z"),
+            t("2026-10-01T00:00:00Z"),
+            ttl,
+            None,
+            minute,
+            now,
+        );
+        assert_eq!(l.phase, Phase::Gone);
+        let r = l.retained(None, minute, now);
+        assert_eq!(
+            (r.phase, r.delete_at),
+            (Phase::Expired, Some(t("2026-11-26T12:01:00Z")))
+        );
+        let later = t("2026-11-26T12:01:00Z");
+        let l = Life::new(
+            t("2026-10-01T00:00:00Z"),
+            t("2026-10-01T00:00:00Z"),
+            ttl,
+            None,
+            minute,
+            later,
+        );
+        assert_eq!(l.retained(Some(now), minute, later).phase, Phase::Gone);
+        // Retention 0 deletes at once; an active life is left as it is.
+        assert_eq!(l.retained(None, Duration::ZERO, now).phase, Phase::Gone);
+        let active = Life::new(now, now, ttl, None, minute, now);
+        assert_eq!(active.retained(None, minute, now), active);
     }
 
     #[test]

@@ -214,6 +214,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         hold: None,
         first_seen: o.first_seen,
         expires_at: o.expires_at,
+        expired_at: o.expired_at,
         delete_at: o.delete_at,
         state: Some(o.state),
         next_change: o.next_change,

@@ -70,6 +70,8 @@ pub struct Planned {
     pub first_seen: DateTime<Utc>,
     /// When it expires, if ever.
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was put to sleep expired, while it is.
+    pub expired_at: Option<DateTime<Utc>>,
     /// When it is deleted after its retention, if ever (when the plan knows).
     pub delete_at: Option<DateTime<Utc>>,
     /// State after the pass (`None` for stagings that will not exist).

@@ -275,6 +275,9 @@ pub struct StagingRecord {
     /// When it expires, as last computed.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// When it was put to sleep expired (its retention counts from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<DateTime<Utc>>,
     /// When it is deleted after its retention, as last computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delete_at: Option<DateTime<Utc>>,
@@ -318,6 +321,7 @@ impl StagingRecord {
             commit: p.commit.as_ref().map(|c| c.sha.clone()).unwrap_or_default(),
             first_seen: p.first_seen,
             expires_at: p.expires_at,
+            expired_at: p.expired_at,
             delete_at: p.delete_at,
             state: p.state.unwrap_or(State::Active),
             next_change: p.next_change,

@@ -92,6 +92,13 @@ impl EnvPlanner<'_> {
             hold: None,
             first_seen: c.first_seen,
             expires_at: c.life.expires_at,
+            expired_at: match (state, c.observed) {
+                (Some(State::Expired), Some(o)) if o.state == State::Expired => {
+                    o.expired_at.or(Some(self.inputs.now))
+                }
+                (Some(State::Expired), _) => Some(self.inputs.now),
+                _ => None,
+            },
             delete_at: c.life.delete_at,
             state,
             next_change: match c.life.phase {
@@ -172,6 +179,7 @@ pub(super) fn absent(
         hold: None,
         first_seen: DateTime::<Utc>::UNIX_EPOCH,
         expires_at: None,
+        expired_at: None,
         delete_at: None,
         state: None,
         next_change: None,

@@ -75,12 +75,8 @@ fn steer(
     life: Life,
     now: DateTime<Utc>,
 ) -> (Life, Posture) {
-    let Some(requests) = o.map(|o| &o.requests) else {
-        return (
-            life,
-            posture(settings.sleep.as_ref(), &Default::default(), now),
-        );
-    };
+    let none = super::Requests::default();
+    let requests = o.map_or(&none, |o| &o.requests);
     let life = match requests.keep_until {
         Some(e) => {
             let most = chrono::Duration::from_std(settings.max_extension)
@@ -91,6 +87,10 @@ fn steer(
         }
         None => life,
     };
+    let expired_at = o
+        .filter(|o| o.state == super::State::Expired)
+        .and_then(|o| o.expired_at);
+    let life = life.retained(expired_at, settings.retention, now);
     (life, posture(settings.sleep.as_ref(), requests, now))
 }
 

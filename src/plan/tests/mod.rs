@@ -198,6 +198,7 @@ fn obs(name: &str, branch: &str) -> StagingRecord {
         commit: "0".repeat(40),
         first_seen: now(),
         expires_at: None,
+        expired_at: None,
         delete_at: None,
         state: State::Active,
         next_change: None,
@@ -222,7 +223,11 @@ fn retention_sleeps_before_deleting() {
     assert_eq!(held[0].state, State::Expired);
     let p = run(&c, &l, &held, now() + Duration::days(8));
     assert_eq!(find(&p, "a").action, Action::Noop);
+    // Expired on day 7, put to sleep on day 8: the two days of retention count from then.
     let p = run(&c, &l, &held, now() + Duration::days(9));
+    assert_eq!(find(&p, "a").action, Action::Noop);
+    assert_eq!(find(&p, "a").delete_at, Some(now() + Duration::days(10)));
+    let p = run(&c, &l, &held, now() + Duration::days(10));
     assert_eq!(find(&p, "a").action, Action::Delete);
 }
 
