@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use super::Notice;
 use crate::config::{UrlSource, Webhook};
 
-/// Notices waiting at most; beyond, new ones are dropped (and said).
+/// Passes' notices waiting at most; beyond, new ones are dropped (and said).
 const QUEUE: usize = 1024;
 /// Deliveries in flight at once.
 const IN_FLIGHT: usize = 8;
@@ -30,42 +30,40 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
-    tx: mpsc::Sender<Notice>,
+    tx: mpsc::Sender<Vec<Notice>>,
     tracker: TaskTracker,
 }
 
 impl Notifier {
     /// Start the delivery task on the current runtime.
     pub fn start() -> Notifier {
-        let (tx, mut rx) = mpsc::channel::<Notice>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<Notice>>(QUEUE);
         let tracker = TaskTracker::new();
         let t = tracker.clone();
         tracker.spawn(async move {
             let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             // Made on first use: loading the system's root certificates costs memory a run
             // without webhooks should not pay.
-            let mut client: Option<reqwest::Client> = None;
-            while let Some(n) = rx.recv().await {
-                for hook in &n.to.webhooks {
-                    let client = client.get_or_insert_with(|| {
-                        reqwest::Client::builder()
-                            .timeout(ATTEMPT_TIMEOUT)
-                            .redirect(reqwest::redirect::Policy::none())
-                            .build()
-                            .expect("a client without custom TLS builds")
-                    });
-                    let permit = slots.clone().acquire_owned().await.expect("never closed");
-                    let (client, hook, n) = (client.clone(), hook.clone(), n.clone());
-                    t.spawn(async move {
-                        retried(|| post(&client, &hook, &n)).await;
-                        drop(permit);
-                    });
+            let client: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
+            while let Some(batch) = rx.recv().await {
+                // One staging's events go out in the order they happened; stagings in parallel.
+                let mut by_staging: Vec<Vec<Notice>> = Vec::new();
+                for n in batch {
+                    match by_staging
+                        .iter_mut()
+                        .find(|g| g[0].payload.staging == n.payload.staging)
+                    {
+                        Some(g) => g.push(n),
+                        None => by_staging.push(vec![n]),
+                    }
                 }
-                if let Some(cmd) = n.to.command.clone() {
+                for group in by_staging {
                     let permit = slots.clone().acquire_owned().await.expect("never closed");
-                    let n = n.clone();
+                    let client = client.clone();
                     t.spawn(async move {
-                        retried(|| run(&cmd, &n)).await;
+                        for n in &group {
+                            deliver(&client, n).await;
+                        }
                         drop(permit);
                     });
                 }
@@ -74,13 +72,16 @@ impl Notifier {
         Notifier { tx, tracker }
     }
 
-    /// Queue `notices`; never waits.
+    /// Queue the notices of one pass; never waits.
     pub fn send(&self, notices: Vec<Notice>) {
-        for n in notices {
+        if notices.is_empty() {
+            return;
+        }
+        for n in &notices {
             debug!(staging = %n.payload.staging, event = n.payload.event.name(), "notifying");
-            if self.tx.try_send(n).is_err() {
-                warn!("notification queue full ({QUEUE}); an event was dropped");
-            }
+        }
+        if self.tx.try_send(notices).is_err() {
+            warn!("notification queue full ({QUEUE} passes behind); a pass's events were dropped");
         }
     }
 
@@ -93,6 +94,23 @@ impl Notifier {
         if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
             warn!("notifications still being delivered after {limit:?} were abandoned");
         }
+    }
+}
+
+/// One notice to each of its webhooks and its command, each retried on its own.
+async fn deliver(client: &std::sync::OnceLock<reqwest::Client>, n: &Notice) {
+    for hook in &n.to.webhooks {
+        let client = client.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(ATTEMPT_TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("a client without custom TLS builds")
+        });
+        retried(|| post(client, hook, n)).await;
+    }
+    if let Some(cmd) = &n.to.command {
+        retried(|| run(cmd, n)).await;
     }
 }
 

@@ -68,7 +68,7 @@ pub struct Notice {
 fn kind_of(action: Action, why: &Why) -> Option<EventKind> {
     Some(match (action, why) {
         (Action::Create, _) => EventKind::Created,
-        (Action::Update, Why::ActiveAgain) => EventKind::Waking,
+        (Action::Update, Why::ActiveAgain { .. }) => EventKind::Waking,
         (Action::Update, _) => EventKind::Updated,
         (Action::Wake, _) => EventKind::Waking,
         (Action::Sleep, _) => EventKind::Sleeping,
@@ -84,13 +84,13 @@ pub fn events(report: &Report) -> Vec<Notice> {
     let at = report.plan.at;
     let mut out = Vec::new();
     for (i, p) in report.plan.stagings.iter().enumerate() {
-        let Some(o) = report
+        // Only after the write that recorded the transition succeeded.
+        if !report
             .outcome(i)
-            .filter(|o| o.error.is_none() && !o.skipped)
-        else {
+            .is_some_and(|o| o.error.is_none() && !o.skipped)
+        {
             continue;
-        };
-        let _ = o;
+        }
         if p.action == Action::Delete {
             if let Some(to) = notify_of_removed(&report.config, p) {
                 out.push(notice(p, EventKind::Deleted, p.reason(), at, to));
@@ -100,7 +100,10 @@ pub fn events(report: &Report) -> Vec<Notice> {
         let Some(to) = p.settings.as_ref().and_then(|s| s.notify.clone()) else {
             continue;
         };
-        for t in p.history.iter().filter(|t| t.at == at) {
+        // Only what this pass did: a pass in the same second as the last finds its transitions
+        // recorded with this very time.
+        let added = &p.history[p.history.len() - p.added.min(p.history.len())..];
+        for t in added {
             if let Some(kind) = kind_of(t.action, &t.why) {
                 out.push(notice(p, kind, t.why.to_string(), at, to.clone()));
             }

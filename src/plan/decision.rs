@@ -28,7 +28,11 @@ pub enum Why {
         commit: String,
     },
     /// An expired staging's branch is active again.
-    ActiveAgain,
+    ActiveAgain {
+        /// The new head that woke it, short, when a commit did (else an extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
     /// Its namespace template now gives another namespace.
     NamespaceMove {
         /// Where it lives.
@@ -182,7 +186,8 @@ impl std::fmt::Display for Why {
             Why::NewBranch { commit } => write!(f, "new branch at {commit}"),
             Why::Static { commit } => write!(f, "static staging at {commit}"),
             Why::NewCommit { commit } => write!(f, "new commit {commit}"),
-            Why::ActiveAgain => f.write_str("active again"),
+            Why::ActiveAgain { commit: None } => f.write_str("active again"),
+            Why::ActiveAgain { commit: Some(c) } => write!(f, "active again: new commit {c}"),
             Why::NamespaceMove { from, to } => write!(f, "namespace changes from {from} to {to}"),
             Why::UpToDate => f.write_str("up to date"),
             Why::Idle {

@@ -143,7 +143,7 @@ fn settle_health(
         if p.action == Action::Noop {
             if let Some(why) = health::transition(p.health.as_ref(), after.as_ref()) {
                 push(
-                    &mut p.history,
+                    p,
                     Transition {
                         at: now,
                         action: Action::Noop,
@@ -178,10 +178,11 @@ fn warn_expiring(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
     }
 }
 
-fn push(history: &mut Vec<Transition>, t: Transition) {
-    history.push(t);
-    let extra = history.len().saturating_sub(MAX_HISTORY);
-    history.drain(..extra);
+fn push(p: &mut Planned, t: Transition) {
+    p.history.push(t);
+    p.added += 1;
+    let extra = p.history.len().saturating_sub(MAX_HISTORY);
+    p.history.drain(..extra);
 }
 
 /// What this pass changes goes into each staging's history.
@@ -196,7 +197,7 @@ fn record_transitions(stagings: &mut [Planned], now: chrono::DateTime<chrono::Ut
                 action: p.action,
                 why: p.why.clone(),
             };
-            push(&mut p.history, t);
+            push(p, t);
         }
     }
 }
@@ -230,6 +231,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         observed_state: Some(o.state),
         observed_namespace: Some(o.namespace.clone()),
         history: o.history.clone(),
+        added: 0,
     }
 }
 

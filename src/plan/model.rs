@@ -102,6 +102,8 @@ pub struct Planned {
     pub observed_namespace: Option<String>,
     /// Its transitions: the recorded ones, and this pass's when it changes the staging.
     pub history: Vec<super::Transition>,
+    /// How many of the last transitions of `history` this pass made.
+    pub added: usize,
 }
 
 impl Planned {

@@ -152,20 +152,26 @@ impl Setup {
         }
     }
 
+    /// `CMD...` with this setup's instance, config, cache and target.
+    pub fn args(&self, cmd: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        args.extend([
+            "--instance".into(),
+            self.env.name.clone(),
+            "--config".into(),
+            self.cfg.display().to_string(),
+            "--cache-dir".into(),
+            self.cache.display().to_string(),
+            "--target".into(),
+            self.target.clone(),
+        ]);
+        args
+    }
+
     /// `octostage CMD...` with this setup's instance, config, cache and target.
     pub fn cmd(&self, cmd: &[&str]) -> std::process::Output {
-        let mut args: Vec<&str> = cmd.to_vec();
-        args.extend([
-            "--instance",
-            &self.env.name,
-            "--config",
-            self.cfg.to_str().unwrap(),
-            "--cache-dir",
-            self.cache.to_str().unwrap(),
-            "--target",
-            &self.target,
-        ]);
-        octostage(&args)
+        let args = self.args(cmd);
+        octostage(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// `run --once`; returns (stdout, number of writes).

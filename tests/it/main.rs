@@ -11,6 +11,7 @@ mod example;
 mod fuzz_corpus;
 mod git_source;
 mod hostile;
+mod lifecycle;
 mod ownership;
 mod render_limits;
 mod run_loop;

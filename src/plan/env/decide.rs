@@ -60,11 +60,12 @@ impl EnvPlanner<'_> {
                     Why::NewBranch { commit }
                 },
             ),
+            (Some(o), Phase::Active, _) if o.state == State::Expired => {
+                let commit = (o.commit != c.commit.sha).then_some(commit);
+                (Action::Update, Some(desired), Why::ActiveAgain { commit })
+            }
             (Some(o), Phase::Active, _) if o.commit != c.commit.sha => {
                 (Action::Update, Some(desired), Why::NewCommit { commit })
-            }
-            (Some(o), Phase::Active, _) if o.state == State::Expired => {
-                (Action::Update, Some(desired), Why::ActiveAgain)
             }
             (Some(o), Phase::Active, _) if o.state != desired => {
                 let action = if desired.asleep() {
@@ -119,6 +120,7 @@ impl EnvPlanner<'_> {
             observed_state: c.observed.map(|o| o.state),
             observed_namespace: c.observed.map(|o| o.namespace.clone()),
             history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
+            added: 0,
         };
         if !p.exists_after() {
             return p;
@@ -195,6 +197,7 @@ pub(super) fn absent(
         observed_state: None,
         observed_namespace: None,
         history: Vec::new(),
+        added: 0,
     }
 }
 
