@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
-use crate::plan::{Extension, Power, Requests, StagingRecord, State};
+use crate::plan::{Extension, Requests, StagingRecord, State, Wake};
 use crate::targets::{Target, TargetError};
 use crate::text::{human_std, rfc3339};
 
@@ -69,7 +69,8 @@ pub fn apply(
     let mut r = record.requests.clone();
     let said = match ask {
         Ask::Sleep => {
-            r.power = Some(Power::Sleep { at: now });
+            r.sleep = Some(now);
+            r.wake = None;
             format!("{name}: asleep from the next pass, until `octostage wake {name}`")
         }
         Ask::Wake(_) if record.state == State::Expired => {
@@ -85,11 +86,17 @@ pub fn apply(
             let until = d
                 .and_then(|d| chrono::Duration::from_std(d).ok())
                 .and_then(|d| now.checked_add_signed(d));
-            r.power = Some(Power::Wake { at: now, until });
+            r.wake = Some(Wake { at: now, until });
             match until {
+                Some(u) if r.sleep.is_some() => format!(
+                    "{name}: awake from the next pass until {}, then asleep again until `octostage wake {name}`",
+                    rfc3339(u)
+                ),
                 Some(u) => format!("{name}: awake from the next pass until {}", rfc3339(u)),
                 None => {
-                    format!("{name}: awake from the next pass until its schedule's next sleep time")
+                    // A wake without a duration lifts a manual sleep.
+                    r.sleep = None;
+                    format!("{name}: awake from the next pass until its schedule's next sleep time, if it has one")
                 }
             }
         }
@@ -201,12 +208,9 @@ mod tests {
         let now: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
         let mut r = record(State::Active);
         (r.requests, _) = apply(&r, Ask::Sleep, now).unwrap();
-        assert_eq!(r.requests.power, Some(Power::Sleep { at: now }));
+        assert_eq!((r.requests.sleep, r.requests.wake), (Some(now), None));
         (r.requests, _) = apply(&r, Ask::Wake(Some(Duration::from_secs(3600))), now).unwrap();
-        assert!(matches!(
-            r.requests.power,
-            Some(Power::Wake { until: Some(_), .. })
-        ));
+        assert!(matches!(r.requests.wake, Some(Wake { until: Some(_), .. })));
         assert!(matches!(
             apply(&record(State::Expired), Ask::Wake(None), now),
             Err(AskError::Expired { .. })

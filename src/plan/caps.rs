@@ -9,21 +9,16 @@ use chrono::{DateTime, Utc};
 use super::{Action, Planned, SleepCause, State, Why};
 use crate::config::Limits;
 
-/// Who keeps a place first: stagings that never expire, then the most recently active (the
-/// newer commit on a tie: branches first seen together), then by name.
-type Rank<'a> = (
-    bool,
-    Reverse<Option<DateTime<Utc>>>,
-    Reverse<Option<DateTime<Utc>>>,
-    &'a str,
-    &'a str,
-);
+/// Who keeps a place first: stagings that never expire, then the newest head commit (no
+/// later than when it was first seen), then the staging that exists, then by name: only what
+/// stays put between passes, so stagings never take turns (see the environment's cap).
+type Rank<'a> = (bool, Reverse<Option<DateTime<Utc>>>, bool, &'a str, &'a str);
 
 fn precedence(p: &Planned) -> Rank<'_> {
     (
         p.expires_at.is_some(),
-        Reverse(p.activity),
-        Reverse(p.commit.as_ref().map(|c| c.time)),
+        Reverse(p.commit.as_ref().map(|c| c.time.min(p.first_seen))),
+        p.observed_state.is_none(),
         p.environment.as_str(),
         p.name.as_str(),
     )

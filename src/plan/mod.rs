@@ -25,8 +25,8 @@ pub use decision::{Hold, WakeCause, Why};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Plan, PlanError, Planned};
 pub use observed::{
-    Clock, Extension, Foreign, Health, Observed, Power, Readiness, Requests, SleepCause,
-    StagingRecord, State, Transition, Usage, MAX_HISTORY,
+    Clock, Extension, Foreign, Health, Observed, Readiness, Requests, SleepCause, StagingRecord,
+    State, Transition, Usage, Wake, MAX_HISTORY,
 };
 pub use posture::Posture;
 
@@ -220,7 +220,6 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         state: Some(o.state),
         next_change: o.next_change,
         clock: o.clock,
-        activity: None,
         usage: o.usage,
         health: o.health.clone(),
         warned: o.warned,

@@ -80,8 +80,6 @@ pub struct Planned {
     pub next_change: Option<DateTime<Utc>>,
     /// Time awake and asleep, this pass included.
     pub clock: Option<super::Clock>,
-    /// Its last activity (see `Life`), when it is a candidate of this pass.
-    pub activity: Option<DateTime<Utc>>,
     /// What its workloads request when awake (as last rendered).
     pub usage: Option<super::Usage>,
     /// How its workloads are doing after the pass (awake stagings).

@@ -147,9 +147,12 @@ pub enum Readiness {
 /// commands write it, passes only read it, so neither overwrites the other.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requests {
-    /// The latest `sleep` or `wake`.
+    /// `octostage sleep`: asleep from then until a `wake` without `--for`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub power: Option<Power>,
+    pub sleep: Option<DateTime<Utc>>,
+    /// The latest `octostage wake`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wake: Option<Wake>,
     /// The latest `extend`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_until: Option<Extension>,
@@ -158,28 +161,19 @@ pub struct Requests {
 impl Requests {
     /// Whether nothing is asked.
     pub fn is_empty(&self) -> bool {
-        self.power.is_none() && self.keep_until.is_none()
+        self.sleep.is_none() && self.wake.is_none() && self.keep_until.is_none()
     }
 }
 
-/// `octostage sleep` or `octostage wake`: the later replaces the earlier.
+/// `octostage wake`: awake whatever the schedule (or a manual sleep) says, until `until`; with
+/// no `until`, until the schedule's next sleep time (a manual sleep is then lifted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "do", rename_all = "lowercase")]
-pub enum Power {
-    /// Asleep until woken.
-    Sleep {
-        /// When it was asked.
-        at: DateTime<Utc>,
-    },
-    /// Awake whatever the schedule says, until `until` (or, without it, until the schedule's
-    /// next sleep time).
-    Wake {
-        /// When it was asked.
-        at: DateTime<Utc>,
-        /// Until when.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        until: Option<DateTime<Utc>>,
-    },
+pub struct Wake {
+    /// When it was asked.
+    pub at: DateTime<Utc>,
+    /// Until when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// `octostage extend`: keep the staging until then, however idle.

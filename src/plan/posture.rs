@@ -1,14 +1,16 @@
 //! Awake or asleep: what a staging's sleep schedule and the requests people made of it
 //! (`octostage sleep`, `octostage wake [--for]`) say at an instant, and when that next changes.
 //!
-//! Precedence, strongest first: a manual sleep (until someone wakes it), a wake request (for
-//! its duration, or without one until the schedule's next sleep time), the schedule. The
+//! Precedence, strongest first: a wake request (for its duration, or without one until the
+//! schedule's next sleep time), a manual sleep (until a `wake` without a duration lifts it),
+//! the schedule. So `wake --for 1h` on a staging put to sleep by hand wakes it for the hour,
+//! then it sleeps again. The
 //! `max_awake` cap comes after, over what this leaves awake (see the environment planner).
 
 use chrono::{DateTime, Utc};
 
 use super::schedule;
-use super::{Power, Requests, SleepCause, WakeCause, Why};
+use super::{Requests, SleepCause, Wake, WakeCause, Why};
 use crate::config::Sleep;
 
 /// Awake or asleep, why, and until when.
@@ -55,14 +57,13 @@ impl Posture {
 
 /// The posture of a staging with schedule `sleep` and `requests` at `now`.
 pub fn posture(sleep: Option<&Sleep>, requests: &Requests, now: DateTime<Utc>) -> Posture {
-    match requests.power {
-        Some(Power::Sleep { .. }) => return Posture::asleep(SleepCause::Manual, None),
-        Some(Power::Wake {
+    match requests.wake {
+        Some(Wake {
             until: Some(until), ..
         }) if until > now => {
             return Posture::awake(WakeCause::Request, Some(until));
         }
-        Some(Power::Wake { at, until: None }) => {
+        Some(Wake { at, until: None }) => {
             // Until the schedule's first sleep time after the request.
             let ends = sleep.and_then(|s| schedule::next_sleep(s, at));
             if ends.is_none_or(|e| e > now) {
@@ -70,6 +71,9 @@ pub fn posture(sleep: Option<&Sleep>, requests: &Requests, now: DateTime<Utc>) -
             }
         }
         _ => {}
+    }
+    if requests.sleep.is_some() {
+        return Posture::asleep(SleepCause::Manual, None);
     }
     match sleep {
         None => Posture::awake(WakeCause::Schedule, None),
@@ -117,11 +121,11 @@ mod tests {
     #[test]
     fn wake_for_a_while_then_the_schedule_again() {
         let r = Requests {
-            power: Some(Power::Wake {
+            wake: Some(Wake {
                 at: t("2026-11-26T21:00:00Z"),
                 until: Some(t("2026-11-26T22:00:00Z")),
             }),
-            keep_until: None,
+            ..Requests::default()
         };
         let p = posture(Some(&nights()), &r, t("2026-11-26T21:30:00Z"));
         assert_eq!(p.asleep, None);
@@ -133,11 +137,11 @@ mod tests {
     #[test]
     fn wake_without_a_duration_lasts_until_the_next_sleep_time() {
         let r = Requests {
-            power: Some(Power::Wake {
+            wake: Some(Wake {
                 at: t("2026-11-26T21:00:00Z"),
                 until: None,
             }),
-            keep_until: None,
+            ..Requests::default()
         };
         let p = posture(Some(&nights()), &r, t("2026-11-27T19:00:00Z"));
         assert_eq!(
@@ -150,13 +154,20 @@ mod tests {
 
     #[test]
     fn a_manual_sleep_holds_through_wake_times() {
-        let r = Requests {
-            power: Some(Power::Sleep {
-                at: t("2026-11-26T10:00:00Z"),
-            }),
-            keep_until: None,
+        let mut r = Requests {
+            sleep: Some(t("2026-11-26T10:00:00Z")),
+            ..Requests::default()
         };
         let p = posture(Some(&nights()), &r, t("2026-11-27T08:00:00Z"));
         assert_eq!((p.asleep, p.next_change), (Some(SleepCause::Manual), None));
+        // Woken for an hour, then asleep again by hand.
+        let at = t("2026-11-27T09:00:00Z");
+        r.wake = Some(Wake {
+            at,
+            until: Some(t("2026-11-27T10:00:00Z")),
+        });
+        assert_eq!(posture(Some(&nights()), &r, at).asleep, None);
+        let p = posture(Some(&nights()), &r, t("2026-11-27T10:00:00Z"));
+        assert_eq!(p.asleep, Some(SleepCause::Manual));
     }
 }

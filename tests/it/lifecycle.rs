@@ -329,3 +329,184 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
         );
     }
 }
+
+/// `octostage CMD STAGING ...` against this setup's target (no configuration).
+fn steer(s: &Setup, cmd: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = cmd.to_vec();
+    args.extend(["--instance", &s.env.name, "--target", &s.target]);
+    octostage(&args)
+}
+
+fn staging_status(s: &Setup, name: &str) -> serde_json::Value {
+    let status: serde_json::Value = serde_json::from_str(&octostage_ok(
+        &[
+            "status",
+            "--format",
+            "json",
+            "--instance",
+            &s.env.name,
+            "--target",
+            &s.target,
+        ],
+        0,
+    ))
+    .unwrap();
+    status["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {status}"))
+        .clone()
+}
+
+#[test]
+fn asleep_a_template_change_is_applied_asleep_and_runs_after_waking_and_requests_are_bounded() {
+    let s = Setup::new(1);
+    templates(&s, "one");
+    config(
+        &s,
+        "    ttl: 7d\n    max_extension: 3d\n    max_stagings: 3\n",
+    );
+    for i in 1..=5 {
+        s.repo
+            .commit(&format!("feature/b{i}"), "work", &days_ago(0));
+    }
+    // A cap of 3 with 5 qualifying branches: 3 exist, 2 are reported with the reason.
+    let out = run(&s);
+    assert_eq!(s.env.active_namespaces().len(), 3, "{out}");
+    let plan = s.plan();
+    let capped: Vec<&serde_json::Value> = plan["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["why"]["code"] == "not-created" && p["why"]["cause"]["code"] == "over-cap")
+        .collect();
+    assert_eq!(capped.len(), 2, "{plan}");
+    assert!(capped
+        .iter()
+        .all(|p| p["reason"] == "not created: over max_stagings (3); least recently active"));
+
+    let name = s.env.active_namespaces()[0].clone();
+    let ns = name.clone();
+    // Asleep by request; a template change meanwhile is applied with 0 replicas.
+    let o = steer(&s, &["sleep", &name]);
+    assert!(o.status.success(), "{:?}", texts(&o));
+    assert!(run(&s).contains("put to sleep by `octostage sleep`"));
+    assert_eq!(deployment(&s, &ns)["spec"]["replicas"], 0);
+    assert_eq!(staging_status(&s, &name)["state"], "sleeping:manual");
+    templates(&s, "two");
+    std::fs::write(
+        s.cfg.join("t/web.yaml"),
+        std::fs::read_to_string(s.cfg.join("t/web.yaml"))
+            .unwrap()
+            .replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    run(&s);
+    let d = deployment(&s, &ns);
+    assert_eq!(d["spec"]["replicas"], 0);
+    assert_eq!(
+        d["metadata"]["annotations"]["octostage.dev/awake"],
+        "replicas=3"
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "two"
+    );
+    // Woken for an hour: the new template runs; after the hour it would sleep again.
+    let o = steer(&s, &["wake", &name, "--for", "1h"]);
+    assert!(o.status.success(), "{:?}", texts(&o));
+    assert!(run(&s).contains("woken by `octostage wake` until"));
+    assert_eq!(deployment(&s, &ns)["spec"]["replicas"], 3);
+    let st = staging_status(&s, &name);
+    let until: chrono::DateTime<chrono::Utc> = st["sleeps_at"].as_str().unwrap().parse().unwrap();
+    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert!((until - in_an_hour).num_seconds().abs() < 60, "{st}");
+    let later = (until + chrono::Duration::seconds(1)).to_rfc3339();
+    let plan: serde_json::Value =
+        serde_json::from_slice(&s.cmd(&["plan", "--format", "json", "--at", &later]).stdout)
+            .unwrap();
+    let p = plan["stagings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .unwrap();
+    assert_eq!(
+        (p["action"].as_str(), p["state"].as_str()),
+        (Some("sleep"), Some("sleeping:manual")),
+        "{p}"
+    );
+
+    // extend: beyond max_extension refused, clearly; within, status shows the new expiry.
+    let o = steer(
+        &s,
+        &["extend", &name, "5d", "--config", s.cfg.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        texts(&o)
+            .1
+            .contains("cannot be extended by 5d: its max_extension is 3d"),
+        "{:?}",
+        texts(&o)
+    );
+    let o = steer(
+        &s,
+        &["extend", &name, "3d", "--config", s.cfg.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{:?}", texts(&o));
+    run(&s);
+    let st = staging_status(&s, &name);
+    let kept: chrono::DateTime<chrono::Utc> = st["requests"]["keep_until"]["until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (kept - (chrono::Utc::now() + chrono::Duration::days(3)))
+            .num_seconds()
+            .abs()
+            < 60,
+        "{st}"
+    );
+    // ttl 7d is later than three days from now: the expiry stays; a lower ttl shows the extension.
+    config(
+        &s,
+        "    ttl: 1h\n    max_extension: 3d\n    max_stagings: 3\n",
+    );
+    run(&s);
+    let st = staging_status(&s, &name);
+    assert_eq!(
+        st["expires_at"], st["requests"]["keep_until"]["until"],
+        "{st}"
+    );
+    // A staging of another instance, or none, is refused by name.
+    let o = steer(&s, &["sleep", "no-such-staging"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(texts(&o).1.contains("not in the target"), "{:?}", texts(&o));
+
+    // The cost report: 3 replicas of 250m and 128Mi awake.
+    let cost: serde_json::Value = serde_json::from_str(&octostage_ok(
+        &[
+            "status",
+            "--cost",
+            "--format",
+            "json",
+            "--instance",
+            &s.env.name,
+            "--target",
+            &s.target,
+        ],
+        0,
+    ))
+    .unwrap();
+    let c = &cost["stagings"][name.as_str()];
+    assert_eq!(
+        (c["cpu_cores"].as_f64(), c["memory_gib"].as_f64()),
+        (Some(0.75), Some(0.375)),
+        "{cost}"
+    );
+    assert!(c["hours_asleep"].as_f64().unwrap() > 0.0, "{cost}");
+}

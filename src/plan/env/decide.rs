@@ -109,7 +109,6 @@ impl EnvPlanner<'_> {
             clock: c
                 .observed
                 .map(|o| o.clock.unwrap_or_else(|| Clock::start(o.first_seen))),
-            activity: Some(c.life.activity),
             usage: c.observed.and_then(|o| o.usage),
             health: c.observed.and_then(|o| o.health.clone()),
             warned: c.observed.and_then(|o| o.warned),
@@ -186,7 +185,6 @@ pub(super) fn absent(
         state: None,
         next_change: None,
         clock: None,
-        activity: None,
         usage: None,
         health: None,
         warned: None,

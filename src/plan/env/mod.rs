@@ -49,20 +49,17 @@ struct Candidate<'a> {
     posture: Posture,
 }
 
-/// Who keeps a place under a cap first: stagings that never expire, then the most recently
-/// active (the newer commit on a tie: branches first seen together), then by name.
-type Rank<'c> = (
-    bool,
-    Reverse<DateTime<Utc>>,
-    Reverse<DateTime<Utc>>,
-    &'c str,
-);
+/// Who keeps a place under a cap first: stagings that never expire, then the newest head
+/// commit (no later than when it was first seen), then the staging that exists, then by name.
+/// Only what stays put between passes counts: a branch left out is never "first seen" and
+/// would look newer than every staging on each pass, and the stagings would take turns.
+type Rank<'c> = (bool, Reverse<DateTime<Utc>>, bool, &'c str);
 
 fn precedence<'c>(c: &'c Candidate<'_>) -> Rank<'c> {
     (
         c.ttl != Ttl::Never,
-        Reverse(c.life.activity),
-        Reverse(c.commit.time),
+        Reverse(c.commit.time.min(c.first_seen)),
+        c.observed.is_none(),
         c.name.as_str(),
     )
 }

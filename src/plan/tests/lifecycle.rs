@@ -71,10 +71,11 @@ fn wake_for_an_hour_then_sleep_again() {
     let asked = t("2026-11-26T21:00:00Z");
     let until = asked + Duration::hours(1);
     let wake = Requests {
-        power: Some(Power::Wake {
+        wake: Some(Wake {
             at: asked,
             until: Some(until),
         }),
+        sleep: None,
         keep_until: None,
     };
     with_requests(&mut held, "f1", wake.clone());
@@ -104,7 +105,8 @@ fn an_extension_is_kept_but_never_beyond_max_extension() {
         &mut held,
         "a",
         Requests {
-            power: None,
+            sleep: None,
+            wake: None,
             keep_until: Some(Extension {
                 at: asked,
                 until: asked + Duration::days(30),
@@ -166,7 +168,8 @@ fn a_manual_sleep_outlasts_the_schedule_and_a_new_commit_updates_asleep() {
         &mut held,
         "f1",
         Requests {
-            power: Some(Power::Sleep { at: now() }),
+            sleep: Some(now()),
+            wake: None,
             keep_until: None,
         },
     );
@@ -177,7 +180,8 @@ fn a_manual_sleep_outlasts_the_schedule_and_a_new_commit_updates_asleep() {
         &mut held,
         "f1",
         Requests {
-            power: Some(Power::Sleep { at: now() }),
+            sleep: Some(now()),
+            wake: None,
             keep_until: None,
         },
     );
@@ -243,4 +247,22 @@ fn find_in<'a>(p: &'a Plan, env: &str, branch: &str) -> &'a Planned {
         .iter()
         .find(|s| s.environment == env && s.branch == branch)
         .unwrap()
+}
+
+#[test]
+fn a_cap_is_stable_from_pass_to_pass() {
+    // Branches left out are never "first seen": they must not look newer on every pass and
+    // push the stagings out in turn.
+    let l = listing((1..=5).map(|i| branch(&format!("b{i}"), i)).collect());
+    for c in [config("    max_stagings: 3\n"), parsed("version: 1\ndefaults:\n  templates: t\nlimits:\n  max_stagings: 3\nenvironments:\n  shop:\n    repository: /repo\n")] {
+        let p = run(&c, &l, &[], now());
+        let kept: Vec<&str> = p.stagings.iter().filter(|s| s.exists_after()).map(|s| s.branch.as_str()).collect();
+        assert_eq!(kept, ["b1", "b2", "b3"], "the newest commits");
+        let mut held = applied(&p);
+        for later in 1..=3 {
+            let p = run(&c, &l, &held, now() + Duration::seconds(later));
+            assert!(p.stagings.iter().all(|s| s.action == Action::Noop), "{:?}", p.stagings.iter().map(|s| (&s.branch, s.action)).collect::<Vec<_>>());
+            held = applied(&p);
+        }
+    }
 }
