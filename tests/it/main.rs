@@ -15,6 +15,7 @@ mod lifecycle;
 mod ownership;
 mod render_limits;
 mod run_loop;
+mod schedule;
 mod secrets;
 mod signals;
 mod util;
