@@ -538,6 +538,28 @@ fn rbac_is_sufficient() {
     let (out, _) = s.run();
     assert!(out.contains("branch deleted"), "{out}");
     assert_eq!(s.env.active_namespaces().len(), 2);
+    // Health reads Deployments, StatefulSets and Jobs; a refusal there only warns, so look.
+    let out = s.cmd(&["run", "--once", "--log", "info"]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains("cannot read how workloads are doing"), "{log}");
+    // `sleep` patches its request annotation.
+    let name = s.env.active_namespaces()[0].clone();
+    let o = octostage(&["sleep", &name, "--instance", &s.env.name, "--target", &s.target]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `run` keeps watches: a refused watch only warns, so look at a short-lived daemon's log.
+    let args = s.args(&["run", "--interval", "1h", "--log", "info"]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    crate::signals::signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, _, log) = crate::signals::finish(child, std::time::Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("pass finished") && !log.contains("watch failed"), "{log}");
     remove_service_account(&admin, &id);
 }
 
