@@ -6,6 +6,7 @@
 //! cron, globs, time zones, templates). Each problem names `file:line:column`.
 
 pub mod model;
+pub mod notify;
 pub mod position;
 pub mod raw;
 pub mod schema;

@@ -66,7 +66,7 @@ pub fn posture(sleep: Option<&Sleep>, requests: &Requests, now: DateTime<Utc>) -
         Some(Wake { at, until: None }) => {
             // Until the schedule's first sleep time after the request.
             let ends = sleep.and_then(|s| schedule::next_sleep(s, at));
-            if ends.is_none_or(|e| e > now) {
+            if ends.map_or(true, |e| e > now) {
                 return Posture::awake(WakeCause::Request, ends);
             }
         }

@@ -242,7 +242,7 @@ mod tests {
         let s = sleep("0 1 * * *", "30 1 * * *", "America/New_York");
         assert!(window(&s, t("2026-11-01T05:10:00Z")).asleep);
         let w = window(&s, t("2026-11-01T05:30:00Z"));
-        assert_eq!(w.asleep, false);
+        assert!(!w.asleep);
         // The second 01:00 and 01:30 do not fire again: awake until 01:00 EST the next day.
         let w = window(&s, t("2026-11-01T06:15:00Z"));
         assert_eq!(

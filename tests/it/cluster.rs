@@ -542,10 +542,20 @@ fn rbac_is_sufficient() {
     let out = s.cmd(&["run", "--once", "--log", "info"]);
     assert!(out.status.success());
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!log.contains("cannot read how workloads are doing"), "{log}");
+    assert!(
+        !log.contains("cannot read how workloads are doing"),
+        "{log}"
+    );
     // `sleep` patches its request annotation.
     let name = s.env.active_namespaces()[0].clone();
-    let o = octostage(&["sleep", &name, "--instance", &s.env.name, "--target", &s.target]);
+    let o = octostage(&[
+        "sleep",
+        &name,
+        "--instance",
+        &s.env.name,
+        "--target",
+        &s.target,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // `run` keeps watches: a refused watch only warns, so look at a short-lived daemon's log.
     let args = s.args(&["run", "--interval", "1h", "--log", "info"]);
@@ -559,7 +569,10 @@ fn rbac_is_sufficient() {
     crate::signals::signal(&child, nix::sys::signal::Signal::SIGTERM);
     let (code, _, log) = crate::signals::finish(child, std::time::Duration::from_secs(10));
     assert_eq!(code, Some(0), "{log}");
-    assert!(log.contains("pass finished") && !log.contains("watch failed"), "{log}");
+    assert!(
+        log.contains("pass finished") && !log.contains("watch failed"),
+        "{log}"
+    );
     remove_service_account(&admin, &id);
 }
 

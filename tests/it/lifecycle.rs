@@ -6,89 +6,11 @@
 //! The control plane has no kubelet: pods are made ready by writing their status subresource
 //! as a kubelet would (`ready_pods`), and the Deployment controller does the rest.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{json, kubectl, Setup};
 use crate::util::*;
-
-/// A webhook receiver on loopback that records every request (headers lowercased, JSON body).
-pub struct Receiver {
-    pub url: String,
-    got: Arc<Mutex<Vec<(Vec<(String, String)>, Vec<u8>)>>>,
-}
-
-impl Receiver {
-    pub fn start() -> Receiver {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook/secret-path", l.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let g = got.clone();
-        std::thread::spawn(move || {
-            for conn in l.incoming().flatten() {
-                let mut r = BufReader::new(conn);
-                let mut headers = Vec::new();
-                let mut line = String::new();
-                let mut len = 0usize;
-                r.read_line(&mut line).unwrap_or(0);
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim().split_once(':') {
-                        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                        if k == "content-length" {
-                            len = v.parse().unwrap_or(0);
-                        }
-                        headers.push((k, v));
-                    }
-                }
-                let mut body = vec![0; len];
-                if r.read_exact(&mut body).is_ok() {
-                    g.lock().unwrap().push((headers, body));
-                }
-                let mut conn = r.into_inner();
-                let _ = conn.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-            }
-        });
-        Receiver { url, got }
-    }
-
-    /// `staging event` of every request so far.
-    pub fn events(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .map(|(_, b, _)| {
-                format!(
-                    "{} {}",
-                    b["staging"].as_str().unwrap_or("?"),
-                    b["event"].as_str().unwrap_or("?")
-                )
-            })
-            .collect()
-    }
-
-    /// Every request: headers, JSON body, raw body.
-    pub fn requests(&self) -> Vec<(Vec<(String, String)>, serde_json::Value, Vec<u8>)> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(h, b)| {
-                (
-                    h.clone(),
-                    serde_json::from_slice(b).unwrap_or_default(),
-                    b.clone(),
-                )
-            })
-            .collect()
-    }
-}
+use crate::webhook::Receiver;
 
 /// Mark every pod of `ns` ready, as a kubelet would, once the ReplicaSet made `want` of them.
 pub fn ready_pods(s: &Setup, ns: &str, want: usize) {
@@ -276,7 +198,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     let delete_at: chrono::DateTime<chrono::Utc> =
         mine["delete_at"].as_str().unwrap().parse().unwrap();
     run(&s);
-    assert_eq!(s.env.active_namespaces(), [ns.clone()]);
+    assert_eq!(s.env.active_namespaces(), std::slice::from_ref(&ns));
     let wait = (delete_at - chrono::Utc::now())
         .to_std()
         .unwrap_or_default()
@@ -297,7 +219,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(rx.events(), want);
-    for (headers, body, raw) in rx.requests() {
+    for ((headers, raw), body) in rx.requests() {
         let h = |k: &str| {
             headers
                 .iter()

@@ -20,3 +20,4 @@ mod secrets;
 mod signals;
 mod util;
 mod watch_cache;
+mod webhook;

@@ -28,7 +28,7 @@ fn staging_of(m: &ObjectMeta) -> Option<String> {
 /// A rollout is seen by its controller only once `observedGeneration` reaches `generation`.
 fn observed(m: &ObjectMeta, observed: Option<i64>) -> bool {
     m.generation
-        .is_none_or(|g| observed.is_some_and(|o| o >= g))
+        .map_or(true, |g| observed.is_some_and(|o| o >= g))
 }
 
 /// Ready replicas against wanted ones, as `kind/name: 1 of 2 ready`.
