@@ -29,6 +29,12 @@ pub struct Window {
 /// Where `sleep` stands at `now`. Asleep when the latest sleep time at or before `now` is later
 /// than the latest wake time; a sleep and a wake at the same instant leave stagings awake.
 pub fn window(sleep: &Sleep, now: DateTime<Utc>) -> Window {
+    if !within_reason(now) {
+        return Window {
+            asleep: false,
+            next: None,
+        };
+    }
     let tz = sleep.timezone;
     let last_sleep = last_at_or_before(&sleep.at, tz, now);
     let last_wake = last_at_or_before(&sleep.wake, tz, now);
@@ -45,13 +51,23 @@ pub fn window(sleep: &Sleep, now: DateTime<Utc>) -> Window {
     Window { asleep, next }
 }
 
+/// Whether `t` is a time a schedule can be read at: `render` plans at the earliest time there
+/// is (so that nothing is expired), where no wall clock can be read.
+fn within_reason(t: DateTime<Utc>) -> bool {
+    (1900..=9000).contains(&chrono::Datelike::year(&t))
+}
+
 /// The first sleep time of `sleep` after `t` that is not also a wake time.
 pub fn next_sleep(sleep: &Sleep, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if !within_reason(t) {
+        return None;
+    }
     let tz = sleep.timezone;
     let mut from = t;
     for _ in 0..64 {
         let s = first_after(&sleep.at, tz, from)?;
-        if first_after(&sleep.wake, tz, s - Duration::seconds(1)) != Some(s) {
+        let before = s.checked_sub_signed(Duration::seconds(1))?;
+        if first_after(&sleep.wake, tz, before) != Some(s) {
             return Some(s);
         }
         from = s;
@@ -61,25 +77,25 @@ pub fn next_sleep(sleep: &Sleep, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
 
 /// The instant a wall-clock time of `tz` happens: the first of two at fall back, the jump at
 /// spring forward.
-fn instant(tz: Tz, wall: NaiveDateTime) -> DateTime<Utc> {
+fn instant(tz: Tz, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
     match tz.from_local_datetime(&wall) {
-        LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+        LocalResult::Ambiguous(first, _) => Some(first.with_timezone(&Utc)),
         LocalResult::None => {
             // Read with the offset in force a day before, the wall time lands after the jump
             // by as much as it lies inside the gap; walk back to the jump itself.
-            let before = tz
-                .offset_from_utc_datetime(&(wall - Duration::days(1)))
-                .fix();
-            let mut t = (wall - Duration::seconds(before.local_minus_utc().into())).and_utc();
+            let day_before = wall.checked_sub_signed(Duration::days(1))?;
+            let before = tz.offset_from_utc_datetime(&day_before).fix();
+            let offset = Duration::seconds(before.local_minus_utc().into());
+            let mut t = wall.checked_sub_signed(offset)?.and_utc();
             for _ in 0..24 * 60 {
-                let earlier = t - Duration::minutes(1);
+                let earlier = t.checked_sub_signed(Duration::minutes(1))?;
                 if tz.from_utc_datetime(&earlier.naive_utc()).naive_local() < wall {
                     break;
                 }
                 t = earlier;
             }
-            t
+            Some(t)
         }
     }
 }
@@ -93,20 +109,20 @@ fn wall(tz: Tz, t: DateTime<Utc>) -> DateTime<Utc> {
 fn last_at_or_before(s: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     // Start a little after now on the wall clock: in a repeated hour the wall clock reads
     // earlier than its instants, and in a gap later.
-    let start = wall(tz, now) + Duration::hours(3);
+    let start = wall(tz, now).checked_add_signed(Duration::hours(3))?;
     s.after(&start)
         .rev()
         .take(MAX_STEPS)
-        .map(|w| instant(tz, w.naive_utc()))
+        .filter_map(|w| instant(tz, w.naive_utc()))
         .find(|t| *t <= now)
 }
 
 /// The first firing after `now`.
 fn first_after(s: &cron::Schedule, tz: Tz, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let start = wall(tz, now) - Duration::hours(3);
+    let start = wall(tz, now).checked_sub_signed(Duration::hours(3))?;
     s.after(&start)
         .take(MAX_STEPS)
-        .map(|w| instant(tz, w.naive_utc()))
+        .filter_map(|w| instant(tz, w.naive_utc()))
         .find(|t| *t > now)
 }
 
@@ -270,6 +286,17 @@ mod tests {
                 next: Some(t("2026-10-25T08:00:00Z"))
             }
         );
+    }
+
+    #[test]
+    fn the_ends_of_time_are_no_panic() {
+        // `render` plans at the earliest time there is, so that nothing is expired.
+        let s = office_hours("Europe/Berlin");
+        for now in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+            let w = window(&s, now);
+            assert!(!w.asleep || w.next.is_none() || w.next > Some(now));
+            let _ = next_sleep(&s, now);
+        }
     }
 
     #[test]
