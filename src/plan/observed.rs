@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Why};
+pub use crate::render::sleep::Usage;
 
 /// Most transitions a record keeps.
 pub const MAX_HISTORY: usize = 20;
@@ -225,16 +226,6 @@ impl Clock {
             (self.awake_seconds + stretch, self.asleep_seconds)
         }
     }
-}
-
-/// What a staging's workloads request when awake: every container's requests times the
-/// rendered replicas of Deployments and StatefulSets (and once for Jobs and CronJobs).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    /// CPU, millicores.
-    pub cpu_millis: u64,
-    /// Memory, bytes.
-    pub memory_bytes: u64,
 }
 
 /// One change of a staging, as its record keeps it.

@@ -10,7 +10,17 @@
 use serde_json::Value;
 
 use super::Object;
-use crate::plan::Usage;
+use serde::{Deserialize, Serialize};
+
+/// What a staging's workloads request when awake: every container's requests times the
+/// rendered replicas of Deployments and StatefulSets (and once for Jobs and CronJobs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// CPU, millicores.
+    pub cpu_millis: u64,
+    /// Memory, bytes.
+    pub memory_bytes: u64,
+}
 
 /// The annotation that keeps a sleeping workload's rendered replicas (or a CronJob's rendered
 /// `suspend`).
