@@ -1,8 +1,11 @@
-//! Delivering notifications, away from the pass: a queue drained by one task, each delivery
-//! retried with backoff and bounded in time, a few at once. A slow or dead receiver costs its
-//! own deliveries, never a pass. What goes out never carries a secret: URLs from `url_env` and
-//! HMAC keys are read when sending and never written anywhere; a failed delivery names only
-//! the receiver's host.
+//! Delivering notifications, away from the pass: a queue drained by one task; each receiver
+//! gets a staging's events in order, receivers in parallel, a few at once, each attempt bounded
+//! in time. A slow or dead receiver costs its own deliveries, never a pass or another receiver.
+//! At most once wins over delivery: an attempt is tried again (with backoff) only when the
+//! receiver certainly did not take the event (no connection, 408, 429, 502, 503, 504); a
+//! timeout after sending, another status or a failing command is not. What goes out never
+//! carries a secret: URLs from `url_env` and HMAC keys are read when sending and never written
+//! anywhere; a failed delivery names the receiver's host, or the variable holding its URL.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,23 +49,40 @@ impl Notifier {
             // without webhooks should not pay.
             let client: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
             while let Some(batch) = rx.recv().await {
-                // One staging's events go out in the order they happened; stagings in parallel.
-                let mut by_staging: Vec<Vec<Notice>> = Vec::new();
+                // Each receiver gets one staging's events in the order they happened; receivers
+                // and stagings go in parallel, so a slow receiver holds up only its own.
+                let mut lanes: Vec<(Sink, Vec<Notice>)> = Vec::new();
                 for n in batch {
-                    match by_staging
-                        .iter_mut()
-                        .find(|g| g[0].payload.staging == n.payload.staging)
-                    {
-                        Some(g) => g.push(n),
-                        None => by_staging.push(vec![n]),
+                    let sinks = n.to.webhooks.iter().cloned().map(Sink::Hook);
+                    let sinks = sinks.chain(n.to.command.clone().map(Sink::Command));
+                    for sink in sinks {
+                        let same = |(s, q): &&mut (Sink, Vec<Notice>)| {
+                            *s == sink && q[0].payload.staging == n.payload.staging
+                        };
+                        match lanes.iter_mut().find(|l| same(l)) {
+                            Some((_, q)) => q.push(n.clone()),
+                            None => lanes.push((sink, vec![n.clone()])),
+                        }
                     }
                 }
-                for group in by_staging {
+                for (sink, queue) in lanes {
                     let permit = slots.clone().acquire_owned().await.expect("never closed");
                     let client = client.clone();
                     t.spawn(async move {
-                        for n in &group {
-                            deliver(&client, n).await;
+                        for n in &queue {
+                            match &sink {
+                                Sink::Hook(hook) => {
+                                    let client = client.get_or_init(|| {
+                                        reqwest::Client::builder()
+                                            .timeout(ATTEMPT_TIMEOUT)
+                                            .redirect(reqwest::redirect::Policy::none())
+                                            .build()
+                                            .expect("a client without custom TLS builds")
+                                    });
+                                    retried(|| post(client, hook, n)).await;
+                                }
+                                Sink::Command(cmd) => retried(|| run(cmd, n)).await,
+                            }
                         }
                         drop(permit);
                     });
@@ -97,38 +117,36 @@ impl Notifier {
     }
 }
 
-/// One notice to each of its webhooks and its command, each retried on its own.
-async fn deliver(client: &std::sync::OnceLock<reqwest::Client>, n: &Notice) {
-    for hook in &n.to.webhooks {
-        let client = client.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(ATTEMPT_TIMEOUT)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("a client without custom TLS builds")
-        });
-        retried(|| post(client, hook, n)).await;
-    }
-    if let Some(cmd) = &n.to.command {
-        retried(|| run(cmd, n)).await;
-    }
+/// Where a notice goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sink {
+    Hook(Webhook),
+    Command(Vec<String>),
 }
 
-/// Run `attempt` until it succeeds, at most [`ATTEMPTS`] times with doubling waits.
+/// Why an attempt failed: worth another (the receiver certainly did not take it), or not (it
+/// may have: at most once wins over delivery).
+enum Fail {
+    Retry(String),
+    Final(String),
+}
+
+/// Run `attempt` until it succeeds or fails for good, at most [`ATTEMPTS`] times with doubling
+/// waits. Only a failure that proves the receiver did not take the event is tried again.
 async fn retried<F, Fut>(mut attempt: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), Fail>>,
 {
     let mut wait = FIRST_RETRY;
     for n in 1..=ATTEMPTS {
-        match tokio::time::timeout(ATTEMPT_TIMEOUT, attempt()).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => warn!(attempt = n, "notification not delivered: {e}"),
-            Err(_) => warn!(
-                attempt = n,
-                "notification not delivered within {ATTEMPT_TIMEOUT:?}"
-            ),
+        match attempt().await {
+            Ok(()) => return,
+            Err(Fail::Final(e)) => {
+                warn!("notification not delivered, and not sent again: {e}");
+                return;
+            }
+            Err(Fail::Retry(e)) => warn!(attempt = n, "notification not delivered: {e}"),
         }
         if n < ATTEMPTS {
             tokio::time::sleep(wait).await;
@@ -146,16 +164,22 @@ fn host_of(url: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-fn env(name: &str) -> Result<String, String> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
-}
-
-async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<(), String> {
-    let url = match &hook.url {
-        UrlSource::Literal(u) => u.clone(),
-        UrlSource::Env(name) => env(name)?,
+async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<(), Fail> {
+    // A URL from the environment may itself be the secret: messages name the variable only.
+    let (url, shown) = match &hook.url {
+        UrlSource::Literal(u) => (u.clone(), host_of(u)),
+        UrlSource::Env(name) => {
+            let url = std::env::var(name)
+                .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?;
+            if crate::config::validate::check_webhook_url(url.trim()).is_err() || url.trim() != url
+            {
+                return Err(Fail::Final(format!(
+                    "the URL in {name} is not an http(s) URL without credentials or spaces"
+                )));
+            }
+            (url, format!("the webhook in {name}"))
+        }
     };
-    crate::config::validate::check_webhook_url(&url)?;
     let body = serde_json::to_vec(&n.payload).expect("payloads serialize");
     let mut req = client
         .post(&url)
@@ -167,7 +191,8 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
         .header("x-octostage-event", n.payload.event.name())
         .header("x-octostage-delivery", &n.payload.id);
     if let Some(name) = &hook.secret_env {
-        let key = env(name)?;
+        let key = std::env::var(name)
+            .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
         mac.update(&body);
         let sig: String = mac
@@ -178,29 +203,41 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
             .collect();
         req = req.header("x-octostage-signature-256", format!("sha256={sig}"));
     }
-    let host = host_of(&url);
-    let resp = req
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("{host}: {}", e.without_url()))?;
-    if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{host} answered {}", resp.status()))
+    match req.body(body).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let why = format!("{shown} answered {}", r.status());
+            match r.status().as_u16() {
+                408 | 429 | 502 | 503 | 504 => Err(Fail::Retry(why)),
+                _ => Err(Fail::Final(why)),
+            }
+        }
+        Err(e) if e.is_connect() => Err(Fail::Retry(format!("{shown}: cannot connect"))),
+        Err(e) if e.is_timeout() => Err(Fail::Final(format!(
+            "{shown}: no answer within {ATTEMPT_TIMEOUT:?}; it may have arrived"
+        ))),
+        Err(e) => Err(Fail::Final(format!("{shown}: {}", e.without_url()))),
     }
 }
 
-/// Run the notification command with the payload on stdin and the bare environment render
-/// commands get; its output is discarded.
-async fn run(cmd: &[String], n: &Notice) -> Result<(), String> {
-    let (prog, args) = cmd.split_first().ok_or("empty command")?;
+/// Most of a failing command's stderr shown.
+const STDERR_TAIL: usize = 2048;
+
+/// Run the notification command in a process group of its own, with the payload on stdin and
+/// the bare environment render commands get. When it exits, or after [`ATTEMPT_TIMEOUT`], the
+/// whole group is stopped: nothing it started outlives the delivery.
+async fn run(cmd: &[String], n: &Notice) -> Result<(), Fail> {
+    use tokio::io::AsyncReadExt;
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or(Fail::Final("empty command".into()))?;
     let mut c = tokio::process::Command::new(prog);
     c.args(args)
         .env_clear()
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true);
     for k in crate::consts::RENDER_ENV_DEFAULT {
         if let Some(v) = std::env::var_os(k) {
@@ -208,17 +245,48 @@ async fn run(cmd: &[String], n: &Notice) -> Result<(), String> {
         }
     }
     c.env("OCTOSTAGE_EVENT", n.payload.event.name());
-    let mut child = c.spawn().map_err(|e| format!("{prog}: {e}"))?;
+    let mut child = c.spawn().map_err(|e| Fail::Final(format!("{prog}: {e}")))?;
+    let group = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .map(nix::unistd::Pid::from_raw);
+    let stop = || {
+        if let Some(g) = group {
+            let _ = nix::sys::signal::killpg(g, nix::sys::signal::Signal::SIGKILL);
+        }
+    };
+    let mut stderr = child.stderr.take().expect("piped");
+    let tail = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
+        let from = buf.len().saturating_sub(STDERR_TAIL);
+        String::from_utf8_lossy(&buf[from..]).trim().to_string()
+    });
     let body = serde_json::to_vec(&n.payload).expect("payloads serialize");
-    if let Some(mut stdin) = child.stdin.take() {
-        // A command that does not read its input is its own business.
-        let _ = stdin.write_all(&body).await;
-    }
-    let status = child.wait().await.map_err(|e| format!("{prog}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{prog} exited with {status}"))
+    let work = async {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that does not read its input is its own business.
+            let _ = stdin.write_all(&body).await;
+        }
+        child.wait().await
+    };
+    let status = tokio::time::timeout(ATTEMPT_TIMEOUT, work).await;
+    stop();
+    let said = tokio::time::timeout(std::time::Duration::from_secs(1), tail)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    match status {
+        Err(_) => Err(Fail::Final(format!(
+            "{prog} did not finish within {ATTEMPT_TIMEOUT:?} and was stopped with its processes"
+        ))),
+        Ok(Err(e)) => Err(Fail::Final(format!("{prog}: {e}"))),
+        Ok(Ok(s)) if s.success() => Ok(()),
+        Ok(Ok(s)) => Err(Fail::Final(format!(
+            "{prog} exited with {s}: {}",
+            crate::redact::text(&said)
+        ))),
     }
 }
 

@@ -289,6 +289,44 @@ mod tests {
     }
 
     #[test]
+    fn crontab_weekday_numbers_mean_what_crontab_says() {
+        // 1-5 is Monday to Friday, 0 and 7 are Sunday.
+        let now = t("2026-11-27T12:00:00Z"); // a Friday
+        let numbers = window(&sleep("0 20 * * 1-5", "0 7 * * 1-5", "UTC"), now);
+        let names = window(&sleep("0 20 * * Mon-Fri", "0 7 * * Mon-Fri", "UTC"), now);
+        assert_eq!(numbers, names);
+        assert_eq!(
+            numbers,
+            Window {
+                asleep: false,
+                next: Some(t("2026-11-27T20:00:00Z"))
+            }
+        );
+        for (a, b) in [
+            ("0", "Sun"),
+            ("7", "Sun"),
+            ("5-7", "Fri,Sat,Sun"),
+            ("*/2", "Sun,Tue,Thu,Sat"),
+            ("1-5/2", "Mon,Wed,Fri"),
+            ("1,3", "Mon,Wed"),
+        ] {
+            let x = parse_cron(&format!("0 7 * * {a}")).unwrap();
+            let y = parse_cron(&format!("0 7 * * {b}")).unwrap();
+            let soon = |s: &cron::Schedule| s.after(&now).take(10).collect::<Vec<_>>();
+            assert_eq!(soon(&x), soon(&y), "{a} vs {b}");
+        }
+        for bad in [
+            "0 7 * * 8",
+            "0 7 * * 5-1",
+            "0 7 * * 1/0",
+            "0 7 31 2 *",
+            "0 0 7 * * * 2030",
+        ] {
+            assert!(parse_cron(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_ends_of_time_are_no_panic() {
         // `render` plans at the earliest time there is, so that nothing is expired.
         let s = office_hours("Europe/Berlin");

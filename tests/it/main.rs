@@ -12,6 +12,7 @@ mod fuzz_corpus;
 mod git_source;
 mod hostile;
 mod lifecycle;
+mod notify;
 mod ownership;
 mod render_limits;
 mod run_loop;

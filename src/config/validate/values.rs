@@ -66,16 +66,19 @@ impl Validator<'_> {
                 None
             }
         };
-        if raw.at.split_whitespace().eq(raw.wake.split_whitespace()) {
+        let (at, wake) = (at?, wake?);
+        // Equal in effect, however written (`0 20 * * *` and `00 20 * * *`).
+        let soon = |s: &cron::Schedule| s.upcoming(chrono::Utc).take(50).collect::<Vec<_>>();
+        if soon(&at) == soon(&wake) {
             self.err(
                 &format!("{ptr}/wake"),
-                "sleep.wake is the same as sleep.at: stagings would never sleep",
+                "sleep.wake fires when sleep.at does: stagings would never sleep",
             );
             return None;
         }
         Some(Sleep {
-            at: at?,
-            wake: wake?,
+            at,
+            wake,
             timezone: timezone?,
         })
     }
@@ -91,15 +94,19 @@ impl Validator<'_> {
     }
 }
 
-/// Parse a cron expression of five fields (minute first) or six/seven (seconds first).
+/// Parse a cron expression of five fields (minute hour day month weekday) or six (seconds
+/// first). Weekdays are read as crontab reads them: 0 and 7 are Sunday, 1 is Monday (the cron
+/// crate alone would read 1 as Sunday, and `1-5` would sleep on Sunday but not on Friday).
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
-    let fields = text.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {text}"),
-        6 | 7 => text.to_string(),
-        n => return Err(format!("invalid cron expression {text:?}: it has {n} fields; write five (minute hour day month weekday), such as \"0 20 * * Mon-Fri\"")),
-    };
-    cron::Schedule::from_str(&full).map_err(|e| {
+    let mut fields: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    match fields.len() {
+        5 => fields.insert(0, "0".into()),
+        6 => {}
+        n => return Err(format!("invalid cron expression {text:?}: it has {n} fields; write five (minute hour day month weekday), such as \"0 20 * * Mon-Fri\", or six with seconds first")),
+    }
+    fields[5] = crontab_weekdays(&fields[5])
+        .map_err(|why| format!("invalid cron expression {text:?}: {why}"))?;
+    let schedule = cron::Schedule::from_str(&fields.join(" ")).map_err(|e| {
         // The crate's message repeats the expression with a caret line; its last line says why.
         let why = e
             .to_string()
@@ -110,7 +117,67 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
             .trim()
             .to_string();
         format!("invalid cron expression {text:?}: {why}")
-    })
+    })?;
+    if schedule.upcoming(chrono::Utc).next().is_none() {
+        return Err(format!(
+            "cron expression {text:?} never fires (no such date)"
+        ));
+    }
+    Ok(schedule)
+}
+
+const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+/// A crontab weekday field with numbers (0-7, Sunday 0 or 7; ranges, lists, steps) as the
+/// names the cron crate reads without doubt; names and `*` alone pass as they are.
+fn crontab_weekdays(field: &str) -> Result<String, String> {
+    if !field.bytes().any(|b| b.is_ascii_digit()) {
+        return Ok(field.to_string());
+    }
+    let day = |t: &str| -> Result<usize, String> {
+        match t.parse::<usize>() {
+            Ok(n) if n <= 7 => Ok(n % 7),
+            _ => Err(format!(
+                "weekday {t:?} is not 0-7 (0 and 7 are Sunday) or a name such as Mon"
+            )),
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for part in field.split(',') {
+        if part.bytes().any(|b| b.is_ascii_alphabetic()) {
+            out.push(part.to_string());
+            continue;
+        }
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => match s.parse::<usize>() {
+                Ok(n) if n >= 1 => (b, n),
+                _ => return Err(format!("weekday step {s:?} is not a number of at least 1")),
+            },
+            None => (part, 1),
+        };
+        let (from, to) = match base {
+            "*" => (0, 6),
+            b => match b.split_once('-') {
+                // A range is read before 7 becomes 0: `5-7` is Friday to Sunday.
+                Some((a, z)) => (
+                    day(a)?.max(usize::from(a == "7") * 7),
+                    day(z)?.max(usize::from(z == "7") * 7),
+                ),
+                None if step > 1 => (day(b)?, 6),
+                None => (day(b)?, day(b)?),
+            },
+        };
+        if from > to {
+            return Err(format!("weekday range {base:?} runs backwards"));
+        }
+        for d in (from..=to).step_by(step) {
+            let name = DAYS[d % 7].to_string();
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out.join(","))
 }
 
 /// Parse a size such as `32MiB`, `500KiB`, `1GiB` or a number of bytes.
