@@ -359,7 +359,7 @@ fn status_state(r: &crate::targets::StagingStatus) -> String {
     }
     match (Lifecycle::of(s.state, s.health.as_ref()), &s.health) {
         (Lifecycle::Failing, Some(crate::plan::Health::Failing { reason, .. })) => {
-            format!("failing: {reason}")
+            format!("failing ({reason})")
         }
         (l, _) => l.to_string(),
     }

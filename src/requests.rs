@@ -54,6 +54,9 @@ pub enum AskError {
         /// `; deleted at ...`.
         when: String,
     },
+    /// Others kept changing the staging's requests.
+    #[error("staging {0:?} kept changing while its request was written; try again")]
+    Busy(String),
     /// The target refused or failed.
     #[error(transparent)]
     Target(#[from] TargetError),
@@ -139,6 +142,9 @@ pub fn max_extension(config: &Config, record: &StagingRecord) -> Result<Duration
     Ok(settings.max_extension)
 }
 
+/// Attempts at writing a request while others change it.
+const SWAP_ATTEMPTS: usize = 8;
+
 /// Find staging `name` in `target`, apply `ask` and record the result.
 pub async fn record(
     target: &dyn Target,
@@ -148,16 +154,29 @@ pub async fn record(
 ) -> Result<String, AskError> {
     // Whole seconds, as every time octostage records.
     let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
-    let status = target.status().await?;
-    let record = status
-        .stagings
-        .into_iter()
-        .find(|s| s.staging.name == name && s.deleting.is_none())
-        .ok_or_else(|| AskError::NotFound(name.to_string()))?
-        .staging;
-    let (requests, said) = apply(&record, ask(&record)?, now)?;
-    target.request(name, &requests).await?;
-    Ok(said)
+    let mut ask = Some(ask);
+    let mut chosen = None;
+    // Compare and swap: another request (or a pass) in between means read again.
+    for _ in 0..SWAP_ATTEMPTS {
+        let status = target.status().await?;
+        let record = status
+            .stagings
+            .into_iter()
+            .find(|s| s.staging.name == name && s.deleting.is_none())
+            .ok_or_else(|| AskError::NotFound(name.to_string()))?
+            .staging;
+        let what = match (chosen, ask.take()) {
+            (Some(a), _) => a,
+            (None, Some(f)) => f(&record)?,
+            (None, None) => unreachable!("the first attempt chooses"),
+        };
+        chosen = Some(what);
+        let (requests, said) = apply(&record, what, now)?;
+        if target.request(name, &record.requests, &requests).await? {
+            return Ok(said);
+        }
+    }
+    Err(AskError::Busy(name.to_string()))
 }
 
 #[cfg(test)]

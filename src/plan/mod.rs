@@ -166,12 +166,15 @@ fn warn_at(p: &Planned) -> Option<chrono::DateTime<chrono::Utc>> {
     p.delete_at?.checked_sub_signed(lead)
 }
 
-/// Stagings whose deletion comes within their warning's lead: warned once per deletion time,
-/// recorded in the same write that the warning follows.
+/// Expired stagings whose deletion comes within their warning's lead: warned once per deletion
+/// time, recorded in the same write that the warning follows.
 fn warn_expiring(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
     for p in stagings.iter_mut() {
         let due = warn_at(p).is_some_and(|w| now >= w) && p.delete_at.is_some_and(|d| now < d);
-        if due && p.exists_after() && p.context.is_some() && p.warned != p.delete_at {
+        // Only an expired staging is about to be deleted; an active one's deletion time moves
+        // with every commit.
+        let expired = p.state == Some(State::Expired);
+        if due && expired && p.context.is_some() && p.warned != p.delete_at {
             p.warned = p.delete_at;
             p.warn_now = true;
         }

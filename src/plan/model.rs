@@ -260,7 +260,8 @@ impl Plan {
                     .settings
                     .as_ref()
                     .and_then(|s| super::health::deadline_of(p.health.as_ref(), s.health_deadline));
-                let warn = super::warn_at(p).filter(|_| p.warned != p.delete_at);
+                let warn = super::warn_at(p)
+                    .filter(|_| p.warned != p.delete_at && p.state == Some(State::Expired));
                 [p.expires_at, p.delete_at, p.next_change, pending, warn]
             })
             .flatten()

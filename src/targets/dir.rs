@@ -182,9 +182,34 @@ impl DirTarget {
         Folder::Staging(Box::new(record))
     }
 
-    /// Record `requests` for staging `name`, if it is this target's.
-    pub fn write_requests(&self, name: &str, requests: &Requests) -> Result<(), TargetError> {
+    /// Record `requests` for staging `name`, if it is this target's and holds `expected`.
+    pub fn write_requests(
+        &self,
+        name: &str,
+        expected: &Requests,
+        requests: &Requests,
+    ) -> Result<bool, TargetError> {
         let folder = self.folder(name)?;
+        // Commands on one target take turns: the lock makes the comparison and the write one.
+        let lock_path = self.root.join(format!("{TMP_PREFIX}requests.lock"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io(&lock_path, e))
+            .and_then(|_held| self.swap_requests(name, &folder, expected, requests))
+    }
+
+    fn swap_requests(
+        &self,
+        name: &str,
+        folder: &Path,
+        expected: &Requests,
+        requests: &Requests,
+    ) -> Result<bool, TargetError> {
         match self.classify(name, &folder) {
             Folder::Staging(_) => {}
             Folder::Foreign(f) => {
@@ -201,9 +226,12 @@ impl DirTarget {
                 })
             }
         }
+        if read_requests(folder) != *expected {
+            return Ok(false);
+        }
         let text = serde_yaml::to_string(requests).expect("requests serialize");
         self.write_if_changed(&folder.join(REQUESTS_FILE), text.as_bytes(), false)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Every folder under the root, by name.
@@ -483,7 +511,12 @@ impl Target for DirTarget {
         self.writes.load(Ordering::Relaxed)
     }
 
-    async fn request(&self, name: &str, requests: &Requests) -> Result<(), TargetError> {
-        self.write_requests(name, requests)
+    async fn request(
+        &self,
+        name: &str,
+        expected: &Requests,
+        requests: &Requests,
+    ) -> Result<bool, TargetError> {
+        self.write_requests(name, expected, requests)
     }
 }

@@ -176,8 +176,15 @@ pub trait Target: Send + Sync {
     /// What `octostage status` shows.
     async fn status(&self) -> Result<Status, TargetError>;
     /// Record `requests` on staging `name` (`octostage sleep | wake | extend`), where passes
-    /// read them; only on a staging of this instance, and nothing else of it is changed.
-    async fn request(&self, name: &str, requests: &Requests) -> Result<(), TargetError>;
+    /// read them, if it still holds `expected` (compare and swap: two commands at once never
+    /// lose one another's request); `Ok(false)` when it does not. Only on a staging of this
+    /// instance, and nothing else of it is changed.
+    async fn request(
+        &self,
+        name: &str,
+        expected: &Requests,
+        requests: &Requests,
+    ) -> Result<bool, TargetError>;
 }
 
 /// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a
@@ -272,7 +279,7 @@ impl Target for Empty {
     async fn status(&self) -> Result<Status, TargetError> {
         Ok(Status::default())
     }
-    async fn request(&self, name: &str, _: &Requests) -> Result<(), TargetError> {
+    async fn request(&self, name: &str, _: &Requests, _: &Requests) -> Result<bool, TargetError> {
         Err(TargetError::Spec {
             spec: "none".into(),
             message: format!("holds no staging, so not {name:?}"),

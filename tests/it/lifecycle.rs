@@ -432,3 +432,50 @@ fn asleep_a_template_change_is_applied_asleep_and_runs_after_waking_and_requests
     );
     assert!(c["hours_asleep"].as_f64().unwrap() > 0.0, "{cost}");
 }
+
+#[test]
+fn requests_made_at_once_are_all_kept() {
+    let s = Setup::new(1);
+    templates(&s, "one");
+    config(&s, "    ttl: 7d\n");
+    s.repo.commit("feature/x", "work", &days_ago(0));
+    run(&s);
+    let name = format!("{}-feature-x", s.env.name);
+    let cfg = s.cfg.to_str().unwrap().to_string();
+    for round in 0..6 {
+        let spawn = |args: Vec<String>| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
+                .args(args)
+                .args(["--instance", &s.env.name, "--target", &s.target])
+                .output()
+        };
+        let (a, b) = std::thread::scope(|sc| {
+            let a = sc.spawn(|| spawn(vec!["sleep".into(), name.clone()]));
+            let days = format!("{}d", 1 + round % 3);
+            let b = sc.spawn(|| {
+                spawn(vec![
+                    "extend".into(),
+                    name.clone(),
+                    days,
+                    "--config".into(),
+                    cfg.clone(),
+                ])
+            });
+            (a.join().unwrap().unwrap(), b.join().unwrap().unwrap())
+        });
+        assert!(
+            a.status.success() && b.status.success(),
+            "{:?} {:?}",
+            texts(&a),
+            texts(&b)
+        );
+        let st = staging_status(&s, &name);
+        assert!(
+            st["requests"]["sleep"].is_string() && st["requests"]["keep_until"].is_object(),
+            "round {round}: {st}"
+        );
+        // Clear the sleep for the next round.
+        let o = steer(&s, &["wake", &name]);
+        assert!(o.status.success());
+    }
+}

@@ -76,10 +76,12 @@ fn steer(
     let requests = o.map_or(&none, |o| &o.requests);
     let life = match requests.keep_until {
         Some(e) => {
+            // A request cannot have been made later than now, whatever it says.
+            let asked = e.at.min(now);
             let most = chrono::Duration::from_std(settings.max_extension)
                 .ok()
-                .and_then(|m| e.at.checked_add_signed(m))
-                .unwrap_or(e.at);
+                .and_then(|m| asked.checked_add_signed(m))
+                .unwrap_or(asked);
             life.extended(e.until.min(most), settings.retention, now)
         }
         None => life,

@@ -278,8 +278,9 @@ impl Target for KubeTarget {
     async fn request(
         &self,
         name: &str,
+        expected: &crate::plan::Requests,
         requests: &crate::plan::Requests,
-    ) -> Result<(), TargetError> {
-        self.request_async(name, requests).await
+    ) -> Result<bool, TargetError> {
+        self.request_async(name, expected, requests).await
     }
 }

@@ -231,13 +231,15 @@ impl KubeTarget {
     pub(super) async fn request_async(
         &self,
         name: &str,
+        expected: &crate::plan::Requests,
         requests: &crate::plan::Requests,
-    ) -> Result<(), TargetError> {
+    ) -> Result<bool, TargetError> {
         let found = self.namespaces().await?.into_iter().find_map(|ns| {
             let (staging, _) = super::live::classify(&ns.metadata, &self.instance).ok()?;
-            (staging.name == name && ns.metadata.deletion_timestamp.is_none()).then_some(ns)
+            (staging.name == name && ns.metadata.deletion_timestamp.is_none())
+                .then_some((ns, staging.requests))
         });
-        let Some(ns) = found else {
+        let Some((ns, current)) = found else {
             return Err(TargetError::Conflict {
                 what: format!("staging {name:?}"),
                 message: format!(
@@ -246,6 +248,9 @@ impl KubeTarget {
                 ),
             });
         };
+        if current != *expected {
+            return Ok(false);
+        }
         let ns_name = ns.metadata.name.clone().unwrap_or_default();
         let value = serde_json::to_string(requests).expect("requests serialize");
         let patch = json!({ "metadata": {
@@ -259,11 +264,16 @@ impl KubeTarget {
             ..PatchParams::default()
         };
         let patch = Patch::Merge(&patch);
-        self.call(|| api.patch(&ns_name, &pp, &patch))
-            .await
-            .map_err(|e| api_err(format!("namespace {ns_name}"), e))?;
+        match api.patch(&ns_name, &pp, &patch).await {
+            Ok(_) => {}
+            // Changed since it was read (another request, a pass): read it again.
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
+            Err(e) => return Err(api_err(format!("namespace {ns_name}"), e)),
+        }
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.wrote("record requests", &format!("Namespace/{ns_name}"), &ns_name);
-        Ok(())
+        Ok(true)
     }
 }
 
