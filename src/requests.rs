@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use crate::config::Config;
 use crate::plan::{Extension, Requests, StagingRecord, State, Wake};
@@ -54,6 +54,9 @@ pub enum AskError {
         /// `; deleted at ...`.
         when: String,
     },
+    /// A duration past any date there is.
+    #[error("{0} from now is past any date octostage can keep; ask for less")]
+    Unreasonable(String),
     /// Others kept changing the staging's requests.
     #[error("staging {0:?} kept changing while its request was written; try again")]
     Busy(String),
@@ -86,9 +89,16 @@ pub fn apply(
             })
         }
         Ask::Wake(d) => {
-            let until = d
-                .and_then(|d| chrono::Duration::from_std(d).ok())
-                .and_then(|d| now.checked_add_signed(d));
+            let until = match d {
+                None => None,
+                Some(d) => Some(
+                    chrono::Duration::from_std(d)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d))
+                        .filter(|u| u.year() < 10_000)
+                        .ok_or_else(|| AskError::Unreasonable(human_std(d)))?,
+                ),
+            };
             r.wake = Some(Wake { at: now, until });
             match until {
                 Some(u) if r.sleep.is_some() => format!(
@@ -114,7 +124,7 @@ pub fn apply(
             let until = chrono::Duration::from_std(duration)
                 .ok()
                 .and_then(|d| now.checked_add_signed(d))
-                .unwrap_or(now);
+                .ok_or_else(|| AskError::Unreasonable(human_std(duration)))?;
             r.keep_until = Some(Extension { at: now, until });
             format!(
                 "{name}: kept at least until {} from the next pass",

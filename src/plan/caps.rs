@@ -44,7 +44,11 @@ pub fn global(stagings: &mut [Planned], limits: &Limits) {
         let mut order: Vec<usize> = (0..stagings.len())
             .filter(|&i| stagings[i].state == Some(State::Active) && stagings[i].error.is_none())
             .collect();
-        order.sort_by(|&a, &b| precedence(&stagings[a]).cmp(&precedence(&stagings[b])));
+        // Woken by `octostage wake` first: someone is using it.
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&stagings[a], &stagings[b]);
+            (!a.woken, precedence(a)).cmp(&(!b.woken, precedence(b)))
+        });
         for &i in order.iter().skip(max as usize) {
             capped(&mut stagings[i], "max_awake", max);
         }

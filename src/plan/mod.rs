@@ -234,6 +234,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         observed_namespace: Some(o.namespace.clone()),
         history: o.history.clone(),
         added: 0,
+        woken: false,
     }
 }
 

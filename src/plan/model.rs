@@ -102,6 +102,8 @@ pub struct Planned {
     pub history: Vec<super::Transition>,
     /// How many of the last transitions of `history` this pass made.
     pub added: usize,
+    /// Kept awake by `octostage wake` (caps put others to sleep first).
+    pub woken: bool,
 }
 
 impl Planned {

@@ -108,6 +108,7 @@ impl<'a> Validator<'a> {
                 RawRepository::Url(_) => None,
             })
             .collect();
+        self.token_envs.extend(notify::secret_envs(raw));
         self.all_value_strings = all_value_strings(raw);
         // The built-in default namespace template is rendered for every staging: compile it once
         // like the file's own templates.

@@ -50,6 +50,12 @@ impl Validator<'_> {
             .as_deref()
             .and_then(|d| self.duration(d, &format!("{ptr}/warn_before")))
             .unwrap_or(consts::DEFAULT_WARN_BEFORE);
+        if webhooks.is_empty() && raw.command.is_none() && self.problems.len() == before {
+            self.warn(
+                ptr,
+                "notify has no webhooks and no command, so nothing is sent (a notify block replaces the inherited one as a whole)",
+            );
+        }
         (self.problems.len() == before).then(|| Notify {
             webhooks,
             command: raw.command.clone(),
@@ -91,6 +97,24 @@ impl Validator<'_> {
             secret_env: raw.secret_env.clone(),
         })
     }
+}
+
+/// Names of environment variables holding notification secrets (webhook URLs and HMAC keys)
+/// anywhere in the file: never handed to render commands.
+pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
+    let mut layers: Vec<&RawSettings> = vec![&raw.defaults];
+    for e in raw.environments.values() {
+        layers.push(&e.settings);
+        layers.extend(e.overrides.values());
+        layers.extend(e.statics.values().map(|s| &s.settings));
+    }
+    let mut out = Vec::new();
+    for n in layers.into_iter().filter_map(|l| l.notify.as_ref()) {
+        for w in &n.webhooks {
+            out.extend(w.url_env.iter().chain(&w.secret_env).cloned());
+        }
+    }
+    out
 }
 
 /// An `http(s)://` URL without credentials in it (those belong in `url_env`).

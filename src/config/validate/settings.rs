@@ -157,7 +157,7 @@ impl Validator<'_> {
             if !valid {
                 self.err(&p, format!("{name:?} is not an environment variable name"));
             } else if name == "KUBECONFIG" || self.token_envs.contains(name) {
-                self.err(&p, format!("{name} holds credentials (a kubeconfig or a repository token) and is never handed to render commands"));
+                self.err(&p, format!("{name} holds credentials (a kubeconfig, a repository token or a notification secret) and is never handed to render commands"));
             } else if name.starts_with("OCTOSTAGE_") {
                 self.err(&p, format!("{name} is one of octostage's own settings (it may name a kubeconfig); render commands get the context as OCTOSTAGE_* variables already"));
             }

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::super::{Action, Clock, Phase, PlanError, Planned, StagingRecord, State, Why};
+use super::super::{
+    Action, Clock, Phase, PlanError, Planned, SleepCause, StagingRecord, State, WakeCause, Why,
+};
 use super::{Candidate, EnvPlanner};
 use crate::config::Ttl;
 use crate::render::Context;
@@ -73,7 +75,21 @@ impl EnvPlanner<'_> {
                 } else {
                     Action::Wake
                 };
-                (action, Some(desired), c.posture.why.clone())
+                let why = match (&c.posture.why, o.state) {
+                    // Asleep for a cap, awake now for want of one: there is room again.
+                    (
+                        Why::Awake {
+                            by: WakeCause::Schedule,
+                            until,
+                        },
+                        State::Sleeping(SleepCause::Cap),
+                    ) => Why::Awake {
+                        by: WakeCause::Room,
+                        until: *until,
+                    },
+                    (w, _) => w.clone(),
+                };
+                (action, Some(desired), why)
             }
             (Some(_), Phase::Active, _) => (Action::Noop, Some(desired), Why::UpToDate),
         }
@@ -120,6 +136,13 @@ impl EnvPlanner<'_> {
             observed_namespace: c.observed.map(|o| o.namespace.clone()),
             history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
             added: 0,
+            woken: matches!(
+                c.posture.why,
+                Why::Awake {
+                    by: WakeCause::Request,
+                    ..
+                }
+            ),
         };
         if !p.exists_after() {
             return p;
@@ -196,6 +219,7 @@ pub(super) fn absent(
         observed_namespace: None,
         history: Vec::new(),
         added: 0,
+        woken: false,
     }
 }
 

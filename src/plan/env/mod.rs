@@ -64,6 +64,17 @@ fn precedence<'c>(c: &'c Candidate<'_>) -> Rank<'c> {
     )
 }
 
+/// Whether `octostage wake` keeps it awake.
+fn woken(p: &Posture) -> bool {
+    matches!(
+        p.why,
+        Why::Awake {
+            by: super::WakeCause::Request,
+            ..
+        }
+    )
+}
+
 /// A candidate's life kept longer by `octostage extend` (no further than `max_extension` from
 /// when it was asked, whatever the request says), and its posture.
 fn steer(
@@ -262,7 +273,10 @@ impl<'a> EnvPlanner<'a> {
                 c.capped.is_none() && c.life.phase == Phase::Active && c.posture.asleep.is_none()
             })
             .collect();
-        awake.sort_by(|a, b| precedence(a).cmp(&precedence(b)));
+        // Woken by `octostage wake`: someone is using it, so it stays awake first.
+        awake.sort_by(|a, b| {
+            (!woken(&a.posture), precedence(a)).cmp(&(!woken(&b.posture), precedence(b)))
+        });
         for c in awake.into_iter().skip(max as usize) {
             c.posture = c.posture.clone().capped();
         }

@@ -266,3 +266,72 @@ fn a_cap_is_stable_from_pass_to_pass() {
         }
     }
 }
+
+#[test]
+fn found_by_attacking_requests_and_warnings() {
+    // `wake` on a staging a cap put to sleep wakes it: another sleeps instead.
+    let c = config("    max_awake: 1\n");
+    let l = listing(vec![branch("a", 0), branch("b", 1)]);
+    let mut held = applied(&run(&c, &l, &[], now()));
+    assert_eq!(
+        held.iter().find(|s| s.branch == "b").unwrap().state,
+        State::Sleeping(SleepCause::Cap)
+    );
+    let wake = Requests {
+        wake: Some(Wake {
+            at: now(),
+            until: Some(now() + Duration::hours(1)),
+        }),
+        ..Requests::default()
+    };
+    with_requests(&mut held, "b", wake);
+    let p = run(&c, &l, &held, now());
+    assert_eq!(
+        (find(&p, "b").action, find(&p, "a").action),
+        (Action::Wake, Action::Sleep)
+    );
+    // When the cap no longer holds it, it wakes "for room", not "for its schedule".
+    let c2 = config("    max_awake: 2\n");
+    let held = applied(&run(&c, &l, &applied(&run(&c, &l, &[], now())), now()));
+    let p = run(&c2, &l, &held, now());
+    assert_eq!(find(&p, "b").reason(), "room under max_awake");
+
+    // An extension asked "in the future" (written by hand) counts from now.
+    let c = config("    max_extension: 3d\n");
+    let l = listing(vec![branch("x", 0)]);
+    let mut held = applied(&run(&c, &l, &[], now()));
+    let far: DateTime<Utc> = "9999-01-01T00:00:00Z".parse().unwrap();
+    with_requests(
+        &mut held,
+        "x",
+        Requests {
+            keep_until: Some(Extension {
+                at: far,
+                until: far,
+            }),
+            ..Requests::default()
+        },
+    );
+    let p = run(&c, &l, &held, now());
+    assert_eq!(
+        find(&p, "x").expires_at,
+        Some(now() + Duration::days(7)),
+        "the ttl, later than 3 days"
+    );
+    let c = config("    ttl: 1d\n    max_extension: 3d\n");
+    let p = run(&c, &l, &held, now());
+    assert_eq!(find(&p, "x").expires_at, Some(now() + Duration::days(3)));
+
+    // The expiring warning goes only to expired stagings, not to new ones whose ttl and
+    // retention fit in its lead.
+    let c = config("    ttl: 2m\n    retention: 2m\n    notify:\n      command: [\"true\"]\n");
+    let p = run(&c, &l, &[], now());
+    assert!(!find(&p, "x").warn_now);
+    let p = run(&c, &l, &applied(&p), now() + Duration::minutes(3));
+    assert_eq!(
+        (find(&p, "x").action, find(&p, "x").warn_now),
+        (Action::Expire, true)
+    );
+    let p = run(&c, &l, &applied(&p), now() + Duration::minutes(4));
+    assert!(!find(&p, "x").warn_now, "once per deletion time");
+}
