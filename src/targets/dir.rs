@@ -210,7 +210,7 @@ impl DirTarget {
         expected: &Requests,
         requests: &Requests,
     ) -> Result<bool, TargetError> {
-        match self.classify(name, &folder) {
+        match self.classify(name, folder) {
             Folder::Staging(_) => {}
             Folder::Foreign(f) => {
                 return Err(TargetError::Conflict {
