@@ -256,8 +256,8 @@ pub struct Layer {
     pub ttl: Option<Ttl>,
     /// Sleep before deletion once expired.
     pub retention: Option<Duration>,
-    /// Sleep schedule.
-    pub sleep: Option<Sleep>,
+    /// Sleep schedule; `Some(None)`: `never`, over an inherited one.
+    pub sleep: Option<Option<Sleep>>,
     /// Longest `extend`.
     pub max_extension: Option<Duration>,
     /// Longest not ready before Failing.
@@ -311,7 +311,7 @@ impl Layer {
             links: self.links.unwrap_or_default(),
             ttl: self.ttl.unwrap_or(Ttl::After(consts::DEFAULT_TTL)),
             retention: self.retention.unwrap_or_default(),
-            sleep: self.sleep,
+            sleep: self.sleep.flatten(),
             max_extension: self.max_extension.unwrap_or(consts::DEFAULT_MAX_EXTENSION),
             health_deadline: self
                 .health_deadline

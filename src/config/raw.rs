@@ -78,11 +78,12 @@ pub struct RawSettings {
     /// is deleted; `0` deletes at once. A new commit in that time wakes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
-    /// When stagings sleep and wake. Asleep, a staging's Deployments and StatefulSets are
-    /// applied with 0 replicas and its CronJobs suspended; Services, Ingresses, ConfigMaps,
-    /// Secrets and volumes stay. `octostage wake` and `octostage sleep` override it.
+    /// When stagings sleep and wake, or `never` (turning off a schedule set at a wider level).
+    /// Asleep, a staging's Deployments and StatefulSets are applied with 0 replicas and its
+    /// CronJobs suspended; Services, Ingresses, ConfigMaps, Secrets and volumes stay.
+    /// `octostage wake` and `octostage sleep` override it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sleep: Option<RawSleep>,
+    pub sleep: Option<RawSleepSetting>,
     /// How long an awake staging may stay not ready (its Deployments and StatefulSets short of
     /// their ready replicas, its Jobs not complete) after a change before it is Failing, such
     /// as `15m` (default `10m`). A failed Job makes it Failing at once.
@@ -136,6 +137,24 @@ pub struct RawWebhook {
     /// `X-Octostage-Signature-256: sha256=<HMAC-SHA256 of the body, hex>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_env: Option<String>,
+}
+
+/// A sleep schedule, or `never` to turn off one inherited from a wider level.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawSleepSetting {
+    /// `never`: always awake (unless put to sleep by hand or by a cap).
+    Never(RawNever),
+    /// A schedule.
+    Schedule(RawSleep),
+}
+
+/// The word `never`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawNever {
+    /// Never.
+    Never,
 }
 
 /// A sleep schedule: two cron expressions in an IANA time zone.

@@ -70,10 +70,10 @@ impl Validator<'_> {
                 .retention
                 .as_deref()
                 .and_then(|d| self.duration(d, &format!("{ptr}/retention"))),
-            sleep: raw
-                .sleep
-                .as_ref()
-                .and_then(|s| self.sleep(s, &format!("{ptr}/sleep"))),
+            sleep: raw.sleep.as_ref().and_then(|s| match s {
+                RawSleepSetting::Never(_) => Some(None),
+                RawSleepSetting::Schedule(s) => self.sleep(s, &format!("{ptr}/sleep")).map(Some),
+            }),
             max_extension: raw
                 .max_extension
                 .as_deref()

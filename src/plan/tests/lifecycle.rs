@@ -335,3 +335,15 @@ fn found_by_attacking_requests_and_warnings() {
     let p = run(&c, &l, &applied(&p), now() + Duration::minutes(4));
     assert!(!find(&p, "x").warn_now, "once per deletion time");
 }
+
+#[test]
+fn sleep_never_turns_off_an_inherited_schedule() {
+    let c = parsed("version: 1\ndefaults:\n  templates: t\n  sleep: {at: \"0 20 * * *\", wake: \"0 7 * * *\"}\nenvironments:\n  shop:\n    repository: /repo\n    overrides:\n      main: {sleep: never}\n");
+    let l = listing(vec![branch("main", 0), branch("b", 0)]);
+    let p = run(&c, &l, &[], "2026-11-26T22:00:00Z".parse().unwrap());
+    assert_eq!(find(&p, "main").state, Some(State::Active));
+    assert_eq!(
+        find(&p, "b").state,
+        Some(State::Sleeping(SleepCause::Schedule))
+    );
+}
