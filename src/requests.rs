@@ -55,7 +55,7 @@ pub enum AskError {
         when: String,
     },
     /// A duration past any date there is.
-    #[error("{0} from now is past any date octostage can keep; ask for less")]
+    #[error("{0} is longer than octostage keeps anything (100 years); ask for less")]
     Unreasonable(String),
     /// Others kept changing the staging's requests.
     #[error("staging {0:?} kept changing while its request was written; try again")]
@@ -95,6 +95,7 @@ pub fn apply(
                     chrono::Duration::from_std(d)
                         .ok()
                         .and_then(|d| now.checked_add_signed(d))
+                        .filter(|_| d <= crate::consts::MAX_DURATION)
                         .filter(|u| u.year() < 10_000)
                         .ok_or_else(|| AskError::Unreasonable(human_std(d)))?,
                 ),

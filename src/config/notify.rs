@@ -57,7 +57,7 @@ impl EventKind {
 }
 
 /// Where a webhook's URL comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UrlSource {
     /// Written in the file.
     Literal(String),
@@ -66,7 +66,7 @@ pub enum UrlSource {
 }
 
 /// One webhook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Webhook {
     /// Its URL.
     pub url: UrlSource,

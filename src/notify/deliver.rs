@@ -7,6 +7,7 @@
 //! carries a secret: URLs from `url_env` and HMAC keys are read when sending and never written
 //! anywhere; a failed delivery names the receiver's host, or the variable holding its URL.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use crate::config::{UrlSource, Webhook};
 
 /// Passes' notices waiting at most; beyond, new ones are dropped (and said).
 const QUEUE: usize = 1024;
-/// Deliveries in flight at once.
-const IN_FLIGHT: usize = 8;
+/// Deliveries in flight at once to one receiver.
+const PER_RECEIVER: usize = 4;
 /// Attempts per delivery, and the wait before the second (doubling).
 const ATTEMPTS: u32 = 5;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -44,48 +45,34 @@ impl Notifier {
         let tracker = TaskTracker::new();
         let t = tracker.clone();
         tracker.spawn(async move {
-            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
             // Made on first use: loading the system's root certificates costs memory a run
             // without webhooks should not pay.
             let client: Arc<std::sync::OnceLock<reqwest::Client>> = Arc::default();
+            // One lane per receiver and staging: a task that delivers that staging's events to
+            // that receiver one after the other, across passes, so a receiver sees them in the
+            // order they happened (a retried event holds back the later ones). Lanes of one
+            // receiver share its few slots; receivers share nothing, so a hanging one holds up
+            // only itself.
+            let mut lanes: HashMap<(Sink, String), mpsc::UnboundedSender<Notice>> = HashMap::new();
+            let mut slots: HashMap<Sink, Arc<Semaphore>> = HashMap::new();
             while let Some(batch) = rx.recv().await {
-                // Each receiver gets one staging's events in the order they happened; receivers
-                // and stagings go in parallel, so a slow receiver holds up only its own.
-                let mut lanes: Vec<(Sink, Vec<Notice>)> = Vec::new();
                 for n in batch {
                     let sinks = n.to.webhooks.iter().cloned().map(Sink::Hook);
-                    let sinks = sinks.chain(n.to.command.clone().map(Sink::Command));
-                    for sink in sinks {
-                        let same = |(s, q): &&mut (Sink, Vec<Notice>)| {
-                            *s == sink && q[0].payload.staging == n.payload.staging
-                        };
-                        match lanes.iter_mut().find(|l| same(l)) {
-                            Some((_, q)) => q.push(n.clone()),
-                            None => lanes.push((sink, vec![n.clone()])),
+                    for sink in sinks.chain(n.to.command.clone().map(Sink::Command)) {
+                        let key = (sink.clone(), n.payload.staging.clone());
+                        let lane = lanes.entry(key.clone()).or_insert_with(|| {
+                            let slots = slots
+                                .entry(sink.clone())
+                                .or_insert_with(|| Arc::new(Semaphore::new(PER_RECEIVER)))
+                                .clone();
+                            lane(&t, sink, slots, client.clone())
+                        });
+                        let _ = lane.send(n.clone());
+                        if n.payload.event == crate::config::EventKind::Deleted {
+                            // Its last event: the lane ends once it is delivered.
+                            lanes.remove(&key);
                         }
                     }
-                }
-                for (sink, queue) in lanes {
-                    let permit = slots.clone().acquire_owned().await.expect("never closed");
-                    let client = client.clone();
-                    t.spawn(async move {
-                        for n in &queue {
-                            match &sink {
-                                Sink::Hook(hook) => {
-                                    let client = client.get_or_init(|| {
-                                        reqwest::Client::builder()
-                                            .timeout(ATTEMPT_TIMEOUT)
-                                            .redirect(reqwest::redirect::Policy::none())
-                                            .build()
-                                            .expect("a client without custom TLS builds")
-                                    });
-                                    retried(|| post(client, hook, n)).await;
-                                }
-                                Sink::Command(cmd) => retried(|| run(cmd, n)).await,
-                            }
-                        }
-                        drop(permit);
-                    });
                 }
             }
         });
@@ -117,8 +104,37 @@ impl Notifier {
     }
 }
 
+/// A lane: `sink`'s deliveries for one staging, in order, each holding one of its `slots`.
+fn lane(
+    tracker: &TaskTracker,
+    sink: Sink,
+    slots: Arc<Semaphore>,
+    client: Arc<std::sync::OnceLock<reqwest::Client>>,
+) -> mpsc::UnboundedSender<Notice> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Notice>();
+    tracker.spawn(async move {
+        while let Some(n) = rx.recv().await {
+            let _slot = slots.acquire().await.expect("never closed");
+            match &sink {
+                Sink::Hook(hook) => {
+                    let client = client.get_or_init(|| {
+                        reqwest::Client::builder()
+                            .timeout(ATTEMPT_TIMEOUT)
+                            .redirect(reqwest::redirect::Policy::none())
+                            .build()
+                            .expect("a client without custom TLS builds")
+                    });
+                    retried(|| post(client, hook, &n)).await;
+                }
+                Sink::Command(cmd) => retried(|| run(cmd, &n)).await,
+            }
+        }
+    });
+    tx
+}
+
 /// Where a notice goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Sink {
     Hook(Webhook),
     Command(Vec<String>),

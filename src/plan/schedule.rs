@@ -309,6 +309,8 @@ mod tests {
             ("*/2", "Sun,Tue,Thu,Sat"),
             ("1-5/2", "Mon,Wed,Fri"),
             ("1,3", "Mon,Wed"),
+            ("1/2", "Mon,Wed,Fri,Sun"),
+            ("1/1", "*"),
         ] {
             let x = parse_cron(&format!("0 7 * * {a}")).unwrap();
             let y = parse_cron(&format!("0 7 * * {b}")).unwrap();
@@ -321,6 +323,7 @@ mod tests {
             "0 7 * * 1/0",
             "0 7 31 2 *",
             "0 0 7 * * * 2030",
+            "0 7 13 * 5",
         ] {
             assert!(parse_cron(bad).is_err(), "{bad}");
         }

@@ -14,13 +14,25 @@ use octostage::notify::{Notice, Payload};
 
 /// A receiver answering `status` (or never, for 0) and counting requests.
 fn receiver(status: u16) -> (String, Arc<AtomicUsize>) {
+    let (url, n, _) = receiver_with(move |_| status);
+    (url, n)
+}
+
+/// A receiver answering the `i`-th request with `status(i)` (0: never); counts requests and
+/// keeps `staging event` of each, in the order they came.
+fn receiver_with(
+    status: impl Fn(usize) -> u16 + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let status = Arc::new(status);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let got = seen.clone();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     let n = Arc::new(AtomicUsize::new(0));
     let count = n.clone();
     std::thread::spawn(move || {
         for conn in l.incoming().flatten() {
-            let count = count.clone();
+            let (count, status, got) = (count.clone(), status.clone(), got.clone());
             std::thread::spawn(move || {
                 let mut r = BufReader::new(conn);
                 let (mut line, mut len) = (String::new(), 0usize);
@@ -32,7 +44,16 @@ fn receiver(status: u16) -> (String, Arc<AtomicUsize>) {
                 }
                 let mut body = vec![0; len];
                 let _ = r.read_exact(&mut body);
-                count.fetch_add(1, Ordering::SeqCst);
+                let i = count.fetch_add(1, Ordering::SeqCst);
+                let status = status(i);
+                if status == 200 {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    got.lock().unwrap().push(format!(
+                        "{} {}",
+                        v["staging"].as_str().unwrap_or("?"),
+                        v["event"].as_str().unwrap_or("?")
+                    ));
+                }
                 if status == 0 {
                     std::thread::sleep(Duration::from_secs(3600));
                 }
@@ -45,14 +66,18 @@ fn receiver(status: u16) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (url, n)
+    (url, n, seen)
 }
 
 fn notice(to: Notify) -> Notice {
+    notice_of("shop-a", EventKind::Created, to)
+}
+
+fn notice_of(staging: &str, event: EventKind, to: Notify) -> Notice {
     Notice {
         payload: Payload {
-            event: EventKind::Created,
-            staging: "shop-a".into(),
+            event,
+            staging: staging.into(),
             environment: "shop".into(),
             branch: "a".into(),
             static_name: None,
@@ -149,4 +174,37 @@ async fn a_notification_command_leaves_no_process_behind() {
         "left running: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[tokio::test]
+async fn a_receiver_sees_a_stagings_events_in_order_across_passes_and_others_are_not_held_up() {
+    // The first request is refused with 503 (retried a second later): the next pass's event
+    // for the same staging waits behind it.
+    let (flaky, _, order) = receiver_with(|i| if i == 0 { 503 } else { 200 });
+    let (hang, _) = receiver(0);
+    let (ok, _, fast) = receiver_with(|_| 200);
+    let n = Notifier::start();
+    let to = || hooks(&[&flaky, &hang, &ok], None);
+    n.send(vec![notice_of("shop-a", EventKind::Created, to())]);
+    n.send(vec![notice_of("shop-a", EventKind::Sleeping, to())]);
+    // Twelve stagings at once: the hanging receiver does not hold up the others.
+    n.send(
+        (0..12)
+            .map(|i| notice_of(&format!("shop-{i}"), EventKind::Created, to()))
+            .collect(),
+    );
+    let start = Instant::now();
+    while fast.lock().unwrap().len() < 14 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "held up: {:?}",
+            fast.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The hanging receiver's deliveries are abandoned; the flaky one's retry is long done.
+    n.finish(Duration::from_secs(5)).await;
+    let order = order.lock().unwrap().clone();
+    let a: Vec<&String> = order.iter().filter(|e| e.starts_with("shop-a ")).collect();
+    assert_eq!(a, ["shop-a created", "shop-a sleeping"]);
 }

@@ -67,12 +67,13 @@ impl Validator<'_> {
             }
         };
         let (at, wake) = (at?, wake?);
-        // Equal in effect, however written (`0 20 * * *` and `00 20 * * *`).
-        let soon = |s: &cron::Schedule| s.upcoming(chrono::Utc).take(50).collect::<Vec<_>>();
-        if soon(&at) == soon(&wake) {
+        // A wake at every sleep time, however written (`00 20 * * *` for `0 20 * * *`, or a
+        // wider `wake`), keeps stagings awake for good.
+        let covered = at.upcoming(chrono::Utc).take(50).all(|t| wake.includes(t));
+        if covered {
             self.err(
                 &format!("{ptr}/wake"),
-                "sleep.wake fires when sleep.at does: stagings would never sleep",
+                "sleep.wake fires at every time sleep.at does: stagings would never sleep",
             );
             return None;
         }
@@ -103,6 +104,11 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
         5 => fields.insert(0, "0".into()),
         6 => {}
         n => return Err(format!("invalid cron expression {text:?}: it has {n} fields; write five (minute hour day month weekday), such as \"0 20 * * Mon-Fri\", or six with seconds first")),
+    }
+    if fields[3] != "*" && fields[3] != "?" && fields[5] != "*" && fields[5] != "?" {
+        // crontab fires when either matches; the cron crate when both do. Neither reading
+        // may be taken silently.
+        return Err(format!("cron expression {text:?} restricts both the day of the month and the weekday, which cron implementations read differently; restrict one of them"));
     }
     fields[5] = crontab_weekdays(&fields[5])
         .map_err(|why| format!("invalid cron expression {text:?}: {why}"))?;
@@ -163,7 +169,8 @@ fn crontab_weekdays(field: &str) -> Result<String, String> {
                     day(a)?.max(usize::from(a == "7") * 7),
                     day(z)?.max(usize::from(z == "7") * 7),
                 ),
-                None if step > 1 => (day(b)?, 6),
+                // `N/S` runs from N to the end of the week (Sunday as 7).
+                None if part.contains('/') => (day(b)?, 7),
                 None => (day(b)?, day(b)?),
             },
         };

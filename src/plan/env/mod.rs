@@ -86,16 +86,17 @@ fn steer(
     let none = super::Requests::default();
     let requests = o.map_or(&none, |o| &o.requests);
     let life = match requests.keep_until {
-        Some(e) => {
-            // A request cannot have been made later than now, whatever it says.
-            let asked = e.at.min(now);
+        // A request cannot have been made later than now: one that says so was not made by
+        // `extend`, and is not believed (it would roll forward with every pass).
+        Some(e) if e.at <= now => {
+            let asked = e.at;
             let most = chrono::Duration::from_std(settings.max_extension)
                 .ok()
                 .and_then(|m| asked.checked_add_signed(m))
                 .unwrap_or(asked);
             life.extended(e.until.min(most), settings.retention, now)
         }
-        None => life,
+        _ => life,
     };
     let expired_at = o
         .filter(|o| o.state == super::State::Expired)

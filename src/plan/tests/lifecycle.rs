@@ -296,7 +296,8 @@ fn found_by_attacking_requests_and_warnings() {
     let p = run(&c2, &l, &held, now());
     assert_eq!(find(&p, "b").reason(), "room under max_awake");
 
-    // An extension asked "in the future" (written by hand) counts from now.
+    // An extension asked "in the future" (written by hand) is not believed: it would roll
+    // forward with every pass.
     let c = config("    max_extension: 3d\n");
     let l = listing(vec![branch("x", 0)]);
     let mut held = applied(&run(&c, &l, &[], now()));
@@ -320,7 +321,13 @@ fn found_by_attacking_requests_and_warnings() {
     );
     let c = config("    ttl: 1d\n    max_extension: 3d\n");
     let p = run(&c, &l, &held, now());
-    assert_eq!(find(&p, "x").expires_at, Some(now() + Duration::days(3)));
+    assert_eq!(find(&p, "x").expires_at, Some(now() + Duration::days(1)));
+    let p = run(&c, &l, &held, now() + Duration::days(30));
+    assert_ne!(
+        find(&p, "x").action,
+        Action::Noop,
+        "expired, not kept rolling"
+    );
 
     // The expiring warning goes only to expired stagings, not to new ones whose ttl and
     // retention fit in its lead.
@@ -346,4 +353,24 @@ fn sleep_never_turns_off_an_inherited_schedule() {
         find(&p, "b").state,
         Some(State::Sleeping(SleepCause::Schedule))
     );
+}
+
+#[test]
+fn a_wake_at_every_sleep_time_is_refused() {
+    for (at, wake) in [
+        ("0 20 * * *", "00 20 * * *"),
+        ("0 20 * * 5", "0 20 * * *"),
+        ("0 20 * * *", "0 20,21 * * *"),
+    ] {
+        let text = format!("version: 1\ndefaults:\n  templates: t\n  sleep: {{at: \"{at}\", wake: \"{wake}\"}}\nenvironments:\n  shop:\n    repository: /repo\n");
+        let r = parse(
+            &text,
+            "environments.yaml",
+            Path::new("/cfg"),
+            &templates(),
+            &LoadOptions::default(),
+        );
+        let e = r.err().unwrap_or_else(|| panic!("{at} / {wake} accepted"));
+        assert!(format!("{e:?}").contains("never sleep"), "{e:?}");
+    }
 }
