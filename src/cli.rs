@@ -7,8 +7,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// One staging environment per git branch, declared in environments.yaml and converged safely.
 ///
 /// octostage reads a config repository (environments.yaml), lists the branches of each
-/// environment's application repository, computes which stagings should exist (TTL, caps,
-/// overrides, static stagings) and converges a target toward that set.
+/// environment's application repository, computes which stagings should exist and whether they
+/// are awake (TTL, retention, sleep schedules, caps, overrides, static stagings, requests) and
+/// converges a target toward that set, notifying who asked to be told.
 ///
 /// Exit codes: 0 ok, 1 invalid input or failed pass, 2 usage.
 #[derive(Debug, Parser)]
@@ -33,8 +34,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Converge the target: a pass at start, then on every interval and config file change.
     Run(RunArgs),
-    /// List the stagings the target holds: environment, branch, commit, state, age, expiry,
-    /// links.
+    /// List the stagings the target holds: environment, branch, commit, state, age, next sleep
+    /// or wake, expiry, deletion, links; with `--cost`, what they request and what sleep saved.
     Status(StatusArgs),
     /// Put a staging to sleep (scaled to zero) until `octostage wake`; from the next pass.
     Sleep(SleepArgs),
