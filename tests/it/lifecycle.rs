@@ -174,26 +174,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     // Stale again; deleted once the minute of retention has passed, not before.
     s.repo.commit("feature/x", "abandoned", &days_ago(30));
     run(&s);
-    let status: serde_json::Value = serde_json::from_str(&octostage_ok(
-        &[
-            "status",
-            "--format",
-            "json",
-            "--instance",
-            &s.env.name,
-            "--target",
-            &s.target,
-        ],
-        0,
-    ))
-    .unwrap();
-    let mine = status["stagings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == name.as_str())
-        .unwrap()
-        .clone();
+    let mine = staging_status(&s, &name);
     assert_eq!(mine["state"], "expired");
     let delete_at: chrono::DateTime<chrono::Utc> =
         mine["delete_at"].as_str().unwrap().parse().unwrap();
