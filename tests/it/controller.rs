@@ -87,7 +87,11 @@ fn an_expiry_wakes_the_controller_before_the_interval() {
     let child = run_daemon(&d, &["run", "--interval", "1h"]);
     let staging = d.out.join("app-feature-brief");
     let start = Instant::now();
-    wait_until(start, 10, "never created", || staging.is_dir());
+    // The folder appears a moment before its status file: wait for the file, else the next
+    // wait could see "no status file" before the staging was even written.
+    wait_until(start, 10, "never created", || {
+        staging.join("octostage-status.yaml").exists()
+    });
     wait_until(start, 15, "not deleted at its deadline", || {
         !staging.join("octostage-status.yaml").exists()
     });
