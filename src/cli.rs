@@ -15,9 +15,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "octostage", version, max_term_width = 100)]
 pub struct Cli {
-    /// Log filter (tracing syntax), e.g. `info` or `octostage=debug`.
-    #[arg(long, global = true, env = "OCTOSTAGE_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter (tracing syntax), e.g. `info` or `octostage=debug` [default: `RUST_LOG`,
+    /// else `warn`, and `octostage=info` for `run` without `--once`: one line per pass].
+    #[arg(long, global = true, env = "OCTOSTAGE_LOG")]
+    pub log: Option<String>,
+    /// Log format: lines for people, or one JSON object per line for log collectors.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OCTOSTAGE_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -32,7 +42,17 @@ pub enum Command {
     Render(RenderArgs),
     /// Show what a pass would do to the target, changing nothing.
     Plan(PlanArgs),
-    /// Converge the target: a pass at start, then on every interval and config file change.
+    /// Converge the target: a pass at start, then at every interval, deadline, config file
+    /// change, webhook and request; serve the dashboard, JSON API, webhooks and metrics.
+    ///
+    /// Replicas of one instance on a cluster take turns through a Lease: only the leader
+    /// writes; the others plan without writing, serve what they see, and forward actions and
+    /// webhooks to the leader.
+    ///
+    /// Secrets come from the environment only (flags show in `ps`): OCTOSTAGE_API_TOKEN
+    /// (actions; without it the server is read-only), OCTOSTAGE_GITHUB_SECRET,
+    /// OCTOSTAGE_GITEA_SECRET, OCTOSTAGE_GITLAB_TOKEN, and OCTOSTAGE_WEBHOOK_TOKEN (the bearer
+    /// token of /hooks/generic). A webhook without its secret is off.
     Run(RunArgs),
     /// List the stagings the target holds: environment, branch, commit, state, age, next sleep
     /// or wake, expiry, deletion, links; with `--cost`, what they request and what sleep saved.
@@ -136,6 +156,15 @@ pub struct RenderArgs {
     /// Name of this octostage among others sharing a cluster.
     #[arg(long, env = "OCTOSTAGE_INSTANCE", default_value = crate::consts::DEFAULT_INSTANCE)]
     pub instance: String,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line, with the span (pass, staging) of each event.
+    Json,
 }
 
 /// Output formats.
@@ -256,6 +285,44 @@ pub struct RunArgs {
     /// Time between passes, e.g. 30s or 5m (at least 1s).
     #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = parse_interval)]
     pub interval: std::time::Duration,
+    /// Address of the HTTP server: dashboard, JSON API, webhooks, /metrics, /healthz,
+    /// /readyz (`0.0.0.0:8080` in a pod; port 0 picks a free one); `off` for none. Not
+    /// started with --once.
+    #[arg(long, env = "OCTOSTAGE_LISTEN", default_value = crate::consts::DEFAULT_LISTEN, value_parser = parse_listen)]
+    pub listen: Listen,
+    /// Where other replicas forward actions and webhooks while this one leads, such as
+    /// http://10.0.0.7:8080 (in a pod, from its IP; see deploy/).
+    #[arg(long, env = "OCTOSTAGE_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// This replica's name in leader election [default: POD_NAME, else HOSTNAME-PID].
+    #[arg(long, env = "OCTOSTAGE_IDENTITY")]
+    pub identity: Option<String>,
+    /// Name of the Lease replicas of this instance take turns holding, in the namespace of
+    /// POD_NAMESPACE (or the service account's, else default) [default: octostage-INSTANCE].
+    #[arg(long)]
+    pub lease: Option<String>,
+    /// Write without holding the lease: for a single replica where Leases may not be used.
+    /// Two replicas run this way write at the same time.
+    #[arg(long)]
+    pub no_leader_election: bool,
+}
+
+/// Where `run` serves HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Nowhere.
+    Off,
+    /// This address.
+    At(std::net::SocketAddr),
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s == "off" {
+        return Ok(Listen::Off);
+    }
+    s.parse()
+        .map(Listen::At)
+        .map_err(|e| format!("{e}: write HOST:PORT such as 127.0.0.1:8080 or 0.0.0.0:8080, or off"))
 }
 
 /// `status` arguments.

@@ -84,3 +84,15 @@ pub const DEFAULT_INTERVAL: &str = "30s";
 pub const MAX_ENVIRONMENT_NAME: usize = 24;
 /// Maximum length of a DNS-1123 label.
 pub const MAX_LABEL: usize = 63;
+/// `reportingController` of the Events octostage posts.
+pub const EVENT_CONTROLLER: &str = "octostage.dev/controller";
+/// How long a leader's claim lasts without renewal (client-go's default).
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// A leader that could not renew for this long stops writing: before anyone may take over.
+pub const LEASE_RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// How often the lease is renewed, or looked at by those waiting for it.
+pub const LEASE_RETRY: Duration = Duration::from_secs(2);
+/// Default listen address of `run`'s HTTP server.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Largest webhook or action body taken.
+pub const MAX_BODY: usize = 1 << 20;

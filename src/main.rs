@@ -11,16 +11,16 @@ use anyhow::{bail, Context as _};
 use clap::Parser;
 
 use octostage::cli::{
-    Cli, Command, ConfigArgs, ExtendArgs, Format, PlanArgs, RenderArgs, RunArgs, StatusArgs,
-    TargetSelect,
+    Cli, Command, ConfigArgs, ExtendArgs, Format, Listen, LogFormat, PlanArgs, RenderArgs, RunArgs,
+    StatusArgs, TargetSelect,
 };
 use octostage::config::LoadOptions;
-use octostage::controller::{shutdown_on_signals, Controller, Trigger};
+use octostage::controller::{shutdown_on_signals, Controller, Election, Trigger};
 use octostage::pass::{self, PassOptions};
 use octostage::redact;
 use octostage::requests::{self, Ask};
 use octostage::source::{default_cache_dir, ConfigSource, RepoCache};
-use octostage::{report, targets};
+use octostage::{report, server, targets};
 
 /// mimalloc gives freed memory back to the system and keeps threads out of each other's way:
 /// with glibc's allocator, the first pass's burst (rendering and listing every staging) stayed
@@ -34,18 +34,7 @@ const NOTIFY_AT_EXIT_ONCE: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into()),
-        )
-        // Logs are redacted as a second line of defence: a library may put a URL in a message.
-        .with_writer(move || redact::RedactingWriter {
-            out: std::io::stderr(),
-            raw: ansi,
-        })
-        .with_ansi(ansi)
-        .init();
+    logs(&cli);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -63,6 +52,49 @@ fn main() -> ExitCode {
             eprintln!("error: {}", redact::text(&format!("{e:#}")));
             ExitCode::from(1)
         }
+    }
+}
+
+/// Logs on stderr: the filter from `--log`, else `RUST_LOG`, else `warn` (and one line per
+/// pass for a long-running `run`); text or JSON.
+fn logs(cli: &Cli) {
+    let daemon = matches!(&cli.command, Command::Run(a) if !a.once);
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| {
+            if daemon {
+                "warn,octostage=info"
+            } else {
+                "warn"
+            }
+            .into()
+        });
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or_empty();
+    // Logs are redacted as a second line of defence: a library may put a URL in a message.
+    let writer = move || redact::RedactingWriter {
+        out: std::io::stderr(),
+        raw: ansi,
+    };
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match cli.log_format {
+        LogFormat::Json => fmt.json().with_current_span(true).init(),
+        LogFormat::Text => fmt.with_ansi(ansi).init(),
+    }
+}
+
+trait EmptyVar {
+    fn is_none_or_empty(&self) -> bool;
+}
+
+impl EmptyVar for Option<std::ffi::OsString> {
+    fn is_none_or_empty(&self) -> bool {
+        self.as_ref().map_or(true, |v| v.is_empty())
     }
 }
 
@@ -224,10 +256,9 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         confirm_deletions: a.target.confirm_deletions,
         concurrency: a.target.concurrency,
     };
-    let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel);
+    let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel.clone());
     if !a.once {
-        controller.run().await;
-        return Ok(ExitCode::SUCCESS);
+        return daemon(controller, &a, cancel).await;
     }
     let r = match controller.pass(Trigger::Startup).await {
         Err(pass::PassError::Cancelled) => {
@@ -257,6 +288,76 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run` without `--once`: the controller, its election and its HTTP server.
+async fn daemon(
+    controller: Controller,
+    a: &RunArgs,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let controller = if a.no_leader_election {
+        controller
+    } else {
+        controller.with_election(Election {
+            lease: a
+                .lease
+                .clone()
+                .unwrap_or_else(|| format!("octostage-{}", a.target.select.instance)),
+            identity: a.identity.clone().unwrap_or_else(identity),
+            url: a.advertise_url.clone(),
+        })
+    };
+    let server = match a.listen {
+        Listen::Off => None,
+        Listen::At(addr) => {
+            let listener = server::bind(addr).await?;
+            let at = listener.local_addr()?;
+            out(&format!("octostage run: serving on http://{at}\n"))?;
+            let opts = server_options();
+            if opts.token.is_none() {
+                eprintln!("note: no OCTOSTAGE_API_TOKEN: the dashboard and API are read-only");
+            }
+            Some(tokio::spawn(server::serve(
+                listener,
+                controller.handle(),
+                opts,
+                cancel.clone(),
+            )))
+        }
+    };
+    controller.run().await;
+    if let Some(s) = server {
+        // Open event streams would hold a graceful shutdown forever.
+        let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// This process's name in leader election: its pod, else its host and pid.
+fn identity() -> String {
+    if let Some(pod) = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()) {
+        return pod;
+    }
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "octostage".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Tokens and webhook secrets, from the environment only.
+fn server_options() -> server::Options {
+    let secret = |name: &str| std::env::var(name).ok().and_then(server::Secret::new);
+    server::Options {
+        token: secret("OCTOSTAGE_API_TOKEN"),
+        hooks: server::HookSecrets {
+            github: secret("OCTOSTAGE_GITHUB_SECRET"),
+            gitea: secret("OCTOSTAGE_GITEA_SECRET"),
+            gitlab: secret("OCTOSTAGE_GITLAB_TOKEN"),
+            generic: secret("OCTOSTAGE_WEBHOOK_TOKEN"),
+        },
+    }
 }
 
 async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {

@@ -72,7 +72,8 @@ fn effective(r: &Report, i: usize) -> (crate::plan::Action, crate::plan::Why, St
     (action, why, reason)
 }
 
-fn lifecycle(
+/// Where a staging is in its life after a pass, when it exists.
+pub fn lifecycle(
     s: &crate::plan::Planned,
     outcome: Option<&crate::pass::Outcome>,
 ) -> Option<crate::plan::health::Lifecycle> {

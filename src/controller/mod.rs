@@ -8,6 +8,7 @@
 //! The next pass comes at the earliest of the interval and the next deadline the plan knows
 //! (an expiry, the end of a retention), not at the next poll.
 
+pub mod leader;
 mod state;
 mod trigger;
 
@@ -16,10 +17,11 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use leader::{Election, Leadership};
 pub use state::{PassSummary, StagingEvent, State, MAX_EVENTS};
 pub use trigger::Trigger;
 
@@ -61,13 +63,20 @@ pub struct Controller {
     tx: mpsc::Sender<Trigger>,
     rx: mpsc::Receiver<Trigger>,
     notifier: crate::notify::deliver::Notifier,
+    election: Option<Election>,
+    leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
+    passes: watch::Sender<u64>,
 }
 
-/// What others hold of a running controller: a way to ask for a pass, and its state.
+/// What others hold of a running controller: a way to ask for a pass, its state, who writes,
+/// and the target (where requests such as `extend` are recorded).
 #[derive(Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Trigger>,
     state: Arc<RwLock<State>>,
+    leadership: watch::Receiver<Leadership>,
+    target: Arc<dyn Target>,
+    passes: watch::Receiver<u64>,
 }
 
 impl Handle {
@@ -79,6 +88,21 @@ impl Handle {
     /// The controller's state as of now.
     pub fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Who writes, as of now.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.borrow().clone()
+    }
+
+    /// Told the number of passes whenever one finishes (the dashboard's live updates).
+    pub fn passes(&self) -> watch::Receiver<u64> {
+        self.passes.clone()
+    }
+
+    /// The target the controller converges.
+    pub fn target(&self) -> &Arc<dyn Target> {
+        &self.target
     }
 }
 
@@ -106,7 +130,25 @@ impl Controller {
             tx,
             rx,
             notifier: crate::notify::deliver::Notifier::start(),
+            election: None,
+            leadership: watch::channel(Leadership::alone()),
+            passes: watch::channel(0).0,
         }
+    }
+
+    /// The same controller, writing only while it holds the lease of `election` (when the
+    /// target keeps leases; otherwise it needs none). Until then it plans without writing.
+    pub fn with_election(mut self, election: Election) -> Controller {
+        if self.target.leases().is_some() {
+            self.leadership.0.send_replace(Leadership {
+                leading: false,
+                identity: Some(election.identity.clone()),
+                leader: None,
+                leader_url: None,
+            });
+            self.election = Some(election);
+        }
+        self
     }
 
     /// The same controller with another clock.
@@ -120,30 +162,54 @@ impl Controller {
         Handle {
             tx: self.tx.clone(),
             state: self.state.clone(),
+            leadership: self.leadership.1.clone(),
+            target: self.target.clone(),
+            passes: self.passes.subscribe(),
         }
     }
 
-    /// One pass, for `trigger`; its outcome goes into the state.
+    /// One pass, for `trigger`; its outcome goes into the state. A replica that does not
+    /// lead plans without writing, and a pass stops between stagings when leadership is lost.
     pub async fn pass(&self, trigger: Trigger) -> Result<Arc<Report>, PassError> {
         let started = std::time::Instant::now();
         let at = self.clock.now();
+        let leading = self.leadership.1.borrow().leading;
+        let opts = PassOptions {
+            dry_run: self.opts.dry_run || !leading,
+            confirm_deletions: self.opts.confirm_deletions || trigger == Trigger::Approve,
+            ..self.opts.clone()
+        };
+        let cancel = self.shutdown.child_token();
+        let lost = leading.then(|| stop_when_lost(self.leadership.1.clone(), cancel.clone()));
         let r = pass::run(
             &self.source,
             &self.cache,
             self.target.as_ref(),
             at,
-            &self.opts,
-            &self.shutdown,
+            &opts,
+            &cancel,
         )
         .await
         .map(Arc::new);
+        if let Some(lost) = lost {
+            lost.abort();
+        }
         if let Ok(r) = &r {
-            if !self.opts.dry_run {
+            if !opts.dry_run {
                 self.notifier.send(crate::notify::events(r));
             }
         }
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        state.record(trigger, at, started.elapsed(), &r);
+        count(&r, started.elapsed());
+        let notices = {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let notices = state.record(trigger, at, started.elapsed(), &r);
+            self.passes.send_replace(state.passes);
+            notices
+        };
+        if !opts.dry_run && !notices.is_empty() {
+            let target = self.target.clone();
+            tokio::spawn(async move { target.publish(&notices).await });
+        }
         r
     }
 
@@ -155,6 +221,24 @@ impl Controller {
     /// Run passes until shutdown: one at start-up, then one per (coalesced) trigger.
     pub async fn run(mut self) {
         let handle = self.handle();
+        let _election = self.election.take().map(|e| {
+            let (target, tx, stop) = (
+                self.target.clone(),
+                self.leadership.0.clone(),
+                self.shutdown.clone(),
+            );
+            let mut rx = self.leadership.1.clone();
+            let h = handle.clone();
+            // Becoming the leader asks for a pass at once: the last leader's work may be due.
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    if rx.borrow_and_update().leading {
+                        h.request(Trigger::Leader);
+                    }
+                }
+            });
+            tokio::spawn(leader::run(target, e, tx, stop))
+        });
         let _watcher = self
             .source
             .local_dir()
@@ -194,7 +278,7 @@ impl Controller {
             };
             if self.shutdown.is_cancelled() {
                 info!("shutting down");
-                self.finish(NOTIFY_AT_EXIT).await;
+                self.stop(_election).await;
                 return;
             }
             let (wait, due) = self.next_wake(deadline);
@@ -204,11 +288,19 @@ impl Controller {
                 Some(t) = self.rx.recv() => self.coalesce(t).await,
                 _ = self.shutdown.cancelled() => {
                     info!("shutting down");
-                    self.finish(NOTIFY_AT_EXIT).await;
+                    self.stop(_election).await;
                     return;
                 }
             };
-            info!(trigger = %trigger, "pass requested");
+            tracing::debug!(trigger = %trigger, "pass requested");
+        }
+    }
+
+    /// Deliver what is left to deliver and let the election release the lease.
+    async fn stop(self, election: Option<tokio::task::JoinHandle<()>>) {
+        self.finish(NOTIFY_AT_EXIT).await;
+        if let Some(e) = election {
+            let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, e).await;
         }
     }
 
@@ -231,14 +323,67 @@ impl Controller {
             tokio::time::sleep(SETTLE).await;
         }
         let mut more = 0;
-        while self.rx.try_recv().is_ok() {
+        let mut trigger = first;
+        while let Ok(t) = self.rx.try_recv() {
             more += 1;
+            // An approval coalesced into another request must not be lost.
+            if t == Trigger::Approve {
+                trigger = t;
+            }
         }
         if more > 0 {
-            info!(trigger = %first, coalesced = more, "requests coalesced into one pass");
+            tracing::debug!(trigger = %trigger, coalesced = more, "requests coalesced into one pass");
         }
-        first
+        trigger
     }
+}
+
+/// Cancel `cancel` as soon as this replica stops leading.
+fn stop_when_lost(
+    mut rx: watch::Receiver<Leadership>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            if !rx.borrow_and_update().leading {
+                warn!("leadership lost during a pass: stopping it between stagings");
+                cancel.cancel();
+                return;
+            }
+        }
+    })
+}
+
+/// A pass into the metrics: its result and duration, stagings by state, held deletions.
+fn count(r: &Result<Arc<Report>, PassError>, took: Duration) {
+    let m = crate::metrics::get();
+    m.pass_duration.observe(took.as_secs_f64());
+    let result = match r {
+        Ok(r) if r.ok() => "ok",
+        Ok(_) => "failures",
+        Err(PassError::Cancelled) => "cancelled",
+        Err(_) => "error",
+    };
+    m.passes
+        .get_or_create(&crate::metrics::ResultLabel {
+            result: result.into(),
+        })
+        .inc();
+    let Ok(r) = r else { return };
+    m.stagings.clear();
+    for (i, s) in r.plan.stagings.iter().enumerate() {
+        let Some(state) = crate::report::lifecycle(s, r.outcome(i)) else {
+            continue;
+        };
+        m.stagings
+            .get_or_create(&crate::metrics::StagingLabels {
+                environment: s.environment.clone(),
+                state: state.to_string(),
+            })
+            .inc();
+    }
+    m.held_deletions
+        .set(r.plan.stagings.iter().filter(|s| s.held()).count() as i64);
 }
 
 /// How long until the next pass, and why then: the interval, or a deadline of the plan when

@@ -11,6 +11,7 @@ use super::Trigger;
 use crate::config::Config;
 use crate::pass::{PassError, Report};
 use crate::plan::{Action, Why};
+use crate::targets::StagingNotice;
 
 /// Most events kept per staging.
 pub const MAX_EVENTS: usize = 20;
@@ -47,6 +48,8 @@ pub struct StagingEvent {
     pub changes: usize,
     /// The kind of error, if it failed.
     pub error: Option<&'static str>,
+    /// The error in words (redacted; a render's stderr tail, the API server's message).
+    pub message: Option<String>,
 }
 
 /// The controller's state.
@@ -65,17 +68,19 @@ pub struct State {
     /// Each staging's recent events, oldest first, at most [`MAX_EVENTS`]: only passes that
     /// did something to it or failed it.
     pub stagings: BTreeMap<String, VecDeque<StagingEvent>>,
+    /// Whether a pass has run to its end (`/readyz`).
+    pub ready: bool,
 }
 
 impl State {
-    /// Take in a pass.
+    /// Take in a pass; returns what to tell on the stagings' namespaces.
     pub fn record(
         &mut self,
         trigger: Trigger,
         at: DateTime<Utc>,
         took: Duration,
         r: &Result<Arc<Report>, PassError>,
-    ) {
+    ) -> Vec<StagingNotice> {
         self.passes += 1;
         let mut summary = PassSummary {
             trigger,
@@ -86,21 +91,25 @@ impl State {
             failures: 0,
             error: None,
         };
+        let mut notices = Vec::new();
         match r {
             Ok(report) => {
                 summary.writes = report.writes;
                 summary.requests = report.requests;
                 summary.failures = report.failures();
                 self.config = Some(report.config.clone());
-                self.events(report, at);
+                notices = self.events(report, at);
                 self.report = Some(report.clone());
+                self.ready = true;
             }
-            Err(e) => summary.error = Some(e.to_string()),
+            Err(e) => summary.error = Some(crate::redact::text(&e.to_string()).into_owned()),
         }
         self.last_pass = Some(summary);
+        notices
     }
 
-    fn events(&mut self, report: &Report, at: DateTime<Utc>) {
+    fn events(&mut self, report: &Report, at: DateTime<Utc>) -> Vec<StagingNotice> {
+        let mut notices = Vec::new();
         for (i, p) in report.plan.stagings.iter().enumerate() {
             let outcome = report.outcome(i);
             let changes = outcome.map_or(0, |o| o.changes.len());
@@ -109,6 +118,17 @@ impl State {
                 .as_ref()
                 .map(|e| e.kind())
                 .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.kind())));
+            let message = p
+                .error
+                .as_ref()
+                .map(|e| e.to_string())
+                .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.to_string())))
+                .map(|m| crate::redact::text(&m).into_owned());
+            notices.extend(notices_of(
+                p,
+                message.as_deref(),
+                self.stagings.get(&p.name),
+            ));
             if p.action == Action::Noop && changes == 0 && error.is_none() {
                 continue;
             }
@@ -126,6 +146,7 @@ impl State {
                 why: p.why.clone(),
                 changes,
                 error,
+                message,
             });
             while events.len() > MAX_EVENTS {
                 events.pop_front();
@@ -139,5 +160,58 @@ impl State {
                 .iter()
                 .any(|p| &p.name == name && (p.exists_after() || p.action == Action::Delete))
         });
+        notices
     }
+}
+
+/// What to post on a staging's namespace after a pass: each transition the pass made, and an
+/// error when it is not the one last told.
+fn notices_of(
+    p: &crate::plan::Planned,
+    error: Option<&str>,
+    before: Option<&VecDeque<StagingEvent>>,
+) -> Vec<StagingNotice> {
+    let Some(namespace) = p.namespace.clone().filter(|_| p.exists_after()) else {
+        return Vec::new();
+    };
+    let added = &p.history[p.history.len() - p.added.min(p.history.len())..];
+    let mut out: Vec<StagingNotice> = added
+        .iter()
+        .map(|t| StagingNotice {
+            namespace: namespace.clone(),
+            warning: matches!(t.why, Why::Unhealthy { .. }),
+            reason: reason_of(t.action, &t.why),
+            action: t.action.to_string(),
+            note: t.why.to_string(),
+        })
+        .collect();
+    let last = before
+        .and_then(|b| b.back())
+        .and_then(|e| e.message.as_deref());
+    if let Some(e) = error.filter(|e| Some(*e) != last) {
+        out.push(StagingNotice {
+            namespace,
+            warning: true,
+            reason: "Failed".into(),
+            action: p.action.to_string(),
+            note: e.to_string(),
+        });
+    }
+    out
+}
+
+/// `Created`, `Updated`, `Sleeping`, `Waking`, `Expired`, `Healthy`, `Unhealthy`.
+fn reason_of(action: Action, why: &Why) -> String {
+    match (action, why) {
+        (Action::Noop, Why::Healthy) => "Healthy",
+        (Action::Noop, Why::Unhealthy { .. }) => "Unhealthy",
+        (Action::Noop, _) => "Changed",
+        (Action::Create, _) => "Created",
+        (Action::Update, _) => "Updated",
+        (Action::Sleep, _) => "Sleeping",
+        (Action::Wake, _) => "Waking",
+        (Action::Expire, _) => "Expired",
+        (Action::Delete, _) => "Deleting",
+    }
+    .into()
 }

@@ -19,6 +19,11 @@ pub enum Trigger {
     },
     /// Someone asked (SIGHUP, or an API call).
     Manual,
+    /// Someone approved the deletions a safety rule holds back: this one pass believes
+    /// listings that lost many branches at once (as `--confirm-deletions` does).
+    Approve,
+    /// This replica became the leader: it writes from now on.
+    Leader,
     /// The target changed in a way a pass acts on: a workload became ready or not, someone
     /// ran `octostage sleep | wake | extend`.
     Target,
@@ -33,6 +38,8 @@ impl std::fmt::Display for Trigger {
             Trigger::FileChange => f.write_str("file change"),
             Trigger::Webhook { repository } => write!(f, "webhook for {repository}"),
             Trigger::Manual => f.write_str("manual"),
+            Trigger::Approve => f.write_str("deletions approved"),
+            Trigger::Leader => f.write_str("became leader"),
             Trigger::Target => f.write_str("target changed"),
         }
     }

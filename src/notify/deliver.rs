@@ -160,6 +160,7 @@ where
             Ok(()) => return,
             Err(Fail::Final(e)) => {
                 warn!("notification not delivered, and not sent again: {e}");
+                crate::metrics::get().notification_failures.inc();
                 return;
             }
             Err(Fail::Retry(e)) => warn!(attempt = n, "notification not delivered: {e}"),
@@ -170,6 +171,7 @@ where
         }
     }
     warn!("notification given up after {ATTEMPTS} attempts");
+    crate::metrics::get().notification_failures.inc();
 }
 
 /// `scheme://host` of a URL: all a message may show of it (a path may hold a secret).

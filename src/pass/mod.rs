@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Timelike, Utc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{self, Config, LoadOptions};
 use crate::plan::{self, Action, Plan, Planned, Why};
@@ -224,6 +224,7 @@ pub async fn list_branches(
         let cache = cache.clone();
         async move {
             let url = repo.url.clone();
+            let started = std::time::Instant::now();
             let task = tokio::task::spawn_blocking(move || {
                 cache
                     .list(&repo.url, &repo.credentials, &pins)
@@ -238,6 +239,9 @@ pub async fn list_branches(
                     humantime::format_duration(limit)
                 )),
             };
+            crate::metrics::get()
+                .fetch_duration
+                .observe(started.elapsed().as_secs_f64());
             (envs, r)
         }
     }))
@@ -246,6 +250,14 @@ pub async fn list_branches(
     for (envs, r) in listings {
         if let Err(e) = &r {
             warn!(environments = ?envs, error = %e, "branch listing failed; these environments' stagings are kept as they are");
+            for env in &envs {
+                crate::metrics::get()
+                    .fetch_failures
+                    .get_or_create(&crate::metrics::EnvLabel {
+                        environment: env.clone(),
+                    })
+                    .inc();
+            }
         }
         for env in envs {
             out.insert(env, r.clone());
@@ -351,7 +363,8 @@ async fn converge(
             match r {
                 Ok(changes) => {
                     if p.action != Action::Noop || !changes.is_empty() {
-                        info!(staging = %p.name, reason = %p.reason(), changes = changes.len(), "{}", if opts.dry_run { "would converge" } else { "converged" });
+                        // One line per pass at the default level; per staging at debug.
+                        debug!(staging = %p.name, reason = %p.reason(), changes = changes.len(), "{}", if opts.dry_run { "would converge" } else { "converged" });
                     }
                     Outcome { index: i, changes, error: None, skipped: false }
                 }

@@ -4,6 +4,7 @@
 
 pub mod dir;
 pub mod kube;
+pub mod lease;
 
 use std::fmt;
 
@@ -12,6 +13,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
+pub use lease::{LeaseRecord, Leases, StagingNotice};
 
 /// Why a target operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -135,6 +137,16 @@ pub struct Status {
     pub foreign: Vec<(String, String)>,
 }
 
+/// One object of a staging as the target last saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectHealth {
+    /// `Deployment/web`.
+    pub object: String,
+    /// `ready`, what is missing (`1 of 2 ready`), `failed: ...`, or `-` when it has no
+    /// readiness of its own.
+    pub health: String,
+}
+
 /// A place stagings are converged into.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -185,6 +197,19 @@ pub trait Target: Send + Sync {
         expected: &Requests,
         requests: &Requests,
     ) -> Result<bool, TargetError>;
+    /// Leases, where the target can hold one (a cluster): several `run` replicas then take
+    /// turns writing. `None`: one writer is all there can be, and it needs no lease.
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
+    /// The objects in `namespace` as last seen, with their health where the target knows it
+    /// (for the dashboard); none where it keeps no view.
+    fn objects(&self, _namespace: &str) -> Vec<ObjectHealth> {
+        Vec::new()
+    }
+    /// Post notices where people look (Kubernetes Events on a staging's namespace); best
+    /// effort, never failing a pass. Nothing where there is no such place.
+    async fn publish(&self, _notices: &[StagingNotice]) {}
 }
 
 /// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a

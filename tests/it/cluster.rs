@@ -560,6 +560,7 @@ fn rbac_is_sufficient() {
     // `run` keeps watches: a refused watch only warns, so look at a short-lived daemon's log.
     let args = s.args(&["run", "--interval", "1h", "--log", "info"]);
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -106,6 +106,7 @@ fn the_run_loop_survives_an_empty_repository() {
     let d = DirRun::new(&days_ago(1));
     d.repo.delete_branch("main");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
         .args(d.args(&["run", "--interval", "1s"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -281,7 +282,7 @@ fn one_repository_in_two_environments_is_fetched_once_per_pass() {
             "run",
             "--once",
             "--log",
-            "octostage=info",
+            "octostage=debug",
             "--config",
             d.cfg.to_str().unwrap(),
             "--cache-dir",

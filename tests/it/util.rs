@@ -113,6 +113,7 @@ impl GitRepo {
 /// Run the octostage binary.
 pub fn octostage(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
         .args(args)
         .env_remove("OCTOSTAGE_CONFIG")
         .env_remove("OCTOSTAGE_TARGET")
@@ -283,6 +284,7 @@ pub fn texts(o: &Output) -> (String, String) {
 pub fn octostage_env(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_octostage"));
     c.args(args)
+        .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
         .env_remove("OCTOSTAGE_CONFIG")
         .env_remove("OCTOSTAGE_TARGET")
         .envs(env.iter().copied());

@@ -161,7 +161,7 @@ impl RepoCache {
         let synced = sync::sync(&repo, url, credentials, deadline, depth, &remote);
         let fetched = synced.inspect_err(|_| mirror::failed(&dir))?;
         fetch_pinned_shas(&repo, url, credentials, deadline, depth, pins);
-        tracing::info!(
+        tracing::debug!(
             url = %shown,
             fresh,
             bytes = fetched.bytes,

@@ -10,8 +10,10 @@
 
 mod apply;
 mod cache;
+mod counting;
 mod drift;
 mod health;
+mod lease;
 mod live;
 mod memo;
 mod namespace;
@@ -50,6 +52,8 @@ pub struct KubeTarget {
     watch_client: Client,
     watches: std::sync::OnceLock<watch::Watches>,
     instance: String,
+    /// Where the leader-election lease lives.
+    lease_namespace: String,
     describe: String,
     writes: AtomicU64,
     requests: AtomicU64,
@@ -72,6 +76,29 @@ fn api_err(what: impl Into<String>, e: kube::Error) -> TargetError {
         kube::Error::Api(s) => err(what, format!("{} ({} {})", s.message, s.code, s.reason)),
         _ => err(what, e),
     }
+}
+
+/// The namespace this process runs in (`POD_NAMESPACE`, or its service account's), else
+/// `default`: where its lease lives.
+fn own_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| "default".into())
+}
+
+/// A client whose every request is counted in the metrics.
+fn counted(config: kube::Config) -> Result<Client, TargetError> {
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| err("kube client", e))?
+        .with_layer(&tower::layer::layer_fn(counting::Count))
+        .build())
 }
 
 impl KubeTarget {
@@ -106,13 +133,14 @@ impl KubeTarget {
         );
         let mut watch_config = config.clone();
         watch_config.read_timeout = Some(consts::KUBE_WATCH_READ_TIMEOUT);
-        let client = Client::try_from(config).map_err(|e| err("kube client", e))?;
-        let watch_client = Client::try_from(watch_config).map_err(|e| err("kube client", e))?;
+        let client = counted(config)?;
+        let watch_client = counted(watch_config)?;
         Ok(KubeTarget {
             client,
             watch_client,
             watches: Default::default(),
             instance: instance.to_string(),
+            lease_namespace: own_namespace(),
             describe,
             writes: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -282,5 +310,17 @@ impl Target for KubeTarget {
         requests: &crate::plan::Requests,
     ) -> Result<bool, TargetError> {
         self.request_async(name, expected, requests).await
+    }
+
+    fn objects(&self, namespace: &str) -> Vec<crate::targets::ObjectHealth> {
+        self.objects_of(namespace)
+    }
+
+    fn leases(&self) -> Option<&dyn crate::targets::Leases> {
+        Some(self)
+    }
+
+    async fn publish(&self, notices: &[crate::targets::StagingNotice]) {
+        self.publish_async(notices).await
     }
 }

@@ -1,0 +1,258 @@
+//! Leader election over a lease the target keeps (client-go's algorithm): replicas of `run`
+//! take turns writing; the others plan without writing and serve what they see.
+//!
+//! A lease is taken when it is free, released, or has not changed for its whole duration as
+//! this process saw it (its own clock only: another's clock may be wrong). Its holder renews it
+//! every [`LEASE_RETRY`]; a holder that could not renew for [`LEASE_RENEW_DEADLINE`] stops
+//! writing, which comes before anyone else may take over at [`LEASE_DURATION`]. A stopping
+//! holder releases it, so that another takes over at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::consts::{LEASE_DURATION, LEASE_RENEW_DEADLINE, LEASE_RETRY};
+use crate::targets::{LeaseRecord, Target};
+
+/// Who may write, as this process knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leadership {
+    /// Whether this process may write.
+    pub leading: bool,
+    /// This process's identity in the election, or null when there is none.
+    pub identity: Option<String>,
+    /// The holder of the lease, as last read.
+    pub leader: Option<String>,
+    /// Where the holder takes actions, when it said so.
+    #[serde(skip)]
+    pub leader_url: Option<String>,
+}
+
+impl Leadership {
+    /// A process that needs no election: it always writes.
+    pub fn alone() -> Leadership {
+        Leadership {
+            leading: true,
+            identity: None,
+            leader: None,
+            leader_url: None,
+        }
+    }
+}
+
+/// What to do with the lease as read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It is ours: renew it.
+    Renew,
+    /// It is free, released or abandoned: take it.
+    Take,
+    /// Someone else holds it.
+    Follow,
+}
+
+/// Decide, from the lease as read and how long it has stayed as it is in our own sight.
+pub fn decide(me: &str, lease: Option<&LeaseRecord>, unchanged_for: Duration) -> Step {
+    let Some(l) = lease else { return Step::Take };
+    match l.holder.as_deref() {
+        Some(h) if h == me => Step::Renew,
+        None => Step::Take,
+        Some(_) if unchanged_for >= l.duration.max(Duration::from_secs(1)) => Step::Take,
+        Some(_) => Step::Follow,
+    }
+}
+
+/// An election to run.
+pub struct Election {
+    /// The lease's name.
+    pub lease: String,
+    /// This process's identity.
+    pub identity: String,
+    /// Where this process takes actions, written on the lease while it leads.
+    pub url: Option<String>,
+}
+
+/// Run the election until `stop`, telling `tx` of every change; releases the lease at the end.
+pub async fn run(
+    target: Arc<dyn Target>,
+    e: Election,
+    tx: watch::Sender<Leadership>,
+    stop: CancellationToken,
+) {
+    let Some(leases) = target.leases() else {
+        tx.send_replace(Leadership::alone());
+        return;
+    };
+    let mut seen: Option<(String, Instant)> = None;
+    let mut renewed: Option<Instant> = None;
+    let mut status = Leadership {
+        leading: false,
+        identity: Some(e.identity.clone()),
+        leader: None,
+        leader_url: None,
+    };
+    loop {
+        let read = tokio::time::timeout(LEASE_RETRY * 2, leases.read_lease(&e.lease)).await;
+        match read {
+            Ok(Ok(lease)) => {
+                let version = lease
+                    .as_ref()
+                    .map(|l| l.version.clone())
+                    .unwrap_or_default();
+                let since = match &seen {
+                    Some((v, at)) if *v == version => *at,
+                    _ => Instant::now(),
+                };
+                seen = Some((version, since));
+                let step = decide(&e.identity, lease.as_ref(), since.elapsed());
+                let wrote = match step {
+                    Step::Follow => false,
+                    Step::Renew | Step::Take => {
+                        let next = claim(&e, lease.as_ref(), step);
+                        let w = leases.write_lease(&e.lease, &next);
+                        matches!(tokio::time::timeout(LEASE_RETRY * 2, w).await, Ok(Ok(true)))
+                    }
+                };
+                if wrote {
+                    renewed = Some(Instant::now());
+                    status.leading = true;
+                    status.leader = Some(e.identity.clone());
+                    status.leader_url = e.url.clone();
+                } else {
+                    status.leader = lease.as_ref().and_then(|l| l.holder.clone());
+                    status.leader_url = lease.as_ref().and_then(|l| l.leader_url.clone());
+                    status.leading = status.leading
+                        && step == Step::Renew
+                        && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
+                }
+            }
+            Ok(Err(err)) => {
+                warn!(lease = %leases.describe_lease(&e.lease), error = %err, "cannot read the lease");
+                status.leading =
+                    status.leading && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
+            }
+            Err(_) => {
+                warn!(lease = %leases.describe_lease(&e.lease), "reading the lease timed out");
+                status.leading =
+                    status.leading && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
+            }
+        }
+        tx.send_if_modified(|old| {
+            if *old == status {
+                return false;
+            }
+            match (old.leading, status.leading) {
+                (false, true) => info!(lease = %leases.describe_lease(&e.lease), "leading: this replica writes"),
+                (true, false) => warn!(lease = %leases.describe_lease(&e.lease), "no longer leading: this replica stops writing"),
+                _ => info!(leader = ?status.leader, "following"),
+            }
+            *old = status.clone();
+            true
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_RETRY) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+    if status.leading {
+        release(leases, &e).await;
+    }
+}
+
+/// The record that claims or renews the lease.
+fn claim(e: &Election, lease: Option<&LeaseRecord>, step: Step) -> LeaseRecord {
+    let now = chrono::Utc::now();
+    let old = lease.cloned().unwrap_or_default();
+    LeaseRecord {
+        holder: Some(e.identity.clone()),
+        duration: LEASE_DURATION,
+        acquired: match step {
+            Step::Renew => old.acquired.or(Some(now)),
+            _ => Some(now),
+        },
+        renewed: Some(now),
+        transitions: match step {
+            Step::Take if old.holder.is_some() || !old.version.is_empty() => old.transitions + 1,
+            _ => old.transitions,
+        },
+        leader_url: e.url.clone(),
+        version: old.version,
+    }
+}
+
+/// Give the lease up, so that another replica takes over at once.
+async fn release(leases: &dyn crate::targets::Leases, e: &Election) {
+    let read = tokio::time::timeout(LEASE_RETRY, leases.read_lease(&e.lease)).await;
+    let Ok(Ok(Some(l))) = read else { return };
+    if l.holder.as_deref() != Some(e.identity.as_str()) {
+        return;
+    }
+    let released = LeaseRecord {
+        holder: None,
+        duration: Duration::from_secs(1),
+        leader_url: None,
+        ..l
+    };
+    match tokio::time::timeout(LEASE_RETRY, leases.write_lease(&e.lease, &released)).await {
+        Ok(Ok(true)) => info!(lease = %leases.describe_lease(&e.lease), "lease released"),
+        _ => {
+            warn!(lease = %leases.describe_lease(&e.lease), "could not release the lease; another replica takes over when it lapses")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held_by(h: &str) -> LeaseRecord {
+        LeaseRecord {
+            holder: Some(h.into()),
+            duration: Duration::from_secs(15),
+            version: "7".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_lease_is_taken_only_when_free_released_or_unchanged_for_its_duration() {
+        let s = Duration::from_secs;
+        assert_eq!(decide("a", None, s(0)), Step::Take);
+        assert_eq!(decide("a", Some(&held_by("a")), s(0)), Step::Renew);
+        assert_eq!(decide("a", Some(&held_by("b")), s(14)), Step::Follow);
+        assert_eq!(decide("a", Some(&held_by("b")), s(15)), Step::Take);
+        let released = LeaseRecord {
+            holder: None,
+            ..held_by("b")
+        };
+        assert_eq!(decide("a", Some(&released), s(0)), Step::Take);
+        // A lease without a duration still waits a second rather than be taken at once.
+        let zero = LeaseRecord {
+            duration: Duration::ZERO,
+            ..held_by("b")
+        };
+        assert_eq!(decide("a", Some(&zero), s(0)), Step::Follow);
+    }
+
+    #[test]
+    fn taking_over_counts_a_transition_and_renewing_keeps_the_acquire_time() {
+        let e = Election {
+            lease: "l".into(),
+            identity: "a".into(),
+            url: None,
+        };
+        let old = held_by("b");
+        let taken = claim(&e, Some(&old), Step::Take);
+        assert_eq!(taken.transitions, 1);
+        assert_eq!(taken.holder.as_deref(), Some("a"));
+        assert_eq!(taken.version, "7");
+        let renewed = claim(&e, Some(&taken), Step::Renew);
+        assert_eq!(renewed.acquired, taken.acquired);
+        assert_eq!(renewed.transitions, 1);
+        assert_eq!(claim(&e, None, Step::Take).transitions, 0);
+    }
+}

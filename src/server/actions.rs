@@ -1,0 +1,305 @@
+//! Actions: extend, wake, sleep, request a pass, approve held deletions. POST only, with the
+//! token (a bearer header for the API, a form field for the dashboard, which a page of another
+//! site cannot know: CSRF-safe without a session). Read-only without a configured token. A
+//! replica that does not lead forwards the action to the one that does.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as Ax};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{json_error, App};
+use crate::controller::Trigger;
+use crate::requests::{self, Ask};
+
+/// An action asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Act {
+    Extend(Duration),
+    Wake(Option<Duration>),
+    Sleep,
+    Pass,
+    Approve,
+}
+
+/// Parameters of an action, as JSON or form fields.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Params {
+    /// `extend`: how long from now (`3d`).
+    #[serde(default)]
+    duration: Option<String>,
+    /// `wake`: for how long (`2h`); empty: until the next sleep time.
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
+    /// The token (forms only).
+    #[serde(default)]
+    token: Option<String>,
+}
+
+fn duration(field: &str, v: Option<&str>) -> Result<Option<Duration>, String> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => Ok(Some(d)),
+            Ok(_) => Err(format!("{field} must be longer than 0s")),
+            Err(e) => Err(format!("{field} {v:?}: {e} (write 3d, 12h or 90m)")),
+        },
+    }
+}
+
+/// The action named `action` on a staging (`staging: true`) or on the controller.
+pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, String> {
+    Ok(match (action, staging) {
+        ("extend", true) => Act::Extend(
+            duration("duration", p.duration.as_deref())?
+                .ok_or("extend needs a duration, such as 3d")?,
+        ),
+        ("wake", true) => Act::Wake(duration("for", p.for_.as_deref())?),
+        ("sleep", true) => Act::Sleep,
+        ("pass", false) => Act::Pass,
+        ("approve", false) => Act::Approve,
+        (a, true) => {
+            return Err(format!(
+                "no action {a:?} on a staging; there are extend, wake and sleep"
+            ))
+        }
+        (a, false) => return Err(format!("no action {a:?}; there are pass and approve")),
+    })
+}
+
+/// Do it here, on the leader.
+async fn perform(app: &App, name: Option<&str>, act: Act) -> Result<String, (StatusCode, String)> {
+    let now = chrono::Utc::now();
+    let said = match (act, name) {
+        (Act::Pass, _) => {
+            app.handle.request(Trigger::Manual);
+            return Ok("a pass was requested".into());
+        }
+        (Act::Approve, _) => {
+            app.handle.request(Trigger::Approve);
+            return Ok("approved: the next pass carries out the deletions held back".into());
+        }
+        (Act::Sleep, Some(n)) => {
+            requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Sleep), now).await
+        }
+        (Act::Wake(d), Some(n)) => {
+            requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Wake(d)), now).await
+        }
+        (Act::Extend(duration), Some(n)) => {
+            let config = app.handle.state().config.clone();
+            let Some(config) = config else {
+                return Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no configuration has loaded yet; try again after the first pass".into(),
+                ));
+            };
+            requests::record(
+                app.handle.target().as_ref(),
+                n,
+                |r| {
+                    let max = requests::max_extension(&config, r)?;
+                    Ok(Ask::Extend { duration, max })
+                },
+                now,
+            )
+            .await
+        }
+        (_, None) => return Err((StatusCode::NOT_FOUND, "no staging named".into())),
+    };
+    match said {
+        Ok(said) => {
+            // The dir target has no watch to notice the request: ask for the pass here.
+            app.handle.request(Trigger::Manual);
+            Ok(said)
+        }
+        Err(e) => Err((status_of(&e), e.to_string())),
+    }
+}
+
+fn status_of(e: &requests::AskError) -> StatusCode {
+    use requests::AskError as E;
+    match e {
+        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::NotConfigured(_) | E::Expired { .. } | E::Busy(_) => StatusCode::CONFLICT,
+        E::TooLong { .. } | E::Unreasonable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        E::Target(_) => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// Whether the request may act: a token is configured and given.
+fn authorized(app: &App, given: Option<&str>) -> Result<(), (StatusCode, String)> {
+    let Some(token) = &app.opts.token else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "read-only: this octostage has no API token (set OCTOSTAGE_API_TOKEN)".into(),
+        ));
+    };
+    match given {
+        Some(g) if token.matches(g.trim().as_bytes()) => Ok(()),
+        _ => Err((StatusCode::UNAUTHORIZED, "missing or wrong token".into())),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// `POST /api/v1/stagings/{name}/{action}`.
+pub(crate) async fn api(
+    Ax(app): Ax<App>,
+    Path((name, action)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    api_act(app, Some(name), action, (uri, headers), body).await
+}
+
+/// `POST /api/v1/{action}`.
+pub(crate) async fn api_global(
+    Ax(app): Ax<App>,
+    Path(action): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    api_act(app, None, action, (uri, headers), body).await
+}
+
+async fn api_act(
+    app: App,
+    name: Option<String>,
+    action: String,
+    (uri, headers): (Uri, HeaderMap),
+    body: Bytes,
+) -> Response {
+    if let Err((s, m)) = authorized(&app, bearer(&headers)) {
+        return json_error(s, m);
+    }
+    let params: Params = if body.iter().all(u8::is_ascii_whitespace) {
+        Params::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(p) => p,
+            Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+        }
+    };
+    let act = match parse(&action, name.is_some(), &params) {
+        Ok(a) => a,
+        Err(m) => return json_error(StatusCode::BAD_REQUEST, m),
+    };
+    if let Some(r) = super::hooks::forward_unless_leading(&app, &uri, &headers, body).await {
+        return r;
+    }
+    match perform(&app, name.as_deref(), act).await {
+        Ok(said) => axum::Json(serde_json::json!({ "result": said })).into_response(),
+        Err((s, m)) => json_error(s, m),
+    }
+}
+
+/// `POST /stagings/{name}/{action}` from the dashboard's forms.
+pub(crate) async fn form(
+    Ax(app): Ax<App>,
+    Path((name, action)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    form_act(app, Some(name), action, (uri, headers), body).await
+}
+
+/// `POST /actions/{action}` from the dashboard's forms.
+pub(crate) async fn form_global(
+    Ax(app): Ax<App>,
+    Path(action): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    form_act(app, None, action, (uri, headers), body).await
+}
+
+async fn form_act(
+    app: App,
+    name: Option<String>,
+    action: String,
+    (uri, headers): (Uri, HeaderMap),
+    body: Bytes,
+) -> Response {
+    let back = name
+        .as_ref()
+        .map(|n| format!("/stagings/{n}"))
+        .unwrap_or_else(|| "/".into());
+    let page = |status: StatusCode, msg: String| {
+        (status, super::dashboard::message(&back, &msg)).into_response()
+    };
+    // A browser says when a form was sent from another site; refuse that outright.
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return page(
+            StatusCode::FORBIDDEN,
+            "refused: sent from another site".into(),
+        );
+    }
+    let params: Params = match serde_urlencoded::from_bytes(&body) {
+        Ok(p) => p,
+        Err(e) => return page(StatusCode::BAD_REQUEST, format!("form: {e}")),
+    };
+    if let Err((s, m)) = authorized(&app, params.token.as_deref()) {
+        return page(s, m);
+    }
+    let act = match parse(&action, name.is_some(), &params) {
+        Ok(a) => a,
+        Err(m) => return page(StatusCode::BAD_REQUEST, m),
+    };
+    if let Some(r) = super::hooks::forward_unless_leading(&app, &uri, &headers, body).await {
+        return r;
+    }
+    match perform(&app, name.as_deref(), act).await {
+        Ok(said) => page(StatusCode::OK, said),
+        Err((s, m)) => page(s, m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(duration: Option<&str>, for_: Option<&str>) -> Params {
+        Params {
+            duration: duration.map(Into::into),
+            for_: for_.map(Into::into),
+            token: None,
+        }
+    }
+
+    #[test]
+    fn actions_are_parsed_with_their_durations_and_unknown_ones_are_named() {
+        assert_eq!(
+            parse("extend", true, &p(Some("3d"), None)),
+            Ok(Act::Extend(Duration::from_secs(3 * 86400)))
+        );
+        assert!(parse("extend", true, &p(None, None))
+            .unwrap_err()
+            .contains("needs a duration"));
+        assert!(parse("extend", true, &p(Some("0s"), None)).is_err());
+        assert!(parse("extend", true, &p(Some("soon"), None))
+            .unwrap_err()
+            .contains("soon"));
+        assert_eq!(parse("wake", true, &p(None, Some(""))), Ok(Act::Wake(None)));
+        assert_eq!(parse("approve", false, &p(None, None)), Ok(Act::Approve));
+        assert!(parse("delete", true, &p(None, None))
+            .unwrap_err()
+            .contains("delete"));
+        assert!(parse("extend", false, &p(Some("1d"), None)).is_err());
+    }
+}

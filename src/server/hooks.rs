@@ -1,0 +1,472 @@
+//! Webhooks: a push or a branch deletion in a watched repository asks for a pass at once
+//! (requests coalesce; replays only ask again). GitHub and Gitea are checked with HMAC-SHA256
+//! of the raw body, GitLab with its token header, the generic hook with a bearer token; all in
+//! constant time. Anything unsigned, wrongly signed or for a provider without a secret triggers
+//! nothing.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State as Ax};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{json_error, App, Secret};
+use crate::controller::Trigger;
+
+/// The secrets of each provider; a provider without one is not enabled.
+#[derive(Debug, Clone, Default)]
+pub struct HookSecrets {
+    /// GitHub's webhook secret (HMAC-SHA256, `X-Hub-Signature-256`).
+    pub github: Option<Secret>,
+    /// Gitea's webhook secret (HMAC-SHA256, `X-Gitea-Signature`).
+    pub gitea: Option<Secret>,
+    /// GitLab's secret token (`X-Gitlab-Token`).
+    pub gitlab: Option<Secret>,
+    /// The generic hook's bearer token.
+    pub generic: Option<Secret>,
+}
+
+/// Why a delivery is not taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// No such provider.
+    #[error("no webhook {0:?}; there are github, gitlab, gitea and generic")]
+    Unknown(String),
+    /// The provider has no secret configured.
+    #[error("the {0} webhook is not enabled: set its secret (see `octostage run --help`)")]
+    Disabled(&'static str),
+    /// Missing or wrong signature or token.
+    #[error("missing or wrong signature")]
+    Unauthorized,
+    /// Not JSON, or not what the provider sends.
+    #[error("unreadable payload: {0}")]
+    Malformed(String),
+}
+
+/// What a verified delivery says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A repository changed: its URLs as the provider gives them.
+    Changed(Vec<String>),
+    /// Something to answer and ignore (a ping, an event that is not a push).
+    Ignore(String),
+}
+
+fn hmac_ok(secret: &Secret, body: &[u8], hex_sig: &str) -> bool {
+    let Some(sig) = decode_hex(hex_sig.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Check a delivery and say what it means. Pure: the handler does the rest.
+pub fn verify(
+    provider: &str,
+    secrets: &HookSecrets,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Delivery, HookError> {
+    let (secret, name) = match provider {
+        "github" => (&secrets.github, "github"),
+        "gitea" => (&secrets.gitea, "gitea"),
+        "gitlab" => (&secrets.gitlab, "gitlab"),
+        "generic" => (&secrets.generic, "generic"),
+        other => return Err(HookError::Unknown(other.chars().take(40).collect())),
+    };
+    let secret = secret.as_ref().ok_or(HookError::Disabled(name))?;
+    let signed = match name {
+        "github" => header(headers, "x-hub-signature-256")
+            .and_then(|s| s.strip_prefix("sha256="))
+            .is_some_and(|s| hmac_ok(secret, body, s)),
+        "gitea" => header(headers, "x-gitea-signature")
+            .or_else(|| {
+                header(headers, "x-hub-signature-256").and_then(|s| s.strip_prefix("sha256="))
+            })
+            .is_some_and(|s| hmac_ok(secret, body, s)),
+        "gitlab" => header(headers, "x-gitlab-token").is_some_and(|t| secret.matches(t.as_bytes())),
+        _ => header(headers, "authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| secret.matches(t.trim().as_bytes())),
+    };
+    if !signed {
+        return Err(HookError::Unauthorized);
+    }
+    let event = match name {
+        "github" => header(headers, "x-github-event"),
+        "gitea" => header(headers, "x-gitea-event").or_else(|| header(headers, "x-github-event")),
+        "gitlab" => header(headers, "x-gitlab-event"),
+        _ => Some("push"),
+    }
+    .unwrap_or("");
+    let relevant = match name {
+        "github" | "gitea" => matches!(event, "push" | "create" | "delete"),
+        "gitlab" => event == "Push Hook",
+        _ => true,
+    };
+    if !relevant {
+        return Ok(Delivery::Ignore(format!(
+            "event {:?} is not a push or branch change",
+            event.chars().take(40).collect::<String>()
+        )));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| HookError::Malformed(e.to_string()))?;
+    let urls = repository_urls(name, &doc);
+    if urls.is_empty() {
+        return Err(HookError::Malformed("it names no repository".into()));
+    }
+    Ok(Delivery::Changed(urls))
+}
+
+/// The repository URLs a payload names.
+fn repository_urls(provider: &str, doc: &serde_json::Value) -> Vec<String> {
+    let fields: &[(&str, &str)] = match provider {
+        "github" | "gitea" => &[
+            ("repository", "clone_url"),
+            ("repository", "ssh_url"),
+            ("repository", "html_url"),
+            ("repository", "git_url"),
+        ],
+        "gitlab" => &[
+            ("project", "git_http_url"),
+            ("project", "git_ssh_url"),
+            ("project", "web_url"),
+            ("repository", "git_http_url"),
+            ("repository", "git_ssh_url"),
+            ("repository", "homepage"),
+        ],
+        _ => &[],
+    };
+    let mut out: Vec<String> = fields
+        .iter()
+        .filter_map(|(o, f)| doc[o][f].as_str())
+        .map(String::from)
+        .collect();
+    if provider == "generic" {
+        out.extend(doc["repository"].as_str().map(String::from));
+    }
+    out.retain(|u| !u.is_empty() && u.len() <= 2048);
+    out
+}
+
+/// A repository URL reduced to `host/path` (lower-case host; no scheme, user, `.git` or
+/// trailing slash), so that the https, ssh and scp forms of one repository compare equal.
+pub fn normalize_repository(url: &str) -> String {
+    let u = url.trim();
+    let (rest, scp) = match u.split_once("://") {
+        Some((_, rest)) => (rest, false),
+        None => (u, !u.starts_with('/')),
+    };
+    let rest = match rest.split_once('@') {
+        Some((user, r)) if !user.contains('/') => r,
+        _ => rest,
+    };
+    // `git@github.com:org/repo` is `github.com/org/repo`.
+    let rest = if scp {
+        rest.replacen(':', "/", 1)
+    } else {
+        rest.to_string()
+    };
+    let (host, path) = rest.split_once('/').unwrap_or((&rest, ""));
+    // An explicit ssh port does not make another repository.
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    format!("{host}/{path}")
+}
+
+/// `POST /hooks/{provider}`.
+pub(crate) async fn receive(
+    Ax(app): Ax<App>,
+    Path(provider): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let label = match provider.as_str() {
+        p @ ("github" | "gitea" | "gitlab" | "generic") => p,
+        _ => "unknown",
+    };
+    let delivery = verify(&provider, &app.opts.hooks, &headers, &body);
+    let result = match &delivery {
+        Ok(Delivery::Changed(_)) => "accepted",
+        Ok(Delivery::Ignore(_)) => "ignored",
+        Err(HookError::Unauthorized) => "unauthorized",
+        Err(HookError::Malformed(_)) => "malformed",
+        Err(HookError::Disabled(_)) | Err(HookError::Unknown(_)) => "disabled",
+    };
+    crate::metrics::webhook(label, result);
+    let urls = match delivery {
+        Ok(Delivery::Changed(urls)) => urls,
+        Ok(Delivery::Ignore(why)) => {
+            return (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({ "ignored": why })),
+            )
+                .into_response()
+        }
+        Err(e @ HookError::Unauthorized) => {
+            return json_error(StatusCode::UNAUTHORIZED, e.to_string())
+        }
+        Err(e @ HookError::Malformed(_)) => {
+            return json_error(StatusCode::BAD_REQUEST, e.to_string())
+        }
+        Err(e) => return json_error(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let wanted: Vec<String> = urls.iter().map(|u| normalize_repository(u)).collect();
+    let config = app.handle.state().config.clone();
+    let environments: Vec<String> = match &config {
+        Some(c) => c
+            .environments
+            .iter()
+            .filter(|e| wanted.contains(&normalize_repository(&e.repository.url)))
+            .map(|e| e.name.clone())
+            .collect(),
+        // Nothing has loaded yet: the pass will tell.
+        None => vec![],
+    };
+    if config.is_some() && environments.is_empty() {
+        return (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "ignored": "no environment watches this repository" })),
+        )
+            .into_response();
+    }
+    if let Some(r) = forward_unless_leading(&app, &uri, &headers, body).await {
+        return r;
+    }
+    let repository = crate::redact::url(urls.first().map(String::as_str).unwrap_or_default());
+    app.handle.request(Trigger::Webhook { repository });
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "pass": "requested", "environments": environments })),
+    )
+        .into_response()
+}
+
+/// Headers a forwarded request keeps: what the leader checks again.
+const FORWARDED_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "x-hub-signature-256",
+    "x-github-event",
+    "x-gitea-signature",
+    "x-gitea-event",
+    "x-gitlab-token",
+    "x-gitlab-event",
+];
+
+/// On a replica that does not lead, send the request on to the leader and give back its
+/// answer (or 503 when the leader is unknown); `None` on the leader.
+pub(crate) async fn forward_unless_leading(
+    app: &App,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Option<Response> {
+    let l = app.handle.leadership();
+    if l.leading {
+        return None;
+    }
+    let leader = l.leader.clone().unwrap_or_else(|| "unknown".into());
+    let refuse = |why: String| {
+        Some(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("this replica does not lead (the leader is {leader}) and {why}; try again"),
+        ))
+    };
+    if headers.contains_key("x-octostage-forwarded") {
+        return refuse("the request was already forwarded once".into());
+    }
+    let Some(url) = l.leader_url else {
+        return refuse("the leader gave no address (--advertise-url)".into());
+    };
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut req = app
+        .forward
+        .post(format!("{}{path}", url.trim_end_matches('/')))
+        .header("x-octostage-forwarded", "1")
+        .body(body);
+    for h in FORWARDED_HEADERS {
+        if let Some(v) = headers.get(*h) {
+            req = req.header(*h, v.as_bytes());
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let ct = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/json")
+                .to_string();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            Some((status, [(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response())
+        }
+        Err(e) => refuse(format!(
+            "it could not be reached: {}",
+            crate::redact::text(&e.to_string())
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets() -> HookSecrets {
+        HookSecrets {
+            github: Secret::new("s3cret"),
+            gitea: Secret::new("s3cret"),
+            gitlab: Secret::new("tok"),
+            generic: Secret::new("bearer"),
+        }
+    }
+
+    fn sign(body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body);
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    const PUSH: &[u8] = br#"{"ref":"refs/heads/a","repository":{"clone_url":"https://github.com/org/app.git","ssh_url":"git@github.com:org/app.git"}}"#;
+
+    #[test]
+    fn a_github_push_is_taken_only_with_the_right_signature() {
+        let sig = format!("sha256={}", sign(PUSH));
+        let ok = headers(&[("x-hub-signature-256", &sig), ("x-github-event", "push")]);
+        assert!(
+            matches!(verify("github", &secrets(), &ok, PUSH), Ok(Delivery::Changed(u)) if u.len() == 2)
+        );
+        let unsigned = headers(&[("x-github-event", "push")]);
+        assert_eq!(
+            verify("github", &secrets(), &unsigned, PUSH),
+            Err(HookError::Unauthorized)
+        );
+        let wrong = headers(&[
+            ("x-hub-signature-256", "sha256=00ff"),
+            ("x-github-event", "push"),
+        ]);
+        assert_eq!(
+            verify("github", &secrets(), &wrong, PUSH),
+            Err(HookError::Unauthorized)
+        );
+        // The signature of another body does not do.
+        let other = headers(&[
+            ("x-hub-signature-256", &format!("sha256={}", sign(b"{}"))),
+            ("x-github-event", "push"),
+        ]);
+        assert_eq!(
+            verify("github", &secrets(), &other, PUSH),
+            Err(HookError::Unauthorized)
+        );
+        let ping = headers(&[("x-hub-signature-256", &sig), ("x-github-event", "ping")]);
+        assert!(matches!(
+            verify("github", &secrets(), &ping, PUSH),
+            Ok(Delivery::Ignore(_))
+        ));
+        // Without a secret the provider is off, whatever is sent.
+        assert_eq!(
+            verify("github", &HookSecrets::default(), &ok, PUSH),
+            Err(HookError::Disabled("github"))
+        );
+    }
+
+    #[test]
+    fn gitea_gitlab_and_generic_are_checked_their_own_way() {
+        let gitea = headers(&[
+            ("x-gitea-signature", &sign(PUSH)),
+            ("x-gitea-event", "push"),
+        ]);
+        assert!(matches!(
+            verify("gitea", &secrets(), &gitea, PUSH),
+            Ok(Delivery::Changed(_))
+        ));
+        let body = br#"{"project":{"git_http_url":"https://gitlab.example.com/g/app.git"}}"#;
+        let gl = headers(&[("x-gitlab-token", "tok"), ("x-gitlab-event", "Push Hook")]);
+        assert_eq!(
+            verify("gitlab", &secrets(), &gl, body),
+            Ok(Delivery::Changed(vec![
+                "https://gitlab.example.com/g/app.git".into()
+            ]))
+        );
+        let bad = headers(&[("x-gitlab-token", "tok2"), ("x-gitlab-event", "Push Hook")]);
+        assert_eq!(
+            verify("gitlab", &secrets(), &bad, body),
+            Err(HookError::Unauthorized)
+        );
+        let g = headers(&[("authorization", "Bearer bearer")]);
+        assert!(matches!(
+            verify(
+                "generic",
+                &secrets(),
+                &g,
+                br#"{"repository":"/srv/app.git"}"#
+            ),
+            Ok(Delivery::Changed(_))
+        ));
+        assert!(matches!(
+            verify("generic", &secrets(), &g, b"not json"),
+            Err(HookError::Malformed(_))
+        ));
+        assert!(matches!(
+            verify("bitbucket", &secrets(), &g, b"{}"),
+            Err(HookError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn the_forms_of_one_repository_compare_equal_and_others_do_not() {
+        let n = normalize_repository;
+        assert_eq!(n("https://github.com/org/app.git"), "github.com/org/app");
+        assert_eq!(n("git@github.com:org/app.git"), "github.com/org/app");
+        assert_eq!(n("ssh://git@GitHub.com:22/org/app"), "github.com/org/app");
+        assert_eq!(
+            n("https://user:tok@github.com/org/app/"),
+            "github.com/org/app"
+        );
+        assert_eq!(n("/srv/git/app.git"), "/srv/git/app");
+        assert_eq!(n("file:///srv/git/app.git"), "/srv/git/app");
+        assert_ne!(
+            n("https://github.com/org/app"),
+            n("https://github.com/org/app2")
+        );
+        assert_ne!(
+            n("https://github.com/org/app"),
+            n("https://gitlab.com/org/app")
+        );
+    }
+}

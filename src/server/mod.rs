@@ -1,0 +1,174 @@
+//! The HTTP server of `octostage run`: the dashboard, the JSON API, webhooks, metrics and
+//! probes. It reads the controller's state (no second source of truth); it writes only
+//! requests on stagings, and only on the replica that leads (others forward actions to it).
+
+mod actions;
+mod dashboard;
+mod hooks;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State as Ax};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+use crate::controller::Handle;
+
+pub use hooks::{normalize_repository, HookSecrets};
+
+/// A secret given by the operator: compared in constant time, never shown.
+#[derive(Clone)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    /// A secret, unless empty.
+    pub fn new(s: impl Into<String>) -> Option<Secret> {
+        let s: String = s.into();
+        (!s.trim().is_empty()).then(|| Secret(Arc::from(s.trim())))
+    }
+
+    /// Whether `given` is this secret, in time that does not depend on where they differ.
+    pub fn matches(&self, given: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(given).into()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// How the server is set up.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The token actions need; without it the server is read-only.
+    pub token: Option<Secret>,
+    /// The webhook secrets.
+    pub hooks: HookSecrets,
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct App {
+    handle: Handle,
+    opts: Arc<Options>,
+    forward: reqwest::Client,
+}
+
+/// The routes.
+pub fn router(handle: Handle, opts: Options) -> Router {
+    let app = App {
+        handle,
+        opts: Arc::new(opts),
+        forward: reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default(),
+    };
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/stagings/{name}", get(dashboard::staging))
+        .route("/stagings/{name}/{action}", post(actions::form))
+        .route("/actions/{action}", post(actions::form_global))
+        .route("/events", get(dashboard::events))
+        .route("/api/v1/stagings", get(api_stagings))
+        .route("/api/v1/stagings/{name}", get(api_staging))
+        .route("/api/v1/plan", get(api_plan))
+        .route("/api/v1/stagings/{name}/{action}", post(actions::api))
+        .route("/api/v1/{action}", post(actions::api_global))
+        .route("/hooks/{provider}", post(hooks::receive))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(crate::consts::MAX_BODY))
+        .with_state(app)
+}
+
+/// Serve until `stop` on `listener`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    opts: Options,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(handle, opts))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+/// Bind `addr`, naming it in the error.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e} (see --listen)"),
+        )
+    })
+}
+
+pub(crate) fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let message = crate::redact::text(&message.into()).into_owned();
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+async fn api_stagings(Ax(app): Ax<App>) -> Response {
+    let leadership = app.handle.leadership();
+    let o = view::overview(&app.handle.state(), leadership, chrono::Utc::now());
+    axum::Json(o).into_response()
+}
+
+async fn api_staging(
+    Ax(app): Ax<App>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    match view::detail(&app.handle.state(), &name, chrono::Utc::now()) {
+        Some(d) => axum::Json(d).into_response(),
+        None => json_error(
+            StatusCode::NOT_FOUND,
+            format!("no staging {name:?} in the last pass"),
+        ),
+    }
+}
+
+async fn api_plan(Ax(app): Ax<App>) -> Response {
+    let report = app.handle.state().report.clone();
+    match report {
+        Some(r) => axum::Json(crate::report::json(&r)).into_response(),
+        None => json_error(StatusCode::SERVICE_UNAVAILABLE, "no pass has finished yet"),
+    }
+}
+
+async fn readyz(Ax(app): Ax<App>) -> Response {
+    if app.handle.state().ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no pass has finished yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::get().encode(),
+    )
+        .into_response()
+}
