@@ -150,6 +150,7 @@ pub async fn run(
                 (true, false) => warn!(lease = %leases.describe_lease(&e.lease), "no longer leading: this replica stops writing"),
                 _ => info!(leader = ?status.leader, "following"),
             }
+            crate::metrics::get().leader.set(status.leading as i64);
             *old = status.clone();
             true
         });

@@ -174,6 +174,7 @@ impl Controller {
         let started = std::time::Instant::now();
         let at = self.clock.now();
         let leading = self.leadership.1.borrow().leading;
+        crate::metrics::get().leader.set(leading as i64);
         let opts = PassOptions {
             dry_run: self.opts.dry_run || !leading,
             confirm_deletions: self.opts.confirm_deletions || trigger == Trigger::Approve,
@@ -221,24 +222,7 @@ impl Controller {
     /// Run passes until shutdown: one at start-up, then one per (coalesced) trigger.
     pub async fn run(mut self) {
         let handle = self.handle();
-        let _election = self.election.take().map(|e| {
-            let (target, tx, stop) = (
-                self.target.clone(),
-                self.leadership.0.clone(),
-                self.shutdown.clone(),
-            );
-            let mut rx = self.leadership.1.clone();
-            let h = handle.clone();
-            // Becoming the leader asks for a pass at once: the last leader's work may be due.
-            tokio::spawn(async move {
-                while rx.changed().await.is_ok() {
-                    if rx.borrow_and_update().leading {
-                        h.request(Trigger::Leader);
-                    }
-                }
-            });
-            tokio::spawn(leader::run(target, e, tx, stop))
-        });
+        let _election = self.start_election(&handle).await;
         let _watcher = self
             .source
             .local_dir()
@@ -294,6 +278,31 @@ impl Controller {
             };
             tracing::debug!(trigger = %trigger, "pass requested");
         }
+    }
+
+    /// Start the election, if there is one, and wait for its first word (a lease read and
+    /// write), so that a lone replica writes from its first pass. Becoming the leader later asks
+    /// for a pass at once: the last leader's work may be due.
+    async fn start_election(&mut self, handle: &Handle) -> Option<tokio::task::JoinHandle<()>> {
+        let e = self.election.take()?;
+        let task = tokio::spawn(leader::run(
+            self.target.clone(),
+            e,
+            self.leadership.0.clone(),
+            self.shutdown.clone(),
+        ));
+        let mut rx = self.leadership.1.clone();
+        let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, rx.changed()).await;
+        rx.borrow_and_update();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                if rx.borrow_and_update().leading {
+                    h.request(Trigger::Leader);
+                }
+            }
+        });
+        Some(task)
     }
 
     /// Deliver what is left to deliver and let the election release the lease.

@@ -206,31 +206,22 @@ pub(crate) async fn receive(
         p @ ("github" | "gitea" | "gitlab" | "generic") => p,
         _ => "unknown",
     };
-    let delivery = verify(&provider, &app.opts.hooks, &headers, &body);
-    let result = match &delivery {
-        Ok(Delivery::Changed(_)) => "accepted",
-        Ok(Delivery::Ignore(_)) => "ignored",
-        Err(HookError::Unauthorized) => "unauthorized",
-        Err(HookError::Malformed(_)) => "malformed",
-        Err(HookError::Disabled(_)) | Err(HookError::Unknown(_)) => "disabled",
+    let refused = |result: &str, status: StatusCode, e: HookError| {
+        crate::metrics::webhook(label, result);
+        json_error(status, e.to_string())
     };
-    crate::metrics::webhook(label, result);
-    let urls = match delivery {
+    let ignored = |why: String| {
+        crate::metrics::webhook(label, "ignored");
+        (StatusCode::OK, axum::Json(serde_json::json!({ "ignored": why }))).into_response()
+    };
+    let urls = match verify(&provider, &app.opts.hooks, &headers, &body) {
         Ok(Delivery::Changed(urls)) => urls,
-        Ok(Delivery::Ignore(why)) => {
-            return (
-                StatusCode::OK,
-                axum::Json(serde_json::json!({ "ignored": why })),
-            )
-                .into_response()
-        }
+        Ok(Delivery::Ignore(why)) => return ignored(why),
         Err(e @ HookError::Unauthorized) => {
-            return json_error(StatusCode::UNAUTHORIZED, e.to_string())
+            return refused("unauthorized", StatusCode::UNAUTHORIZED, e)
         }
-        Err(e @ HookError::Malformed(_)) => {
-            return json_error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-        Err(e) => return json_error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ HookError::Malformed(_)) => return refused("malformed", StatusCode::BAD_REQUEST, e),
+        Err(e) => return refused("disabled", StatusCode::NOT_FOUND, e),
     };
     let wanted: Vec<String> = urls.iter().map(|u| normalize_repository(u)).collect();
     let config = app.handle.state().config.clone();
@@ -245,17 +236,14 @@ pub(crate) async fn receive(
         None => vec![],
     };
     if config.is_some() && environments.is_empty() {
-        return (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({ "ignored": "no environment watches this repository" })),
-        )
-            .into_response();
+        return ignored("no environment watches this repository".into());
     }
     if let Some(r) = forward_unless_leading(&app, &uri, &headers, body).await {
         return r;
     }
     let repository = crate::redact::url(urls.first().map(String::as_str).unwrap_or_default());
     app.handle.request(Trigger::Webhook { repository });
+    crate::metrics::webhook(label, "accepted");
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({ "pass": "requested", "environments": environments })),

@@ -60,8 +60,8 @@ impl Leases for KubeTarget {
     async fn read_lease(&self, name: &str) -> Result<Option<LeaseRecord>, TargetError> {
         let api = self.lease_api();
         // One attempt: the election asks again in a moment, and must not outwait its deadline.
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Not counted in `requests`, which tells what passes send: the lease is renewed
+        // beside them (the metrics count it).
         api.get_opt(name)
             .await
             .map(|l| l.map(record_of))
@@ -104,8 +104,6 @@ impl Leases for KubeTarget {
             field_manager: Some(consts::MANAGER.into()),
             ..Default::default()
         };
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let written = if r.version.is_empty() {
             api.create(&pp, &lease).await
         } else {
@@ -160,8 +158,6 @@ impl KubeTarget {
                 }),
                 ..Default::default()
             };
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Err(e) = api.create(&PostParams::default(), &event).await {
                 tracing::debug!(namespace = %n.namespace, error = %e, "event not posted");
             }

@@ -1,0 +1,181 @@
+//! The HTTP server of `run` on a dir target: the JSON API, actions with and without the token,
+//! webhooks signed, unsigned and wrongly signed, body limits, probes and metrics (parsed with a
+//! Prometheus text-format parser). The cluster and the browser are in `dashboard` and `leader`.
+
+use std::time::Duration;
+
+use crate::http::*;
+use crate::util::*;
+
+const TOKEN: &str = "api-token-123";
+const HOOK: &str = "hook-secret-456";
+
+fn daemon(d: &DirRun, token: bool) -> Daemon {
+    let mut env = vec![("OCTOSTAGE_GITHUB_SECRET", HOOK), ("OCTOSTAGE_WEBHOOK_TOKEN", HOOK)];
+    if token {
+        env.push(("OCTOSTAGE_API_TOKEN", TOKEN));
+    }
+    let daemon = Daemon::start(&d.args(&["run", "--interval", "1h"]), &env);
+    daemon.wait(20, "never ready", |d| get(&d.addr, "/readyz").status == 200);
+    daemon
+}
+
+fn push(d: &Daemon, body: &[u8], signature: Option<&str>) -> Resp {
+    let mut h = vec![("x-github-event", "push"), ("content-type", "application/json")];
+    let sig;
+    if let Some(s) = signature {
+        sig = format!("sha256={s}");
+        h.push(("x-hub-signature-256", &sig));
+    }
+    request(&d.addr, "POST", "/hooks/github", &h, body)
+}
+
+#[test]
+fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, true);
+    assert_eq!(s.stagings(), vec!["app-main"]);
+    let before = s.passes();
+    d.repo.commit("feature/hook", "w", &days_ago(0));
+    let body = format!(
+        r#"{{"ref":"refs/heads/feature/hook","repository":{{"clone_url":"{}","full_name":"o/app"}}}}"#,
+        d.repo.path.display()
+    );
+    let body = body.as_bytes();
+    assert_eq!(push(&s, body, None).status, 401);
+    assert_eq!(push(&s, body, Some("00ff")).status, 401);
+    assert_eq!(push(&s, body, Some(&sign("another key", body))).status, 401);
+    // Signed with the right key, but over another body.
+    assert_eq!(push(&s, body, Some(&sign(HOOK, b"{}"))).status, 401);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(s.passes(), before, "a refused webhook ran a pass");
+    assert_eq!(s.stagings(), vec!["app-main"]);
+    let r = push(&s, body, Some(&sign(HOOK, body)));
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.json()["environments"][0], "app");
+    s.wait(10, "the push made no staging", |s| s.stagings().len() == 2);
+    // A replay asks for another pass, which changes nothing.
+    let r = push(&s, body, Some(&sign(HOOK, body)));
+    assert_eq!(r.status, 202);
+    s.wait(10, "no pass after the replay", |s| s.passes() >= before + 2.0);
+    assert_eq!(d.stagings(), 2);
+    // A repository no environment watches asks for nothing.
+    let other = br#"{"repository":{"clone_url":"https://example.com/other.git"}}"#;
+    let r = push(&s, other, Some(&sign(HOOK, other)));
+    assert_eq!(r.status, 200);
+    assert!(r.json()["ignored"].is_string());
+    // A ping is answered and ignored; a body over the limit is refused before it is read.
+    let ping = request(
+        &s.addr,
+        "POST",
+        "/hooks/github",
+        &[("x-github-event", "ping"), ("x-hub-signature-256", &format!("sha256={}", sign(HOOK, b"{}")))],
+        b"{}",
+    );
+    assert_eq!(ping.status, 200);
+    let huge = vec![b' '; 2 << 20];
+    let r = push(&s, &huge, Some(&sign(HOOK, &huge)));
+    assert_eq!(r.status, 413);
+    // GitLab has no secret here: it is off.
+    let r = request(&s.addr, "POST", "/hooks/gitlab", &[("x-gitlab-token", HOOK)], b"{}");
+    assert_eq!(r.status, 404);
+    // The generic hook takes a bearer token.
+    let g = format!(r#"{{"repository":"{}"}}"#, d.repo.path.display());
+    let bad = request(&s.addr, "POST", "/hooks/generic", &[("authorization", "Bearer nope")], g.as_bytes());
+    assert_eq!(bad.status, 401);
+    let auth = format!("Bearer {HOOK}");
+    let ok = request(&s.addr, "POST", "/hooks/generic", &[("authorization", &auth)], g.as_bytes());
+    assert_eq!(ok.status, 202, "{}", ok.body);
+    let hooks = |result: &str| {
+        metric(&s.addr, "octostage_webhook_deliveries_total", &[("provider", "github"), ("result", result)])
+    };
+    assert_eq!(hooks("unauthorized"), 4.0);
+    assert_eq!(hooks("accepted"), 2.0);
+    assert_eq!(hooks("ignored"), 2.0);
+    // No secret in any answer or log line.
+    let log = s.log.lock().unwrap().join("\n");
+    assert!(!log.contains(HOOK) && !log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
+    let d = DirRun::new(&days_ago(1));
+    d.repo.commit("feature/a", "the subject <b>", &days_ago(1));
+    d.config("    max_extension: 30d\n", "");
+    let s = daemon(&d, true);
+    let path = "/api/v1/stagings/app-feature-a/extend";
+    let body = br#"{"duration":"40d"}"#;
+    assert_eq!(request(&s.addr, "POST", path, &[], body).status, 401);
+    let wrong = [("authorization", "Bearer api-token-12")];
+    assert_eq!(request(&s.addr, "POST", path, &wrong, body).status, 401);
+    let auth = format!("Bearer {TOKEN}");
+    let h = [("authorization", auth.as_str())];
+    // Past max_extension: refused with why.
+    let r = request(&s.addr, "POST", path, &h, body);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.json()["error"].as_str().unwrap().contains("max_extension"));
+    let expires = |s: &Daemon| {
+        get(&s.addr, "/api/v1/stagings/app-feature-a").json()["expires"]["at"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = expires(&s);
+    let r = request(&s.addr, "POST", path, &h, br#"{"duration":"20d"}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.wait(10, "the extension never showed", |s| expires(s) > before);
+    // The dashboard's form takes the token as a field; another site's form is refused.
+    let form = format!("token={TOKEN}&for=1h");
+    let ct = ("content-type", "application/x-www-form-urlencoded");
+    let r = request(&s.addr, "POST", "/stagings/app-feature-a/sleep", &[ct], format!("token={TOKEN}").as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.wait(10, "never asleep", |s| {
+        get(&s.addr, "/api/v1/stagings/app-feature-a").json()["state"] == "sleeping:manual"
+    });
+    let cross = [ct, ("sec-fetch-site", "cross-site")];
+    let r = request(&s.addr, "POST", "/stagings/app-feature-a/wake", &cross, form.as_bytes());
+    assert_eq!(r.status, 403);
+    let r = request(&s.addr, "POST", "/stagings/app-feature-a/wake", &[ct], form.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.wait(10, "never awake", |s| {
+        get(&s.addr, "/api/v1/stagings/app-feature-a").json()["state"] == "running"
+    });
+    // Unknown staging and action.
+    let r = request(&s.addr, "POST", "/api/v1/stagings/nope/sleep", &h, b"");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = request(&s.addr, "POST", "/api/v1/stagings/app-feature-a/delete", &h, b"");
+    assert_eq!(r.status, 400);
+    // A pass on request; the plan and the detail.
+    let n = s.passes();
+    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+    s.wait(10, "no pass", |s| s.passes() > n);
+    let plan = get(&s.addr, "/api/v1/plan").json();
+    assert_eq!(plan["stagings"].as_array().unwrap().len(), 2);
+    let detail = get(&s.addr, "/api/v1/stagings/app-feature-a").json();
+    assert_eq!(detail["commit"]["subject"], "the subject <b>");
+    assert!(detail["history"].as_array().unwrap().len() >= 3, "{detail}");
+    assert_eq!(get(&s.addr, "/api/v1/stagings/nope").status, 404);
+    // Pages: escaped, and the unknown one is 404.
+    let page = get(&s.addr, "/stagings/app-feature-a");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("the subject &lt;b&gt;"), "{}", page.body);
+    assert_eq!(get(&s.addr, "/stagings/nope").status, 404);
+    assert_eq!(get(&s.addr, "/healthz").status, 200);
+    // Metrics: stagings by state, passes, and the pass histogram.
+    let running = metric(&s.addr, "octostage_stagings", &[("environment", "app"), ("state", "running")]);
+    assert_eq!(running, 2.0);
+    assert!(metric(&s.addr, "octostage_pass_duration_seconds_count", &[]) >= 3.0);
+    assert_eq!(metric(&s.addr, "octostage_leader", &[]), 1.0, "a dir target needs no lease");
+}
+
+#[test]
+fn without_a_token_the_server_is_read_only() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, false);
+    let r = request(&s.addr, "POST", "/api/v1/stagings/app-main/sleep", &[("authorization", "Bearer x")], b"");
+    assert_eq!(r.status, 403);
+    assert!(r.json()["error"].as_str().unwrap().contains("read-only"));
+    let page = get(&s.addr, "/stagings/app-main").body;
+    assert!(page.contains("Read-only") && !page.contains("type=\"password\""));
+    assert!(s.log.lock().unwrap().iter().any(|l| l.contains("read-only")));
+}
