@@ -174,10 +174,7 @@ mod tests {
             TEMPLATES.get_template(name).unwrap();
         }
         let Html(html) = message("/", "<script>alert(1)</script>");
-        assert!(
-            html.contains("&lt;script&gt;alert(1)&lt;"),
-            "{html}"
-        );
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;"), "{html}");
         assert!(!html.contains("<script>alert(1)"));
     }
 

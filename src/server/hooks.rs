@@ -212,7 +212,11 @@ pub(crate) async fn receive(
     };
     let ignored = |why: String| {
         crate::metrics::webhook(label, "ignored");
-        (StatusCode::OK, axum::Json(serde_json::json!({ "ignored": why }))).into_response()
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "ignored": why })),
+        )
+            .into_response()
     };
     let urls = match verify(&provider, &app.opts.hooks, &headers, &body) {
         Ok(Delivery::Changed(urls)) => urls,
@@ -220,7 +224,9 @@ pub(crate) async fn receive(
         Err(e @ HookError::Unauthorized) => {
             return refused("unauthorized", StatusCode::UNAUTHORIZED, e)
         }
-        Err(e @ HookError::Malformed(_)) => return refused("malformed", StatusCode::BAD_REQUEST, e),
+        Err(e @ HookError::Malformed(_)) => {
+            return refused("malformed", StatusCode::BAD_REQUEST, e)
+        }
         Err(e) => return refused("disabled", StatusCode::NOT_FOUND, e),
     };
     let wanted: Vec<String> = urls.iter().map(|u| normalize_repository(u)).collect();

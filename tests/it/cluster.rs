@@ -559,8 +559,10 @@ fn rbac_is_sufficient() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // `run` keeps watches: a refused watch only warns, so look at a short-lived daemon's log.
     let args = s.args(&["run", "--interval", "1h", "--log", "info"]);
+    // Its lease lives in the service account's namespace, as in a pod.
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("POD_NAMESPACE", format!("{id}-rbac"))
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -572,6 +574,11 @@ fn rbac_is_sufficient() {
     assert_eq!(code, Some(0), "{log}");
     assert!(
         log.contains("pass finished") && !log.contains("watch failed"),
+        "{log}"
+    );
+    // It took the lease (get, create, update) and released it at the end.
+    assert!(
+        log.contains("leading: this replica writes") && log.contains("lease released"),
         "{log}"
     );
     remove_service_account(&admin, &id);

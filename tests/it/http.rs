@@ -121,6 +121,15 @@ pub fn metric(addr: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `octostage run` with its server on a free loopback port, its stderr collected.
 pub struct Daemon {
     pub child: Option<Child>,
@@ -130,9 +139,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(args: &[String], env: &[(&str, &str)]) -> Daemon {
+        let listen: &[&str] = if args.iter().any(|a| a == "--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_octostage"))
             .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -150,7 +164,10 @@ impl Daemon {
         let mut addr = None;
         let mut line = String::new();
         while out.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(a) = line.trim().strip_prefix("octostage run: serving on http://") {
+            if let Some(a) = line
+                .trim()
+                .strip_prefix("octostage run: serving on http://")
+            {
                 addr = Some(a.to_string());
                 break;
             }

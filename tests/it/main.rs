@@ -2,16 +2,19 @@
 //! binary. Shared helpers live in `util`.
 
 mod attacks;
+mod browser;
 mod cli;
 mod cluster;
 mod config_source;
 mod controller;
+mod dashboard;
 mod dir_target;
 mod example;
 mod fuzz_corpus;
 mod git_source;
 mod hostile;
 mod http;
+mod leader;
 mod lifecycle;
 mod notify;
 mod ownership;

@@ -11,7 +11,10 @@ const TOKEN: &str = "api-token-123";
 const HOOK: &str = "hook-secret-456";
 
 fn daemon(d: &DirRun, token: bool) -> Daemon {
-    let mut env = vec![("OCTOSTAGE_GITHUB_SECRET", HOOK), ("OCTOSTAGE_WEBHOOK_TOKEN", HOOK)];
+    let mut env = vec![
+        ("OCTOSTAGE_GITHUB_SECRET", HOOK),
+        ("OCTOSTAGE_WEBHOOK_TOKEN", HOOK),
+    ];
     if token {
         env.push(("OCTOSTAGE_API_TOKEN", TOKEN));
     }
@@ -21,7 +24,10 @@ fn daemon(d: &DirRun, token: bool) -> Daemon {
 }
 
 fn push(d: &Daemon, body: &[u8], signature: Option<&str>) -> Resp {
-    let mut h = vec![("x-github-event", "push"), ("content-type", "application/json")];
+    let mut h = vec![
+        ("x-github-event", "push"),
+        ("content-type", "application/json"),
+    ];
     let sig;
     if let Some(s) = signature {
         sig = format!("sha256={s}");
@@ -57,7 +63,9 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
     // A replay asks for another pass, which changes nothing.
     let r = push(&s, body, Some(&sign(HOOK, body)));
     assert_eq!(r.status, 202);
-    s.wait(10, "no pass after the replay", |s| s.passes() >= before + 2.0);
+    s.wait(10, "no pass after the replay", |s| {
+        s.passes() >= before + 2.0
+    });
     assert_eq!(d.stagings(), 2);
     // A repository no environment watches asks for nothing.
     let other = br#"{"repository":{"clone_url":"https://example.com/other.git"}}"#;
@@ -69,7 +77,13 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
         &s.addr,
         "POST",
         "/hooks/github",
-        &[("x-github-event", "ping"), ("x-hub-signature-256", &format!("sha256={}", sign(HOOK, b"{}")))],
+        &[
+            ("x-github-event", "ping"),
+            (
+                "x-hub-signature-256",
+                &format!("sha256={}", sign(HOOK, b"{}")),
+            ),
+        ],
         b"{}",
     );
     assert_eq!(ping.status, 200);
@@ -77,17 +91,39 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
     let r = push(&s, &huge, Some(&sign(HOOK, &huge)));
     assert_eq!(r.status, 413);
     // GitLab has no secret here: it is off.
-    let r = request(&s.addr, "POST", "/hooks/gitlab", &[("x-gitlab-token", HOOK)], b"{}");
+    let r = request(
+        &s.addr,
+        "POST",
+        "/hooks/gitlab",
+        &[("x-gitlab-token", HOOK)],
+        b"{}",
+    );
     assert_eq!(r.status, 404);
     // The generic hook takes a bearer token.
     let g = format!(r#"{{"repository":"{}"}}"#, d.repo.path.display());
-    let bad = request(&s.addr, "POST", "/hooks/generic", &[("authorization", "Bearer nope")], g.as_bytes());
+    let bad = request(
+        &s.addr,
+        "POST",
+        "/hooks/generic",
+        &[("authorization", "Bearer nope")],
+        g.as_bytes(),
+    );
     assert_eq!(bad.status, 401);
     let auth = format!("Bearer {HOOK}");
-    let ok = request(&s.addr, "POST", "/hooks/generic", &[("authorization", &auth)], g.as_bytes());
+    let ok = request(
+        &s.addr,
+        "POST",
+        "/hooks/generic",
+        &[("authorization", &auth)],
+        g.as_bytes(),
+    );
     assert_eq!(ok.status, 202, "{}", ok.body);
     let hooks = |result: &str| {
-        metric(&s.addr, "octostage_webhook_deliveries_total", &[("provider", "github"), ("result", result)])
+        metric(
+            &s.addr,
+            "octostage_webhook_deliveries_total",
+            &[("provider", "github"), ("result", result)],
+        )
     };
     assert_eq!(hooks("unauthorized"), 4.0);
     assert_eq!(hooks("accepted"), 2.0);
@@ -113,7 +149,10 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     // Past max_extension: refused with why.
     let r = request(&s.addr, "POST", path, &h, body);
     assert_eq!(r.status, 422, "{}", r.body);
-    assert!(r.json()["error"].as_str().unwrap().contains("max_extension"));
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("max_extension"));
     let expires = |s: &Daemon| {
         get(&s.addr, "/api/v1/stagings/app-feature-a").json()["expires"]["at"]
             .as_str()
@@ -127,15 +166,33 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     // The dashboard's form takes the token as a field; another site's form is refused.
     let form = format!("token={TOKEN}&for=1h");
     let ct = ("content-type", "application/x-www-form-urlencoded");
-    let r = request(&s.addr, "POST", "/stagings/app-feature-a/sleep", &[ct], format!("token={TOKEN}").as_bytes());
+    let r = request(
+        &s.addr,
+        "POST",
+        "/stagings/app-feature-a/sleep",
+        &[ct],
+        format!("token={TOKEN}").as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     s.wait(10, "never asleep", |s| {
         get(&s.addr, "/api/v1/stagings/app-feature-a").json()["state"] == "sleeping:manual"
     });
     let cross = [ct, ("sec-fetch-site", "cross-site")];
-    let r = request(&s.addr, "POST", "/stagings/app-feature-a/wake", &cross, form.as_bytes());
+    let r = request(
+        &s.addr,
+        "POST",
+        "/stagings/app-feature-a/wake",
+        &cross,
+        form.as_bytes(),
+    );
     assert_eq!(r.status, 403);
-    let r = request(&s.addr, "POST", "/stagings/app-feature-a/wake", &[ct], form.as_bytes());
+    let r = request(
+        &s.addr,
+        "POST",
+        "/stagings/app-feature-a/wake",
+        &[ct],
+        form.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     s.wait(10, "never awake", |s| {
         get(&s.addr, "/api/v1/stagings/app-feature-a").json()["state"] == "running"
@@ -143,11 +200,20 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     // Unknown staging and action.
     let r = request(&s.addr, "POST", "/api/v1/stagings/nope/sleep", &h, b"");
     assert_eq!(r.status, 404, "{}", r.body);
-    let r = request(&s.addr, "POST", "/api/v1/stagings/app-feature-a/delete", &h, b"");
+    let r = request(
+        &s.addr,
+        "POST",
+        "/api/v1/stagings/app-feature-a/delete",
+        &h,
+        b"",
+    );
     assert_eq!(r.status, 400);
     // A pass on request; the plan and the detail.
     let n = s.passes();
-    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+    assert_eq!(
+        request(&s.addr, "POST", "/api/v1/pass", &h, b"").status,
+        200
+    );
     s.wait(10, "no pass", |s| s.passes() > n);
     let plan = get(&s.addr, "/api/v1/plan").json();
     assert_eq!(plan["stagings"].as_array().unwrap().len(), 2);
@@ -162,20 +228,46 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     assert_eq!(get(&s.addr, "/stagings/nope").status, 404);
     assert_eq!(get(&s.addr, "/healthz").status, 200);
     // Metrics: stagings by state, passes, and the pass histogram.
-    let running = metric(&s.addr, "octostage_stagings", &[("environment", "app"), ("state", "running")]);
+    let running = metric(
+        &s.addr,
+        "octostage_stagings",
+        &[("environment", "app"), ("state", "running")],
+    );
     assert_eq!(running, 2.0);
     assert!(metric(&s.addr, "octostage_pass_duration_seconds_count", &[]) >= 3.0);
-    assert_eq!(metric(&s.addr, "octostage_leader", &[]), 1.0, "a dir target needs no lease");
+    assert_eq!(
+        metric(&s.addr, "octostage_leader", &[]),
+        1.0,
+        "a dir target needs no lease"
+    );
 }
 
 #[test]
 fn without_a_token_the_server_is_read_only() {
     let d = DirRun::new(&days_ago(1));
     let s = daemon(&d, false);
-    let r = request(&s.addr, "POST", "/api/v1/stagings/app-main/sleep", &[("authorization", "Bearer x")], b"");
+    let r = request(
+        &s.addr,
+        "POST",
+        "/api/v1/stagings/app-main/sleep",
+        &[("authorization", "Bearer x")],
+        b"",
+    );
     assert_eq!(r.status, 403);
     assert!(r.json()["error"].as_str().unwrap().contains("read-only"));
     let page = get(&s.addr, "/stagings/app-main").body;
     assert!(page.contains("Read-only") && !page.contains("type=\"password\""));
-    assert!(s.log.lock().unwrap().iter().any(|l| l.contains("read-only")));
+    assert!(s
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("read-only")));
+    // An open event stream does not hold the exit.
+    let mut s = s;
+    let addr = s.addr.clone();
+    let stream = std::thread::spawn(move || get(&addr, "/events"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(s.stop(), Some(0));
+    let _ = stream.join();
 }

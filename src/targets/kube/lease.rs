@@ -154,12 +154,15 @@ impl KubeTarget {
                     api_version: Some("v1".into()),
                     kind: Some("Namespace".into()),
                     name: Some(n.namespace.clone()),
+                    // The API server wants the event's own namespace here, even for a Namespace.
+                    namespace: Some(n.namespace.clone()),
                     ..Default::default()
                 }),
                 ..Default::default()
             };
             if let Err(e) = api.create(&PostParams::default(), &event).await {
-                tracing::debug!(namespace = %n.namespace, error = %e, "event not posted");
+                let e = api_err(format!("Event in {}", n.namespace), e);
+                tracing::warn!(error = %e, "event not posted");
             }
         }
     }
