@@ -55,10 +55,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 # --- runtime -----------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 # ca-certificates for https (git over libgit2, the Kubernetes API, notifications); libssl3 is
-# what the binary links. git itself is not needed: libgit2 is linked in.
+# what the binary links; tini for PID 1. git itself is not needed: libgit2 is linked in.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 65532 nonroot \
  && useradd --uid 65532 --gid 65532 --home-dir /home/nonroot --create-home \
@@ -74,5 +74,7 @@ ENV OCTOSTAGE_LISTEN=0.0.0.0:8080 \
     MIMALLOC_ARENA_EAGER_COMMIT=0
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["/usr/local/bin/octostage"]
+# tini is PID 1: it reaps what a render command's children leave behind (octostage kills a
+# timed-out command's process group, but orphans are re-parented to PID 1) and passes SIGTERM on.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/octostage"]
 CMD ["run"]

@@ -67,6 +67,9 @@ pub enum Command {
     Extend(ExtendArgs),
     /// Print the JSON Schema of environments.yaml.
     Schema,
+    /// Print a completion script for SHELL: `octostage completions bash >
+    /// /etc/bash_completion.d/octostage`, `octostage completions zsh > ~/.zfunc/_octostage`.
+    Completions(CompletionsArgs),
     /// Show octostage at work on a demo application repository made locally (no cluster, no
     /// network): stagings appear, follow new commits, and expire.
     Demo(DemoArgs),
@@ -223,6 +226,11 @@ pub struct PlanArgs {
     /// current listings and target: what expires, sleeps, wakes and is deleted by then.
     #[arg(long, value_parser = parse_time)]
     pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Show each changing staging's links and objects, and for each updated object the fields
+    /// that change (`~ spec.replicas: 1 → 3`), reading what the target holds; a Secret's
+    /// values are never shown.
+    #[arg(long)]
+    pub diff: bool,
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -338,6 +346,14 @@ pub struct StatusArgs {
     /// CPU-hours and GiB-hours sleep and expiry saved against running always.
     #[arg(long)]
     pub cost: bool,
+}
+
+/// `completions` arguments.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `demo` arguments.

@@ -179,6 +179,8 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
         dry_run: false,
         confirm_deletions: false,
         concurrency: 4,
+        progress: Default::default(),
+        diff: false,
     };
     writeln!(out, "octostage demo in {}\n  config repository: {}\n  application repositories: {}/apps/{{shop,docs}}\n  target: dir:{}\n", base.display(), config_dir.display(), base.display(), stagings.display())?;
 

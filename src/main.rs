@@ -73,7 +73,7 @@ fn logs(cli: &Cli) {
         });
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none_or_empty();
+        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
     // Logs are redacted as a second line of defence: a library may put a URL in a message.
     let writer = move || redact::RedactingWriter {
         out: std::io::stderr(),
@@ -88,14 +88,13 @@ fn logs(cli: &Cli) {
     }
 }
 
-trait EmptyVar {
-    fn is_none_or_empty(&self) -> bool;
-}
-
-impl EmptyVar for Option<std::ffi::OsString> {
-    fn is_none_or_empty(&self) -> bool {
-        self.as_ref().map_or(true, |v| v.is_empty())
+/// A plan table with colored actions when stdout is a terminal and `NO_COLOR` is not set.
+fn colored(table: String) -> String {
+    let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return table;
     }
+    report::colorize(&table)
 }
 
 /// `octostage plan | head` closes stdout early: that is not an error.
@@ -142,6 +141,17 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Schema => {
             out(&octostage::config::schema::json())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions(a) => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                a.shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "octostage",
+                &mut script,
+            );
+            out(&String::from_utf8_lossy(&script))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate(a) => validate(a).await,
@@ -224,6 +234,8 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         dry_run: true,
         confirm_deletions: a.target.confirm_deletions,
         concurrency: a.target.concurrency,
+        progress: octostage::progress::Progress::on_terminal(),
+        diff: a.diff,
     };
     let cancel = shutdown_on_signals()?;
     let at = a.at.unwrap_or_else(chrono::Utc::now);
@@ -234,7 +246,8 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
             "{}\n",
             serde_json::to_string_pretty(&report::json(&r))?
         ))?,
-        Format::Text => out(&report::text(&r, true))?,
+        Format::Text if a.diff => out(&report::diff_text(&r))?,
+        Format::Text => out(&colored(report::text(&r, true)))?,
     }
     Ok(if r.ok() {
         ExitCode::SUCCESS
@@ -255,6 +268,13 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         dry_run: false,
         confirm_deletions: a.target.confirm_deletions,
         concurrency: a.target.concurrency,
+        // A daemon logs; a one-off run on a terminal shows how far it is.
+        progress: if a.once {
+            octostage::progress::Progress::on_terminal()
+        } else {
+            octostage::progress::Progress::hidden()
+        },
+        diff: false,
     };
     let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel.clone());
     if !a.once {
@@ -269,7 +289,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     controller.finish(NOTIFY_AT_EXIT_ONCE).await;
     warn_about(&r.config);
-    out(&report::text(&r, false))?;
+    out(&colored(report::text(&r, false)))?;
     eprintln!("{} requests", r.requests);
     eprintln!("{} writes", r.writes);
     if r.skipped() > 0 {

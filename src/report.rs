@@ -365,3 +365,83 @@ fn status_state(r: &crate::targets::StagingStatus) -> String {
         (l, _) => l.to_string(),
     }
 }
+
+/// `plan --diff`: per staging that changes, its links and its objects (`+` created, `~`
+/// updated or restored, `-` pruned), each updated object's changed fields under it.
+pub fn diff_text(r: &Report) -> String {
+    use crate::targets::ChangeKind;
+    let mut out = String::new();
+    for (i, s) in r.plan.stagings.iter().enumerate() {
+        let (action, _, reason) = effective(r, i);
+        let changes = r.outcome(i).map(|o| o.changes.as_slice()).unwrap_or(&[]);
+        if action == Action::Noop && changes.is_empty() {
+            continue;
+        }
+        let sign = match action {
+            Action::Create => "+",
+            Action::Delete => "-",
+            _ => "~",
+        };
+        out.push_str(&format!(
+            "{sign} {} ({action}: {})\n",
+            printable(&s.name),
+            printable(&reason)
+        ));
+        if let Some(c) = &s.context {
+            for (name, url) in &c.links {
+                out.push_str(&format!(
+                    "    link {}: {}\n",
+                    printable(name),
+                    printable(&crate::redact::url(url))
+                ));
+            }
+        }
+        for c in changes {
+            let sign = match c.kind {
+                ChangeKind::Create => "+",
+                ChangeKind::Update | ChangeKind::Restore => "~",
+                ChangeKind::Prune => "-",
+            };
+            let mut lines = c.detail.as_deref().unwrap_or_default().lines();
+            let drift = match (c.kind, lines.clone().next()) {
+                (ChangeKind::Restore, Some(first)) if !first.starts_with(['~', '+', '-']) => {
+                    lines.next();
+                    format!(" (drift: {})", printable(first))
+                }
+                _ => String::new(),
+            };
+            out.push_str(&format!("    {sign} {}{drift}\n", printable(&c.object)));
+            for l in lines {
+                out.push_str(&format!("        {}\n", printable(l)));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no changes\n");
+    }
+    out
+}
+
+/// The table of [`text`] with its actions colored for a terminal: green create, yellow
+/// update, wake and sleep, red expire and delete.
+pub fn colorize(table: &str) -> String {
+    let mut out = String::with_capacity(table.len());
+    for line in table.split_inclusive('\n') {
+        let word = line.split(' ').next().unwrap_or_default();
+        let color = match word {
+            "create" => "32",
+            "update" | "wake" | "sleep" => "33",
+            "expire" | "delete" | "failed" => "31",
+            _ => "",
+        };
+        if color.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&format!(
+                "\x1b[{color}m{word}\x1b[0m{}",
+                &line[word.len()..]
+            ));
+        }
+    }
+    out
+}

@@ -15,9 +15,9 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{self, Config, LoadOptions};
 use crate::plan::{self, Action, Plan, Planned, Why};
-use crate::render::{self, RenderError};
+use crate::render::{self, Object, RenderError};
 use crate::source::{ConfigSource, RepoCache, RepoListing};
-use crate::targets::{Change, Target, TargetError};
+use crate::targets::{Change, ChangeKind, Target, TargetError};
 
 mod lookup;
 
@@ -63,6 +63,11 @@ pub struct PassOptions {
     pub confirm_deletions: bool,
     /// Most stagings converged at once.
     pub concurrency: usize,
+    /// Where progress is shown (a terminal), if anywhere.
+    pub progress: crate::progress::Progress,
+    /// With `dry_run`: read what the target holds of each changed object and name the fields
+    /// that differ (`plan --diff`).
+    pub diff: bool,
 }
 
 /// Why one staging failed.
@@ -282,6 +287,8 @@ pub async fn run(
         let now = now.with_nanosecond(0).unwrap_or(now);
         let (writes_before, requests_before) = (target.writes(), target.requests());
         // Reading is abandoned at once on shutdown: nothing has been written yet.
+        opts.progress
+            .phase("reading the config and listing branches");
         let config = Arc::new(unless_cancelled(cancel, load_config(source, &opts.load)).await??);
         let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
         let observe = tokio::time::timeout(crate::consts::OBSERVE_TIMEOUT, target.observe());
@@ -305,6 +312,7 @@ pub async fn run(
             },
         );
         let outcomes = converge(&config, &plan, target, opts, cancel).await;
+        opts.progress.finish();
         let report = Report {
             writes: target.writes() - writes_before,
             requests: target.requests() - requests_before,
@@ -340,11 +348,14 @@ async fn converge(
     opts: &PassOptions,
     cancel: &CancellationToken,
 ) -> Vec<Outcome> {
-    let work = (0..plan.stagings.len()).filter(|&i| {
-        let s = &plan.stagings[i];
-        s.error.is_none()
-            && (s.action == Action::Delete || (s.exists_after() && s.context.is_some()))
-    });
+    let work: Vec<usize> = (0..plan.stagings.len())
+        .filter(|&i| {
+            let s = &plan.stagings[i];
+            s.error.is_none()
+                && (s.action == Action::Delete || (s.exists_after() && s.context.is_some()))
+        })
+        .collect();
+    opts.progress.stagings(work.len());
     let mut results: Vec<Outcome> = futures::stream::iter(work)
         .map(|i| async move {
             if cancel.is_cancelled() {
@@ -357,9 +368,10 @@ async fn converge(
             }
             let p = &plan.stagings[i];
             let span = info_span!("staging", name = %p.name, action = %p.action);
-            let r = converge_one(config, p, target, opts.dry_run, cancel)
+            let r = converge_one(config, p, target, opts, cancel)
                 .instrument(span)
                 .await;
+            opts.progress.done_one();
             match r {
                 Ok(changes) => {
                     if p.action != Action::Noop || !changes.is_empty() {
@@ -388,9 +400,10 @@ async fn converge_one(
     config: &Arc<Config>,
     p: &Planned,
     target: &dyn Target,
-    dry_run: bool,
+    opts: &PassOptions,
     cancel: &CancellationToken,
 ) -> Result<Vec<Change>, StagingError> {
+    let dry_run = opts.dry_run;
     let limit = crate::consts::STAGING_WRITE_TIMEOUT;
     let late = || {
         StagingError::Target(TargetError::Io {
@@ -434,7 +447,37 @@ async fn converge_one(
         render::sleep::put_to_sleep(&mut objects);
     }
     let apply = target.apply(&p, &objects, fingerprint.as_deref(), dry_run);
-    Ok(tokio::time::timeout(limit, apply)
+    let mut changes = tokio::time::timeout(limit, apply)
         .await
-        .map_err(|_| late())??)
+        .map_err(|_| late())??;
+    if dry_run && opts.diff {
+        field_changes(target, &p, &objects, &mut changes).await;
+    }
+    Ok(changes)
+}
+
+/// Each updated object's changed fields, one per line, after its detail (`plan --diff`).
+async fn field_changes(
+    target: &dyn Target,
+    p: &Planned,
+    objects: &[Object],
+    changes: &mut [Change],
+) {
+    for c in changes.iter_mut() {
+        if !matches!(c.kind, ChangeKind::Update | ChangeKind::Restore) {
+            continue;
+        }
+        let Some(o) = objects.iter().find(|o| render::object_id(o) == c.object) else {
+            continue;
+        };
+        let Some(live) = target.current(p, o).await else {
+            continue;
+        };
+        let lines = crate::diff::fields(o, &live);
+        if !lines.is_empty() {
+            let mut detail = c.detail.take().map(|d| vec![d]).unwrap_or_default();
+            detail.extend(lines);
+            c.detail = Some(detail.join("\n"));
+        }
+    }
 }

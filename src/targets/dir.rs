@@ -347,6 +347,12 @@ fn remove_tmp_files(folder: &Path) {
 
 #[async_trait]
 impl Target for DirTarget {
+    async fn current(&self, staging: &Planned, object: &Object) -> Option<Object> {
+        let file = self.folder(&staging.name).ok()?.join(file_name(object));
+        let text = std::fs::read_to_string(file).ok()?;
+        serde_yaml::from_str(&text).ok()
+    }
+
     fn describe(&self) -> String {
         format!("dir:{}", self.root.display())
     }

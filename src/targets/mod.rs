@@ -202,6 +202,11 @@ pub trait Target: Send + Sync {
     fn leases(&self) -> Option<&dyn Leases> {
         None
     }
+    /// What the target holds now where `object` of `staging` goes, for `plan --diff`; `None`
+    /// when nothing is there or the target cannot say.
+    async fn current(&self, _staging: &Planned, _object: &Object) -> Option<Object> {
+        None
+    }
     /// The objects in `namespace` as last seen, with their health where the target knows it
     /// (for the dashboard); none where it keeps no view.
     fn objects(&self, _namespace: &str) -> Vec<ObjectHealth> {

@@ -318,3 +318,53 @@ fn every_test_the_readme_links_to_exists_where_it_points() {
         "README links to tests that are not there: {broken:#?}"
     );
 }
+
+#[test]
+fn plan_diff_names_the_fields_that_change_and_never_a_secrets_value() {
+    let d = DirRun::new(&days_ago(1));
+    d.template(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: old-planted-value\n",
+    );
+    d.run_ok(&["run", "--once"]);
+    assert_eq!(d.run_ok(&["plan", "--diff"]), "no changes\n");
+    d.template(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: info\ndata:\n  branch: {{ branch.name | tojson }}\n  commit: {{ commit.sha }}\n  extra: \"x\"\n",
+    );
+    d.template(
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: new-planted-value\n",
+    );
+    d.template("gone.yaml", "");
+    let out = d.run_ok(&["plan", "--diff"]);
+    assert!(out.contains("~ app-main (update"), "{out}");
+    assert!(
+        out.contains("    ~ ConfigMap/info\n        + data.extra: \"x\"\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    ~ Secret/s\n        ~ stringData.password: (sensitive) → (sensitive)\n"),
+        "{out}"
+    );
+    assert!(!out.contains("planted-value"), "{out}");
+    // Nothing was changed by looking.
+    assert!(d.run_ok(&["plan", "--diff"]).contains("+ data.extra"));
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for (shell, mark) in [
+        ("bash", "_octostage()"),
+        ("zsh", "#compdef octostage"),
+        ("fish", "complete -c octostage"),
+    ] {
+        let out = octostage_ok(&["completions", shell], 0);
+        assert!(
+            out.contains(mark),
+            "{shell}: {}",
+            &out[..out.len().min(200)]
+        );
+        assert!(out.contains("extend"), "{shell}");
+    }
+}

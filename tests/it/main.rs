@@ -8,6 +8,7 @@ mod cluster;
 mod config_source;
 mod controller;
 mod dashboard;
+mod deploy;
 mod dir_target;
 mod example;
 mod fuzz_corpus;

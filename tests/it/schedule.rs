@@ -70,6 +70,8 @@ async fn a_berlin_schedule_sleeps_and_wakes_ten_stagings_on_time_and_the_cost_re
             dry_run: false,
             confirm_deletions: false,
             concurrency: 4,
+            progress: Default::default(),
+            diff: false,
         },
         std::time::Duration::from_secs(3600),
         Default::default(),

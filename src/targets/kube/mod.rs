@@ -312,6 +312,15 @@ impl Target for KubeTarget {
         self.request_async(name, expected, requests).await
     }
 
+    async fn current(&self, staging: &Planned, object: &Object) -> Option<Object> {
+        let ns = staging.namespace.as_deref()?;
+        let name = object.get("metadata")?.get("name")?.as_str()?;
+        let ar = self.resource(&state::kind_key(object)).await.ok()?;
+        let api: Api<kube::api::DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let live = self.call(|| api.get_opt(name)).await.ok()??;
+        serde_json::to_value(live).ok()?.as_object().cloned()
+    }
+
     fn objects(&self, namespace: &str) -> Vec<crate::targets::ObjectHealth> {
         self.objects_of(namespace)
     }
