@@ -182,13 +182,18 @@ impl Controller {
         };
         let cancel = self.shutdown.child_token();
         let lost = leading.then(|| stop_when_lost(self.leadership.1.clone(), cancel.clone()));
-        let r = pass::run(
-            &self.source,
-            &self.cache,
-            self.target.as_ref(),
-            at,
-            &opts,
-            &cancel,
+        // The pass's log lines name what asked for it (`trigger=manual`).
+        let span = tracing::info_span!("trigger", trigger = %trigger);
+        let r = tracing::Instrument::instrument(
+            pass::run(
+                &self.source,
+                &self.cache,
+                self.target.as_ref(),
+                at,
+                &opts,
+                &cancel,
+            ),
+            span,
         )
         .await
         .map(Arc::new);
@@ -292,7 +297,11 @@ impl Controller {
             self.shutdown.clone(),
         ));
         let mut rx = self.leadership.1.clone();
-        let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, rx.changed()).await;
+        // Marked seen first: the value set before the election started is not its word.
+        rx.borrow_and_update();
+        // A lone replica gets its answer in one round trip; an API server under load may be
+        // slow, and a first pass that only plans would be wasted.
+        let _ = tokio::time::timeout(crate::consts::LEASE_DURATION, rx.changed()).await;
         rx.borrow_and_update();
         let h = handle.clone();
         tokio::spawn(async move {
@@ -341,7 +350,7 @@ impl Controller {
             }
         }
         if more > 0 {
-            tracing::debug!(trigger = %trigger, coalesced = more, "requests coalesced into one pass");
+            info!(trigger = %trigger, coalesced = more, "requests coalesced into one pass");
         }
         trigger
     }

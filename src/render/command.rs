@@ -142,7 +142,14 @@ fn read_output(child: &mut Child, max: u64) -> mpsc::Receiver<Event> {
     let err = child.stderr.take().expect("piped");
     let out_tx = tx.clone();
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
+        // Room for exactly the limit and one byte more: growing by doubling would hold the old
+        // and the new buffer at once near the limit (three times the limit resident).
+        let mut buf = Vec::with_capacity(
+            usize::try_from(max)
+                .unwrap_or(usize::MAX / 2)
+                .saturating_add(1)
+                .min(1 << 30),
+        );
         let r = out.take(max + 1).read_to_end(&mut buf);
         let _ = out_tx.send(match r {
             Ok(_) if buf.len() as u64 > max => Event::Overflow,
