@@ -47,6 +47,9 @@ impl Clock for SystemClock {
 /// Longest a stopping `run` waits for notifications still being delivered.
 pub const NOTIFY_AT_EXIT: Duration = Duration::from_secs(10);
 
+/// When a pass that could not run is tried again, at the latest.
+const RETRY_FAILED: chrono::Duration = chrono::Duration::seconds(10);
+
 /// How long the controller lets a burst of file changes settle before it starts a pass.
 const SETTLE: Duration = Duration::from_millis(300);
 
@@ -66,6 +69,7 @@ pub struct Controller {
     election: Option<Election>,
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     passes: watch::Sender<u64>,
+    approve: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What others hold of a running controller: a way to ask for a pass, its state, who writes,
@@ -77,11 +81,18 @@ pub struct Handle {
     leadership: watch::Receiver<Leadership>,
     target: Arc<dyn Target>,
     passes: watch::Receiver<u64>,
+    /// An approval is kept here until a pass takes it: a full queue of requests must not
+    /// lose it (a pass is coming anyway then).
+    approve: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Handle {
     /// Ask for a pass. A request made while one is already waiting coalesces into it.
     pub fn request(&self, trigger: Trigger) {
+        if trigger == Trigger::Approve {
+            self.approve
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let _ = self.tx.try_send(trigger);
     }
 
@@ -133,6 +144,7 @@ impl Controller {
             election: None,
             leadership: watch::channel(Leadership::alone()),
             passes: watch::channel(0).0,
+            approve: Arc::default(),
         }
     }
 
@@ -165,6 +177,7 @@ impl Controller {
             leadership: self.leadership.1.clone(),
             target: self.target.clone(),
             passes: self.passes.subscribe(),
+            approve: self.approve.clone(),
         }
     }
 
@@ -177,7 +190,11 @@ impl Controller {
         crate::metrics::get().leader.set(leading as i64);
         let opts = PassOptions {
             dry_run: self.opts.dry_run || !leading,
-            confirm_deletions: self.opts.confirm_deletions || trigger == Trigger::Approve,
+            confirm_deletions: self.opts.confirm_deletions
+                || self
+                    .approve
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+                || trigger == Trigger::Approve,
             ..self.opts.clone()
         };
         let cancel = self.shutdown.child_token();
@@ -262,7 +279,9 @@ impl Controller {
                 Err(PassError::Cancelled) => None,
                 Err(e) => {
                     error!("pass failed, nothing was changed: {e}");
-                    None
+                    // Again soon rather than at the next interval (a file descriptor
+                    // shortage, an API server restarting).
+                    Some(self.clock.now() + RETRY_FAILED)
                 }
             };
             if self.shutdown.is_cancelled() {
@@ -484,6 +503,28 @@ mod tests {
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_kept_when_the_queue_of_requests_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Controller::new(
+            ConfigSource::Dir(dir.path().to_path_buf()),
+            RepoCache::new(dir.path().join("cache")),
+            Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
+            PassOptions::default(),
+            Duration::from_secs(3600),
+            CancellationToken::new(),
+        );
+        let h = c.handle();
+        for _ in 0..20 {
+            h.request(Trigger::Manual);
+        }
+        h.request(Trigger::Approve);
+        // The queue held no room for it, yet the next pass carries it out.
+        assert!(c.approve.load(std::sync::atomic::Ordering::SeqCst));
+        let _ = c.pass(Trigger::Manual).await;
+        assert!(!c.approve.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State as Ax};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -16,13 +16,16 @@ use crate::controller::Trigger;
 use crate::requests::{self, Ask};
 
 /// An action asked for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Act {
     Extend(Duration),
     Wake(Option<Duration>),
     Sleep,
     Pass,
     Approve,
+    /// A checked webhook: a pass for this repository.
+    Hook(String),
 }
 
 /// Parameters of an action, as JSON or form fields.
@@ -43,8 +46,9 @@ fn duration(field: &str, v: Option<&str>) -> Result<Option<Duration>, String> {
     match v.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => match humantime::parse_duration(v) {
-            Ok(d) if !d.is_zero() => Ok(Some(d)),
-            Ok(_) => Err(format!("{field} must be longer than 0s")),
+            // Whole seconds, as every time octostage records.
+            Ok(d) if d.as_secs() >= 1 => Ok(Some(Duration::from_secs(d.as_secs()))),
+            Ok(_) => Err(format!("{field} must be at least 1s")),
             Err(e) => Err(format!("{field} {v:?}: {e} (write 3d, 12h or 90m)")),
         },
     }
@@ -71,9 +75,17 @@ pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, Stri
 }
 
 /// Do it here, on the leader.
-async fn perform(app: &App, name: Option<&str>, act: Act) -> Result<String, (StatusCode, String)> {
+pub(crate) async fn perform(
+    app: &App,
+    name: Option<&str>,
+    act: Act,
+) -> Result<String, (StatusCode, String)> {
     let now = chrono::Utc::now();
     let said = match (act, name) {
+        (Act::Hook(repository), _) => {
+            app.handle.request(Trigger::Webhook { repository });
+            return Ok("a pass was requested".into());
+        }
         (Act::Pass, _) => {
             app.handle.request(Trigger::Manual);
             return Ok("a pass was requested".into());
@@ -144,40 +156,40 @@ fn authorized(app: &App, given: Option<&str>) -> Result<(), (StatusCode, String)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
+    let v = headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+        .ok()?;
+    // The scheme is case-insensitive (RFC 7235).
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// `POST /api/v1/stagings/{name}/{action}`.
 pub(crate) async fn api(
     Ax(app): Ax<App>,
     Path((name, action)): Path<(String, String)>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_act(app, Some(name), action, (uri, headers), body).await
+    api_act(app, Some(name), action, headers, body).await
 }
 
 /// `POST /api/v1/{action}`.
 pub(crate) async fn api_global(
     Ax(app): Ax<App>,
     Path(action): Path<String>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    api_act(app, None, action, (uri, headers), body).await
+    api_act(app, None, action, headers, body).await
 }
 
 async fn api_act(
     app: App,
     name: Option<String>,
     action: String,
-    (uri, headers): (Uri, HeaderMap),
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if let Err((s, m)) = authorized(&app, bearer(&headers)) {
@@ -195,10 +207,7 @@ async fn api_act(
         Ok(a) => a,
         Err(m) => return json_error(StatusCode::BAD_REQUEST, m),
     };
-    if let Some(r) = super::hooks::forward_unless_leading(&app, &uri, &headers, body).await {
-        return r;
-    }
-    match perform(&app, name.as_deref(), act).await {
+    match super::forward::act(&app, name.as_deref(), act).await {
         Ok(said) => axum::Json(serde_json::json!({ "result": said })).into_response(),
         Err((s, m)) => json_error(s, m),
     }
@@ -208,29 +217,27 @@ async fn api_act(
 pub(crate) async fn form(
     Ax(app): Ax<App>,
     Path((name, action)): Path<(String, String)>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    form_act(app, Some(name), action, (uri, headers), body).await
+    form_act(app, Some(name), action, headers, body).await
 }
 
 /// `POST /actions/{action}` from the dashboard's forms.
 pub(crate) async fn form_global(
     Ax(app): Ax<App>,
     Path(action): Path<String>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    form_act(app, None, action, (uri, headers), body).await
+    form_act(app, None, action, headers, body).await
 }
 
 async fn form_act(
     app: App,
     name: Option<String>,
     action: String,
-    (uri, headers): (Uri, HeaderMap),
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let back = name
@@ -240,10 +247,11 @@ async fn form_act(
     let page = |status: StatusCode, msg: String| {
         (status, super::dashboard::message(&back, &msg)).into_response()
     };
-    // A browser says when a form was sent from another site; refuse that outright.
+    // A browser says where a form was sent from: only this page (or a typed request) may
+    // act; a staging's app on a sibling host is `same-site`, and refused too.
     if headers
         .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"))
     {
         return page(
             StatusCode::FORBIDDEN,
@@ -261,10 +269,7 @@ async fn form_act(
         Ok(a) => a,
         Err(m) => return page(StatusCode::BAD_REQUEST, m),
     };
-    if let Some(r) = super::hooks::forward_unless_leading(&app, &uri, &headers, body).await {
-        return r;
-    }
-    match perform(&app, name.as_deref(), act).await {
+    match super::forward::act(&app, name.as_deref(), act).await {
         Ok(said) => page(StatusCode::OK, said),
         Err((s, m)) => page(s, m),
     }

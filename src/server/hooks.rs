@@ -6,13 +6,13 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State as Ax};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::actions::Act;
 use super::{json_error, App, Secret};
-use crate::controller::Trigger;
 
 /// The secrets of each provider; a provider without one is not enabled.
 #[derive(Debug, Clone, Default)]
@@ -168,6 +168,41 @@ fn repository_urls(provider: &str, doc: &serde_json::Value) -> Vec<String> {
     out
 }
 
+/// The provider's id of a delivery, which a replay repeats.
+fn delivery_id(headers: &HeaderMap) -> Option<String> {
+    [
+        "x-github-delivery",
+        "x-gitea-delivery",
+        "x-gitlab-event-uuid",
+    ]
+    .iter()
+    .find_map(|h| header(headers, h))
+    .filter(|id| !id.is_empty() && id.len() <= 100)
+    .map(String::from)
+}
+
+/// The delivery ids seen lately (the last [`Deliveries::KEPT`]): a replayed delivery asks for
+/// nothing.
+#[derive(Default)]
+pub(crate) struct Deliveries(std::sync::Mutex<std::collections::VecDeque<String>>);
+
+impl Deliveries {
+    const KEPT: usize = 1024;
+
+    /// Whether `id` is new; remembers it.
+    pub(crate) fn first_time(&self, id: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.iter().any(|s| s == id) {
+            return false;
+        }
+        if seen.len() == Self::KEPT {
+            seen.pop_front();
+        }
+        seen.push_back(id.to_string());
+        true
+    }
+}
+
 /// A repository URL reduced to `host/path` (lower-case host; no scheme, user, `.git` or
 /// trailing slash), so that the https, ssh and scp forms of one repository compare equal.
 pub fn normalize_repository(url: &str) -> String {
@@ -198,7 +233,6 @@ pub fn normalize_repository(url: &str) -> String {
 pub(crate) async fn receive(
     Ax(app): Ax<App>,
     Path(provider): Path<String>,
-    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -244,85 +278,21 @@ pub(crate) async fn receive(
     if config.is_some() && environments.is_empty() {
         return ignored("no environment watches this repository".into());
     }
-    if let Some(r) = forward_unless_leading(&app, &uri, &headers, body).await {
-        return r;
+    if let Some(id) = delivery_id(&headers) {
+        if !app.deliveries.first_time(&id) {
+            return ignored("this delivery was taken already".into());
+        }
     }
     let repository = crate::redact::url(urls.first().map(String::as_str).unwrap_or_default());
-    app.handle.request(Trigger::Webhook { repository });
+    if let Err((status, m)) = super::forward::act(&app, None, Act::Hook(repository)).await {
+        return json_error(status, m);
+    }
     crate::metrics::webhook(label, "accepted");
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({ "pass": "requested", "environments": environments })),
     )
         .into_response()
-}
-
-/// Headers a forwarded request keeps: what the leader checks again.
-const FORWARDED_HEADERS: &[&str] = &[
-    "authorization",
-    "content-type",
-    "x-hub-signature-256",
-    "x-github-event",
-    "x-gitea-signature",
-    "x-gitea-event",
-    "x-gitlab-token",
-    "x-gitlab-event",
-];
-
-/// On a replica that does not lead, send the request on to the leader and give back its
-/// answer (or 503 when the leader is unknown); `None` on the leader.
-pub(crate) async fn forward_unless_leading(
-    app: &App,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Option<Response> {
-    let l = app.handle.leadership();
-    if l.leading {
-        return None;
-    }
-    let leader = l.leader.clone().unwrap_or_else(|| "unknown".into());
-    let refuse = |why: String| {
-        Some(json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("this replica does not lead (the leader is {leader}) and {why}; try again"),
-        ))
-    };
-    if headers.contains_key("x-octostage-forwarded") {
-        return refuse("the request was already forwarded once".into());
-    }
-    let Some(url) = l.leader_url else {
-        return refuse("the leader gave no address (--advertise-url)".into());
-    };
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut req = app
-        .forward
-        .post(format!("{}{path}", url.trim_end_matches('/')))
-        .header("x-octostage-forwarded", "1")
-        .body(body);
-    for h in FORWARDED_HEADERS {
-        if let Some(v) = headers.get(*h) {
-            req = req.header(*h, v.as_bytes());
-        }
-    }
-    match req.send().await {
-        Ok(resp) => {
-            let status =
-                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let ct = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_string();
-            let bytes = resp.bytes().await.unwrap_or_default();
-            Some((status, [(axum::http::header::CONTENT_TYPE, ct)], bytes).into_response())
-        }
-        Err(e) => refuse(format!(
-            "it could not be reached: {}",
-            crate::redact::text(&e.to_string())
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,13 @@
 
 mod actions;
 mod dashboard;
+mod forward;
 mod hooks;
 pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, State as Ax};
 use axum::http::{header, StatusCode};
@@ -38,7 +40,7 @@ impl Secret {
         self.0.as_bytes().ct_eq(given).into()
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -64,6 +66,7 @@ pub(crate) struct App {
     handle: Handle,
     opts: Arc<Options>,
     forward: reqwest::Client,
+    deliveries: Arc<hooks::Deliveries>,
 }
 
 /// The routes.
@@ -71,8 +74,9 @@ pub fn router(handle: Handle, opts: Options) -> Router {
     let app = App {
         handle,
         opts: Arc::new(opts),
+        deliveries: Arc::default(),
         forward: reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
+            .timeout(forward::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap_or_default(),
@@ -87,14 +91,25 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         .route("/api/v1/stagings/{name}", get(api_staging))
         .route("/api/v1/plan", get(api_plan))
         .route("/api/v1/stagings/{name}/{action}", post(actions::api))
+        .route("/api/v1/forwarded", post(forward::receive))
         .route("/api/v1/{action}", post(actions::api_global))
         .route("/hooks/{provider}", post(hooks::receive))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(crate::consts::MAX_BODY))
+        .layer(axum::middleware::from_fn(guard))
         .with_state(app)
 }
+
+/// Most connections served at once: past it a new one is closed at once, so that a flood of
+/// idle connections cannot take the file descriptors and memory the controller needs.
+const MAX_CONNECTIONS: usize = 256;
+/// Longest a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request may take to be answered, its body read included (an event stream's life
+/// is not counted: its answer starts at once).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve until `stop` on `listener`.
 pub async fn serve(
@@ -103,9 +118,58 @@ pub async fn serve(
     opts: Options,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(handle, opts))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
+    let router = router(handle, opts);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, for one: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("connection refused: {MAX_CONNECTIONS} are open");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    // Open event streams never end by themselves: they get a moment, then are dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+    Ok(())
+}
+
+/// Every answer: bounded in time, not framed by other sites, its type not sniffed.
+async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::REQUEST_TIMEOUT, "request took too long\n").into_response(),
+    };
+    let h = resp.headers_mut();
+    for (k, v) in [
+        ("x-frame-options", "DENY"),
+        ("content-security-policy", "frame-ancestors 'none'"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ] {
+        h.insert(k, axum::http::HeaderValue::from_static(v));
+    }
+    resp
 }
 
 /// Bind `addr`, naming it in the error.

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 /// A response: status, headers (lowercased names), body.
 pub struct Resp {
     pub status: u16,
-    #[allow(dead_code)]
     pub headers: Vec<(String, String)>,
     pub body: String,
 }

@@ -60,13 +60,25 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
     assert_eq!(r.status, 202, "{}", r.body);
     assert_eq!(r.json()["environments"][0], "app");
     s.wait(10, "the push made no staging", |s| s.stagings().len() == 2);
-    // A replay asks for another pass, which changes nothing.
+    // A delivery without an id asks for another pass, which changes nothing; a replayed
+    // delivery id asks for nothing.
     let r = push(&s, body, Some(&sign(HOOK, body)));
     assert_eq!(r.status, 202);
-    s.wait(10, "no pass after the replay", |s| {
+    s.wait(10, "no pass after the second delivery", |s| {
         s.passes() >= before + 2.0
     });
     assert_eq!(d.stagings(), 2);
+    let sig = format!("sha256={}", sign(HOOK, body));
+    let with_id = [
+        ("x-github-event", "push"),
+        ("x-hub-signature-256", sig.as_str()),
+        ("x-github-delivery", "d-1"),
+    ];
+    let first = request(&s.addr, "POST", "/hooks/github", &with_id, body);
+    assert_eq!(first.status, 202);
+    let replay = request(&s.addr, "POST", "/hooks/github", &with_id, body);
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.json()["ignored"], "this delivery was taken already");
     // A repository no environment watches asks for nothing.
     let other = br#"{"repository":{"clone_url":"https://example.com/other.git"}}"#;
     let r = push(&s, other, Some(&sign(HOOK, other)));
@@ -126,8 +138,8 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
         )
     };
     assert_eq!(hooks("unauthorized"), 4.0);
-    assert_eq!(hooks("accepted"), 2.0);
-    assert_eq!(hooks("ignored"), 2.0);
+    assert_eq!(hooks("accepted"), 3.0);
+    assert_eq!(hooks("ignored"), 3.0);
     // No secret in any answer or log line.
     let log = s.log.lock().unwrap().join("\n");
     assert!(!log.contains(HOOK) && !log.contains(TOKEN), "{log}");
@@ -177,15 +189,12 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     s.wait(10, "never asleep", |s| {
         get(&s.addr, "/api/v1/stagings/app-feature-a").json()["state"] == "sleeping:manual"
     });
-    let cross = [ct, ("sec-fetch-site", "cross-site")];
-    let r = request(
-        &s.addr,
-        "POST",
-        "/stagings/app-feature-a/wake",
-        &cross,
-        form.as_bytes(),
-    );
-    assert_eq!(r.status, 403);
+    for site in ["cross-site", "same-site"] {
+        let from = [ct, ("sec-fetch-site", site)];
+        let path = "/stagings/app-feature-a/wake";
+        let r = request(&s.addr, "POST", path, &from, form.as_bytes());
+        assert_eq!(r.status, 403, "{site}");
+    }
     let r = request(
         &s.addr,
         "POST",
@@ -226,7 +235,28 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("the subject &lt;b&gt;"), "{}", page.body);
     assert_eq!(get(&s.addr, "/stagings/nope").status, 404);
-    assert_eq!(get(&s.addr, "/healthz").status, 200);
+    let health = get(&s.addr, "/healthz");
+    assert_eq!(health.status, 200);
+    // Not framed by other sites, types not sniffed.
+    for (k, v) in [
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+    ] {
+        assert!(
+            health.headers.iter().any(|(hk, hv)| hk == k && hv == v),
+            "{k}"
+        );
+    }
+    // The scheme of the bearer token is case-insensitive.
+    let lower = format!("bearer {TOKEN}");
+    let r = request(
+        &s.addr,
+        "POST",
+        "/api/v1/pass",
+        &[("authorization", &lower)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
     // Metrics: stagings by state, passes, and the pass histogram.
     let running = metric(
         &s.addr,
@@ -270,4 +300,47 @@ fn without_a_token_the_server_is_read_only() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(s.stop(), Some(0));
     let _ = stream.join();
+}
+
+#[test]
+fn idle_connections_are_closed_and_never_starve_the_controller() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, true);
+    let pid = s.child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    // 400 connections that send half a request and then nothing (slowloris).
+    let idle: Vec<std::net::TcpStream> = (0..400)
+        .filter_map(|_| {
+            use std::io::Write;
+            let mut c = std::net::TcpStream::connect(&s.addr).ok()?;
+            c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").ok()?;
+            Some(c)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let held = fds();
+    assert!(
+        held < 330,
+        "{held} descriptors open: connections are not capped"
+    );
+    // Within the header timeout they are closed, and the server answers again.
+    s.wait(20, "the server never answered again", |s| {
+        std::panic::catch_unwind(|| get(&s.addr, "/healthz").status).ok() == Some(200)
+    });
+    drop(idle);
+    // The controller still has descriptors for its work: a pass on request writes a staging.
+    d.repo.commit("feature/after", "w", &days_ago(0));
+    let auth = format!("Bearer {TOKEN}");
+    let h = [("authorization", auth.as_str())];
+    assert_eq!(
+        request(&s.addr, "POST", "/api/v1/pass", &h, b"").status,
+        200
+    );
+    s.wait(10, "no staging after the flood", |s| {
+        s.stagings().len() == 2
+    });
 }
