@@ -11,22 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+pub(crate) use super::perform::Act;
 use super::{json_error, App};
-use crate::controller::Trigger;
-use crate::requests::{self, Ask};
-
-/// An action asked for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum Act {
-    Extend(Duration),
-    Wake(Option<Duration>),
-    Sleep,
-    Pass,
-    Approve,
-    /// A checked webhook: a pass for this repository.
-    Hook(String),
-}
 
 /// Parameters of an action, as JSON or form fields.
 #[derive(Debug, Default, Deserialize)]
@@ -72,73 +58,6 @@ pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, Stri
         }
         (a, false) => return Err(format!("no action {a:?}; there are pass and approve")),
     })
-}
-
-/// Do it here, on the leader.
-pub(crate) async fn perform(
-    app: &App,
-    name: Option<&str>,
-    act: Act,
-) -> Result<String, (StatusCode, String)> {
-    let now = chrono::Utc::now();
-    let said = match (act, name) {
-        (Act::Hook(repository), _) => {
-            app.handle.request(Trigger::Webhook { repository });
-            return Ok("a pass was requested".into());
-        }
-        (Act::Pass, _) => {
-            app.handle.request(Trigger::Manual);
-            return Ok("a pass was requested".into());
-        }
-        (Act::Approve, _) => {
-            app.handle.request(Trigger::Approve);
-            return Ok("approved: the next pass carries out the deletions held back".into());
-        }
-        (Act::Sleep, Some(n)) => {
-            requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Sleep), now).await
-        }
-        (Act::Wake(d), Some(n)) => {
-            requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Wake(d)), now).await
-        }
-        (Act::Extend(duration), Some(n)) => {
-            let config = app.handle.state().config.clone();
-            let Some(config) = config else {
-                return Err((
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no configuration has loaded yet; try again after the first pass".into(),
-                ));
-            };
-            requests::record(
-                app.handle.target().as_ref(),
-                n,
-                |r| {
-                    let max = requests::max_extension(&config, r)?;
-                    Ok(Ask::Extend { duration, max })
-                },
-                now,
-            )
-            .await
-        }
-        (_, None) => return Err((StatusCode::NOT_FOUND, "no staging named".into())),
-    };
-    match said {
-        Ok(said) => {
-            // The dir target has no watch to notice the request: ask for the pass here.
-            app.handle.request(Trigger::Manual);
-            Ok(said)
-        }
-        Err(e) => Err((status_of(&e), e.to_string())),
-    }
-}
-
-fn status_of(e: &requests::AskError) -> StatusCode {
-    use requests::AskError as E;
-    match e {
-        E::NotFound(_) => StatusCode::NOT_FOUND,
-        E::NotConfigured(_) | E::Expired { .. } | E::Busy(_) => StatusCode::CONFLICT,
-        E::TooLong { .. } | E::Unreasonable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        E::Target(_) => StatusCode::BAD_GATEWAY,
-    }
 }
 
 /// Whether the request may act: a token is configured and given.

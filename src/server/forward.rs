@@ -14,7 +14,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::actions::{perform, Act};
+use super::perform::{perform, Act};
 use super::{json_error, App};
 
 /// A forwarded action older (or newer) than this is refused: a replay does nothing after it.

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::actions::Act;
+use super::perform::Act;
 use super::{json_error, App, Secret};
 
 /// The secrets of each provider; a provider without one is not enabled.

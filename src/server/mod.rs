@@ -6,6 +6,7 @@ mod actions;
 mod dashboard;
 mod forward;
 mod hooks;
+mod perform;
 pub mod view;
 
 use std::net::SocketAddr;
