@@ -307,7 +307,7 @@ pub struct RunArgs {
     pub identity: Option<String>,
     /// Name of the Lease replicas of this instance take turns holding, in the namespace of
     /// POD_NAMESPACE (or the service account's, else default) [default: octostage-INSTANCE].
-    #[arg(long)]
+    #[arg(long, value_parser = parse_lease)]
     pub lease: Option<String>,
     /// Write without holding the lease: for a single replica where Leases may not be used.
     /// Two replicas run this way write at the same time.
@@ -322,6 +322,13 @@ pub enum Listen {
     Off,
     /// This address.
     At(std::net::SocketAddr),
+}
+
+/// A lease name the API server takes (a DNS label): a wrong one would leave `run` never
+/// leading, and so never writing.
+fn parse_lease(s: &str) -> Result<String, String> {
+    crate::naming::check_label(s)?;
+    Ok(s.to_string())
 }
 
 fn parse_listen(s: &str) -> Result<Listen, String> {

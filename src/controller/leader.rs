@@ -53,11 +53,16 @@ pub enum Step {
     Take,
     /// Someone else holds it.
     Follow,
+    /// It is not octostage's for this instance: never written.
+    Foreign,
 }
 
 /// Decide, from the lease as read and how long it has stayed as it is in our own sight.
 pub fn decide(me: &str, lease: Option<&LeaseRecord>, unchanged_for: Duration) -> Step {
     let Some(l) = lease else { return Step::Take };
+    if !l.ours {
+        return Step::Foreign;
+    }
     match l.holder.as_deref() {
         Some(h) if h == me => Step::Renew,
         None => Step::Take,
@@ -87,60 +92,20 @@ pub async fn run(
         tx.send_replace(Leadership::alone());
         return;
     };
-    let mut seen: Option<(String, Instant)> = None;
-    let mut renewed: Option<Instant> = None;
-    let mut status = Leadership {
-        leading: false,
-        identity: Some(e.identity.clone()),
-        leader: None,
-        leader_url: None,
+    let mut round = Round {
+        seen: None,
+        renewed: None,
+        told: None,
+        status: Leadership {
+            leading: false,
+            identity: Some(e.identity.clone()),
+            leader: None,
+            leader_url: None,
+        },
     };
     loop {
-        let read = tokio::time::timeout(LEASE_RETRY * 2, leases.read_lease(&e.lease)).await;
-        match read {
-            Ok(Ok(lease)) => {
-                let version = lease
-                    .as_ref()
-                    .map(|l| l.version.clone())
-                    .unwrap_or_default();
-                let since = match &seen {
-                    Some((v, at)) if *v == version => *at,
-                    _ => Instant::now(),
-                };
-                seen = Some((version, since));
-                let step = decide(&e.identity, lease.as_ref(), since.elapsed());
-                let wrote = match step {
-                    Step::Follow => false,
-                    Step::Renew | Step::Take => {
-                        let next = claim(&e, lease.as_ref(), step);
-                        let w = leases.write_lease(&e.lease, &next);
-                        matches!(tokio::time::timeout(LEASE_RETRY * 2, w).await, Ok(Ok(true)))
-                    }
-                };
-                if wrote {
-                    renewed = Some(Instant::now());
-                    status.leading = true;
-                    status.leader = Some(e.identity.clone());
-                    status.leader_url = e.url.clone();
-                } else {
-                    status.leader = lease.as_ref().and_then(|l| l.holder.clone());
-                    status.leader_url = lease.as_ref().and_then(|l| l.leader_url.clone());
-                    status.leading = status.leading
-                        && step == Step::Renew
-                        && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
-                }
-            }
-            Ok(Err(err)) => {
-                warn!(lease = %leases.describe_lease(&e.lease), error = %err, "cannot read the lease");
-                status.leading =
-                    status.leading && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
-            }
-            Err(_) => {
-                warn!(lease = %leases.describe_lease(&e.lease), "reading the lease timed out");
-                status.leading =
-                    status.leading && renewed.is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
-            }
-        }
+        round.once(leases, &e).await;
+        let status = round.status.clone();
         tx.send_if_modified(|old| {
             if *old == status {
                 return false;
@@ -151,7 +116,7 @@ pub async fn run(
                 _ => info!(leader = ?status.leader, "following"),
             }
             crate::metrics::get().leader.set(status.leading as i64);
-            *old = status.clone();
+            *old = status;
             true
         });
         tokio::select! {
@@ -159,8 +124,84 @@ pub async fn run(
             _ = stop.cancelled() => break,
         }
     }
-    if status.leading {
+    if round.status.leading {
         release(leases, &e).await;
+    }
+}
+
+/// What the election remembers between rounds.
+struct Round {
+    /// The lease's version as last read, and since when (our clock) it has not changed.
+    seen: Option<(String, Instant)>,
+    /// When this replica last wrote the lease.
+    renewed: Option<Instant>,
+    /// The last trouble logged, so that it is logged once, not every round.
+    told: Option<String>,
+    status: Leadership,
+}
+
+impl Round {
+    /// Read the lease, and take or renew it when the rules say so.
+    async fn once(&mut self, leases: &dyn crate::targets::Leases, e: &Election) {
+        let read = tokio::time::timeout(LEASE_RETRY * 2, leases.read_lease(&e.lease)).await;
+        let lease = match read {
+            Ok(Ok(lease)) => lease,
+            Ok(Err(err)) => return self.trouble(format!("cannot read the lease: {err}")),
+            Err(_) => return self.trouble("reading the lease timed out".into()),
+        };
+        let version = lease
+            .as_ref()
+            .map(|l| l.version.clone())
+            .unwrap_or_default();
+        let since = match &self.seen {
+            Some((v, at)) if *v == version => *at,
+            _ => Instant::now(),
+        };
+        self.seen = Some((version, since));
+        let step = decide(&e.identity, lease.as_ref(), since.elapsed());
+        if step == Step::Foreign {
+            self.status.leader = None;
+            self.status.leader_url = None;
+            return self.trouble(format!(
+                "{} exists and is not octostage's for this instance: octostage never writes what it did not create; remove it or pass another --lease",
+                leases.describe_lease(&e.lease)
+            ));
+        }
+        if step == Step::Follow {
+            self.status.leader = lease.as_ref().and_then(|l| l.holder.clone());
+            self.status.leader_url = lease.as_ref().and_then(|l| l.leader_url.clone());
+            self.status.leading = false;
+            self.told = None;
+            return;
+        }
+        let next = claim(e, lease.as_ref(), step);
+        let written = tokio::time::timeout(LEASE_RETRY * 2, leases.write_lease(&e.lease, &next));
+        match written.await {
+            Ok(Ok(true)) => {
+                self.renewed = Some(Instant::now());
+                self.status.leading = true;
+                self.status.leader = Some(e.identity.clone());
+                self.status.leader_url = e.url.clone();
+                self.told = None;
+            }
+            // Another replica wrote first: it leads.
+            Ok(Ok(false)) => self.status.leading = false,
+            Ok(Err(err)) => self.trouble(format!("cannot write the lease: {err}")),
+            Err(_) => self.trouble("writing the lease timed out".into()),
+        }
+    }
+
+    /// The lease could not be read or written: keep writing only until the renew deadline, and
+    /// say why once.
+    fn trouble(&mut self, why: String) {
+        if self.told.as_deref() != Some(why.as_str()) {
+            warn!("{why}");
+            self.told = Some(why);
+        }
+        self.status.leading = self.status.leading
+            && self
+                .renewed
+                .is_some_and(|r| r.elapsed() < LEASE_RENEW_DEADLINE);
     }
 }
 
@@ -169,6 +210,8 @@ fn claim(e: &Election, lease: Option<&LeaseRecord>, step: Step) -> LeaseRecord {
     let now = chrono::Utc::now();
     let old = lease.cloned().unwrap_or_default();
     LeaseRecord {
+        // What it writes is octostage's; over an existing lease only one that already was.
+        ours: old.ours || old.version.is_empty(),
         holder: Some(e.identity.clone()),
         duration: LEASE_DURATION,
         acquired: match step {
@@ -212,6 +255,7 @@ mod tests {
 
     fn held_by(h: &str) -> LeaseRecord {
         LeaseRecord {
+            ours: true,
             holder: Some(h.into()),
             duration: Duration::from_secs(15),
             version: "7".into(),
@@ -237,6 +281,16 @@ mod tests {
             ..held_by("b")
         };
         assert_eq!(decide("a", Some(&zero), s(0)), Step::Follow);
+        // A lease that is not octostage's for this instance is never taken, however old, and
+        // never renewed, whoever it names.
+        for holder in [None, Some("a".to_string()), Some("b".to_string())] {
+            let foreign = LeaseRecord {
+                ours: false,
+                holder,
+                ..held_by("b")
+            };
+            assert_eq!(decide("a", Some(&foreign), s(3600)), Step::Foreign);
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ use super::TargetError;
 /// A lease as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LeaseRecord {
+    /// Whether it carries octostage's labels for this instance: only such a lease is written.
+    pub ours: bool,
     /// Who holds it; `None` once released.
     pub holder: Option<String>,
     /// How long a holder's claim lasts without renewal.

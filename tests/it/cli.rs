@@ -368,3 +368,18 @@ fn completions_are_printed_for_each_shell() {
         assert!(out.contains("extend"), "{shell}");
     }
 }
+
+#[test]
+fn a_lease_name_the_api_server_would_refuse_is_a_usage_error() {
+    let out = octostage(&[
+        "run",
+        "--config",
+        ".",
+        "--target",
+        "dir:/nonexistent",
+        "--lease",
+        "My_Lease",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
+    assert!(texts(&out).1.contains("--lease"), "{:?}", texts(&out));
+}

@@ -576,6 +576,12 @@ fn rbac_is_sufficient() {
         log.contains("pass finished") && !log.contains("watch failed"),
         "{log}"
     );
+    // Its Events (the sleep just asked for) were posted: reading the namespace to check it is
+    // octostage's, and creating the Event, are both allowed.
+    assert!(
+        !log.contains("no event posted") && !log.contains("event not posted"),
+        "{log}"
+    );
     // It took the lease (get, create, update) and released it at the end.
     assert!(
         log.contains("leading: this replica writes") && log.contains("lease released"),

@@ -151,5 +151,17 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
         "{reasons:?} {events}\n{}",
         d.log.lock().unwrap().join("\n")
     );
+    // The staging in conflict names someone else's namespace: nothing is posted there.
+    let foreign = json(&s.kc, &["get", "events.v1.events.k8s.io", "-n", &taken]);
+    let ours = foreign["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reportingController"] == "octostage.dev/controller")
+        .count();
+    assert_eq!(
+        ours, 0,
+        "octostage posted into a namespace it did not create: {foreign}"
+    );
     kubectl(&s.kc, &["delete", "namespace", &taken, "--wait=false"]);
 }

@@ -91,3 +91,91 @@ fn two_replicas_one_writes_and_the_other_takes_over_when_it_dies() {
     assert_eq!(count(), 4);
     kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
 }
+
+#[test]
+fn a_lease_octostage_did_not_create_is_never_taken() {
+    let s = Setup::new(1);
+    let lease = format!("octostage-{}", s.env.name);
+    // Someone else's Lease of that name, abandoned long ago (1 s duration): were it
+    // octostage's, it would be taken at once.
+    let manifest = format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {lease}\n  namespace: default\nspec:\n  holderIdentity: someone-else\n  leaseDurationSeconds: 1\n  renewTime: \"2020-01-01T00:00:00.000000Z\"\n"
+    );
+    let file = s._tmp.path().join("lease.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    kubectl(&s.kc, &["apply", "-f", file.to_str().unwrap()]);
+    let version = || {
+        crate::cluster::json(&s.kc, &["get", "lease", &lease, "-n", "default"])["metadata"]
+            ["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let before = version();
+    let d = replica(&s, "replica-a", free_port());
+    d.wait(20, "no pass", |d| get(&d.addr, "/readyz").status == 200);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(version(), before, "someone else's Lease was written");
+    assert!(!leading(&d));
+    assert_eq!(writes(&d), 0.0, "it wrote without the lease");
+    assert!(s.env.namespaces().is_empty());
+    let log = d.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("is not octostage's for this instance"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("is not octostage's").count(),
+        1,
+        "said once: {log}"
+    );
+    kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
+}
+
+#[test]
+fn events_are_never_posted_into_a_namespace_octostage_did_not_create() {
+    let s = Setup::new(1);
+    let env = s.env.name.clone();
+    let d = replica(&s, "replica-a", free_port());
+    d.wait(30, "main never created", |_| {
+        s.env.active_namespaces().len() == 1
+    });
+    // Someone else's namespace where the staging is about to move.
+    let foreign = format!("{env}-main-v2");
+    kubectl(&s.kc, &["create", "namespace", &foreign]);
+    let file = s.cfg.join("environments.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "    templates: t\n",
+        "    templates: t\n    namespace: \"{{ staging }}-v2\"\n",
+    );
+    std::fs::write(&file, text).unwrap();
+    d.wait(30, "the move was never refused", |d| {
+        get(&d.addr, &format!("/api/v1/stagings/{env}-main")).json()["state"] == "conflict"
+    });
+    // A pass or two later, still nothing of octostage's in someone else's namespace.
+    let n = d.passes();
+    let auth = format!("Bearer {TOKEN}");
+    request(
+        &d.addr,
+        "POST",
+        "/api/v1/pass",
+        &[("authorization", &auth)],
+        b"",
+    );
+    d.wait(10, "no pass", |d| d.passes() > n);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let events = crate::cluster::json(&s.kc, &["get", "events.v1.events.k8s.io", "-n", &foreign]);
+    let ours: Vec<_> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reportingController"] == "octostage.dev/controller")
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "posted into someone else's namespace: {ours:?}"
+    );
+    kubectl(&s.kc, &["delete", "namespace", &foreign, "--wait=false"]);
+    let lease = format!("octostage-{env}");
+    kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
+}

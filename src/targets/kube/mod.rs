@@ -12,6 +12,7 @@ mod apply;
 mod cache;
 mod counting;
 mod drift;
+mod events;
 mod health;
 mod lease;
 mod live;
