@@ -30,6 +30,7 @@ pub mod render;
 pub mod report;
 pub mod requests;
 pub mod server;
+pub mod signing;
 pub mod source;
 pub mod targets;
 pub mod templating;

@@ -72,8 +72,7 @@ fn logs(cli: &Cli) {
             .into()
         });
     let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|_| "warn".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty());
+    let ansi = octostage::text::styled(&std::io::stderr());
     // Logs are redacted as a second line of defence: a library may put a URL in a message.
     let writer = move || redact::RedactingWriter {
         out: std::io::stderr(),
@@ -90,8 +89,7 @@ fn logs(cli: &Cli) {
 
 /// A plan table with colored actions when stdout is a terminal and `NO_COLOR` is not set.
 fn colored(table: String) -> String {
-    let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    if !octostage::text::styled(&std::io::stdout()) {
         return table;
     }
     report::colorize(&table)

@@ -54,11 +54,7 @@ pub fn slug(branch: &str) -> String {
 
 /// The first `len` hex digits of SHA-256 of `s`.
 pub fn short_hash(s: &str, len: usize) -> String {
-    let digest = Sha256::digest(s.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        hex.push_str(&format!("{b:02x}"));
-    }
+    let mut hex = crate::signing::hex(&Sha256::digest(s.as_bytes()));
     hex.truncate(len);
     hex
 }

@@ -25,8 +25,7 @@ impl Default for Progress {
 impl Progress {
     /// Drawn on stderr when it is a terminal and plain output is not asked for.
     pub fn on_terminal() -> Progress {
-        let plain = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        if plain || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if !crate::text::styled(&std::io::stderr()) {
             return Progress::hidden();
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());

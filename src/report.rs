@@ -100,6 +100,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         .map(|(i, s)| {
             let (action, why, reason) = effective(r, i);
             let outcome = r.outcome(i);
+            let error = r.error(i);
             JsonStaging {
                 environment: &s.environment,
                 branch: &s.branch,
@@ -120,16 +121,8 @@ pub fn json(r: &Report) -> serde_json::Value {
                 held: s.held(),
                 why,
                 hold: s.hold.as_ref(),
-                error: s
-                    .error
-                    .as_ref()
-                    .map(|e| e.to_string())
-                    .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.to_string()))),
-                error_kind: s
-                    .error
-                    .as_ref()
-                    .map(|e| e.kind())
-                    .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.kind()))),
+                error: error.as_ref().map(|(_, m)| m.clone()),
+                error_kind: error.as_ref().map(|(k, _)| *k),
                 skipped: outcome.is_some_and(|o| o.skipped),
                 lifecycle: lifecycle(s, outcome),
                 health: s.health.as_ref(),

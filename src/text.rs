@@ -36,6 +36,12 @@ pub fn human_std(d: std::time::Duration) -> String {
     human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
 }
 
+/// Whether output to a stream may be styled (colors, a progress line): it is a terminal and
+/// `NO_COLOR` asks for nothing plain.
+pub fn styled(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").map_or(true, |v| v.is_empty())
+}
+
 /// Text without a leading UTF-8 byte order mark, which some editors write.
 pub fn strip_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)

@@ -113,17 +113,7 @@ impl State {
         for (i, p) in report.plan.stagings.iter().enumerate() {
             let outcome = report.outcome(i);
             let changes = outcome.map_or(0, |o| o.changes.len());
-            let error = p
-                .error
-                .as_ref()
-                .map(|e| e.kind())
-                .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.kind())));
-            let message = p
-                .error
-                .as_ref()
-                .map(|e| e.to_string())
-                .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.to_string())))
-                .map(|m| crate::redact::text(&m).into_owned());
+            let (error, message) = report.error(i).unzip();
             notices.extend(notices_of(
                 p,
                 message.as_deref(),
@@ -174,7 +164,7 @@ fn notices_of(
     let Some(namespace) = p.namespace.clone().filter(|_| p.exists_after()) else {
         return Vec::new();
     };
-    let added = &p.history[p.history.len() - p.added.min(p.history.len())..];
+    let added = p.made();
     let mut out: Vec<StagingNotice> = added
         .iter()
         .map(|t| StagingNotice {

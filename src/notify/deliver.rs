@@ -11,8 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -211,14 +209,7 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
     if let Some(name) = &hook.secret_env {
         let key = std::env::var(name)
             .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key");
-        mac.update(&body);
-        let sig: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sig = crate::signing::hmac_sha256(key.as_bytes(), &[&body]);
         req = req.header("x-octostage-signature-256", format!("sha256={sig}"));
     }
     match req.body(body).send().await {

@@ -102,7 +102,7 @@ pub fn events(report: &Report) -> Vec<Notice> {
         };
         // Only what this pass did: a pass in the same second as the last finds its transitions
         // recorded with this very time.
-        let added = &p.history[p.history.len() - p.added.min(p.history.len())..];
+        let added = p.made();
         for t in added {
             if let Some(kind) = kind_of(t.action, &t.why) {
                 out.push(notice(p, kind, t.why.to_string(), at, to.clone()));

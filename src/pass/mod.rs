@@ -150,6 +150,17 @@ impl Report {
             .map(|i| &self.outcomes[i])
     }
 
+    /// Why the staging at `index` failed, in the plan or while converging: the stable kind of
+    /// the error and its words (redacted).
+    pub fn error(&self, index: usize) -> Option<(&'static str, String)> {
+        let text = |e: &dyn std::fmt::Display| crate::redact::text(&e.to_string()).into_owned();
+        match (&self.plan.stagings[index].error, self.outcome(index)) {
+            (Some(e), _) => Some((e.kind(), text(e))),
+            (None, Some(o)) => o.error.as_ref().map(|e| (e.kind(), text(e))),
+            (None, None) => None,
+        }
+    }
+
     /// What happened to a staging: the plan's action and reason, except that a planned noop
     /// whose rendered objects turned out changed (which only rendering can tell) was an update.
     pub fn effective(&self, index: usize) -> (Action, Why) {
@@ -446,14 +457,19 @@ async fn converge_one(
     if asleep {
         render::sleep::put_to_sleep(&mut objects);
     }
-    let apply = target.apply(&p, &objects, fingerprint.as_deref(), dry_run);
-    let mut changes = tokio::time::timeout(limit, apply)
+    // One bound over the writes and, for `plan --diff`, the reads of what the target holds.
+    let work = async {
+        let mut changes = target
+            .apply(&p, &objects, fingerprint.as_deref(), dry_run)
+            .await?;
+        if dry_run && opts.diff {
+            field_changes(target, &p, &objects, &mut changes).await;
+        }
+        Ok::<_, TargetError>(changes)
+    };
+    Ok(tokio::time::timeout(limit, work)
         .await
-        .map_err(|_| late())??;
-    if dry_run && opts.diff {
-        field_changes(target, &p, &objects, &mut changes).await;
-    }
-    Ok(changes)
+        .map_err(|_| late())??)
 }
 
 /// Each updated object's changed fields, one per line, after its detail (`plan --diff`).

@@ -112,6 +112,11 @@ impl Planned {
         self.state.is_some()
     }
 
+    /// The transitions this very pass made (the newest `added` of its history).
+    pub fn made(&self) -> &[super::Transition] {
+        &self.history[self.history.len() - self.added.min(self.history.len())..]
+    }
+
     /// Whether something holds back what the plan would otherwise do (a deletion held or
     /// deferred, a failed source, a missing pin, a blocking error): worth showing even though
     /// the action is noop.

@@ -118,8 +118,10 @@ pub(crate) async fn staging(Ax(app): Ax<App>, Path(name): Path<String>) -> Respo
     let leadership = app.handle.leadership();
     let (detail, last_pass) = {
         let state = app.handle.state();
-        let o = view::overview(&state, leadership.clone(), chrono::Utc::now());
-        (view::detail(&state, &name, chrono::Utc::now()), o.last_pass)
+        (
+            view::detail(&state, &name, chrono::Utc::now()),
+            view::last_pass(&state),
+        )
     };
     let Some(mut d) = detail else {
         return (

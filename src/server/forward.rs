@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::extract::State as Ax;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -57,14 +56,7 @@ fn key(app: &App) -> Option<[u8; 32]> {
 }
 
 fn sign(key: &[u8; 32], at: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    mac.update(format!("{at}\n").as_bytes());
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::signing::hmac_sha256(key, &[format!("{at}\n").as_bytes(), body])
 }
 
 /// Whether `sig` signs `body` sent at `at` with `key`, and `at` is within [`FRESH`] of `now`.

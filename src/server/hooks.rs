@@ -309,13 +309,7 @@ mod tests {
     }
 
     fn sign(body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(body);
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::signing::hmac_sha256(b"s3cret", &[body])
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

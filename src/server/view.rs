@@ -187,12 +187,7 @@ pub fn staging(r: &Report, i: usize, now: DateTime<Utc>) -> StagingView {
     let state = crate::report::lifecycle(p, outcome)
         .map(|l| l.to_string())
         .unwrap_or_else(|| "not-created".into());
-    let error = p
-        .error
-        .as_ref()
-        .map(|e| e.to_string())
-        .or_else(|| outcome.and_then(|o| o.error.as_ref().map(|e| e.to_string())))
-        .map(|e| crate::redact::text(&e).into_owned());
+    let error = r.error(i).map(|(_, m)| m);
     let reason = if why == p.why {
         p.reason()
     } else {
@@ -260,15 +255,20 @@ pub fn overview(state: &State, leadership: Leadership, now: DateTime<Utc>) -> Ov
         stagings,
         failed_sources,
         leadership,
-        last_pass: state.last_pass.as_ref().map(|p| PassView {
-            at: rfc3339(p.at),
-            trigger: p.trigger.to_string(),
-            took_ms: p.took.as_millis(),
-            writes: p.writes,
-            error: p.error.clone(),
-        }),
+        last_pass: last_pass(state),
         next_pass_at: state.next_pass_at.map(rfc3339),
     }
+}
+
+/// The last pass, if one ran.
+pub fn last_pass(state: &State) -> Option<PassView> {
+    state.last_pass.as_ref().map(|p| PassView {
+        at: rfc3339(p.at),
+        trigger: p.trigger.to_string(),
+        took_ms: p.took.as_millis(),
+        writes: p.writes,
+        error: p.error.clone(),
+    })
 }
 
 fn event_entry(e: &StagingEvent) -> EntryView {

@@ -90,14 +90,7 @@ pub fn get(addr: &str, path: &str) -> Resp {
 
 /// HMAC-SHA256 of `body` with `key`, hex: GitHub's `X-Hub-Signature-256` without its prefix.
 pub fn sign(key: &str, body: &[u8]) -> String {
-    use hmac::Mac;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    octostage::signing::hmac_sha256(key.as_bytes(), &[body])
 }
 
 /// A sample from the metrics: the value of `name` whose labels include all of `labels`,

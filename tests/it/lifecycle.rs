@@ -208,15 +208,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
-        use hmac::Mac;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"k3y").unwrap();
-        mac.update(&raw);
-        let sig: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sig = octostage::signing::hmac_sha256(b"k3y", &[&raw]);
         assert_eq!(h("x-octostage-signature-256"), format!("sha256={sig}"));
         let text = raw;
         assert_eq!(h("x-octostage-event"), body["event"].as_str().unwrap());
