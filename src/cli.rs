@@ -302,7 +302,8 @@ pub struct RunArgs {
     /// http://10.0.0.7:8080 (in a pod, from its IP; see deploy/).
     #[arg(long, env = "OCTOSTAGE_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
-    /// This replica's name in leader election [default: POD_NAME, else HOSTNAME-PID].
+    /// This replica's name in leader election (a mark of the process is added) [default:
+    /// POD_NAME, else HOSTNAME-PID].
     #[arg(long, env = "OCTOSTAGE_IDENTITY")]
     pub identity: Option<String>,
     /// Name of the Lease replicas of this instance take turns holding, in the namespace of

@@ -317,14 +317,13 @@ async fn daemon(
     let controller = if a.no_leader_election {
         controller
     } else {
-        controller.with_election(Election {
-            lease: a
-                .lease
+        controller.with_election(Election::new(
+            a.lease
                 .clone()
                 .unwrap_or_else(|| format!("octostage-{}", a.target.select.instance)),
-            identity: a.identity.clone().unwrap_or_else(identity),
-            url: a.advertise_url.clone(),
-        })
+            &a.identity.clone().unwrap_or_else(identity),
+            a.advertise_url.clone(),
+        ))
     };
     let server = match a.listen {
         Listen::Off => None,

@@ -75,10 +75,27 @@ pub fn decide(me: &str, lease: Option<&LeaseRecord>, unchanged_for: Duration) ->
 pub struct Election {
     /// The lease's name.
     pub lease: String,
-    /// This process's identity.
+    /// This process's identity: its name, and a mark of this very process.
     pub identity: String,
     /// Where this process takes actions, written on the lease while it leads.
     pub url: Option<String>,
+}
+
+impl Election {
+    /// An election for lease `lease` as `name` (a pod's name). The identity adds a mark of
+    /// this process (client-go adds a UUID): two processes given one name (a copied flag, a
+    /// restarted container) must not both believe they hold the lease.
+    pub fn new(lease: String, name: &str, url: Option<String>) -> Election {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let mark = crate::naming::short_hash(&format!("{nanos} {}", std::process::id()), 8);
+        Election {
+            lease,
+            identity: format!("{name}_{mark}"),
+            url,
+        }
+    }
 }
 
 /// Run the election until `stop`, telling `tx` of every change; releases the lease at the end.
