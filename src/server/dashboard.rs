@@ -154,17 +154,30 @@ pub(crate) async fn staging(Ax(app): Ax<App>, Path(name): Path<String>) -> Respo
 }
 
 /// `GET /events`: an event `pass` each time a pass finishes.
-pub(crate) async fn events(
-    Ax(app): Ax<App>,
-) -> Sse<impl futures::Stream<Item = Result<Event, Infallible>>> {
+/// At most [`LIVE_VIEWS`] at once, so that open pages never take every connection the server
+/// holds: past it, 503, and the page stays as served (a reload shows what is new).
+pub(crate) async fn events(Ax(app): Ax<App>) -> Response {
+    let Ok(permit) = app.live_views.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live pages open; this one is complete without updates\n",
+        )
+            .into_response();
+    };
     let rx = app.handle.passes();
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
+    let stream = futures::stream::unfold((rx, permit), |(mut rx, permit)| async move {
         rx.changed().await.ok()?;
         let n = *rx.borrow_and_update();
-        Some((Ok(Event::default().event("pass").data(n.to_string())), rx))
+        let event = Event::default().event("pass").data(n.to_string());
+        Some((Ok::<_, Infallible>(event), (rx, permit)))
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
+
+/// Most live pages (event streams) served at once.
+pub(crate) const LIVE_VIEWS: usize = 64;
 
 #[cfg(test)]
 mod tests {

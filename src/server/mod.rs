@@ -68,6 +68,7 @@ pub(crate) struct App {
     opts: Arc<Options>,
     forward: reqwest::Client,
     deliveries: Arc<hooks::Deliveries>,
+    live_views: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes.
@@ -76,6 +77,7 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         handle,
         opts: Arc::new(opts),
         deliveries: Arc::default(),
+        live_views: Arc::new(tokio::sync::Semaphore::new(dashboard::LIVE_VIEWS)),
         forward: reqwest::Client::builder()
             .timeout(forward::TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())

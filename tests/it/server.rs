@@ -344,3 +344,44 @@ fn idle_connections_are_closed_and_never_starve_the_controller() {
         s.stagings().len() == 2
     });
 }
+
+#[test]
+fn open_live_pages_are_capped_and_leave_room_for_everything_else() {
+    use std::io::{BufRead, BufReader, Write};
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, false);
+    let mut statuses = Vec::new();
+    let mut open = Vec::new();
+    for _ in 0..80 {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        c.write_all(b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut r = BufReader::new(c);
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        statuses.push(line.split(' ').nth(1).unwrap_or_default().to_string());
+        open.push(r);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "200").count(),
+        64,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "503").count(),
+        16,
+        "{statuses:?}"
+    );
+    assert_eq!(get(&s.addr, "/healthz").status, 200);
+    assert_eq!(get(&s.addr, "/").status, 200);
+    // A closed page frees its place.
+    drop(open);
+    s.wait(10, "no place freed", |s| {
+        let mut c = std::net::TcpStream::connect(&s.addr).unwrap();
+        c.write_all(b"GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(c).read_line(&mut line).unwrap();
+        line.contains(" 200 ")
+    });
+}
