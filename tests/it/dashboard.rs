@@ -11,6 +11,15 @@ use crate::util::*;
 
 const TOKEN: &str = "dashboard-token";
 
+/// Each staging of the test and the state it must reach.
+const STATES: [(&str, &str); 5] = [
+    ("main", "running"),
+    ("feature-pending", "pending"),
+    ("feature-sleepy", "sleeping:manual"),
+    ("feature-old", "expired"),
+    ("feature-taken", "conflict"),
+];
+
 #[test]
 fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its_form() {
     let s = Setup::new(1);
@@ -51,13 +60,7 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
         request(&d.addr, "POST", &path, &[("authorization", &auth)], b"").status,
         200
     );
-    for (name, want) in [
-        ("main", "running"),
-        ("feature-pending", "pending"),
-        ("feature-sleepy", "sleeping:manual"),
-        ("feature-old", "expired"),
-        ("feature-taken", "conflict"),
-    ] {
+    for (name, want) in STATES {
         d.wait(60, &format!("{name} never {want}"), |d| {
             state(d, name) == want
         });
@@ -68,13 +71,7 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
     let base = format!("http://{}", d.addr);
     page.goto(&format!("{base}/"));
     let text = page.text();
-    for (name, want) in [
-        ("main", "running"),
-        ("feature-pending", "pending"),
-        ("feature-sleepy", "sleeping:manual"),
-        ("feature-old", "expired"),
-        ("feature-taken", "conflict"),
-    ] {
+    for (name, want) in STATES {
         let row = page.eval(&format!(
             "[...document.querySelectorAll('tbody tr')].map(r => r.innerText).find(t => t.includes('{env}-{name}')) || ''"
         ));
