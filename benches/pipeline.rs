@@ -71,6 +71,7 @@ fn bench_plan() {
                 time: now - chrono::Duration::hours((i % 200) as i64),
                 author: "Dev".into(),
                 subject: "work".into(),
+                steer: None,
             },
         })
         .collect();

@@ -35,6 +35,7 @@ fn sample_commit() -> Commit {
             .expect("valid date"),
         author: "Sample Author".into(),
         subject: "Sample commit".into(),
+        steer: None,
     }
 }
 

@@ -88,6 +88,8 @@ pub struct Environment {
     pub include: Globs,
     /// Branches that never get one.
     pub exclude: Globs,
+    /// Whether `Staging:` trailers of head commits steer branch stagings.
+    pub trailers: bool,
     /// Branches whose stagings never expire.
     pub always: Globs,
     /// Most stagings of this environment.

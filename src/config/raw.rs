@@ -286,6 +286,21 @@ pub struct RawBranches {
     /// Globs of branches that never get one, even when included.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<String>,
+    /// Whether a `Staging:` trailer in a branch's head commit steers its staging (default
+    /// `true`): `Staging: skip` (no staging; an existing one is deleted, through the deletion
+    /// guards), `Staging: keep 14d` (kept at least that long after the commit was first seen,
+    /// capped by `max_extension`), `Staging: sleep` (asleep until a later commit or a `wake`).
+    /// Static stagings ignore trailers.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub trailers: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for RawBranches {
@@ -293,6 +308,7 @@ impl Default for RawBranches {
         RawBranches {
             include: all_branches(),
             exclude: Vec::new(),
+            trailers: true,
         }
     }
 }

@@ -114,6 +114,8 @@ pub enum Why {
     },
     /// Its branch is no longer included.
     NotIncluded,
+    /// The branch's head commit has a `Staging: skip` trailer.
+    TrailerSkip,
     /// Its static staging is gone from the configuration.
     StaticRemoved {
         /// The static staging's name.
@@ -230,6 +232,9 @@ impl std::fmt::Display for Why {
                     crate::plan::SleepCause::Cap => {
                         write!(f, "over max_awake: the least recently active sleep{until}")
                     }
+                    crate::plan::SleepCause::Trailer => f.write_str(
+                        "head commit says `Staging: sleep`; a new commit or `octostage wake` wakes it",
+                    ),
                 }
             }
             Why::Awake { by, until } => {
@@ -254,6 +259,7 @@ impl std::fmt::Display for Why {
             Why::BranchDeleted => f.write_str("branch deleted"),
             Why::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
             Why::NotIncluded => f.write_str("no longer matched by branches.include"),
+            Why::TrailerSkip => f.write_str("head commit says `Staging: skip`"),
             Why::StaticRemoved { name } => {
                 write!(f, "static staging {name:?} removed from the configuration")
             }

@@ -18,6 +18,7 @@ mod model;
 mod observed;
 mod posture;
 pub mod schedule;
+pub mod trailer;
 
 use std::collections::HashMap;
 

@@ -46,6 +46,7 @@ impl TryFrom<String> for State {
             "sleeping:schedule" => State::Sleeping(SleepCause::Schedule),
             "sleeping:manual" => State::Sleeping(SleepCause::Manual),
             "sleeping:cap" => State::Sleeping(SleepCause::Cap),
+            "sleeping:trailer" => State::Sleeping(SleepCause::Trailer),
             other => return Err(format!("unknown state {other:?}")),
         })
     }
@@ -68,6 +69,8 @@ pub enum SleepCause {
     Manual,
     /// More stagings are awake than `max_awake` allows; the least recently active sleep.
     Cap,
+    /// The head commit's `Staging: sleep` trailer.
+    Trailer,
 }
 
 impl std::fmt::Display for SleepCause {
@@ -76,6 +79,7 @@ impl std::fmt::Display for SleepCause {
             SleepCause::Schedule => "schedule",
             SleepCause::Manual => "manual",
             SleepCause::Cap => "cap",
+            SleepCause::Trailer => "trailer",
         })
     }
 }

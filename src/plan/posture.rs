@@ -33,7 +33,7 @@ impl Posture {
         }
     }
 
-    fn asleep(cause: SleepCause, until: Option<DateTime<Utc>>) -> Posture {
+    pub(super) fn asleep(cause: SleepCause, until: Option<DateTime<Utc>>) -> Posture {
         Posture {
             asleep: Some(cause),
             why: Why::Asleep { cause, until },

@@ -21,6 +21,10 @@ pub struct Commit {
     pub author: String,
     /// First line of the message.
     pub subject: String,
+    /// The value of the last `Staging:` trailer of the message, at most
+    /// [`crate::plan::trailer::MAX_VALUE`] bytes (longer ones are cut, and then refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steer: Option<String>,
 }
 
 /// A branch head.

@@ -25,6 +25,7 @@ mod schedule;
 mod secrets;
 mod server;
 mod signals;
+mod steer;
 mod util;
 mod watch_cache;
 mod webhook;

@@ -241,6 +241,7 @@ impl<'a> Validator<'a> {
             repository: repository?,
             include: include?,
             exclude: exclude?,
+            trailers: raw.branches.trailers,
             always: always?,
             max_stagings: raw.max_stagings,
             max_awake: raw.max_awake,

@@ -96,7 +96,13 @@ impl EnvPlanner<'_> {
     }
 
     pub(super) fn decide(&self, c: Candidate<'_>) -> Planned {
-        let (action, state, why) = self.action(&c);
+        let (action, state, mut why) = self.action(&c);
+        // A commit that asks to sleep says so, rather than only "new commit".
+        if c.posture.asleep == Some(SleepCause::Trailer)
+            && matches!(action, Action::Create | Action::Update)
+        {
+            why = c.posture.why.clone();
+        }
         let mut p = Planned {
             environment: self.env.name.clone(),
             branch: c.branch.clone(),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::posture::{posture, Posture};
+use super::trailer::{self, Steer};
 use super::StagingRecord;
 use super::{guard, Hold, Inputs, Life, Phase, Planned, Why};
 use crate::config::{Config, Environment, Settings, Ttl};
@@ -30,6 +31,8 @@ pub(super) struct EnvPlanner<'a> {
     seen: HashSet<&'a str>,
     /// Include patterns that were the first to match some branch.
     matched: HashSet<&'a str>,
+    /// Branches whose head says `Staging: skip`.
+    skipped: HashSet<&'a str>,
     pub out: Vec<Planned>,
 }
 
@@ -76,33 +79,56 @@ fn woken(p: &Posture) -> bool {
 }
 
 /// A candidate's life kept longer by `octostage extend` (no further than `max_extension` from
-/// when it was asked, whatever the request says), and its posture.
+/// when it was asked, whatever the request says) or a `Staging: keep` trailer (no further than
+/// `max_extension` from when its commit was first seen), and its posture, which a `Staging:
+/// sleep` trailer puts to sleep unless someone asked it to wake.
 fn steer(
     o: Option<&StagingRecord>,
     settings: &Settings,
     life: Life,
     now: DateTime<Utc>,
+    trailer: Option<(Steer, DateTime<Utc>)>,
 ) -> (Life, Posture) {
+    let most = |from: DateTime<Utc>| {
+        chrono::Duration::from_std(settings.max_extension)
+            .ok()
+            .and_then(|m| from.checked_add_signed(m))
+            .unwrap_or(from)
+    };
+    let life = match trailer {
+        Some((Steer::Keep(d), seen)) => {
+            let asked = chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| seen.checked_add_signed(d))
+                .unwrap_or(seen);
+            life.extended(asked.min(most(seen)), settings.retention, now)
+        }
+        _ => life,
+    };
     let none = super::Requests::default();
     let requests = o.map_or(&none, |o| &o.requests);
     let life = match requests.keep_until {
         // A request cannot have been made later than now: one that says so was not made by
         // `extend`, and is not believed (it would roll forward with every pass).
-        Some(e) if e.at <= now => {
-            let asked = e.at;
-            let most = chrono::Duration::from_std(settings.max_extension)
-                .ok()
-                .and_then(|m| asked.checked_add_signed(m))
-                .unwrap_or(asked);
-            life.extended(e.until.min(most), settings.retention, now)
-        }
+        Some(e) if e.at <= now => life.extended(e.until.min(most(e.at)), settings.retention, now),
         _ => life,
     };
     let expired_at = o
         .filter(|o| o.state == super::State::Expired)
         .and_then(|o| o.expired_at);
     let life = life.retained(expired_at, settings.retention, now);
-    (life, posture(settings.sleep.as_ref(), requests, now))
+    let mut posture = posture(settings.sleep.as_ref(), requests, now);
+    let woken = matches!(
+        posture.why,
+        Why::Awake {
+            by: super::WakeCause::Request,
+            ..
+        }
+    );
+    if matches!(trailer, Some((Steer::Sleep, _))) && !woken {
+        posture = Posture::asleep(super::SleepCause::Trailer, None);
+    }
+    (life, posture)
 }
 
 impl<'a> EnvPlanner<'a> {
@@ -122,6 +148,7 @@ impl<'a> EnvPlanner<'a> {
             by_name: observed.iter().map(|o| (o.name.as_str(), *o)).collect(),
             seen: HashSet::new(),
             matched: HashSet::new(),
+            skipped: HashSet::new(),
             out: Vec::new(),
         }
     }
@@ -178,6 +205,14 @@ impl<'a> EnvPlanner<'a> {
                 out.push(hint);
             }
         }
+        for b in &self.listing.branches {
+            if let (true, Some(Err(e))) = (self.env.trailers, self.parsed(b)) {
+                out.push(format!(
+                    "environment {name}: branch {:?}: its head's `Staging:` trailer is ignored: {e}",
+                    b.name
+                ));
+            }
+        }
         for s in &self.listing.skipped {
             out.push(format!(
                 "environment {name}: branch {:?} gets no staging: its name {}",
@@ -187,6 +222,18 @@ impl<'a> EnvPlanner<'a> {
         out
     }
 
+    fn parsed(&self, b: &Branch) -> Option<Result<Steer, String>> {
+        b.commit.steer.as_deref().map(trailer::parse)
+    }
+
+    /// What the head commit's trailer asks, when this environment listens to trailers.
+    fn trailer(&self, b: &Branch) -> Option<Steer> {
+        if !self.env.trailers {
+            return None;
+        }
+        self.parsed(b)?.ok()
+    }
+
     fn branches(&mut self, reserved: &HashSet<String>) -> Vec<Candidate<'a>> {
         let now = self.inputs.now;
         let env = self.env;
@@ -194,9 +241,14 @@ impl<'a> EnvPlanner<'a> {
         for b in &self.listing.branches {
             if let Some(p) = env.include.matches(&b.name) {
                 self.matched.insert(p);
-                if env.exclude.matches(&b.name).is_none() {
-                    included.push(b);
+                if env.exclude.matches(&b.name).is_some() {
+                    continue;
                 }
+                if self.trailer(b) == Some(Steer::Skip) {
+                    self.skipped.insert(b.name.as_str());
+                    continue;
+                }
+                included.push(b);
             }
         }
         let held: HashMap<&str, &str> = self
@@ -244,7 +296,8 @@ impl<'a> EnvPlanner<'a> {
                     settings.retention,
                     now,
                 );
-                let (life, posture) = steer(o, &settings, life, now);
+                let trailer = self.trailer(b).map(|t| (t, first_seen));
+                let (life, posture) = steer(o, &settings, life, now, trailer);
                 Candidate {
                     branch: b.name.clone(),
                     static_name: None,
@@ -336,6 +389,8 @@ impl<'a> EnvPlanner<'a> {
             }
             let why = if let Some(s) = &o.static_name {
                 Why::StaticRemoved { name: s.clone() }
+            } else if self.skipped.contains(o.branch.as_str()) {
+                Why::TrailerSkip
             } else if listed.contains(o.branch.as_str()) {
                 match self.env.exclude.matches(&o.branch) {
                     Some(p) => Why::Excluded {

@@ -46,7 +46,7 @@ impl<'a> EnvPlanner<'a> {
                         st.settings.retention,
                         now,
                     );
-                    let (life, posture) = super::steer(o, &st.settings, life, now);
+                    let (life, posture) = super::steer(o, &st.settings, life, now, None);
                     candidates.push(Candidate {
                         branch,
                         static_name: Some(st.name.clone()),

@@ -50,6 +50,7 @@ fn branch(name: &str, days_ago: i64) -> Branch {
             time: now() - Duration::days(days_ago),
             author: "Dev".into(),
             subject: "work".into(),
+            steer: None,
         },
     }
 }
@@ -414,3 +415,4 @@ fn a_removed_environment_is_held_until_confirmed() {
 
 mod collisions;
 mod lifecycle;
+mod trailers;

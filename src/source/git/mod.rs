@@ -383,7 +383,28 @@ pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
             .summary_bytes()
             .map(|s| String::from_utf8_lossy(s).into_owned())
             .unwrap_or_default(),
+        steer: steer_trailer(c.message_bytes()),
     }
+}
+
+/// The last `Staging:` trailer of a message, as git itself finds trailers.
+fn steer_trailer(message: &[u8]) -> Option<String> {
+    let trailers = git2::message_trailers_bytes(message).ok()?;
+    let value = trailers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(b"staging"))
+        .last()?
+        .1;
+    let mut v = String::from_utf8_lossy(value).into_owned();
+    if v.len() > crate::plan::trailer::MAX_VALUE {
+        let mut end = crate::plan::trailer::MAX_VALUE;
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        v.truncate(end);
+        v.push('…');
+    }
+    Some(v)
 }
 
 #[cfg(test)]
