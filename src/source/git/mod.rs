@@ -392,8 +392,8 @@ fn steer_trailer(message: &[u8]) -> Option<String> {
     let trailers = git2::message_trailers_bytes(message).ok()?;
     let value = trailers
         .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case(b"staging"))
-        .last()?
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"staging"))?
         .1;
     let mut v = String::from_utf8_lossy(value).into_owned();
     if v.len() > crate::plan::trailer::MAX_VALUE {
