@@ -17,6 +17,11 @@ pub const LABEL_STAGING: &str = "octostage.dev/staging";
 pub const LABEL_INSTANCE: &str = "octostage.dev/instance";
 /// Default instance name.
 pub const DEFAULT_INSTANCE: &str = "default";
+/// Annotation of a rendered object: its wave, an integer (default 0). Waves are applied in
+/// order, each once the workloads of the one before are healthy.
+pub const ANNOTATION_WAVE: &str = "octostage.dev/wave";
+/// Waves range over `-MAX_WAVE..=MAX_WAVE`.
+pub const MAX_WAVE: i32 = 100;
 /// Annotation carrying the content hash of an applied object.
 pub const ANNOTATION_HASH: &str = "octostage.dev/content-hash";
 /// Annotation octostage writes on a staging's namespace only when it creates it: which

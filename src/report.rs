@@ -161,7 +161,15 @@ pub fn text(r: &Report, verbose: bool) -> String {
         } else if outcome.is_some_and(|o| o.skipped) {
             reason = format!("not started (octostage is stopping): {reason}");
         }
-        if action == Action::Noop && !verbose && !failed && !s.held() {
+        let waiting = outcome.and_then(|o| {
+            o.changes
+                .iter()
+                .find(|c| c.kind == crate::targets::ChangeKind::Wait)
+        });
+        if let Some(w) = waiting {
+            reason = format!("{reason}; {}", first_line(&w.to_string()));
+        }
+        if action == Action::Noop && !verbose && !failed && !s.held() && waiting.is_none() {
             continue;
         }
         rows.push(vec![
@@ -394,6 +402,7 @@ pub fn diff_text(r: &Report) -> String {
                 ChangeKind::Create => "+",
                 ChangeKind::Update | ChangeKind::Restore => "~",
                 ChangeKind::Prune => "-",
+                ChangeKind::Wait => "…",
             };
             let mut lines = c.detail.as_deref().unwrap_or_default().lines();
             let drift = match (c.kind, lines.clone().next()) {

@@ -169,14 +169,16 @@ impl Report {
             .outcome(index)
             .map(|o| o.changes.as_slice())
             .unwrap_or(&[]);
+        let changes: Vec<&Change> = changes
+            .iter()
+            .filter(|c| c.kind != ChangeKind::Wait)
+            .collect();
         if p.action != Action::Noop || changes.is_empty() {
             return (p.action, p.why.clone());
         }
         let first: Vec<String> = changes.iter().take(3).map(|c| c.to_string()).collect();
         let more = changes.len().saturating_sub(3);
-        let restored = changes
-            .iter()
-            .all(|c| c.kind == crate::targets::ChangeKind::Restore);
+        let restored = changes.iter().all(|c| c.kind == ChangeKind::Restore);
         let why = if restored {
             Why::Restored {
                 changes: first,

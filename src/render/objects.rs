@@ -122,8 +122,30 @@ pub fn collect_object(
         return Err(err(id, "is cluster-scoped; a staging may only create objects in its own namespace (octostage creates the namespace itself)"));
     }
     check_namespace(source_name, &o, namespace)?;
+    wave(&o).map_err(|why| err(object_id(&o), &why))?;
     out.push(o);
     Ok(())
+}
+
+/// The object's wave (`octostage.dev/wave`, default 0).
+pub fn wave(o: &Object) -> Result<i32, String> {
+    let Some(v) = o
+        .get("metadata")
+        .and_then(|m| m.get("annotations"))
+        .and_then(|a| a.get(consts::ANNOTATION_WAVE))
+    else {
+        return Ok(0);
+    };
+    let max = consts::MAX_WAVE;
+    v.as_str()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|w| (-max..=max).contains(w))
+        .ok_or_else(|| {
+            format!(
+                "has annotation {} {v} that is not a quoted integer from -{max} to {max} (such as \"-1\")",
+                consts::ANNOTATION_WAVE
+            )
+        })
 }
 
 fn valid_api_version(api: &str) -> bool {
@@ -255,6 +277,14 @@ mod tests {
             (
                 "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {k: 1, k: 2}\n",
                 "duplicate",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, annotations: {octostage.dev/wave: first}}\n",
+                "quoted integer",
+            ),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, annotations: {octostage.dev/wave: \"1000\"}}\n",
+                "quoted integer",
             ),
         ] {
             let e = collect(doc).unwrap_err().to_string();

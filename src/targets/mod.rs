@@ -98,6 +98,8 @@ pub enum ChangeKind {
     Restore,
     /// Removed because it is no longer rendered.
     Prune,
+    /// Not applied yet: the wave before it is not healthy (the detail says what it waits for).
+    Wait,
 }
 
 impl fmt::Display for Change {
@@ -107,6 +109,7 @@ impl fmt::Display for Change {
             ChangeKind::Update => "update",
             ChangeKind::Restore => "restore",
             ChangeKind::Prune => "prune",
+            ChangeKind::Wait => "wait for",
         };
         write!(f, "{k} {}", self.object)?;
         if let Some(d) = &self.detail {

@@ -28,4 +28,5 @@ mod signals;
 mod steer;
 mod util;
 mod watch_cache;
+mod waves;
 mod webhook;

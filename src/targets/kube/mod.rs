@@ -22,6 +22,7 @@ mod observe;
 mod retry;
 mod state;
 mod watch;
+mod waves;
 
 use std::collections::HashMap;
 use std::future::Future;
