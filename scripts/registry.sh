@@ -9,11 +9,13 @@
 #   HTPASSWD_FILE  optional; enables basic auth (realm "octostage-test"). The file must use
 #                  bcrypt hashes:  htpasswd -Bbn USER PASS > FILE   (apache2-utils)
 #
-# Ready when `GET http://127.0.0.1:PORT/v2/` answers 200 (or 401 with auth). Start-up takes
-# ~10-30 ms. The registry is exec'd, so the spawned pid *is* the registry: SIGTERM/SIGKILL it.
-# Binary: $OCTOSTAGE_REGISTRY_BIN, else `docker-registry` on PATH (apt-get install docker-registry;
-# Debian's package does not start a service when there is no init, see policy-rc.d).
-# Notes on the HTTP sequences (push, HEAD, auth headers): see docs in the test that uses it.
+# Ready when `GET http://127.0.0.1:PORT/v2/` answers 200 (401 with auth); that takes ~35-65 ms.
+# The registry is exec'd, so the spawned pid *is* the registry: SIGTERM exits it in ~2 ms.
+# If PORT is taken it exits 1 at once ("bind: address already in use" on stderr).
+# Logs (level warn) go to stderr: one line per 4xx response, so tests may want to discard them.
+# Binary: $OCTOSTAGE_REGISTRY_BIN, else `docker-registry` on PATH (apt-get install docker-registry,
+# version 2.8.2 on Debian 12; without an init system the package does not start its own service).
+# Basic auth over plain HTTP is accepted by 2.8.2: no TLS needed, no warning.
 set -euo pipefail
 
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then

@@ -38,6 +38,16 @@ pub fn check_label(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `s` is a DNS-1123 label.
+pub fn is_dns_label(s: &str) -> bool {
+    check_label(s).is_ok()
+}
+
+/// Whether `s` is a DNS-1123 subdomain: dot-separated labels, at most 253 characters.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 /// Lowercase ASCII letters and digits of `branch`, every other run of characters as one `-`.
 pub fn slug(branch: &str) -> String {
     let mut out = String::with_capacity(branch.len());

@@ -357,4 +357,36 @@ mod tests {
             "{p:?}"
         );
     }
+
+    #[test]
+    fn copy_entries_name_one_object_each_in_namespace_slash_name() {
+        let parse_copy = |copy: &str| {
+            let text = format!(
+                "version: 1\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n    copy: {copy}\n"
+            );
+            parse(
+                &text,
+                "environments.yaml",
+                Path::new("/cfg"),
+                &MemFiles::new([("t/a.yaml", "kind: A")]),
+                &LoadOptions::default(),
+            )
+        };
+        let c = parse_copy("[{secret: platform/wildcard-tls}, {config_map: ci/ca, as: ca-bundle}]")
+            .unwrap();
+        let copy = &c.environments[0].settings.copy;
+        assert_eq!(copy[0].source(), "Secret platform/wildcard-tls");
+        assert_eq!(copy[1].as_name, "ca-bundle");
+        for (bad, why) in [
+            ("[{secret: wildcard-tls}]", "namespace/name"),
+            ("[{secret: Platform/x}]", "namespace/name"),
+            ("[{secret: a/b, config_map: a/c}]", "exactly one"),
+            ("[{}]", "exactly one"),
+            ("[{secret: a/b, as: \"../x\"}]", "DNS subdomain"),
+            ("[{secret: a/b}, {secret: c/b}]", "already copied"),
+        ] {
+            let p = problems(parse_copy(bad));
+            assert!(p.iter().any(|p| p.message.contains(why)), "{bad}: {p:?}");
+        }
+    }
 }

@@ -266,6 +266,47 @@ pub struct Layer {
     pub health_deadline: Option<Duration>,
     /// Notifications.
     pub notify: Option<Arc<Notify>>,
+    /// Objects copied into every staging; replaces an inherited list.
+    pub copy: Option<Vec<Copy>>,
+}
+
+/// What kind of object a copy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CopyKind {
+    /// A `v1` Secret.
+    Secret,
+    /// A `v1` ConfigMap.
+    ConfigMap,
+}
+
+impl CopyKind {
+    /// The Kubernetes kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            CopyKind::Secret => "Secret",
+            CopyKind::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// A Secret or ConfigMap copied from `namespace/name` into each staging as `as_name`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Copy {
+    /// Secret or ConfigMap.
+    pub kind: CopyKind,
+    /// The source's namespace.
+    pub namespace: String,
+    /// The source's name.
+    pub name: String,
+    /// The name in the staging.
+    pub as_name: String,
+}
+
+impl Copy {
+    /// The source, as `Secret platform/wildcard-tls`.
+    pub fn source(&self) -> String {
+        format!("{} {}/{}", self.kind.kind(), self.namespace, self.name)
+    }
 }
 
 impl Layer {
@@ -292,6 +333,7 @@ impl Layer {
             max_extension: self.max_extension.or(base.max_extension),
             health_deadline: self.health_deadline.or(base.health_deadline),
             notify: self.notify.clone().or_else(|| base.notify.clone()),
+            copy: self.copy.clone().or_else(|| base.copy.clone()),
         }
     }
 
@@ -319,6 +361,7 @@ impl Layer {
                 .health_deadline
                 .unwrap_or(consts::DEFAULT_HEALTH_DEADLINE),
             notify: self.notify,
+            copy: self.copy.unwrap_or_default(),
         })
     }
 }
@@ -376,6 +419,8 @@ pub struct Settings {
     pub health_deadline: Duration,
     /// Notifications, if any.
     pub notify: Option<Arc<Notify>>,
+    /// Objects copied into every staging.
+    pub copy: Vec<Copy>,
 }
 
 #[cfg(test)]

@@ -97,6 +97,28 @@ pub struct RawSettings {
     /// (default `7d`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_extension: Option<String>,
+    /// Secrets and ConfigMaps copied from another namespace into every staging (a wildcard TLS
+    /// certificate, an image pull secret), and kept up to date on every pass. A list here
+    /// replaces an inherited one. Their values never appear in any output. Needs the kube
+    /// target and `get` on exactly those objects (see `deploy/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<Vec<RawCopy>>,
+}
+
+/// One object to copy into every staging: `{secret: platform/wildcard-tls}` or
+/// `{config_map: platform/ca-bundle, as: ca}`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCopy {
+    /// `namespace/name` of a Secret to copy (exclusive with `config_map`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// `namespace/name` of a ConfigMap to copy (exclusive with `secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// Its name in the staging (default: the source's name).
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub as_name: Option<String>,
 }
 
 /// Notifications: JSON POSTed to webhooks and/or given to a command on stdin, once per

@@ -5,7 +5,6 @@
 //! I/O of targets; stagings converge as a bounded number of concurrent tasks, and a pass can be
 //! cancelled between stagings (SIGTERM): what started finishes, the rest waits for the next run.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Timelike, Utc};
@@ -16,10 +15,14 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use crate::config::{self, Config, LoadOptions};
 use crate::plan::{self, Action, Plan, Planned, Why};
 use crate::render::{self, Object, RenderError};
-use crate::source::{ConfigSource, RepoCache, RepoListing};
+use crate::source::{ConfigSource, RepoCache};
 use crate::targets::{Change, ChangeKind, Target, TargetError};
 
+mod copies;
+mod listing;
 mod lookup;
+
+pub use listing::list_branches;
 
 pub use lookup::{render_staging, LookupError};
 
@@ -209,81 +212,6 @@ pub async fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Co
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// List every environment's repository, each repository once however many environments use
-/// it, in parallel; failures are per environment. Each listing is bounded by the cache's
-/// timeout: one that hangs is abandoned and reported, and its environment keeps its stagings.
-pub async fn list_branches(
-    config: &Config,
-    cache: &RepoCache,
-) -> HashMap<String, Result<RepoListing, String>> {
-    // One fetch per repository (URL and credentials), with every pin of its environments.
-    let mut repos: Vec<(config::Repository, Vec<String>, Vec<String>)> = Vec::new();
-    for env in &config.environments {
-        let pins = env.statics.iter().filter_map(|st| match &st.pin {
-            config::Pin::Commit(c) => Some(c.clone()),
-            config::Pin::Branch(_) => None,
-        });
-        match repos.iter_mut().find(|(r, _, _)| *r == env.repository) {
-            Some((_, envs, p)) => {
-                envs.push(env.name.clone());
-                p.extend(pins);
-            }
-            None => repos.push((
-                env.repository.clone(),
-                vec![env.name.clone()],
-                pins.collect(),
-            )),
-        }
-    }
-    let limit = cache.timeout() + std::time::Duration::from_secs(5);
-    let listings = futures::future::join_all(repos.into_iter().map(|(repo, envs, mut pins)| {
-        pins.sort();
-        pins.dedup();
-        let cache = cache.clone();
-        async move {
-            let url = repo.url.clone();
-            let started = std::time::Instant::now();
-            let task = tokio::task::spawn_blocking(move || {
-                cache
-                    .list(&repo.url, &repo.credentials, &pins)
-                    .map_err(|e| e.to_string())
-            });
-            let r = match tokio::time::timeout(limit, task).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(format!("listing failed: {e}")),
-                Err(_) => Err(format!(
-                    "{}: listing did not finish within {} and was abandoned",
-                    crate::redact::url(&url),
-                    humantime::format_duration(limit)
-                )),
-            };
-            crate::metrics::get()
-                .fetch_duration
-                .observe(started.elapsed().as_secs_f64());
-            (envs, r)
-        }
-    }))
-    .await;
-    let mut out = HashMap::new();
-    for (envs, r) in listings {
-        if let Err(e) = &r {
-            warn!(environments = ?envs, error = %e, "branch listing failed; these environments' stagings are kept as they are");
-            for env in &envs {
-                crate::metrics::get()
-                    .fetch_failures
-                    .get_or_create(&crate::metrics::EnvLabel {
-                        environment: env.clone(),
-                    })
-                    .inc();
-            }
-        }
-        for env in envs {
-            out.insert(env, r.clone());
-        }
-    }
-    out
-}
-
 /// Run one pass at time `now`; `cancel` stops it between stagings.
 pub async fn run(
     source: &ConfigSource,
@@ -324,7 +252,12 @@ pub async fn run(
                 confirm_deletions: opts.confirm_deletions,
             },
         );
-        let outcomes = converge(&config, &plan, target, opts, cancel).await;
+        let copied = unless_cancelled(
+            cancel,
+            copies::read(&plan, target, crate::consts::OBSERVE_TIMEOUT),
+        )
+        .await?;
+        let outcomes = converge(&config, &plan, &copied, target, opts, cancel).await;
         opts.progress.finish();
         let report = Report {
             writes: target.writes() - writes_before,
@@ -357,6 +290,7 @@ pub async fn run(
 async fn converge(
     config: &Arc<Config>,
     plan: &Plan,
+    copied: &copies::Copied,
     target: &dyn Target,
     opts: &PassOptions,
     cancel: &CancellationToken,
@@ -381,7 +315,7 @@ async fn converge(
             }
             let p = &plan.stagings[i];
             let span = info_span!("staging", name = %p.name, action = %p.action);
-            let r = converge_one(config, p, target, opts, cancel)
+            let r = converge_one(config, p, copied, target, opts, cancel)
                 .instrument(span)
                 .await;
             opts.progress.done_one();
@@ -412,6 +346,7 @@ async fn converge(
 async fn converge_one(
     config: &Arc<Config>,
     p: &Planned,
+    copied: &copies::Copied,
     target: &dyn Target,
     opts: &PassOptions,
     cancel: &CancellationToken,
@@ -442,17 +377,21 @@ async fn converge_one(
         .clone()
         .expect("stagings that exist have settings");
     let asleep = p.state.is_some_and(|s| s.asleep());
-    let fingerprint = render::fingerprint(config, &settings, &ctx, asleep);
+    // What is copied counts in the fingerprint: a rotated source is a change.
+    let (copies, copy_digest) = copies::collect(&settings, copied)?;
+    let fingerprint = render::fingerprint(config, &settings, &ctx, asleep)
+        .map(|f| f + copy_digest.as_deref().unwrap_or_default());
     if let Some(f) = &fingerprint {
         if target.holds(p, f) {
             return Ok(Vec::new());
         }
     }
-    let (config, cancel) = (config.clone(), cancel.clone());
+    let (config, cancel, context) = (config.clone(), cancel.clone(), ctx.clone());
     let mut objects =
         tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    copies::add(&mut objects, copies, &context)?;
     // What it costs awake is known only now; the record carries it.
     let mut p = p.clone();
     p.usage = Some(render::sleep::usage(&objects));

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use crate::templating::{is_template, shell_quote, TemplateSet};
 pub use command::Limits;
 pub use context::{BranchContext, CommitContext, Context};
-pub use objects::{collect_object, object_id, parse_documents, wave, Object};
+pub use objects::{collect_object, object_id, own, parse_documents, wave, Object};
 
 use crate::config::{Config, Render, Settings};
 use crate::consts;

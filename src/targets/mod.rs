@@ -205,6 +205,17 @@ pub trait Target: Send + Sync {
     fn leases(&self) -> Option<&dyn Leases> {
         None
     }
+    /// The Secret or ConfigMap `copy` names, as the body a staging's copy gets (its data and
+    /// type, none of its metadata). Only a cluster has them to copy.
+    async fn read_copy(&self, copy: &crate::config::Copy) -> Result<Object, TargetError> {
+        Err(TargetError::Io {
+            path: copy.source(),
+            message: format!(
+                "only a kube target can copy it; {} has nothing to copy from",
+                self.describe()
+            ),
+        })
+    }
     /// What the target holds now where `object` of `staging` goes, for `plan --diff`; `None`
     /// when nothing is there or the target cannot say.
     async fn current(&self, _staging: &Planned, _object: &Object) -> Option<Object> {

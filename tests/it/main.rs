@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod config_source;
 mod controller;
+mod copies;
 mod dashboard;
 mod deploy;
 mod dir_target;

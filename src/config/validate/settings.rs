@@ -87,7 +87,57 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|n| self.notify(n, &format!("{ptr}/notify")))
                 .map(std::sync::Arc::new),
+            copy: raw
+                .copy
+                .as_ref()
+                .map(|c| self.copies(c, &format!("{ptr}/copy"))),
         }
+    }
+
+    /// `copy` entries: one kind each, a `namespace/name` source, a name Kubernetes takes, and
+    /// no name given twice per kind.
+    fn copies(&mut self, raw: &[RawCopy], ptr: &str) -> Vec<Copy> {
+        let mut out: Vec<Copy> = Vec::new();
+        for (i, c) in raw.iter().enumerate() {
+            let p = format!("{ptr}/{i}");
+            let (kind, source) = match (&c.secret, &c.config_map) {
+                (Some(s), None) => (CopyKind::Secret, s),
+                (None, Some(s)) => (CopyKind::ConfigMap, s),
+                _ => {
+                    self.err(&p, "give exactly one of `secret` and `config_map`");
+                    continue;
+                }
+            };
+            let Some((namespace, name)) = source
+                .split_once('/')
+                .filter(|(ns, n)| naming::is_dns_label(ns) && naming::is_dns_subdomain(n))
+            else {
+                self.err(&p, format!("{source:?} is not `namespace/name` (a DNS label, a slash, a DNS subdomain)"));
+                continue;
+            };
+            let as_name = c.as_name.clone().unwrap_or_else(|| name.to_string());
+            if !naming::is_dns_subdomain(&as_name) {
+                self.err(
+                    &format!("{p}/as"),
+                    format!("{as_name:?} is not a DNS subdomain name"),
+                );
+                continue;
+            }
+            if out.iter().any(|o| o.kind == kind && o.as_name == as_name) {
+                self.err(
+                    &p,
+                    format!("a {} named {as_name:?} is already copied here", kind.kind()),
+                );
+                continue;
+            }
+            out.push(Copy {
+                kind,
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                as_name,
+            });
+        }
+        out
     }
 
     /// A declared render spec counts as declared even when it is wrong: its own problem is

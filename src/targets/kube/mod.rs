@@ -10,6 +10,7 @@
 
 mod apply;
 mod cache;
+mod copies;
 mod counting;
 mod drift;
 mod events;
@@ -312,6 +313,10 @@ impl Target for KubeTarget {
         requests: &crate::plan::Requests,
     ) -> Result<bool, TargetError> {
         self.request_async(name, expected, requests).await
+    }
+
+    async fn read_copy(&self, copy: &crate::config::Copy) -> Result<Object, TargetError> {
+        self.read_copy_async(copy).await
     }
 
     async fn current(&self, staging: &Planned, object: &Object) -> Option<Object> {

@@ -1,0 +1,84 @@
+//! Branch listings of a pass: every application repository fetched once, in parallel, each
+//! bounded, a failure kept to the environments that use it.
+
+use std::collections::HashMap;
+
+use tracing::warn;
+
+use crate::config::{self, Config};
+use crate::source::{RepoCache, RepoListing};
+
+/// List every environment's repository, each repository once however many environments use
+/// it, in parallel; failures are per environment. Each listing is bounded by the cache's
+/// timeout: one that hangs is abandoned and reported, and its environment keeps its stagings.
+pub async fn list_branches(
+    config: &Config,
+    cache: &RepoCache,
+) -> HashMap<String, Result<RepoListing, String>> {
+    // One fetch per repository (URL and credentials), with every pin of its environments.
+    let mut repos: Vec<(config::Repository, Vec<String>, Vec<String>)> = Vec::new();
+    for env in &config.environments {
+        let pins = env.statics.iter().filter_map(|st| match &st.pin {
+            config::Pin::Commit(c) => Some(c.clone()),
+            config::Pin::Branch(_) => None,
+        });
+        match repos.iter_mut().find(|(r, _, _)| *r == env.repository) {
+            Some((_, envs, p)) => {
+                envs.push(env.name.clone());
+                p.extend(pins);
+            }
+            None => repos.push((
+                env.repository.clone(),
+                vec![env.name.clone()],
+                pins.collect(),
+            )),
+        }
+    }
+    let limit = cache.timeout() + std::time::Duration::from_secs(5);
+    let listings = futures::future::join_all(repos.into_iter().map(|(repo, envs, mut pins)| {
+        pins.sort();
+        pins.dedup();
+        let cache = cache.clone();
+        async move {
+            let url = repo.url.clone();
+            let started = std::time::Instant::now();
+            let task = tokio::task::spawn_blocking(move || {
+                cache
+                    .list(&repo.url, &repo.credentials, &pins)
+                    .map_err(|e| e.to_string())
+            });
+            let r = match tokio::time::timeout(limit, task).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Err(format!("listing failed: {e}")),
+                Err(_) => Err(format!(
+                    "{}: listing did not finish within {} and was abandoned",
+                    crate::redact::url(&url),
+                    humantime::format_duration(limit)
+                )),
+            };
+            crate::metrics::get()
+                .fetch_duration
+                .observe(started.elapsed().as_secs_f64());
+            (envs, r)
+        }
+    }))
+    .await;
+    let mut out = HashMap::new();
+    for (envs, r) in listings {
+        if let Err(e) = &r {
+            warn!(environments = ?envs, error = %e, "branch listing failed; these environments' stagings are kept as they are");
+            for env in &envs {
+                crate::metrics::get()
+                    .fetch_failures
+                    .get_or_create(&crate::metrics::EnvLabel {
+                        environment: env.clone(),
+                    })
+                    .inc();
+            }
+        }
+        for env in envs {
+            out.insert(env, r.clone());
+        }
+    }
+    out
+}
