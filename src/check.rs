@@ -192,8 +192,11 @@ fn check_staging(
         ));
     }
     let result = match &settings.render {
-        Render::Templates(_) => render::render(config, settings, &ctx, None).map(|_| ()),
+        Render::Templates(_) => render::render(config, settings, &ctx, None, None).map(|_| ()),
         Render::Command(args) => render::command_args(&config.templates, args, &ctx).map(|_| ()),
+        // Files of the application repository exist only at a commit, and tools are not run
+        // by `validate`: the templates in the spec were compiled when the file was read.
+        Render::AppTemplates(_) | Render::Kustomize(_) | Render::Helm(_) => Ok(()),
     };
     if let Err(e) = result {
         found(e.to_string());

@@ -49,6 +49,22 @@ pub const EXAMPLE_REPO: &[(&str, &str)] = &[
         "render/docs.sh",
         include_str!("../example-repo/render/docs.sh"),
     ),
+    (
+        "app-storefront/deploy/base/kustomization.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/kustomization.yaml"),
+    ),
+    (
+        "app-storefront/deploy/base/deployment.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/deployment.yaml"),
+    ),
+    (
+        "app-storefront/deploy/base/service.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/service.yaml"),
+    ),
+    (
+        "app-storefront/deploy/base/ingress.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/ingress.yaml"),
+    ),
 ];
 
 /// Why the demo stopped.
@@ -68,6 +84,26 @@ pub enum DemoError {
 fn setup<E: std::fmt::Display>(e: E) -> DemoError {
     DemoError::Setup(e.to_string())
 }
+
+/// What the storefront application repository keeps in `deploy/base` (its kustomize base).
+pub const STOREFRONT: &[(&str, &str)] = &[
+    (
+        "deploy/base/kustomization.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/kustomization.yaml"),
+    ),
+    (
+        "deploy/base/deployment.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/deployment.yaml"),
+    ),
+    (
+        "deploy/base/service.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/service.yaml"),
+    ),
+    (
+        "deploy/base/ingress.yaml",
+        include_str!("../example-repo/app-storefront/deploy/base/ingress.yaml"),
+    ),
+];
 
 /// Write the example config repository into `dir`.
 pub fn write_example(dir: &Path) -> Result<(), DemoError> {
@@ -92,6 +128,44 @@ impl DemoRepo {
         r.commit("main", "Initial commit", when)?;
         r.repo.set_head("refs/heads/main")?;
         Ok(r)
+    }
+
+    /// A new repository at `path` whose first commit on `main`, at `when`, holds `files`
+    /// (relative path, contents).
+    pub fn create_with(
+        path: &Path,
+        when: DateTime<Utc>,
+        files: &[(&str, &str)],
+    ) -> Result<DemoRepo, git2::Error> {
+        let repo = Repository::init(path)?;
+        for (rel, text) in files {
+            let p = path.join(rel);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+            }
+            std::fs::write(&p, text).map_err(|e| git2::Error::from_str(&e.to_string()))?;
+        }
+        let mut index = repo.index()?;
+        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+        index.write()?;
+        {
+            let tree = repo.find_tree(index.write_tree()?)?;
+            let sig = Signature::new(
+                "Demo Developer",
+                "dev@example.com",
+                &Time::new(when.timestamp(), 0),
+            )?;
+            repo.commit(
+                Some("refs/heads/main"),
+                &sig,
+                &sig,
+                "Initial commit",
+                &tree,
+                &[],
+            )?;
+        }
+        repo.set_head("refs/heads/main")?;
+        Ok(DemoRepo { repo })
     }
 
     /// Commit a file change on `branch` (created from main when missing) at time `when`.
@@ -157,6 +231,12 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
     write_example(&config_dir)?;
     let shop = shop_repository(&base, now)?;
     let docs = DemoRepo::create(&base.join("apps/docs"), now - day * 30).map_err(setup)?;
+    let storefront =
+        DemoRepo::create_with(&base.join("apps/storefront"), now - day * 10, STOREFRONT)
+            .map_err(setup)?;
+    storefront
+        .commit("feature/wishlist", "Wishlist", now - Duration::hours(3))
+        .map_err(setup)?;
     docs.commit(
         "docs/install-guide",
         "Rewrite the install guide",
@@ -174,6 +254,10 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
             repository_overrides: vec![
                 ("shop".into(), base.join("apps/shop").display().to_string()),
                 ("docs".into(), base.join("apps/docs").display().to_string()),
+                (
+                    "storefront".into(),
+                    base.join("apps/storefront").display().to_string(),
+                ),
             ],
         },
         dry_run: false,
@@ -182,7 +266,7 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
         progress: Default::default(),
         diff: false,
     };
-    writeln!(out, "octostage demo in {}\n  config repository: {}\n  application repositories: {}/apps/{{shop,docs}}\n  target: dir:{}\n", base.display(), config_dir.display(), base.display(), stagings.display())?;
+    writeln!(out, "octostage demo in {}\n  config repository: {}\n  application repositories: {}/apps/{{shop,docs,storefront}}\n  target: dir:{}\n", base.display(), config_dir.display(), base.display(), stagings.display())?;
 
     let cancel = tokio_util::sync::CancellationToken::new();
     let demo = Demo {

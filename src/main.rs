@@ -204,9 +204,11 @@ async fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
     let listings = pass::list_branches(&config, &s.cache).await;
     let target = targets::open_for_plan(&a.target, &a.instance).await?;
     let observed = target.observe().await?;
+    let cache = s.cache.clone();
     let objects = tokio::task::spawn_blocking(move || {
         pass::render_staging(
             &config,
+            &cache,
             &listings,
             &observed,
             &a.environment,

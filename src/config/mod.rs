@@ -73,12 +73,22 @@ pub trait Files {
     /// Every template file (`*.yaml`, `*.yml`, `*.j2`) under `dir`, recursively, as
     /// (path relative to the repository root, contents), sorted by path.
     fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String>;
+    /// Whether `dir` is a directory inside the repository.
+    fn has_dir(&self, dir: &str) -> bool;
 }
 
 /// [`Files`] on a directory.
 pub struct DiskFiles<'a>(pub &'a Path);
 
 impl Files for DiskFiles<'_> {
+    fn has_dir(&self, dir: &str) -> bool {
+        let base = self.0.join(dir);
+        match (self.0.canonicalize(), base.is_dir()) {
+            (Ok(root), true) => inside(&root, &base, dir).is_ok(),
+            _ => false,
+        }
+    }
+
     fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
         let mut out = Vec::new();
         let base = self.0.join(dir);
@@ -132,6 +142,11 @@ impl MemFiles {
 }
 
 impl Files for MemFiles {
+    fn has_dir(&self, dir: &str) -> bool {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.0.keys().any(|p| p.starts_with(&prefix))
+    }
+
     fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
         let prefix = format!("{}/", dir.trim_end_matches('/'));
         if !self.0.keys().any(|p| p.starts_with(&prefix)) {

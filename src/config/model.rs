@@ -222,8 +222,76 @@ pub enum Ttl {
 pub enum Render {
     /// A directory of minijinja templates in the config repository.
     Templates(String),
+    /// A directory of minijinja templates in the application repository.
+    AppTemplates(String),
     /// A program (argument templates) that prints multi-document YAML.
     Command(Vec<String>),
+    /// A kustomization, through an overlay generated per staging.
+    Kustomize(Arc<Kustomize>),
+    /// A Helm chart.
+    Helm(Arc<Helm>),
+}
+
+impl Render {
+    /// The path of the application repository this render reads itself, if any.
+    pub fn app_path(&self) -> Option<&str> {
+        match self {
+            Render::AppTemplates(p) => Some(p),
+            Render::Kustomize(k) if k.from == Origin::App => Some(&k.path),
+            Render::Helm(h) if h.from == Origin::App => Some(&h.chart),
+            _ => None,
+        }
+    }
+}
+
+/// Which repository a path is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The config repository.
+    Config,
+    /// The application repository at the staging's commit.
+    App,
+}
+
+/// `kustomize:` validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kustomize {
+    /// The kustomization directory.
+    pub path: String,
+    /// Its repository.
+    pub from: Origin,
+    /// Whether the overlay sets the staging's namespace.
+    pub namespace: bool,
+    /// Image overrides (templates).
+    pub images: Vec<KustomizeImage>,
+    /// Patches: YAML (a template) and an optional target.
+    pub patches: Vec<(String, Option<serde_json::Map<String, serde_json::Value>>)>,
+}
+
+/// An image override of a kustomize overlay (templates).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KustomizeImage {
+    /// The image as the base names it.
+    pub name: String,
+    /// Another name.
+    pub new_name: Option<String>,
+    /// Another tag.
+    pub new_tag: Option<String>,
+    /// A digest.
+    pub digest: Option<String>,
+}
+
+/// `helm:` validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Helm {
+    /// The chart directory.
+    pub chart: String,
+    /// Its repository.
+    pub from: Origin,
+    /// The release name template.
+    pub release: Option<String>,
+    /// Values (strings are templates).
+    pub values: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A validated sleep schedule.
@@ -268,6 +336,8 @@ pub struct Layer {
     pub notify: Option<Arc<Notify>>,
     /// Objects copied into every staging; replaces an inherited list.
     pub copy: Option<Vec<Copy>>,
+    /// Paths of the application repository exported for rendering.
+    pub app_paths: Option<Vec<String>>,
 }
 
 /// What kind of object a copy is.
@@ -334,6 +404,7 @@ impl Layer {
             health_deadline: self.health_deadline.or(base.health_deadline),
             notify: self.notify.clone().or_else(|| base.notify.clone()),
             copy: self.copy.clone().or_else(|| base.copy.clone()),
+            app_paths: self.app_paths.clone().or_else(|| base.app_paths.clone()),
         }
     }
 
@@ -362,6 +433,7 @@ impl Layer {
                 .unwrap_or(consts::DEFAULT_HEALTH_DEADLINE),
             notify: self.notify,
             copy: self.copy.unwrap_or_default(),
+            app_paths: self.app_paths.unwrap_or_default(),
         })
     }
 }
@@ -421,6 +493,22 @@ pub struct Settings {
     pub notify: Option<Arc<Notify>>,
     /// Objects copied into every staging.
     pub copy: Vec<Copy>,
+    /// Paths of the application repository given as `app_paths`.
+    pub app_paths: Vec<String>,
+}
+
+impl Settings {
+    /// The paths of the application repository a render of these settings reads: `app_paths`
+    /// and the render spec's own, none when it reads none.
+    pub fn app_export(&self) -> Vec<String> {
+        let mut out = self.app_paths.clone();
+        if let Some(p) = self.render.app_path() {
+            if !out.iter().any(|o| o == p) {
+                out.push(p.to_string());
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]

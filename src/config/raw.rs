@@ -40,15 +40,32 @@ pub struct RawSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Directory in the config repository whose `*.yaml`, `*.yml` and `*.j2` files are minijinja
-    /// templates of Kubernetes objects. Exclusive with `command` at the same level.
+    /// templates of Kubernetes objects; or `{from: app, path: deploy/k8s}`: the directory in the
+    /// application repository at the staging's commit. Exclusive with `command`, `kustomize` and
+    /// `helm` at the same level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub templates: Option<String>,
+    pub templates: Option<RawTemplates>,
     /// A program and its arguments (each a template) that prints multi-document YAML, such as
     /// `helm template` or `kubectl kustomize`. Runs in the config repository with the template
     /// context in `OCTOSTAGE_*` environment variables. Exclusive with `templates` at the same
     /// level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// A kustomize directory rendered with `kubectl kustomize` through an overlay octostage
+    /// generates per staging: the namespace, image names and tags and patches below, each a
+    /// template. Exclusive with `templates`, `command` and `helm` at the same level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<RawKustomize>,
+    /// A Helm chart rendered with `helm template` (helm must be installed), with `values` as
+    /// templates. Exclusive with `templates`, `command` and `kustomize` at the same level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<RawHelm>,
+    /// Paths of the application repository a render command reads: exported at the staging's
+    /// commit into a read-only directory given as `OCTOSTAGE_APP_DIR`. `templates`, `kustomize`
+    /// and `helm` taken `from: app` export their own path unless this lists more (a kustomize
+    /// overlay whose base lives elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_paths: Option<Vec<String>>,
     /// How long rendering one staging may take, reading the command's output included, before
     /// its command (and every process it started) is stopped (default `60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +120,105 @@ pub struct RawSettings {
     /// target and `get` on exactly those objects (see `deploy/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<Vec<RawCopy>>,
+}
+
+/// A templates directory: a path in the config repository, or `{from, path}`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawTemplates {
+    /// A directory in the config repository.
+    Dir(String),
+    /// A directory in the config or the application repository.
+    From(RawFrom),
+}
+
+/// Which repository a path is in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RawOrigin {
+    /// The config repository (at its current commit).
+    #[default]
+    Config,
+    /// The application repository, at the staging's commit.
+    App,
+}
+
+/// A path in one of the repositories.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawFrom {
+    /// `config` (default) or `app`.
+    #[serde(default)]
+    pub from: RawOrigin,
+    /// The directory, relative to the repository's root.
+    pub path: String,
+}
+
+/// `kustomize:` a kustomization directory and what the generated overlay sets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawKustomize {
+    /// The kustomization directory (with its `kustomization.yaml`).
+    pub path: String,
+    /// `config` (default) or `app`: the application repository at the staging's commit.
+    #[serde(default)]
+    pub from: RawOrigin,
+    /// Whether the overlay sets every object's namespace to the staging's (default `true`).
+    #[serde(default = "yes")]
+    pub namespace: bool,
+    /// Image overrides, as kustomize's `images`: `{name, new_name, new_tag, digest}`, each a
+    /// template (`new_tag: "{{ commit.sha }}"`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<RawKustomizeImage>,
+    /// Patches (strategic merge or JSON 6902 with a target), each a template of YAML, as
+    /// kustomize's `patches: [{patch: ..., target: ...}]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<RawKustomizePatch>,
+}
+
+/// One image override of a kustomize overlay.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawKustomizeImage {
+    /// The image name as the base writes it.
+    pub name: String,
+    /// Another image name (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// Another tag (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tag: Option<String>,
+    /// A digest instead of a tag (a template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// One patch of a kustomize overlay.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawKustomizePatch {
+    /// The patch, YAML (a template).
+    pub patch: String,
+    /// Which objects it applies to, as kustomize's `target` (`{kind: Ingress, name: web}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `helm:` a chart and its values.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawHelm {
+    /// The chart directory.
+    pub chart: String,
+    /// `config` (default) or `app`: the application repository at the staging's commit.
+    #[serde(default)]
+    pub from: RawOrigin,
+    /// The release name (a template; default the staging's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Values handed to `helm template` (strings inside are templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One object to copy into every staging: `{secret: platform/wildcard-tls}` or

@@ -25,6 +25,7 @@ pub enum LookupError {
 /// named as the pass names it: the planner decides the name and context.
 pub fn render_staging(
     config: &Config,
+    cache: &crate::source::RepoCache,
     listings: &HashMap<String, Result<RepoListing, String>>,
     observed: &plan::Observed,
     environment: &str,
@@ -87,5 +88,12 @@ pub fn render_staging(
         .settings
         .as_ref()
         .expect("stagings with a context have settings");
-    Ok(render::render(config, settings, ctx, None)?)
+    let app_dir = render::export_app(cache, config, environment, settings, ctx)?;
+    Ok(render::render(
+        config,
+        settings,
+        ctx,
+        app_dir.as_deref(),
+        None,
+    )?)
 }

@@ -257,7 +257,7 @@ pub async fn run(
             copies::read(&plan, target, crate::consts::OBSERVE_TIMEOUT),
         )
         .await?;
-        let outcomes = converge(&config, &plan, &copied, target, opts, cancel).await;
+        let outcomes = converge(&config, cache, &plan, &copied, target, opts, cancel).await;
         opts.progress.finish();
         let report = Report {
             writes: target.writes() - writes_before,
@@ -289,6 +289,7 @@ pub async fn run(
 /// others. Once `cancel` fires, stagings not yet started are skipped.
 async fn converge(
     config: &Arc<Config>,
+    cache: &RepoCache,
     plan: &Plan,
     copied: &copies::Copied,
     target: &dyn Target,
@@ -315,7 +316,7 @@ async fn converge(
             }
             let p = &plan.stagings[i];
             let span = info_span!("staging", name = %p.name, action = %p.action);
-            let r = converge_one(config, p, copied, target, opts, cancel)
+            let r = converge_one(config, cache, p, copied, target, opts, cancel)
                 .instrument(span)
                 .await;
             opts.progress.done_one();
@@ -343,8 +344,10 @@ async fn converge(
     results
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn converge_one(
     config: &Arc<Config>,
+    cache: &RepoCache,
     p: &Planned,
     copied: &copies::Copied,
     target: &dyn Target,
@@ -387,10 +390,13 @@ async fn converge_one(
         }
     }
     let (config, cancel, context) = (config.clone(), cancel.clone(), ctx.clone());
-    let mut objects =
-        tokio::task::spawn_blocking(move || render::render(&config, &settings, &ctx, Some(cancel)))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let (cache, environment) = (cache.clone(), p.environment.clone());
+    let mut objects = tokio::task::spawn_blocking(move || {
+        let app_dir = render::export_app(&cache, &config, &environment, &settings, &ctx)?;
+        render::render(&config, &settings, &ctx, app_dir.as_deref(), Some(cancel))
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     copies::add(&mut objects, copies, &context)?;
     // What it costs awake is known only now; the record carries it.
     let mut p = p.clone();

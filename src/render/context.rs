@@ -164,7 +164,7 @@ fn env_key(name: &str) -> String {
         .collect()
 }
 
-fn render_values(
+pub(super) fn render_values(
     t: &TemplateSet,
     v: &mut serde_json::Value,
     view: &minijinja::Value,

@@ -10,6 +10,7 @@ mod explain;
 mod guard;
 mod objects;
 pub mod sleep;
+mod tools;
 
 use std::time::Duration;
 
@@ -82,6 +83,12 @@ pub enum RenderError {
         /// The limit.
         after: Duration,
     },
+    /// The files of the application repository a render reads could not be exported.
+    #[error("application repository files: {message}")]
+    Export {
+        /// What went wrong (no secret: URLs are redacted by the source).
+        message: String,
+    },
     /// Octostage is shutting down: the render command was stopped.
     #[error("rendering was stopped: octostage is shutting down")]
     Cancelled,
@@ -107,6 +114,7 @@ impl RenderError {
             RenderError::Timeout { .. } => "timeout",
             RenderError::OutputLimit { .. } => "output-limit",
             RenderError::Cancelled => "cancelled",
+            RenderError::Export { .. } => "export",
         }
     }
 }
@@ -210,6 +218,26 @@ pub fn fingerprint(
                 part(a.as_bytes());
             }
         }
+        // Files of the application repository are those of the commit, which the context
+        // holds; files of the config repository are those of its commit.
+        other => {
+            part(b"spec");
+            part(format!("{other:?}").as_bytes());
+            let from_config = match other {
+                Render::Kustomize(k) => k.from == crate::config::Origin::Config,
+                Render::Helm(h) => h.from == crate::config::Origin::Config,
+                _ => false,
+            };
+            if from_config {
+                part(config.commit.as_deref()?.as_bytes());
+            }
+            for a in &settings.render_env {
+                part(a.as_bytes());
+            }
+        }
+    }
+    for p in settings.app_export() {
+        part(p.as_bytes());
     }
     Some(format!("{:x}", h.finalize()))
 }
@@ -220,11 +248,37 @@ pub fn render(
     config: &Config,
     settings: &Settings,
     ctx: &Context,
+    app_dir: Option<&std::path::Path>,
     cancel: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<Vec<Object>, RenderError> {
     let limit = settings.render_output_limit;
     let outputs = match &settings.render {
         Render::Templates(dir) => render_templates(&config.templates, dir, ctx, limit)?,
+        Render::AppTemplates(path) => {
+            let root = tools::locate(config, crate::config::Origin::App, path, app_dir)?;
+            use crate::config::Files;
+            let app = root
+                .ancestors()
+                .nth(std::path::Path::new(path).components().count());
+            let files = crate::config::DiskFiles(app.unwrap_or(&root))
+                .template_files(path)
+                .map_err(|message| RenderError::Template {
+                    file: path.clone(),
+                    line: 0,
+                    column: 0,
+                    message,
+                })?;
+            let mut set = TemplateSet::default();
+            if let Some((file, line, message)) = set.add_dir(path, files).into_iter().next() {
+                return Err(RenderError::Template {
+                    file,
+                    line,
+                    column: 0,
+                    message,
+                });
+            }
+            render_templates(&set, path, ctx, limit)?
+        }
         Render::Command(args) => {
             let argv = command_args(&config.templates, args, ctx)?;
             let mut pass_env: Vec<&str> = consts::RENDER_ENV_DEFAULT.to_vec();
@@ -233,7 +287,7 @@ pub fn render(
                 &argv,
                 &config.root,
                 &pass_env,
-                &ctx.env_vars(),
+                &command_vars(ctx, app_dir),
                 &Limits {
                     timeout: settings.render_timeout,
                     max_output: limit,
@@ -242,6 +296,8 @@ pub fn render(
             )?;
             vec![(format!("command `{}`", argv.join(" ")), out)]
         }
+        Render::Kustomize(k) => vec![tools::kustomize(config, settings, k, ctx, app_dir, cancel)?],
+        Render::Helm(h) => vec![tools::helm(config, settings, h, ctx, app_dir, cancel)?],
     };
     let untrusted = [
         ("the branch name", ctx.branch.name.as_str()),
@@ -311,6 +367,42 @@ fn render_templates(
         out.push((name.clone(), text));
     }
     Ok(out)
+}
+
+/// Export the files of the application repository the settings read (none: `None`), at the
+/// staging's commit, from the mirror in `cache`.
+pub fn export_app(
+    cache: &crate::source::RepoCache,
+    config: &Config,
+    environment: &str,
+    settings: &Settings,
+    ctx: &Context,
+) -> Result<Option<std::path::PathBuf>, RenderError> {
+    let paths = settings.app_export();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let env = config
+        .environment(environment)
+        .ok_or_else(|| RenderError::Export {
+            message: format!("no environment {environment:?}"),
+        })?;
+    cache
+        .export(&env.repository.url, &ctx.commit.sha, &paths)
+        .map(Some)
+        .map_err(|e| RenderError::Export {
+            message: e.to_string(),
+        })
+}
+
+/// The variables a render command gets: the context, and `OCTOSTAGE_APP_DIR` when the
+/// application repository was exported for it.
+fn command_vars(ctx: &Context, app_dir: Option<&std::path::Path>) -> Vec<(String, String)> {
+    let mut vars = ctx.env_vars();
+    if let Some(d) = app_dir {
+        vars.push(("OCTOSTAGE_APP_DIR".into(), d.display().to_string()));
+    }
+    vars
 }
 
 /// A render command's arguments, each rendered as a template.

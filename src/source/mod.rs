@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use config_repo::{ConfigSource, Snapshot};
-pub use git::{default_cache_dir, RepoCache, RepoListing};
+pub use git::{check_app_path, default_cache_dir, RepoCache, RepoListing};
 
 /// A commit as octostage needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ fn the_example_repository_is_valid() {
         0,
     );
     assert!(
-        out.contains("valid (2 environments, 2 static stagings)"),
+        out.contains("valid (3 environments, 2 static stagings)"),
         "{out}"
     );
 }

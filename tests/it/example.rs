@@ -4,6 +4,18 @@
 use crate::util::*;
 
 fn apps(tmp: &std::path::Path) -> (GitRepo, GitRepo) {
+    // The storefront keeps its kustomize base in its own repository.
+    let storefront = tmp.join("storefront");
+    copy_dir(&root().join("example-repo/app-storefront"), &storefront);
+    let sf = GitRepo::init(&storefront, &days_ago(5));
+    sf.git(&["add", "-A"]);
+    sf.git(&["commit", "-q", "-m", "Kustomize base"]);
+    crate::app_manifests::commit_files(
+        &sf,
+        "feature/wishlist",
+        &[("README", Some("wishlist"))],
+        "Wishlist",
+    );
     let shop = GitRepo::init(&tmp.join("shop"), &days_ago(40));
     shop.git(&["tag", "v1.4.0", "main"]);
     shop.commit("main", "Release", &days_ago(2));
@@ -29,6 +41,8 @@ fn example_args(
         format!("shop={}", shop.path.display()),
         "--repository".into(),
         format!("docs={}", docs.path.display()),
+        "--repository".into(),
+        format!("storefront={}", tmp.join("storefront").display()),
         "--cache-dir".into(),
         tmp.join("cache").display().to_string(),
     ]
@@ -59,8 +73,34 @@ fn the_example_converges_into_a_directory() {
             "shop-feature-checkout",
             "shop-main",
             "shop-rc",
-            "shop-release-2-0"
+            "shop-release-2-0",
+            "storefront-feature-wishlist",
+            "storefront-main"
         ]
+    );
+    // The kustomize base of the storefront's own repository, per staging: its commit's image
+    // and a host of its own.
+    let sf: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(
+            out.join("storefront-feature-wishlist/deployment-storefront.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let sha = GitRepo {
+        path: tmp.path().join("storefront"),
+    }
+    .git(&["rev-parse", "feature/wishlist"]);
+    assert_eq!(
+        sf["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("registry.example.com/acme/storefront:{sha}").as_str()
+    );
+    let ing =
+        std::fs::read_to_string(out.join("storefront-feature-wishlist/ingress-storefront.yaml"))
+            .unwrap();
+    assert!(
+        ing.contains("storefront-feature-wishlist.storefront.staging.example.com"),
+        "{ing}"
     );
     let shop_main = out.join("shop-main");
     for f in [
@@ -114,7 +154,7 @@ fn the_example_converges_into_a_directory() {
     );
     let listed = octostage_ok(&["status", "--target", &target], 0);
     assert!(
-        listed.contains("7 stagings")
+        listed.contains("9 stagings")
             && listed.contains("https://shop-main.shop.staging.example.com"),
         "{listed}"
     );

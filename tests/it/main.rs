@@ -1,6 +1,7 @@
 //! Integration tests: one binary (ripgrep style), real git repositories, the real `octostage`
 //! binary. Shared helpers live in `util`.
 
+mod app_manifests;
 mod attacks;
 mod browser;
 mod cli;

@@ -13,6 +13,7 @@ use crate::consts;
 use crate::naming;
 use crate::templating::TemplateSet;
 
+mod render;
 mod settings;
 mod values;
 

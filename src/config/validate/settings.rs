@@ -91,6 +91,14 @@ impl Validator<'_> {
                 .copy
                 .as_ref()
                 .map(|c| self.copies(c, &format!("{ptr}/copy"))),
+            app_paths: raw.app_paths.as_ref().map(|paths| {
+                for (i, p) in paths.iter().enumerate() {
+                    if let Err(e) = crate::source::check_app_path(p) {
+                        self.err(&format!("{ptr}/app_paths/{i}"), e);
+                    }
+                }
+                paths.clone()
+            }),
         }
     }
 
@@ -138,36 +146,6 @@ impl Validator<'_> {
             });
         }
         out
-    }
-
-    /// A declared render spec counts as declared even when it is wrong: its own problem is
-    /// reported, and "no render spec" on top of it would only mislead.
-    pub(super) fn render_spec(&mut self, raw: &RawSettings, ptr: &str) -> Option<Render> {
-        match (&raw.templates, &raw.command) {
-            (Some(dir), Some(_)) => {
-                self.err(ptr, "`templates` and `command` are both set here; keep one");
-                Some(Render::Templates(dir.clone()))
-            }
-            (Some(dir), None) => Some(Render::Templates(
-                self.templates_dir(dir, &format!("{ptr}/templates")),
-            )),
-            (None, Some(cmd)) => {
-                if cmd.is_empty() {
-                    self.err(
-                        &format!("{ptr}/command"),
-                        "command is empty: give the program and its arguments",
-                    );
-                }
-                for (i, arg) in cmd.iter().enumerate() {
-                    self.template_str(arg, &format!("{ptr}/command/{i}"));
-                }
-                for (i, message) in crate::config::untrusted::command(cmd, self.tainted()) {
-                    self.err(&format!("{ptr}/command/{i}"), message);
-                }
-                Some(Render::Command(cmd.clone()))
-            }
-            (None, None) => None,
-        }
     }
 
     /// Whether any `values` or `links` of the file uses a name from git: then a render command

@@ -21,6 +21,9 @@ use crate::redact;
 mod fetch;
 mod mirror;
 mod sync;
+mod tree;
+
+pub use tree::check_path as check_app_path;
 
 pub(crate) use fetch::fetch_mirror;
 use fetch::{fetch, Want};

@@ -1,0 +1,309 @@
+//! Files of an application repository at one commit, exported for rendering: only the paths an
+//! environment declares, read from the mirror (under its lock), written once per commit and set
+//! of paths into the cache, read-only, bounded in files and bytes, without symbolic links (a
+//! link could point anywhere on the host) or submodules. Old exports are removed, oldest first.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
+
+use super::mirror::{self, FileLock};
+use super::RepoCache;
+use crate::source::SourceError;
+
+/// Most files one export may hold.
+pub const MAX_FILES: usize = 20_000;
+/// Most bytes one export may hold.
+pub const MAX_BYTES: u64 = 256 << 20;
+/// Exports kept in the cache; older ones are removed.
+const KEEP: usize = 64;
+/// Written last: an export without it was cut short and is made again.
+const COMPLETE: &str = ".octostage-complete";
+
+impl RepoCache {
+    /// The directory holding `paths` of `url` at commit `sha`, exported on first use.
+    pub fn export(&self, url: &str, sha: &str, paths: &[String]) -> Result<PathBuf, SourceError> {
+        let key = format!("{}\0{sha}\0{}", url, paths.join("\0"));
+        let root = self.dir.join("trees");
+        let dir = root.join(format!(
+            "{}-{}",
+            &sha[..sha.len().min(12)],
+            crate::naming::short_hash(&key, 12)
+        ));
+        if dir.join(COMPLETE).exists() {
+            return Ok(dir);
+        }
+        let local = |message: String| SourceError::Local {
+            path: dir.display().to_string(),
+            message,
+        };
+        std::fs::create_dir_all(&root).map_err(|e| local(format!("cannot create: {e}")))?;
+        let mirror_dir = self.mirror_dir(url);
+        let _lock = FileLock::acquire(&mirror::lock_path(&mirror_dir), self.timeout())?;
+        if dir.join(COMPLETE).exists() {
+            return Ok(dir);
+        }
+        let work = tempfile::Builder::new()
+            .prefix(".export-")
+            .tempdir_in(&root)
+            .map_err(|e| local(format!("cannot create: {e}")))?;
+        let repo = Repository::open_bare(&mirror_dir).map_err(|e| {
+            local(format!(
+                "the repository's mirror cannot be opened: {}",
+                e.message()
+            ))
+        })?;
+        write_paths(&repo, sha, paths, work.path())?;
+        std::fs::File::create(work.path().join(COMPLETE))
+            .map_err(|e| local(format!("cannot write: {e}")))?;
+        read_only(work.path());
+        let _ = remove(&dir);
+        let tmp = work.keep();
+        if let Err(e) = std::fs::rename(&tmp, &dir) {
+            let _ = remove(&tmp);
+            if !dir.join(COMPLETE).exists() {
+                return Err(local(format!("cannot move the export into place: {e}")));
+            }
+        }
+        prune(&root, &dir);
+        Ok(dir)
+    }
+}
+
+/// Check an export path as written in the configuration: relative, normalized, inside.
+pub fn check_path(p: &str) -> Result<(), String> {
+    let path = Path::new(p);
+    if p.is_empty() || path.is_absolute() || p.contains('\\') {
+        return Err(format!(
+            "{p:?} must be a relative path inside the application repository"
+        ));
+    }
+    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(format!(
+            "{p:?} must not contain `.`, `..` or empty segments"
+        ));
+    }
+    Ok(())
+}
+
+fn write_paths(
+    repo: &Repository,
+    sha: &str,
+    paths: &[String],
+    out: &Path,
+) -> Result<(), SourceError> {
+    let short = &sha[..sha.len().min(7)];
+    let fail = |message: String| SourceError::Local {
+        path: format!("application repository at {short}"),
+        message,
+    };
+    let oid = Oid::from_str(sha).map_err(|e| fail(e.message().to_string()))?;
+    let commit = repo
+        .find_commit(oid)
+        .map_err(|_| fail("the commit is not in the mirror (the branch moved on)".into()))?;
+    let tree = commit.tree().map_err(|e| fail(e.message().to_string()))?;
+    let mut budget = Budget { files: 0, bytes: 0 };
+    for p in paths {
+        check_path(p).map_err(fail)?;
+        let entry = tree.get_path(Path::new(p)).map_err(|_| {
+            fail(format!(
+                "path {p:?} does not exist in the application repository at this commit"
+            ))
+        })?;
+        let target = out.join(p);
+        match entry.kind() {
+            Some(ObjectType::Tree) => {
+                let sub = repo
+                    .find_tree(entry.id())
+                    .map_err(|e| fail(e.message().to_string()))?;
+                std::fs::create_dir_all(&target).map_err(|e| fail(format!("cannot write: {e}")))?;
+                walk(repo, &sub, &target, &mut budget).map_err(|m| fail(format!("{p}: {m}")))?;
+            }
+            Some(ObjectType::Blob) => {
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| fail(format!("cannot write: {e}")))?;
+                }
+                write_blob(repo, entry.id(), entry.filemode(), &target, &mut budget)
+                    .map_err(|m| fail(format!("{p}: {m}")))?;
+            }
+            _ => {
+                return Err(fail(format!(
+                    "path {p:?} is a submodule; only files and directories are exported"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Budget {
+    files: usize,
+    bytes: u64,
+}
+
+fn walk(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    out: &Path,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    let mut failure = None;
+    tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
+        let Some(name) = entry
+            .name()
+            .ok()
+            .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains('/'))
+        else {
+            failure = Some(format!(
+                "an entry under {parent:?} has a name that is not a file name"
+            ));
+            return TreeWalkResult::Abort;
+        };
+        let target = out.join(parent).join(name);
+        let r = match entry.kind() {
+            Some(ObjectType::Tree) => {
+                std::fs::create_dir_all(&target).map_err(|e| format!("cannot write: {e}"))
+            }
+            Some(ObjectType::Blob) => {
+                write_blob(repo, entry.id(), entry.filemode(), &target, budget)
+            }
+            // A submodule's commit: nothing to export.
+            _ => Ok(()),
+        };
+        match r {
+            Ok(()) => TreeWalkResult::Ok,
+            Err(m) => {
+                failure = Some(format!("{parent}{name}: {m}"));
+                TreeWalkResult::Abort
+            }
+        }
+    })
+    .map_err(|e| failure.clone().unwrap_or_else(|| e.message().to_string()))?;
+    failure.map_or(Ok(()), Err)
+}
+
+fn write_blob(
+    repo: &Repository,
+    id: Oid,
+    mode: i32,
+    target: &Path,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    if mode == 0o120000 {
+        return Err(
+            "is a symbolic link; links are not exported (they could point outside the repository)"
+                .into(),
+        );
+    }
+    let blob = repo.find_blob(id).map_err(|e| e.message().to_string())?;
+    budget.files += 1;
+    budget.bytes += blob.size() as u64;
+    if budget.files > MAX_FILES {
+        return Err(format!(
+            "more than {MAX_FILES} files; declare narrower paths"
+        ));
+    }
+    if budget.bytes > MAX_BYTES {
+        return Err(format!(
+            "more than {} MiB; declare narrower paths",
+            MAX_BYTES >> 20
+        ));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(target)
+        .map_err(|e| format!("cannot write: {e}"))?;
+    f.write_all(blob.content())
+        .map_err(|e| format!("cannot write: {e}"))?;
+    let perm = if mode == 0o100755 { 0o555 } else { 0o444 };
+    set_mode(target, perm);
+    Ok(())
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
+}
+
+/// Directories read-only too: a render command cannot change what the next one reads.
+fn read_only(dir: &Path) {
+    for e in walkdirs(dir) {
+        set_mode(&e, 0o555);
+    }
+}
+
+fn walkdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Remove an export (its directories made writable first, for a non-root process).
+fn remove(dir: &Path) -> std::io::Result<()> {
+    for d in walkdirs(dir) {
+        set_mode(&d, 0o755);
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// Keep the newest [`KEEP`] exports; leftovers of exports cut short go too.
+fn prune(root: &Path, keep: &Path) {
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return;
+    };
+    let mut all: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        if p == keep {
+            continue;
+        }
+        let modified = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let stale = std::time::SystemTime::now()
+            .duration_since(modified)
+            .is_ok_and(|d| d > Duration::from_secs(3600));
+        if p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(".export-"))
+        {
+            if stale {
+                let _ = remove(&p);
+            }
+            continue;
+        }
+        all.push((modified, p));
+    }
+    all.sort();
+    let excess = (all.len() + 1).saturating_sub(KEEP);
+    for (_, p) in all.into_iter().take(excess) {
+        let _ = remove(&p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_paths_stay_inside() {
+        assert!(check_path("deploy/k8s").is_ok());
+        for bad in ["", "/etc", "../x", "deploy/../../x", "./deploy", "a\\b"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Manifests from the branch itself: templates and a kustomize base read from the application
+//! repository at each staging's commit (exported from the mirror), first-class kustomize with
+//! per-branch image tags and hosts and no wrapper script, and the errors a user meets.
+
+use std::path::Path;
+
+use crate::util::*;
+
+/// Commit `files` (path, contents; `None` removes) on `branch` of `repo` with the git CLI.
+pub fn commit_files(
+    repo: &GitRepo,
+    branch: &str,
+    files: &[(&str, Option<&str>)],
+    message: &str,
+) -> String {
+    let exists = std::process::Command::new("git")
+        .args([
+            "rev-parse",
+            "-q",
+            "--verify",
+            &format!("refs/heads/{branch}"),
+        ])
+        .current_dir(&repo.path)
+        .output()
+        .unwrap()
+        .status
+        .success();
+    let from = if exists { branch } else { "main" };
+    repo.git(&["checkout", "-q", "-f", "-B", branch, from]);
+    for (path, text) in files {
+        let p = repo.path.join(path);
+        match text {
+            Some(t) => {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, t).unwrap();
+            }
+            None => {
+                let _ = std::fs::remove_file(&p);
+            }
+        }
+    }
+    repo.git(&["add", "-A"]);
+    let date = days_ago(0);
+    repo.git_env(
+        &["commit", "-q", "--allow-empty", "-m", message],
+        &[("GIT_COMMITTER_DATE", &date), ("GIT_AUTHOR_DATE", &date)],
+    );
+    repo.git(&["rev-parse", "HEAD"])
+}
+
+fn read(out: &Path, staging: &str, file: &str) -> serde_yaml::Value {
+    let p = out.join(staging).join(file);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_yaml::from_str(&text).unwrap()
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\ndata:\n  version: \"1\"\n  branch: {{ branch.name | tojson }}\n";
+
+#[test]
+fn templates_from_the_branch_follow_its_commits_and_a_missing_path_is_that_stagings_error() {
+    let d = DirRun::new(&days_ago(1));
+    commit_files(
+        &d.repo,
+        "main",
+        &[("deploy/k8s/cm.yaml", Some(CM))],
+        "Manifests",
+    );
+    d.config("", "");
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: {{from: app, path: deploy/k8s}}\n    always: [main]\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    let v = d.validate();
+    assert!(v.status.success(), "{:?}", texts(&v));
+    d.run_ok(&["run", "--once"]);
+    assert_eq!(
+        read(&d.out, "app-main", "configmap-app-config.yaml")["data"]["version"],
+        "1"
+    );
+
+    // The branch changes its own manifests: its staging follows them, main's stays.
+    commit_files(
+        &d.repo,
+        "feature/new-config",
+        &[
+            ("deploy/k8s/cm.yaml", Some(&CM.replace("\"1\"", "\"2\""))),
+            ("deploy/k8s/svc.yaml", Some("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n")),
+        ],
+        "New config",
+    );
+    d.run_ok(&["run", "--once"]);
+    let s = "app-feature-new-config";
+    assert_eq!(
+        read(&d.out, s, "configmap-app-config.yaml")["data"]["version"],
+        "2"
+    );
+    assert_eq!(
+        read(&d.out, s, "configmap-app-config.yaml")["data"]["branch"],
+        "feature/new-config"
+    );
+    assert!(d.out.join(s).join("service-web.yaml").exists());
+    assert_eq!(
+        read(&d.out, "app-main", "configmap-app-config.yaml")["data"]["version"],
+        "1"
+    );
+    // A second commit removes the Service again: pruned.
+    commit_files(
+        &d.repo,
+        "feature/new-config",
+        &[("deploy/k8s/svc.yaml", None)],
+        "No service",
+    );
+    d.run_ok(&["run", "--once"]);
+    assert!(!d.out.join(s).join("service-web.yaml").exists());
+
+    // A path the branch does not have: that staging's error, the others go on.
+    commit_files(
+        &d.repo,
+        "feature/moved",
+        &[("deploy/k8s/cm.yaml", None), ("k8s/cm.yaml", Some(CM))],
+        "Moved",
+    );
+    let out = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("path \"deploy/k8s\" does not exist in the application repository"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(d.out.join("app-main").exists() && d.out.join(s).exists());
+
+    // A symbolic link in the exported path is refused, never followed.
+    d.repo
+        .git(&["checkout", "-q", "-f", "-B", "feature/link", "main"]);
+    std::os::unix::fs::symlink("/etc/passwd", d.repo.path.join("deploy/k8s/passwd.yaml")).unwrap();
+    commit_files(&d.repo, "feature/link", &[], "Link");
+    let out = d.run(&["run", "--once"]);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("symbolic link"), "{stdout}");
+    assert!(!d
+        .out
+        .join("app-feature-link")
+        .join("configmap-app-config.yaml")
+        .exists());
+}
+
+#[test]
+fn a_kustomize_base_in_the_app_repository_gets_per_branch_image_and_host_without_a_wrapper() {
+    let d = DirRun::new(&days_ago(1));
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            ("deploy/base/kustomization.yaml", Some("resources: [deployment.yaml, ingress.yaml]\n")),
+            ("deploy/base/deployment.yaml", Some("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: web\n")),
+            ("deploy/base/ingress.yaml", Some("apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: web\nspec:\n  rules:\n    - host: example.com\n      http:\n        paths:\n          - path: /\n            pathType: Prefix\n            backend: {service: {name: web, port: {number: 80}}}\n")),
+        ],
+        "Kustomize base",
+    );
+    let sha = commit_files(
+        &d.repo,
+        "feature/login",
+        &[("README", Some("login"))],
+        "Login",
+    );
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            r#"version: 1
+environments:
+  app:
+    repository: {}
+    always: [main]
+    kustomize:
+      from: app
+      path: deploy/base
+      images:
+        - name: web
+          new_name: registry.example.com/shop/web
+          new_tag: "{{{{ commit.short_sha }}}}"
+      patches:
+        - target: {{kind: Ingress, name: web}}
+          patch: |
+            - op: replace
+              path: /spec/rules/0/host
+              value: {{{{ staging }}}}.preview.example.com
+"#,
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    let v = d.validate();
+    assert!(v.status.success(), "{:?}", texts(&v));
+    d.run_ok(&["run", "--once"]);
+    let s = "app-feature-login";
+    let dep = read(&d.out, s, "deployment-web.yaml");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("registry.example.com/shop/web:{}", &sha[..7]).as_str()
+    );
+    assert_eq!(dep["metadata"]["namespace"], s);
+    let ing = read(&d.out, s, "ingress-web.yaml");
+    assert_eq!(
+        ing["spec"]["rules"][0]["host"],
+        "app-feature-login.preview.example.com"
+    );
+    assert_eq!(
+        read(&d.out, "app-main", "ingress-web.yaml")["spec"]["rules"][0]["host"],
+        "app-main.preview.example.com"
+    );
+
+    // `render` shows the same without a target write; helm without helm is a clear error.
+    std::fs::create_dir_all(d.cfg.join("charts/web")).unwrap();
+    std::fs::write(
+        d.cfg.join("charts/web/Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    helm:\n      chart: charts/web\n      values:\n        image: {{tag: \"{{{{ commit.short_sha }}}}\"}}\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    let out = d.run(&["plan"]);
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        stdout.contains("helm") && stdout.contains("is not installed"),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn a_render_command_reads_the_declared_paths_of_its_commit_from_octostage_app_dir() {
+    let d = DirRun::new(&days_ago(1));
+    let plain = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  from: main\n";
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            ("deploy/plain.yaml", Some(plain)),
+            ("secret-notes/keys.txt", Some("not exported")),
+        ],
+        "Plain manifests",
+    );
+    commit_files(
+        &d.repo,
+        "feature/b",
+        &[(
+            "deploy/plain.yaml",
+            Some(&plain.replace("from: main", "from: b")),
+        )],
+        "B",
+    );
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    app_paths: [deploy]\n    command: [\"sh\", \"-c\", \"test ! -e \\\"$OCTOSTAGE_APP_DIR/secret-notes\\\" && cat \\\"$OCTOSTAGE_APP_DIR/deploy/plain.yaml\\\"\"]\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    d.run_ok(&["run", "--once"]);
+    assert_eq!(
+        read(&d.out, "app-main", "configmap-plain.yaml")["data"]["from"],
+        "main"
+    );
+    assert_eq!(
+        read(&d.out, "app-feature-b", "configmap-plain.yaml")["data"]["from"],
+        "b"
+    );
+    // One export per commit and set of paths, kept in the cache.
+    let trees = std::fs::read_dir(d.tmp.path().join("cache/trees"))
+        .unwrap()
+        .count();
+    assert_eq!(trees, 2);
+}
