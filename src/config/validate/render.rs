@@ -27,11 +27,13 @@ impl Validator<'_> {
         .into_iter()
         .filter_map(|(k, on)| on.then_some(k))
         .collect();
-        if set.len() > 1 {
-            self.err(
+        match set.as_slice() {
+            [a, b] => self.err(ptr, format!("`{a}` and `{b}` are both set here; keep one")),
+            [_, _, ..] => self.err(
                 ptr,
                 format!("`{}` are all set here; keep one", set.join("`, `")),
-            );
+            ),
+            _ => {}
         }
         if let Some(t) = &raw.templates {
             return Some(self.templates_spec(t, &format!("{ptr}/templates")));
