@@ -11,7 +11,9 @@ use indexmap::IndexMap;
 
 use crate::consts;
 
-pub use super::notify::{EventKind, Notify, UrlSource, Webhook};
+pub use super::notify::{
+    CommitStatus, EventKind, Notify, Provider, TokenSource, UrlSource, Webhook,
+};
 
 /// A validated `environments.yaml` with the templates it refers to.
 #[derive(Debug, Clone)]

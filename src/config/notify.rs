@@ -85,4 +85,53 @@ pub struct Notify {
     pub events: Vec<EventKind>,
     /// Lead of the `expiring` warning.
     pub warn_before: Duration,
+    /// Commit statuses on the staging's commit, if set.
+    pub commit_status: Option<CommitStatus>,
+}
+
+/// Which forge's API sets commit statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// GitHub (`POST /repos/{owner}/{repo}/statuses/{sha}`).
+    Github,
+    /// GitLab (`POST /projects/{id}/statuses/{sha}`).
+    Gitlab,
+    /// Gitea and Forgejo (`POST /repos/{owner}/{repo}/statuses/{sha}`).
+    Gitea,
+}
+
+impl Provider {
+    /// Its name in environments.yaml.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+            Provider::Gitea => "gitea",
+        }
+    }
+}
+
+/// Where a token is read when sending (never stored).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TokenSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (its contents, trimmed).
+    File(std::path::PathBuf),
+}
+
+/// Commit statuses: the staging's state and first link on its commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CommitStatus {
+    /// The forge.
+    pub provider: Provider,
+    /// API base URL, without a trailing slash (`https://api.github.com`,
+    /// `https://gitlab.example.com/api/v4`, `https://gitea.example.com/api/v1`).
+    pub api_url: String,
+    /// `owner/repo` (GitLab: the project's path); `None`: from the repository URL.
+    pub repository: Option<String>,
+    /// The token.
+    pub token: TokenSource,
+    /// The status's name (`context`), a prefix: the environment is added (`octostage/shop`).
+    pub context: String,
 }

@@ -259,6 +259,37 @@ pub struct RawNotify {
     /// `24h` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warn_before: Option<String>,
+    /// A commit status on each staging's commit (GitHub, GitLab, Gitea): pending while it is
+    /// applied, success when it runs (with its first link), failure when it fails, and a last
+    /// one when it is deleted; once per transition, like every notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_status: Option<RawCommitStatus>,
+}
+
+/// Commit statuses on a forge.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCommitStatus {
+    /// `github`, `gitlab` or `gitea` (Forgejo too).
+    pub provider: String,
+    /// The API's base URL for a self-hosted forge (default `https://api.github.com` for GitHub,
+    /// `https://gitlab.com/api/v4` for GitLab; required for Gitea, such as
+    /// `https://gitea.example.com/api/v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// `owner/repo` (GitLab: the project's path, `group/sub/project`); default: read from the
+    /// environment's repository URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Environment variable holding the API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// File holding the API token (exclusive with `token_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// The status's name, before `/<environment>` (default `octostage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
 }
 
 /// One webhook. Its URL may itself be a secret (Slack's are): give it by environment variable.

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::Notice;
-use crate::config::{UrlSource, Webhook};
+use crate::config::{CommitStatus, Provider, TokenSource, UrlSource, Webhook};
 
 /// Passes' notices waiting at most; beyond, new ones are dropped (and said).
 const QUEUE: usize = 1024;
@@ -56,7 +56,11 @@ impl Notifier {
             while let Some(batch) = rx.recv().await {
                 for n in batch {
                     let sinks = n.to.webhooks.iter().cloned().map(Sink::Hook);
-                    for sink in sinks.chain(n.to.command.clone().map(Sink::Command)) {
+                    let status = n.to.commit_status.clone().map(Sink::Status);
+                    for sink in sinks
+                        .chain(n.to.command.clone().map(Sink::Command))
+                        .chain(status)
+                    {
                         let key = (sink.clone(), n.payload.staging.clone());
                         let lane = lanes.entry(key.clone()).or_insert_with(|| {
                             let slots = slots
@@ -125,6 +129,16 @@ fn lane(
                     retried(|| post(client, hook, &n)).await;
                 }
                 Sink::Command(cmd) => retried(|| run(cmd, &n)).await,
+                Sink::Status(c) => {
+                    let client = client.get_or_init(|| {
+                        reqwest::Client::builder()
+                            .timeout(ATTEMPT_TIMEOUT)
+                            .redirect(reqwest::redirect::Policy::none())
+                            .build()
+                            .expect("a client without custom TLS builds")
+                    });
+                    retried(|| set_status(client, c, &n)).await;
+                }
             }
         }
     });
@@ -136,6 +150,7 @@ fn lane(
 enum Sink {
     Hook(Webhook),
     Command(Vec<String>),
+    Status(CommitStatus),
 }
 
 /// Why an attempt failed: worth another (the receiver certainly did not take it), or not (it
@@ -225,6 +240,70 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
         Err(e) if e.is_timeout() => Err(Fail::Final(format!(
             "{shown}: no answer within {ATTEMPT_TIMEOUT:?}; it may have arrived"
         ))),
+        Err(e) => Err(Fail::Final(format!("{shown}: {}", e.without_url()))),
+    }
+}
+
+/// The API token, read only now; errors name where it should be, never a value.
+fn token(c: &CommitStatus) -> Result<String, Fail> {
+    let t = match &c.token {
+        TokenSource::Env(name) => std::env::var(name)
+            .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?,
+        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
+            Fail::Final(format!(
+                "cannot read the token file {}: {}",
+                path.display(),
+                e.kind()
+            ))
+        })?,
+    };
+    let t = t.trim().to_string();
+    if t.is_empty() || t.chars().any(|c| c.is_control()) {
+        return Err(Fail::Final("the API token is empty or not one line".into()));
+    }
+    Ok(t)
+}
+
+/// Set the commit status a notice asks for, if it asks for one.
+async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> Result<(), Fail> {
+    let Some(repository) = n.repository.as_deref() else {
+        return Err(Fail::Final(format!(
+            "commit status: no repository for {} (set `commit_status.repository`)",
+            n.payload.environment
+        )));
+    };
+    let Some(req) = super::status::request(c, repository, &n.payload) else {
+        return Ok(());
+    };
+    let shown = format!("{} ({})", host_of(&c.api_url), c.provider.name());
+    let token = token(c)?;
+    let mut r = client
+        .post(&req.url)
+        .header("content-type", "application/json")
+        .header(
+            "user-agent",
+            concat!("octostage/", env!("CARGO_PKG_VERSION")),
+        );
+    r = match c.provider {
+        Provider::Github => r
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28"),
+        Provider::Gitlab => r.header("private-token", token),
+        Provider::Gitea => r.header("authorization", format!("token {token}")),
+    };
+    match r.body(req.body.to_string()).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => {
+            let why = format!("{shown} answered {} to a commit status", r.status());
+            match r.status().as_u16() {
+                408 | 429 | 500 | 502 | 503 | 504 => Err(Fail::Retry(why)),
+                _ => Err(Fail::Final(why)),
+            }
+        }
+        Err(e) if e.is_connect() => Err(Fail::Retry(format!("{shown}: cannot connect"))),
+        // Setting the same status twice is harmless: a timeout is tried again too.
+        Err(e) if e.is_timeout() => Err(Fail::Retry(format!("{shown}: no answer in time"))),
         Err(e) => Err(Fail::Final(format!("{shown}: {}", e.without_url()))),
     }
 }

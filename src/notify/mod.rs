@@ -10,6 +10,7 @@
 //! than sending it twice.
 
 pub mod deliver;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct Notice {
     pub payload: Payload,
     /// Where.
     pub to: Arc<Notify>,
+    /// `owner/repo` of the staging's application repository, for commit statuses.
+    pub repository: Option<String>,
 }
 
 /// The event a transition of this pass makes, if it is one.
@@ -120,6 +123,14 @@ pub fn events(report: &Report) -> Vec<Notice> {
         }
     }
     out.retain(|n| n.to.events.contains(&n.payload.event));
+    for n in &mut out {
+        n.repository = n.to.commit_status.as_ref().and_then(|c| {
+            c.repository.clone().or_else(|| {
+                let env = report.config.environment(&n.payload.environment)?;
+                status::repository_of(&env.repository.url)
+            })
+        });
+    }
     out
 }
 
@@ -193,5 +204,6 @@ fn notice(
             id,
         },
         to,
+        repository: None,
     }
 }

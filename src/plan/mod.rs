@@ -213,7 +213,14 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         static_name: o.static_name.clone(),
         name: o.name.clone(),
         namespace: Some(o.namespace.clone()),
-        commit: None,
+        // Only its sha is recorded: enough to name it (and set a commit status on it).
+        commit: (!o.commit.is_empty()).then(|| crate::source::Commit {
+            sha: o.commit.clone(),
+            time: o.first_seen,
+            author: String::new(),
+            subject: String::new(),
+            steer: None,
+        }),
         action: Action::Noop,
         why,
         hold: None,

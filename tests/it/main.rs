@@ -13,6 +13,7 @@ mod dashboard;
 mod deploy;
 mod dir_target;
 mod example;
+mod forges;
 mod fuzz_corpus;
 mod git_source;
 mod hostile;

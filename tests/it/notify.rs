@@ -91,6 +91,7 @@ fn notice_of(staging: &str, event: EventKind, to: Notify) -> Notice {
             id: "1".into(),
         },
         to: Arc::new(to),
+        repository: None,
     }
 }
 
@@ -106,6 +107,7 @@ fn hooks(urls: &[&str], command: Option<Vec<String>>) -> Notify {
         command,
         events: EventKind::ALL.to_vec(),
         warn_before: Duration::from_secs(3600),
+        commit_status: None,
     }
 }
 

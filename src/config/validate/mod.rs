@@ -19,7 +19,7 @@ mod values;
 
 pub use values::{parse_cron, parse_size};
 mod notify;
-pub use notify::check_url as check_webhook_url;
+pub use notify::{check_url as check_webhook_url, repo_path};
 
 /// Collects problems while validating one file.
 pub struct Validator<'a> {

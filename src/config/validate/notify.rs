@@ -5,6 +5,19 @@ use super::super::raw::*;
 use super::Validator;
 use crate::consts;
 
+/// `owner/repo` or a GitLab path: segments of letters, digits, `-`, `_` and `.`, not `.`/`..`.
+pub fn repo_path(r: &str) -> bool {
+    let segments: Vec<&str> = r.split('/').collect();
+    segments.len() >= 2
+        && segments.iter().all(|s| {
+            !s.is_empty()
+                && *s != "."
+                && *s != ".."
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
 fn env_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
@@ -50,7 +63,15 @@ impl Validator<'_> {
             .as_deref()
             .and_then(|d| self.duration(d, &format!("{ptr}/warn_before")))
             .unwrap_or(consts::DEFAULT_WARN_BEFORE);
-        if webhooks.is_empty() && raw.command.is_none() && self.problems.len() == before {
+        let commit_status = raw
+            .commit_status
+            .as_ref()
+            .and_then(|c| self.commit_status(c, &format!("{ptr}/commit_status")));
+        if webhooks.is_empty()
+            && raw.command.is_none()
+            && raw.commit_status.is_none()
+            && self.problems.len() == before
+        {
             self.warn(
                 ptr,
                 "notify has no webhooks and no command, so nothing is sent (a notify block replaces the inherited one as a whole)",
@@ -61,6 +82,70 @@ impl Validator<'_> {
             command: raw.command.clone(),
             events,
             warn_before,
+            commit_status,
+        })
+    }
+
+    fn commit_status(&mut self, raw: &RawCommitStatus, ptr: &str) -> Option<CommitStatus> {
+        let provider = match raw.provider.as_str() {
+            "github" => Provider::Github,
+            "gitlab" => Provider::Gitlab,
+            "gitea" | "forgejo" => Provider::Gitea,
+            other => {
+                self.err(
+                    &format!("{ptr}/provider"),
+                    format!("unknown provider {other:?}; known: github, gitlab, gitea"),
+                );
+                return None;
+            }
+        };
+        let api_url = match (&raw.api_url, provider) {
+            (Some(u), _) => u.trim_end_matches('/').to_string(),
+            (None, Provider::Github) => "https://api.github.com".into(),
+            (None, Provider::Gitlab) => "https://gitlab.com/api/v4".into(),
+            (None, Provider::Gitea) => {
+                self.err(
+                    ptr,
+                    "Gitea has no default API: give `api_url` (https://HOST/api/v1)",
+                );
+                return None;
+            }
+        };
+        if let Err(why) = check_url(&api_url) {
+            self.err(
+                &format!("{ptr}/api_url"),
+                why.replace("webhook URL", "api_url"),
+            );
+            return None;
+        }
+        let token = match (&raw.token_env, &raw.token_file) {
+            (Some(name), None) if env_name(name) => TokenSource::Env(name.clone()),
+            (Some(name), None) => {
+                self.err(
+                    &format!("{ptr}/token_env"),
+                    format!("{name:?} is not an environment variable name"),
+                );
+                return None;
+            }
+            (None, Some(f)) => TokenSource::File(f.into()),
+            _ => {
+                self.err(ptr, "give exactly one of `token_env` and `token_file`");
+                return None;
+            }
+        };
+        if let Some(r) = raw.repository.as_deref().filter(|r| !repo_path(r)) {
+            self.err(
+                &format!("{ptr}/repository"),
+                format!("{r:?} is not `owner/repo` (or a GitLab project path)"),
+            );
+            return None;
+        }
+        Some(CommitStatus {
+            provider,
+            api_url,
+            repository: raw.repository.clone(),
+            token,
+            context: raw.context.clone().unwrap_or_else(|| "octostage".into()),
         })
     }
 
@@ -112,6 +197,9 @@ pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
     for n in layers.into_iter().filter_map(|l| l.notify.as_ref()) {
         for w in &n.webhooks {
             out.extend(w.url_env.iter().chain(&w.secret_env).cloned());
+        }
+        if let Some(c) = &n.commit_status {
+            out.extend(c.token_env.iter().cloned());
         }
     }
     out

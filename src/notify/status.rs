@@ -1,0 +1,125 @@
+//! Commit statuses on GitHub, GitLab and Gitea: a staging's state and first link on the commit
+//! it runs, one status per staging (its name is the context), set on each transition. Pure
+//! here (what to send where); [`super::deliver`] sends it with the token, read only then.
+
+use serde_json::{json, Value};
+
+use super::Payload;
+use crate::config::{CommitStatus, EventKind, Provider};
+
+/// GitHub's limit on a status description.
+const MAX_DESCRIPTION: usize = 140;
+
+/// A request setting one status: where, and the JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusRequest {
+    /// The endpoint.
+    pub url: String,
+    /// The body.
+    pub body: Value,
+}
+
+/// `owner/repo` (or a GitLab project path) from a repository URL (`https://host/a/b.git`,
+/// `ssh://git@host/a/b`, `git@host:a/b.git`); `None` for a local path.
+pub fn repository_of(url: &str) -> Option<String> {
+    let rest = if let Some((_, r)) = url.split_once("://") {
+        r.split_once('/')?.1
+    } else if let Some((host, path)) = url.split_once(':') {
+        if host.contains('/') {
+            return None;
+        }
+        path
+    } else {
+        return None;
+    };
+    let path = rest
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(rest)
+        .trim_matches('/')
+        .trim_end_matches(".git");
+    crate::config::validate::repo_path(path).then(|| path.to_string())
+}
+
+/// What `event` sets: the state (in the provider's words) and a description; `None` for an
+/// event that changes nothing a status shows (`expiring`).
+fn state(provider: Provider, p: &Payload) -> Option<(&'static str, String)> {
+    let (gh, gl, what) = match p.event {
+        EventKind::Created | EventKind::Updated | EventKind::Waking => {
+            ("pending", "running", "Deploying".to_string())
+        }
+        EventKind::Healthy => ("success", "success", "Running".into()),
+        EventKind::Failing => ("failure", "failed", format!("Failing: {}", p.reason)),
+        EventKind::Sleeping => ("success", "success", format!("Asleep: {}", p.reason)),
+        EventKind::Expired => ("success", "success", format!("Expired: {}", p.reason)),
+        EventKind::Deleted => ("success", "canceled", format!("Deleted: {}", p.reason)),
+        EventKind::Expiring => return None,
+    };
+    let state = match provider {
+        Provider::Github | Provider::Gitea => gh,
+        Provider::Gitlab => gl,
+    };
+    Some((state, what))
+}
+
+fn truncated(s: &str) -> String {
+    if s.chars().count() <= MAX_DESCRIPTION {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(MAX_DESCRIPTION - 1).collect();
+    out.push('…');
+    out
+}
+
+/// The request setting `p`'s status on `repository`, if the event sets one and there is a
+/// commit.
+pub fn request(c: &CommitStatus, repository: &str, p: &Payload) -> Option<StatusRequest> {
+    let sha = p.commit.as_deref()?;
+    let (state, description) = state(c.provider, p)?;
+    let context = format!("{}/{}", c.context, p.staging);
+    // A deleted staging's link leads nowhere.
+    let link = p.links.values().next().filter(|l| {
+        p.event != EventKind::Deleted && (l.starts_with("https://") || l.starts_with("http://"))
+    });
+    let description = truncated(&description);
+    let (url, mut body) = match c.provider {
+        Provider::Github | Provider::Gitea => (
+            format!("{}/repos/{repository}/statuses/{sha}", c.api_url),
+            json!({"state": state, "description": description, "context": context}),
+        ),
+        Provider::Gitlab => (
+            format!(
+                "{}/projects/{}/statuses/{sha}",
+                c.api_url,
+                repository.replace('/', "%2F")
+            ),
+            json!({"state": state, "description": description, "name": context}),
+        ),
+    };
+    if let Some(l) = link {
+        body["target_url"] = l.clone().into();
+    }
+    Some(StatusRequest { url, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repositories_are_read_from_every_url_form() {
+        for (url, want) in [
+            ("https://github.com/acme/shop.git", Some("acme/shop")),
+            (
+                "https://gitlab.example.com/group/sub/shop",
+                Some("group/sub/shop"),
+            ),
+            ("ssh://git@github.com/acme/shop.git", Some("acme/shop")),
+            ("git@github.com:acme/shop.git", Some("acme/shop")),
+            ("/srv/git/shop", None),
+            ("https://github.com/../etc", None),
+        ] {
+            assert_eq!(repository_of(url).as_deref(), want, "{url}");
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Forges on loopback: a server that records every request (method, path, headers, body) and
+//! answers GETs with recorded answers and their ETag (304 to a matching If-None-Match), as
+//! GitHub does; bodies are checked against the providers' published API descriptions vendored
+//! in tests/fixtures/forges (see its README for their sources).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use crate::util::*;
+
+/// One recorded request.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A loopback forge.
+#[allow(dead_code)] // `answers` serve the pull request listings.
+pub struct Forge {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Req>>>,
+    /// GET answers by path (without query): (ETag, body).
+    pub answers: Arc<Mutex<HashMap<String, (String, String)>>>,
+}
+
+impl Forge {
+    pub fn start() -> Forge {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let got: Arc<Mutex<Vec<Req>>> = Arc::default();
+        let answers: Arc<Mutex<HashMap<String, (String, String)>>> = Arc::default();
+        let (g, a) = (got.clone(), answers.clone());
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let (g, a) = (g.clone(), a.clone());
+                std::thread::spawn(move || serve(conn, &g, &a));
+            }
+        });
+        Forge { url, got, answers }
+    }
+
+    /// Serve `body` at `path` with an ETag of its content.
+    #[allow(dead_code)]
+    pub fn answer(&self, path: &str, body: &str) {
+        let etag = format!("\"{}\"", octostage::naming::short_hash(body, 16));
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), (etag, body.to_string()));
+    }
+
+    pub fn requests(&self) -> Vec<Req> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    conn: std::net::TcpStream,
+    got: &Mutex<Vec<Req>>,
+    answers: &Mutex<HashMap<String, (String, String)>>,
+) {
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.trim().split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "content-length" {
+                len = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+    }
+    let mut body = vec![0; len];
+    if r.read_exact(&mut body).is_err() {
+        return;
+    }
+    let path = target.split('?').next().unwrap_or("").to_string();
+    let (status, extra, reply) = match method.as_str() {
+        "POST" => (201, String::new(), "{}".to_string()),
+        "GET" => match answers.lock().unwrap().get(&path).cloned() {
+            Some((etag, text)) => {
+                let matches = headers
+                    .iter()
+                    .any(|(k, v)| k == "if-none-match" && *v == etag);
+                if matches {
+                    (304, format!("etag: {etag}\r\n"), String::new())
+                } else {
+                    (200, format!("etag: {etag}\r\n"), text)
+                }
+            }
+            None => (404, String::new(), "{\"message\":\"Not Found\"}".into()),
+        },
+        _ => (405, String::new(), String::new()),
+    };
+    got.lock().unwrap().push(Req {
+        method,
+        path: target,
+        headers,
+        body,
+    });
+    let mut conn = r.into_inner();
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+}
+
+/// Whether `body` is valid against the vendored schema `file`.
+pub fn check(file: &str, body: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/forges").join(file)).unwrap(),
+    )
+    .unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = v.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{file}: {errors:?}\n{body}");
+}
+
+const TOKEN: &str = "forge-token-7c1e9a-never-print";
+
+fn config(d: &DirRun, provider: &str, api: &str) {
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: t\n    always: [main]\n    links:\n      web: \"https://{{{{ staging }}}}.preview.example.com\"\n    notify:\n      commit_status:\n        provider: {provider}\n        api_url: {api}\n        repository: acme/shop\n        token_env: OCTOSTAGE_TEST_FORGE_TOKEN\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn run(d: &DirRun) -> (String, String) {
+    let a = d.args(&["run", "--once", "--log", "debug"]);
+    let o = octostage_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        &[("OCTOSTAGE_TEST_FORGE_TOKEN", TOKEN)],
+    );
+    let t = texts(&o);
+    assert!(o.status.success(), "{t:?}");
+    assert!(!t.0.contains(TOKEN) && !t.1.contains(TOKEN));
+    t
+}
+
+/// (sha, state, target_url) of each status named `context` set, in order.
+fn statuses_of(f: &Forge, context: &str) -> Vec<(String, String, Option<String>)> {
+    f.requests()
+        .iter()
+        .filter(|r| r.method == "POST" && r.json()["context"] == context)
+        .map(|r| {
+            let body = r.json();
+            let sha = r.path.rsplit('/').next().unwrap().to_string();
+            (
+                sha,
+                body["state"].as_str().unwrap_or_default().to_string(),
+                body["target_url"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn commit_statuses_follow_each_transition_once_and_survive_a_restart() {
+    use crate::cluster::Setup;
+    use crate::lifecycle::ready_pods;
+    let f = Forge::start();
+    let s = Setup::new(2);
+    let env = s.env.name.clone();
+    std::fs::write(
+        s.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  {env}:\n    repository: {}\n    templates: t\n    always: [main]\n    links:\n      web: \"https://{{{{ staging }}}}.preview.example.com\"\n    notify:\n      commit_status:\n        provider: github\n        api_url: {}\n        repository: acme/shop\n        token_env: OCTOSTAGE_TEST_FORGE_TOKEN\n",
+            s.repo.path.display(),
+            f.url
+        ),
+    )
+    .unwrap();
+    let run = || {
+        let a = s.args(&["run", "--once", "--log", "debug"]);
+        let o = octostage_env(
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+            &[("OCTOSTAGE_TEST_FORGE_TOKEN", TOKEN)],
+        );
+        let t = texts(&o);
+        assert!(o.status.success(), "{t:?}");
+        assert!(!t.0.contains(TOKEN) && !t.1.contains(TOKEN));
+    };
+    let main = format!("{env}-main");
+    let link = Some(format!("https://{main}.preview.example.com"));
+    let of_main = |f: &Forge| -> Vec<(String, String, Option<String>)> {
+        statuses_of(f, &format!("octostage/{main}"))
+    };
+    let first = s.repo.git(&["rev-parse", "main"]);
+    run();
+    assert_eq!(
+        of_main(&f),
+        [(first.clone(), "pending".into(), link.clone())]
+    );
+    // Its pods become ready (as a kubelet would say): the next pass finds it running.
+    ready_pods(&s, &main, 1);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    run();
+    assert_eq!(
+        of_main(&f),
+        [
+            (first.clone(), "pending".into(), link.clone()),
+            (first.clone(), "success".into(), link.clone())
+        ]
+    );
+    for r in f.requests() {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+        assert_eq!(r.header("accept"), Some("application/vnd.github+json"));
+        assert!(
+            r.path.starts_with("/repos/acme/shop/statuses/"),
+            "{}",
+            r.path
+        );
+        check("github.status.schema.json", &r.json());
+    }
+    // A restart: the transitions are recorded on the staging; nothing is sent again.
+    let sent = f.requests().len();
+    run();
+    assert_eq!(f.requests().len(), sent);
+
+    // A new commit: pending on it. A deleted branch: a last status, without the dead link.
+    let second = s.repo.commit("main", "Second", &days_ago(0));
+    run();
+    assert_eq!(of_main(&f)[2], (second, "pending".into(), link.clone()));
+    let f1 = format!("{env}-feature-f1");
+    let f1_sha = s.repo.git(&["rev-parse", "feature/f1"]);
+    s.repo.delete_branch("feature/f1");
+    run();
+    let last = statuses_of(&f, &format!("octostage/{f1}"));
+    assert_eq!(
+        last.last().unwrap(),
+        &(f1_sha, "success".to_string(), None),
+        "{last:?}"
+    );
+    let body = f
+        .requests()
+        .iter()
+        .rev()
+        .map(Req::json)
+        .find(|b| b["context"] == format!("octostage/{f1}"))
+        .unwrap();
+    assert!(
+        body["description"].as_str().unwrap().starts_with("Deleted"),
+        "{body}"
+    );
+    check("github.status.schema.json", &body);
+}
+
+#[test]
+fn gitlab_and_gitea_statuses_are_valid_against_their_api_descriptions() {
+    for (provider, schema) in [
+        ("gitlab", "gitlab.status.schema.json"),
+        ("gitea", "gitea.status.schema.json"),
+    ] {
+        let f = Forge::start();
+        let d = DirRun::new(&days_ago(1));
+        config(&d, provider, &f.url);
+        let sha = d.repo.git(&["rev-parse", "main"]);
+        run(&d);
+        let reqs = f.requests();
+        assert_eq!(reqs.len(), 1, "{provider}: {reqs:?}");
+        for r in &reqs {
+            check(schema, &r.json());
+            match provider {
+                "gitlab" => {
+                    assert_eq!(r.path, format!("/projects/acme%2Fshop/statuses/{sha}"));
+                    assert_eq!(r.header("private-token"), Some(TOKEN));
+                    assert_eq!(r.json()["name"], "octostage/app-main");
+                }
+                _ => {
+                    assert_eq!(r.path, format!("/repos/acme/shop/statuses/{sha}"));
+                    assert_eq!(
+                        r.header("authorization"),
+                        Some(format!("token {TOKEN}").as_str())
+                    );
+                }
+            }
+        }
+        let states: Vec<String> = reqs
+            .iter()
+            .map(|r| r.json()["state"].as_str().unwrap().to_string())
+            .collect();
+        let want = if provider == "gitlab" {
+            ["running"]
+        } else {
+            ["pending"]
+        };
+        assert_eq!(states, want);
+    }
+}
