@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 use crate::consts;
 
 pub use super::notify::{
-    CommitStatus, EventKind, Notify, Provider, TokenSource, UrlSource, Webhook,
+    CommitStatus, EventKind, Notify, Provider, PullRequests, TokenSource, UrlSource, Webhook,
 };
 
 /// A validated `environments.yaml` with the templates it refers to.
@@ -92,6 +92,8 @@ pub struct Environment {
     pub exclude: Globs,
     /// Whether `Staging:` trailers of head commits steer branch stagings.
     pub trailers: bool,
+    /// With `branches.from: pull_requests`: only branches of open pull requests.
+    pub pull_requests: Option<Arc<PullRequests>>,
     /// Branches whose stagings never expire.
     pub always: Globs,
     /// Most stagings of this environment.

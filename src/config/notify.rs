@@ -120,6 +120,21 @@ pub enum TokenSource {
     File(std::path::PathBuf),
 }
 
+/// Pull requests as the source of an environment's branches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PullRequests {
+    /// The forge.
+    pub provider: Provider,
+    /// API base URL, without a trailing slash.
+    pub api_url: String,
+    /// `owner/repo` (GitLab: the project's path); `None`: from the repository URL.
+    pub repository: Option<String>,
+    /// The token.
+    pub token: TokenSource,
+    /// Labels that opt a pull request in; empty: every open pull request.
+    pub labels: Vec<String>,
+}
+
 /// Commit statuses: the staging's state and first link on its commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommitStatus {

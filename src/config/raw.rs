@@ -462,6 +462,39 @@ pub struct RawBranches {
     /// Static stagings ignore trailers.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub trailers: bool,
+    /// Where the branches come from: `git` (default: every branch of the repository) or
+    /// `pull_requests`: only the head branches of open pull (merge) requests, as the forge's
+    /// API lists them (`pull_requests` below), polled with conditional requests so an idle
+    /// poll costs no rate limit. `include`, `exclude` and trailers apply on top.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The forge listing the pull requests, with `from: pull_requests`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_requests: Option<RawPullRequests>,
+}
+
+/// Pull requests as the source of branches.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPullRequests {
+    /// `github`, `gitlab` or `gitea` (Forgejo too).
+    pub provider: String,
+    /// The API's base URL (default `https://api.github.com`, `https://gitlab.com/api/v4`;
+    /// required for Gitea).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// `owner/repo` (GitLab: the project's path); default: from the repository URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// Environment variable holding the API token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    /// File holding the API token (exclusive with `token_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
+    /// Only pull requests with at least one of these labels get a staging (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -478,6 +511,8 @@ impl Default for RawBranches {
             include: all_branches(),
             exclude: Vec::new(),
             trailers: true,
+            from: None,
+            pull_requests: None,
         }
     }
 }

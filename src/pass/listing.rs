@@ -80,5 +80,53 @@ pub async fn list_branches(
             out.insert(env, r.clone());
         }
     }
+    pull_requests(config, cache, &mut out).await;
     out
+}
+
+/// Environments whose branches come from pull requests: their listings kept to the head
+/// branches of open pull requests (not from forks, with a label asked for). A poll that fails
+/// fails the environment's listing, which keeps its stagings as they are; an empty or shrunken
+/// list meets the same guards as a git listing.
+async fn pull_requests(
+    config: &Config,
+    cache: &RepoCache,
+    out: &mut HashMap<String, Result<RepoListing, String>>,
+) {
+    let polls = config.environments.iter().filter_map(|env| {
+        let p = env.pull_requests.clone()?;
+        if !matches!(out.get(&env.name), Some(Ok(_))) {
+            return None;
+        }
+        let repository = p
+            .repository
+            .clone()
+            .or_else(|| crate::notify::status::repository_of(&env.repository.url));
+        Some(async move {
+            let r = match repository {
+                None => Err("no `pull_requests.repository`, and none in the repository URL".into()),
+                Some(repo) => crate::source::pulls::poll(cache.dir(), &p, &repo).await,
+            };
+            (env.name.clone(), p, r)
+        })
+    });
+    for (env, p, r) in futures::future::join_all(polls).await {
+        match r {
+            Ok(polled) => {
+                tracing::debug!(environment = %env, pulls = polled.pulls.len(), fetched = polled.fetched, not_modified = polled.not_modified, "pull requests polled");
+                if let Some(Ok(listing)) = out.get_mut(&env) {
+                    let wanted = crate::source::pulls::branches(&polled.pulls, &p.labels);
+                    listing
+                        .branches
+                        .retain(|b| wanted.contains(b.name.as_str()));
+                    listing.pull_requests = true;
+                }
+            }
+            Err(e) => {
+                let e = format!("pull requests from {}: {e}", crate::redact::url(&p.api_url));
+                warn!(environment = %env, error = %e, "pull request listing failed; this environment's stagings are kept as they are");
+                out.insert(env, Err(e));
+            }
+        }
+    }
 }

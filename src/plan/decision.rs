@@ -116,6 +116,8 @@ pub enum Why {
     NotIncluded,
     /// The branch's head commit has a `Staging: skip` trailer.
     TrailerSkip,
+    /// No open pull request (with the labels asked for) has this branch as its head any more.
+    PullRequestClosed,
     /// Its static staging is gone from the configuration.
     StaticRemoved {
         /// The static staging's name.
@@ -260,6 +262,9 @@ impl std::fmt::Display for Why {
             Why::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
             Why::NotIncluded => f.write_str("no longer matched by branches.include"),
             Why::TrailerSkip => f.write_str("head commit says `Staging: skip`"),
+            Why::PullRequestClosed => {
+                f.write_str("no open pull request (with the labels asked for) for this branch")
+            }
             Why::StaticRemoved { name } => {
                 write!(f, "static staging {name:?} removed from the configuration")
             }

@@ -1,5 +1,5 @@
-//! Webhooks: a push or a branch deletion in a watched repository asks for a pass at once
-//! (requests coalesce; replays only ask again). GitHub and Gitea are checked with HMAC-SHA256
+//! Webhooks: a push, a branch deletion or a pull request change in a watched repository asks
+//! for a pass at once (requests coalesce; replays only ask again). GitHub and Gitea are checked with HMAC-SHA256
 //! of the raw body, GitLab with its token header, the generic hook with a bearer token; all in
 //! constant time. Anything unsigned, wrongly signed or for a provider without a secret triggers
 //! nothing.
@@ -118,13 +118,14 @@ pub fn verify(
     }
     .unwrap_or("");
     let relevant = match name {
-        "github" | "gitea" => matches!(event, "push" | "create" | "delete"),
-        "gitlab" => event == "Push Hook",
+        // Pull requests too: opened, labelled, closed change `branches.from: pull_requests`.
+        "github" | "gitea" => matches!(event, "push" | "create" | "delete" | "pull_request"),
+        "gitlab" => matches!(event, "Push Hook" | "Merge Request Hook"),
         _ => true,
     };
     if !relevant {
         return Ok(Delivery::Ignore(format!(
-            "event {:?} is not a push or branch change",
+            "event {:?} is not a push, branch change or pull request",
             event.chars().take(40).collect::<String>()
         )));
     }
@@ -355,6 +356,15 @@ mod tests {
         assert!(matches!(
             verify("github", &secrets(), &ping, PUSH),
             Ok(Delivery::Ignore(_))
+        ));
+        // A pull request labelled or closed changes `branches.from: pull_requests`.
+        let pr = headers(&[
+            ("x-hub-signature-256", &sig),
+            ("x-github-event", "pull_request"),
+        ]);
+        assert!(!matches!(
+            verify("github", &secrets(), &pr, PUSH),
+            Ok(Delivery::Ignore(_)) | Err(_)
         ));
         // Without a secret the provider is off, whatever is sent.
         assert_eq!(

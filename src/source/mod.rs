@@ -3,6 +3,7 @@
 
 mod config_repo;
 mod git;
+pub mod pulls;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

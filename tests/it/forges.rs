@@ -33,7 +33,6 @@ impl Req {
 }
 
 /// A loopback forge.
-#[allow(dead_code)] // `answers` serve the pull request listings.
 pub struct Forge {
     pub url: String,
     pub got: Arc<Mutex<Vec<Req>>>,
@@ -58,7 +57,6 @@ impl Forge {
     }
 
     /// Serve `body` at `path` with an ETag of its content.
-    #[allow(dead_code)]
     pub fn answer(&self, path: &str, body: &str) {
         let etag = format!("\"{}\"", octostage::naming::short_hash(body, 16));
         self.answers
@@ -325,5 +323,169 @@ fn gitlab_and_gitea_statuses_are_valid_against_their_api_descriptions() {
             ["pending"]
         };
         assert_eq!(states, want);
+    }
+}
+
+/// A recorded listing with the vendored placeholder shas replaced by the test repository's.
+fn recorded(file: &str, repo: &GitRepo, schema: &str) -> String {
+    let mut text =
+        std::fs::read_to_string(root().join("tests/fixtures/forges").join(file)).unwrap();
+    for (placeholder, branch) in [
+        (
+            "cb49b4505e4516842a8fb14baecdb33b1e6a466a",
+            "feature/labelled",
+        ),
+        (
+            "0c056826e953067b4b9b9ee7c8f0dfd4fb85fab9",
+            "feature/unlabelled",
+        ),
+        ("27c726cf036ed1554bc5b4c0c8207cee705365c7", "feature/fork"),
+    ] {
+        text = text.replace(placeholder, &repo.git(&["rev-parse", branch]));
+    }
+    check(schema, &serde_json::from_str(&text).unwrap());
+    text
+}
+
+fn pulls_config(d: &DirRun, provider: &str, api: &str) {
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    templates: t\n    branches:\n      from: pull_requests\n      pull_requests:\n        provider: {provider}\n        api_url: {api}\n        repository: acme/shop\n        token_env: OCTOSTAGE_TEST_FORGE_TOKEN\n        labels: [preview]\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+}
+
+fn stagings(d: &DirRun) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(&d.out)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn pull_requests_with_a_label_get_stagings_and_an_idle_poll_is_answered_304() {
+    let f = Forge::start();
+    let d = DirRun::new(&days_ago(1));
+    for b in ["feature/labelled", "feature/unlabelled", "feature/fork"] {
+        d.repo.commit(b, "work", &days_ago(1));
+    }
+    let path = "/repos/acme/shop/pulls";
+    let listing = recorded("github.pulls.json", &d.repo, "github.pulls.schema.json");
+    f.answer(path, &listing);
+    pulls_config(&d, "github", &f.url);
+    run(&d);
+    // Only the labelled pull request; not the unlabelled one, not main (no pull request), not
+    // the fork's (its head is someone else's code, even though a branch of that name exists).
+    assert_eq!(stagings(&d), ["app-feature-labelled"]);
+    let gets: Vec<Req> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 1);
+    assert!(gets[0].path.starts_with(path) && gets[0].path.contains("state=open"));
+    assert_eq!(
+        gets[0].header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    assert!(gets[0].header("if-none-match").is_none());
+
+    // Nothing changed: the poll is conditional, answered 304, and the pass plans nothing new.
+    let (stdout, _) = run(&d);
+    let gets: Vec<Req> = f
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 2);
+    assert!(gets[1].header("if-none-match").is_some(), "{:?}", gets[1]);
+    assert!(
+        !stdout.contains("create") && !stdout.contains("update"),
+        "{stdout}"
+    );
+    assert_eq!(stagings(&d), ["app-feature-labelled"]);
+
+    // The label added to the second pull request: a new answer, a new staging.
+    let labelled_too = listing.replacen("\"labels\": []", "\"labels\": [{\"id\": 1, \"node_id\": \"x\", \"url\": \"https://api.github.com/repos/acme/shop/labels/preview\", \"name\": \"preview\", \"description\": \"\", \"color\": \"f29513\", \"default\": false}]", 1);
+    assert_ne!(labelled_too, listing);
+    check(
+        "github.pulls.schema.json",
+        &serde_json::from_str(&labelled_too).unwrap(),
+    );
+    f.answer(path, &labelled_too);
+    run(&d);
+    assert_eq!(
+        stagings(&d),
+        ["app-feature-labelled", "app-feature-unlabelled"]
+    );
+
+    // The API fails: the environment's stagings are kept as they are.
+    f.answers.lock().unwrap().clear();
+    let a = d.args(&["run", "--once"]);
+    let o = octostage_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        &[("OCTOSTAGE_TEST_FORGE_TOKEN", TOKEN)],
+    );
+    let (out, err) = texts(&o);
+    assert!(
+        err.contains("pull request listing failed") || out.contains("pull requests from"),
+        "{out}\n{err}"
+    );
+    assert!(!out.contains(TOKEN) && !err.contains(TOKEN));
+    assert_eq!(
+        stagings(&d),
+        ["app-feature-labelled", "app-feature-unlabelled"]
+    );
+}
+
+#[test]
+fn gitlab_merge_requests_and_gitea_pull_requests_are_read_alike() {
+    for (provider, file, schema, path) in [
+        (
+            "gitlab",
+            "gitlab.merge_requests.json",
+            "gitlab.merge_requests.schema.json",
+            "/projects/acme%2Fshop/merge_requests",
+        ),
+        (
+            "gitea",
+            "gitea.pulls.json",
+            "gitea.pulls.schema.json",
+            "/repos/acme/shop/pulls",
+        ),
+    ] {
+        let f = Forge::start();
+        let d = DirRun::new(&days_ago(1));
+        for b in ["feature/labelled", "feature/unlabelled", "feature/fork"] {
+            d.repo.commit(b, "work", &days_ago(1));
+        }
+        f.answer(path, &recorded(file, &d.repo, schema));
+        pulls_config(&d, provider, &f.url);
+        run(&d);
+        assert_eq!(stagings(&d), ["app-feature-labelled"], "{provider}");
+        let get = f
+            .requests()
+            .into_iter()
+            .find(|r| r.method == "GET")
+            .unwrap();
+        match provider {
+            "gitlab" => {
+                assert!(get.path.contains("state=opened"), "{}", get.path);
+                assert_eq!(get.header("private-token"), Some(TOKEN));
+            }
+            _ => assert_eq!(
+                get.header("authorization"),
+                Some(format!("token {TOKEN}").as_str())
+            ),
+        }
     }
 }

@@ -207,6 +207,7 @@ impl<'a> Validator<'a> {
             self.repository(&raw.repository, &format!("{ptr}/repository"), override_url);
         let include = self.globs(&raw.branches.include, &format!("{ptr}/branches/include"));
         let exclude = self.globs(&raw.branches.exclude, &format!("{ptr}/branches/exclude"));
+        let pull_requests = self.pull_requests(&raw.branches, &format!("{ptr}/branches"));
         let always = self.globs(&raw.always, &format!("{ptr}/always"));
         let base = self.layer(&raw.settings, &ptr).over(defaults);
         let settings = base.clone().resolve();
@@ -243,6 +244,7 @@ impl<'a> Validator<'a> {
             include: include?,
             exclude: exclude?,
             trailers: raw.branches.trailers,
+            pull_requests,
             always: always?,
             max_stagings: raw.max_stagings,
             max_awake: raw.max_awake,

@@ -86,8 +86,18 @@ impl Validator<'_> {
         })
     }
 
-    fn commit_status(&mut self, raw: &RawCommitStatus, ptr: &str) -> Option<CommitStatus> {
-        let provider = match raw.provider.as_str() {
+    /// A forge's API: its provider, base URL and token source, and a repository path if given.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn forge(
+        &mut self,
+        provider: &str,
+        api_url: Option<&str>,
+        token_env: Option<&str>,
+        token_file: Option<&str>,
+        repository: Option<&str>,
+        ptr: &str,
+    ) -> Option<(Provider, String, TokenSource)> {
+        let provider = match provider {
             "github" => Provider::Github,
             "gitlab" => Provider::Gitlab,
             "gitea" | "forgejo" => Provider::Gitea,
@@ -99,7 +109,7 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let api_url = match (&raw.api_url, provider) {
+        let api_url = match (api_url, provider) {
             (Some(u), _) => u.trim_end_matches('/').to_string(),
             (None, Provider::Github) => "https://api.github.com".into(),
             (None, Provider::Gitlab) => "https://gitlab.com/api/v4".into(),
@@ -118,8 +128,8 @@ impl Validator<'_> {
             );
             return None;
         }
-        let token = match (&raw.token_env, &raw.token_file) {
-            (Some(name), None) if env_name(name) => TokenSource::Env(name.clone()),
+        let token = match (token_env, token_file) {
+            (Some(name), None) if env_name(name) => TokenSource::Env(name.to_string()),
             (Some(name), None) => {
                 self.err(
                     &format!("{ptr}/token_env"),
@@ -133,13 +143,74 @@ impl Validator<'_> {
                 return None;
             }
         };
-        if let Some(r) = raw.repository.as_deref().filter(|r| !repo_path(r)) {
+        if let Some(r) = repository.filter(|r| !repo_path(r)) {
             self.err(
                 &format!("{ptr}/repository"),
                 format!("{r:?} is not `owner/repo` (or a GitLab project path)"),
             );
             return None;
         }
+        Some((provider, api_url, token))
+    }
+
+    /// `branches.from` and `branches.pull_requests`.
+    pub(super) fn pull_requests(
+        &mut self,
+        raw: &RawBranches,
+        ptr: &str,
+    ) -> Option<std::sync::Arc<PullRequests>> {
+        match (raw.from.as_deref(), &raw.pull_requests) {
+            (None | Some("git"), None) => None,
+            (Some("pull_requests"), Some(p)) => {
+                let (provider, api_url, token) = self.forge(
+                    &p.provider,
+                    p.api_url.as_deref(),
+                    p.token_env.as_deref(),
+                    p.token_file.as_deref(),
+                    p.repository.as_deref(),
+                    &format!("{ptr}/pull_requests"),
+                )?;
+                Some(std::sync::Arc::new(PullRequests {
+                    provider,
+                    api_url,
+                    repository: p.repository.clone(),
+                    token,
+                    labels: p.labels.clone(),
+                }))
+            }
+            (Some("pull_requests"), None) => {
+                self.err(
+                    ptr,
+                    "`from: pull_requests` needs `pull_requests: {provider, ...}`",
+                );
+                None
+            }
+            (None | Some("git"), Some(_)) => {
+                self.err(
+                    ptr,
+                    "`pull_requests` is set but `from` is not `pull_requests`",
+                );
+                None
+            }
+            (Some(other), _) => {
+                self.err(
+                    &format!("{ptr}/from"),
+                    format!("unknown branch source {other:?}; known: git, pull_requests"),
+                );
+                None
+            }
+        }
+    }
+
+    fn commit_status(&mut self, raw: &RawCommitStatus, ptr: &str) -> Option<CommitStatus> {
+        let (provider, api_url, token) = self.forge(
+            &raw.provider,
+            raw.api_url.as_deref(),
+            raw.token_env.as_deref(),
+            raw.token_file.as_deref(),
+            raw.repository.as_deref(),
+            ptr,
+        )?;
         Some(CommitStatus {
             provider,
             api_url,
@@ -200,6 +271,11 @@ pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
         }
         if let Some(c) = &n.commit_status {
             out.extend(c.token_env.iter().cloned());
+        }
+    }
+    for e in raw.environments.values() {
+        if let Some(p) = &e.branches.pull_requests {
+            out.extend(p.token_env.iter().cloned());
         }
     }
     out

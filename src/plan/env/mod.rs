@@ -400,7 +400,11 @@ impl<'a> EnvPlanner<'a> {
                 }
             } else {
                 vanished.push(self.out.len());
-                Why::BranchDeleted
+                if self.listing.pull_requests {
+                    Why::PullRequestClosed
+                } else {
+                    Why::BranchDeleted
+                }
             };
             self.out.push(super::gone(o, why));
         }

@@ -59,6 +59,7 @@ fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>
     [(
         "shop".to_string(),
         Ok(RepoListing {
+            pull_requests: false,
             branches,
             pins: HashMap::new(),
             skipped: Vec::new(),

@@ -60,6 +60,8 @@ pub struct RepoListing {
     pub pins: HashMap<String, Result<Commit, String>>,
     /// Branches that get no staging because of their name.
     pub skipped: Vec<Skipped>,
+    /// Whether `branches` are those of open pull requests (`branches.from: pull_requests`).
+    pub pull_requests: bool,
 }
 
 /// Mirrors of application repositories under one directory.
@@ -93,6 +95,11 @@ impl RepoCache {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The limit per listing.
@@ -181,6 +188,7 @@ impl RepoCache {
             .map(|p| (p.clone(), resolve(&repo, p, &shown)))
             .collect();
         Ok(RepoListing {
+            pull_requests: false,
             branches,
             pins,
             skipped,
