@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The full test suite, as README.md gives it and .ci/run calls it. Installs what the tests need
-# (git, kubectl, python3, chromium, the Rust components, cargo-nextest), checks formatting and lints,
+# (git, kubectl, python3, chromium, docker-registry, htpasswd, the Rust components, cargo-nextest), checks formatting and lints,
 # starts the local Kubernetes control plane (building its binaries once when none are cached)
 # unless OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs every test (the fuzz corpus included),
 # then the fault table (on a control plane of its own), fuzzes each target briefly when a
@@ -15,6 +15,9 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The dashboard is tested in headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# `wait_for` is tested against a real registry on loopback (CNCF distribution) with htpasswd.
+command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

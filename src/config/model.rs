@@ -342,6 +342,28 @@ pub struct Layer {
     pub copy: Option<Vec<Copy>>,
     /// Paths of the application repository exported for rendering.
     pub app_paths: Option<Vec<String>>,
+    /// Images to wait for.
+    pub wait_for: Option<Arc<WaitFor>>,
+}
+
+/// `wait_for`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitFor {
+    /// Image reference templates.
+    pub images: Vec<String>,
+    /// How long after the commit's time to keep asking.
+    pub give_up: Duration,
+    /// Registry credentials.
+    pub credentials: Option<RegistryCredentials>,
+}
+
+/// Registry credentials: a user name and where its password is read when asking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RegistryCredentials {
+    /// The user name.
+    pub username: String,
+    /// The password or token.
+    pub password: TokenSource,
 }
 
 /// What kind of object a copy is.
@@ -409,6 +431,7 @@ impl Layer {
             notify: self.notify.clone().or_else(|| base.notify.clone()),
             copy: self.copy.clone().or_else(|| base.copy.clone()),
             app_paths: self.app_paths.clone().or_else(|| base.app_paths.clone()),
+            wait_for: self.wait_for.clone().or_else(|| base.wait_for.clone()),
         }
     }
 
@@ -438,6 +461,7 @@ impl Layer {
             notify: self.notify,
             copy: self.copy.unwrap_or_default(),
             app_paths: self.app_paths.unwrap_or_default(),
+            wait_for: self.wait_for,
         })
     }
 }
@@ -499,6 +523,8 @@ pub struct Settings {
     pub copy: Vec<Copy>,
     /// Paths of the application repository given as `app_paths`.
     pub app_paths: Vec<String>,
+    /// Images to wait for, if any.
+    pub wait_for: Option<Arc<WaitFor>>,
 }
 
 impl Settings {

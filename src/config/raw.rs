@@ -120,6 +120,52 @@ pub struct RawSettings {
     /// target and `get` on exactly those objects (see `deploy/`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy: Option<Vec<RawCopy>>,
+    /// Images that must exist in their registry before a staging is created on a commit or
+    /// moved to it: until they do, a new staging is not created and a running one keeps its
+    /// commit, and the registry is asked again with backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<RawWaitFor>,
+}
+
+/// `wait_for`: images a staging waits for.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawWaitFor {
+    /// One image reference or several, each a template
+    /// (`registry.example.com/shop/web:{{ commit.sha }}`).
+    pub image: RawImages,
+    /// How long after the commit's time to keep asking before giving up (default `1h`); after
+    /// it the staging stays as it is, with the reason, until a new commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub give_up: Option<String>,
+    /// Credentials for the registry: basic auth, or the token endpoint a registry's
+    /// `WWW-Authenticate: Bearer` names (Docker Hub, GHCR, Harbor, GitLab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<RawRegistryCredentials>,
+}
+
+/// One image reference or a list.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RawImages {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// Registry credentials, referenced (never written here).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawRegistryCredentials {
+    /// The user name.
+    pub username: String,
+    /// Environment variable holding the password or token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// File holding the password or token (exclusive with `password_env`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
 }
 
 /// A templates directory: a path in the config repository, or `{from, path}`.

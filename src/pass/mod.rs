@@ -19,6 +19,7 @@ use crate::source::{ConfigSource, RepoCache};
 use crate::targets::{Change, ChangeKind, Target, TargetError};
 
 mod copies;
+mod images;
 mod listing;
 mod lookup;
 
@@ -252,6 +253,8 @@ pub async fn run(
                 confirm_deletions: opts.confirm_deletions,
             },
         );
+        let mut plan = plan;
+        unless_cancelled(cancel, images::gate(&config, &mut plan, now)).await?;
         let copied = unless_cancelled(
             cancel,
             copies::read(&plan, target, crate::consts::OBSERVE_TIMEOUT),

@@ -118,6 +118,15 @@ pub enum Why {
     TrailerSkip,
     /// No open pull request (with the labels asked for) has this branch as its head any more.
     PullRequestClosed,
+    /// An image of `wait_for` is not in its registry yet (or could not be asked for).
+    WaitingForImage {
+        /// The image.
+        image: String,
+        /// Why it is not known to be there: missing, or the registry's error.
+        detail: String,
+        /// Given up: asked for longer than `give_up` after the commit's time.
+        gave_up: bool,
+    },
     /// Its static staging is gone from the configuration.
     StaticRemoved {
         /// The static staging's name.
@@ -262,6 +271,18 @@ impl std::fmt::Display for Why {
             Why::Excluded { pattern } => write!(f, "excluded by pattern {pattern:?}"),
             Why::NotIncluded => f.write_str("no longer matched by branches.include"),
             Why::TrailerSkip => f.write_str("head commit says `Staging: skip`"),
+            Why::WaitingForImage {
+                image,
+                detail,
+                gave_up,
+            } => {
+                let what = if *gave_up {
+                    "gave up waiting for"
+                } else {
+                    "waiting for"
+                };
+                write!(f, "{what} image {image} ({detail})")
+            }
             Why::PullRequestClosed => {
                 f.write_str("no open pull request (with the labels asked for) for this branch")
             }

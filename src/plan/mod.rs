@@ -240,6 +240,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         error: None,
         observed_state: Some(o.state),
         observed_namespace: Some(o.namespace.clone()),
+        observed_commit: Some(o.commit.clone()),
         history: o.history.clone(),
         added: 0,
         woken: false,

@@ -98,6 +98,8 @@ pub struct Planned {
     pub observed_state: Option<State>,
     /// The namespace the target holds it in now, if it does.
     pub observed_namespace: Option<String>,
+    /// The commit the target holds it at now, if it does.
+    pub observed_commit: Option<String>,
     /// Its transitions: the recorded ones, and this pass's when it changes the staging.
     pub history: Vec<super::Transition>,
     /// How many of the last transitions of `history` this pass made.
@@ -118,11 +120,14 @@ impl Planned {
     }
 
     /// Whether something holds back what the plan would otherwise do (a deletion held or
-    /// deferred, a failed source, a missing pin, a blocking error): worth showing even though
-    /// the action is noop.
+    /// deferred, a failed source, a missing pin, a blocking error, an image not there yet):
+    /// worth showing even though the action is noop.
     pub fn held(&self) -> bool {
+        let waiting = |w: &Why| matches!(w, Why::WaitingForImage { .. });
         self.hold.is_some()
             || self.error.is_some()
+            || waiting(&self.why)
+            || matches!(&self.why, Why::NotCreated { cause } if waiting(cause))
             || matches!(
                 self.why,
                 Why::SourceFailed { .. } | Why::PinMissing { .. } | Why::BranchUnreadable { .. }
@@ -172,6 +177,8 @@ pub struct Plan {
     /// Things worth knowing that change nothing: include patterns that match no branch,
     /// branches skipped for their names.
     pub hints: Vec<String>,
+    /// When an image a staging waits for is asked for again.
+    pub recheck: Option<DateTime<Utc>>,
 }
 
 /// Inputs of the planner besides the configuration.
@@ -272,6 +279,7 @@ impl Plan {
                 [p.expires_at, p.delete_at, p.next_change, pending, warn]
             })
             .flatten()
+            .chain(self.recheck)
             .filter(|t| *t > self.at)
             .min()
     }

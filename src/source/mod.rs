@@ -4,6 +4,7 @@
 mod config_repo;
 mod git;
 pub mod pulls;
+pub mod registry;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

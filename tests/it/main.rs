@@ -18,6 +18,7 @@ mod fuzz_corpus;
 mod git_source;
 mod hostile;
 mod http;
+mod images;
 mod leader;
 mod lifecycle;
 mod notify;

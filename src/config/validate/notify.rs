@@ -153,6 +153,54 @@ impl Validator<'_> {
         Some((provider, api_url, token))
     }
 
+    /// `wait_for`: image templates, the give-up time, credentials.
+    pub(super) fn wait_for(
+        &mut self,
+        raw: &RawWaitFor,
+        ptr: &str,
+    ) -> Option<std::sync::Arc<WaitFor>> {
+        let before = self.problems.len();
+        let images = match &raw.image {
+            RawImages::One(i) => vec![i.clone()],
+            RawImages::Many(v) => v.clone(),
+        };
+        if images.is_empty() {
+            self.err(&format!("{ptr}/image"), "give at least one image");
+        }
+        for (i, img) in images.iter().enumerate() {
+            self.template_str(img, &format!("{ptr}/image/{i}"));
+        }
+        let give_up = raw
+            .give_up
+            .as_deref()
+            .and_then(|d| self.duration(d, &format!("{ptr}/give_up")))
+            .unwrap_or(consts::DEFAULT_IMAGE_GIVE_UP);
+        let credentials = raw.credentials.as_ref().and_then(|c| {
+            let password = match (&c.password_env, &c.password_file) {
+                (Some(n), None) if env_name(n) => TokenSource::Env(n.clone()),
+                (None, Some(f)) => TokenSource::File(f.into()),
+                _ => {
+                    self.err(
+                        &format!("{ptr}/credentials"),
+                        "give exactly one of `password_env` (a variable name) and `password_file`",
+                    );
+                    return None;
+                }
+            };
+            Some(RegistryCredentials {
+                username: c.username.clone(),
+                password,
+            })
+        });
+        (self.problems.len() == before).then(|| {
+            std::sync::Arc::new(WaitFor {
+                images,
+                give_up,
+                credentials,
+            })
+        })
+    }
+
     /// `branches.from` and `branches.pull_requests`.
     pub(super) fn pull_requests(
         &mut self,
@@ -276,6 +324,17 @@ pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
     for e in raw.environments.values() {
         if let Some(p) = &e.branches.pull_requests {
             out.extend(p.token_env.iter().cloned());
+        }
+    }
+    let mut layers: Vec<&RawSettings> = vec![&raw.defaults];
+    for e in raw.environments.values() {
+        layers.push(&e.settings);
+        layers.extend(e.overrides.values());
+        layers.extend(e.statics.values().map(|s| &s.settings));
+    }
+    for w in layers.into_iter().filter_map(|l| l.wait_for.as_ref()) {
+        if let Some(c) = &w.credentials {
+            out.extend(c.password_env.iter().cloned());
         }
     }
     out

@@ -91,6 +91,10 @@ impl Validator<'_> {
                 .copy
                 .as_ref()
                 .map(|c| self.copies(c, &format!("{ptr}/copy"))),
+            wait_for: raw
+                .wait_for
+                .as_ref()
+                .and_then(|w| self.wait_for(w, &format!("{ptr}/wait_for"))),
             app_paths: raw.app_paths.as_ref().map(|paths| {
                 for (i, p) in paths.iter().enumerate() {
                     if let Err(e) = crate::source::check_app_path(p) {

@@ -140,6 +140,7 @@ impl EnvPlanner<'_> {
             error: None,
             observed_state: c.observed.map(|o| o.state),
             observed_namespace: c.observed.map(|o| o.namespace.clone()),
+            observed_commit: c.observed.map(|o| o.commit.clone()),
             history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
             added: 0,
             woken: matches!(
@@ -223,6 +224,7 @@ pub(super) fn absent(
         error: None,
         observed_state: None,
         observed_namespace: None,
+        observed_commit: None,
         history: Vec::new(),
         added: 0,
         woken: false,

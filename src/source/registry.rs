@@ -1,0 +1,322 @@
+//! Does an image exist? The OCI distribution API's `HEAD /v2/<name>/manifests/<reference>`,
+//! with basic auth or the bearer-token flow a registry's `WWW-Authenticate` names (the token
+//! endpoint asked with the same credentials). Plain `http://` only for a registry on loopback.
+//! Every request is bounded; errors name the registry's host, never a credential.
+
+use std::time::Duration;
+
+use crate::config::{RegistryCredentials, TokenSource};
+
+/// One request to a registry or its token endpoint.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of a token answer read at most.
+const MAX_TOKEN_ANSWER: usize = 64 << 10;
+/// The manifest types asked for: registry 2.8 answers 404 or 400 for a type not listed.
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// What the registry says of an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Presence {
+    /// It is there.
+    Present,
+    /// No such manifest (yet).
+    Missing,
+}
+
+/// An image reference taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `host[:port]` of the registry.
+    pub registry: String,
+    /// The repository (`library/nginx`).
+    pub name: String,
+    /// The tag or `sha256:` digest.
+    pub reference: String,
+}
+
+impl ImageRef {
+    /// Parse `[registry/]name[:tag][@digest]` as Docker does (no registry: Docker Hub).
+    pub fn parse(image: &str) -> Result<ImageRef, String> {
+        let bad = |why: &str| format!("image {image:?} {why}");
+        if image.is_empty()
+            || image.len() > 512
+            || image.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(bad("is not an image reference"));
+        }
+        let (rest, digest) = match image.split_once('@') {
+            Some((r, d)) => (r, Some(d)),
+            None => (image, None),
+        };
+        let (first, remainder) = rest.split_once('/').unwrap_or(("", rest));
+        let (registry, path) = if !first.is_empty()
+            && (first.contains('.') || first.contains(':') || first == "localhost")
+        {
+            (first.to_string(), remainder.to_string())
+        } else {
+            ("registry-1.docker.io".to_string(), rest.to_string())
+        };
+        let (name, tag) = match path.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n.to_string(), Some(t.to_string())),
+            _ => (path.clone(), None),
+        };
+        let name = if registry == "registry-1.docker.io" && !name.contains('/') {
+            format!("library/{name}")
+        } else {
+            name
+        };
+        let name_ok = !name.is_empty()
+            && name.split('/').all(|s| {
+                // Docker's grammar: [a-z0-9]+ joined by `.`, `_`, `__` or `-`s.
+                s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && s.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && !s.contains("..")
+                    && s.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
+            });
+        if !name_ok {
+            return Err(bad("has a repository name the registry API does not take"));
+        }
+        let reference = match (digest, tag) {
+            (Some(d), _) => d.to_string(),
+            (None, Some(t)) => t,
+            (None, None) => "latest".to_string(),
+        };
+        let ref_ok = reference.len() <= 128
+            && reference
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c));
+        if !ref_ok {
+            return Err(bad("has a tag or digest the registry API does not take"));
+        }
+        Ok(ImageRef {
+            registry,
+            name,
+            reference,
+        })
+    }
+
+    fn loopback(&self) -> bool {
+        let host = self
+            .registry
+            .rsplit_once(':')
+            .map_or(self.registry.as_str(), |(h, _)| h);
+        matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+    }
+
+    /// The manifest URL.
+    pub fn manifest_url(&self) -> String {
+        let scheme = if self.loopback() { "http" } else { "https" };
+        format!(
+            "{scheme}://{}/v2/{}/manifests/{}",
+            self.registry, self.name, self.reference
+        )
+    }
+}
+
+fn password(c: &RegistryCredentials) -> Result<String, String> {
+    let p = match &c.password {
+        TokenSource::Env(n) => {
+            std::env::var(n).map_err(|_| format!("environment variable {n} is not set"))?
+        }
+        TokenSource::File(f) => std::fs::read_to_string(f).map_err(|e| {
+            format!(
+                "cannot read the password file {}: {}",
+                f.display(),
+                e.kind()
+            )
+        })?,
+    };
+    Ok(p.trim().to_string())
+}
+
+static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .expect("a client without custom TLS builds")
+});
+
+/// A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."` header's parameters.
+pub fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
+    let rest = header
+        .trim()
+        .strip_prefix("Bearer ")
+        .or_else(|| header.trim().strip_prefix("bearer "))?;
+    let mut out = Vec::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let (k, after) = s.split_once('=')?;
+        let after = after.trim_start();
+        let (v, next) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (&q[..end], &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (&after[..end], &after[end..])
+        };
+        out.push((k.trim().to_ascii_lowercase(), v.to_string()));
+        s = next.trim_start_matches([',', ' ']);
+    }
+    Some(out)
+}
+
+/// Ask the registry whether `image` exists.
+pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<Presence, String> {
+    let r = ImageRef::parse(image)?;
+    let url = r.manifest_url();
+    let host = r.registry.clone();
+    let fail = |e: reqwest::Error| format!("{host}: {}", e.without_url());
+    let client = &*CLIENT;
+    let head = |auth: Option<String>| {
+        let mut req = client.head(&url).header("accept", ACCEPT);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+    let first = head(None).await.map_err(fail)?;
+    let resp = if first.status() == reqwest::StatusCode::UNAUTHORIZED {
+        let challenge = first
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let auth = authorization(client, &challenge, creds, &host).await?;
+        head(Some(auth)).await.map_err(fail)?
+    } else {
+        first
+    };
+    match resp.status().as_u16() {
+        200 => Ok(Presence::Present),
+        404 => Ok(Presence::Missing),
+        401 | 403 => Err(format!(
+            "{host}: refused ({}); check `wait_for.credentials`",
+            resp.status()
+        )),
+        s => Err(format!("{host}: answered {s} for {}", r.name)),
+    }
+}
+
+/// The `Authorization` header a challenge asks for.
+async fn authorization(
+    client: &reqwest::Client,
+    challenge: &str,
+    creds: Option<&RegistryCredentials>,
+    host: &str,
+) -> Result<String, String> {
+    use base64::Engine;
+    let basic = |c: &RegistryCredentials| -> Result<String, String> {
+        let raw = format!("{}:{}", c.username, password(c)?);
+        Ok(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        ))
+    };
+    if challenge
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("basic")
+    {
+        let c = creds
+            .ok_or_else(|| format!("{host} asks for credentials; set `wait_for.credentials`"))?;
+        return basic(c);
+    }
+    let params = bearer_params(challenge)
+        .ok_or_else(|| format!("{host}: an authentication challenge octostage does not know"))?;
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let realm =
+        get("realm").ok_or_else(|| format!("{host}: a bearer challenge without a realm"))?;
+    if !(realm.starts_with("https://")
+        || realm.starts_with("http://127.0.0.1")
+        || realm.starts_with("http://localhost"))
+    {
+        return Err(format!(
+            "{host}: its token endpoint is not https; not sending credentials there"
+        ));
+    }
+    let mut req = client.get(&realm);
+    let mut query = Vec::new();
+    for k in ["service", "scope"] {
+        if let Some(v) = get(k) {
+            query.push((k.to_string(), v));
+        }
+    }
+    req = req.query(&query);
+    if let Some(c) = creds {
+        req = req.header("authorization", basic(c)?);
+    }
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{host} token endpoint: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!("{host} token endpoint answered {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| e.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
+            return Err(format!("{host} token endpoint: answer too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|_| format!("{host} token endpoint: not JSON"))?;
+    let token = v["token"]
+        .as_str()
+        .or_else(|| v["access_token"].as_str())
+        .ok_or_else(|| format!("{host} token endpoint: no token in the answer"))?;
+    Ok(format!("Bearer {token}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_parse_as_docker_reads_them() {
+        let r = ImageRef::parse("registry.example.com/shop/web:1a2b3c4").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.name.as_str(), r.reference.as_str()),
+            ("registry.example.com", "shop/web", "1a2b3c4")
+        );
+        assert!(r.manifest_url().starts_with("https://"));
+        let r = ImageRef::parse("nginx").unwrap();
+        assert_eq!(
+            (r.registry.as_str(), r.name.as_str(), r.reference.as_str()),
+            ("registry-1.docker.io", "library/nginx", "latest")
+        );
+        let r = ImageRef::parse("127.0.0.1:5000/a/b@sha256:abc").unwrap();
+        assert_eq!(r.reference, "sha256:abc");
+        assert!(r
+            .manifest_url()
+            .starts_with("http://127.0.0.1:5000/v2/a/b/manifests/"));
+        for bad in [
+            "",
+            "a b",
+            "Shop/Web:1",
+            "x.io/a/../b:1",
+            "x.io/a:t?x=1",
+            "x.io/a:$(id)",
+        ] {
+            assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bearer_challenges_are_read() {
+        let p = bearer_params(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull""#).unwrap();
+        assert_eq!(
+            p[0],
+            ("realm".into(), "https://auth.docker.io/token".into())
+        );
+        assert_eq!(p[2].1, "repository:library/nginx:pull");
+        assert!(bearer_params("Basic realm=x").is_none());
+    }
+}
