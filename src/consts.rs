@@ -15,6 +15,8 @@ pub const LABEL_STAGING: &str = "octostage.dev/staging";
 /// Label naming the octostage instance that owns a staging namespace; instances sharing a
 /// cluster never see, so never touch, each other's stagings.
 pub const LABEL_INSTANCE: &str = "octostage.dev/instance";
+/// Longest `Staging:` trailer value read; a longer one is not a valid steer anyway.
+pub const MAX_TRAILER: usize = 64;
 /// How long after a commit's time `wait_for` keeps asking the registry, by default.
 pub const DEFAULT_IMAGE_GIVE_UP: Duration = Duration::from_secs(3600);
 /// Default instance name.

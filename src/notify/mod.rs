@@ -127,7 +127,7 @@ pub fn events(report: &Report) -> Vec<Notice> {
         n.repository = n.to.commit_status.as_ref().and_then(|c| {
             c.repository.clone().or_else(|| {
                 let env = report.config.environment(&n.payload.environment)?;
-                status::repository_of(&env.repository.url)
+                crate::source::repository_of(&env.repository.url)
             })
         });
     }

@@ -19,28 +19,6 @@ pub struct StatusRequest {
     pub body: Value,
 }
 
-/// `owner/repo` (or a GitLab project path) from a repository URL (`https://host/a/b.git`,
-/// `ssh://git@host/a/b`, `git@host:a/b.git`); `None` for a local path.
-pub fn repository_of(url: &str) -> Option<String> {
-    let rest = if let Some((_, r)) = url.split_once("://") {
-        r.split_once('/')?.1
-    } else if let Some((host, path)) = url.split_once(':') {
-        if host.contains('/') {
-            return None;
-        }
-        path
-    } else {
-        return None;
-    };
-    let path = rest
-        .split(['?', '#'])
-        .next()
-        .unwrap_or(rest)
-        .trim_matches('/')
-        .trim_end_matches(".git");
-    crate::config::validate::repo_path(path).then(|| path.to_string())
-}
-
 /// What `event` sets: the state (in the provider's words) and a description; `None` for an
 /// event that changes nothing a status shows (`expiring`).
 fn state(provider: Provider, p: &Payload) -> Option<(&'static str, String)> {
@@ -106,6 +84,53 @@ pub fn request(c: &CommitStatus, repository: &str, p: &Payload) -> Option<Status
 mod tests {
     use super::*;
 
+    fn payload(event: EventKind, reason: &str) -> Payload {
+        Payload {
+            event,
+            staging: "shop-a".into(),
+            environment: "shop".into(),
+            branch: "a".into(),
+            static_name: None,
+            commit: Some("a".repeat(40)),
+            state: None,
+            reason: reason.into(),
+            at: "2026-11-26T12:00:00Z".into(),
+            delete_at: None,
+            links: [("web".to_string(), "https://shop-a.example.com".to_string())]
+                .into_iter()
+                .collect(),
+            text: String::new(),
+            id: "1".into(),
+        }
+    }
+
+    #[test]
+    fn statuses_name_the_staging_keep_to_the_limits_and_drop_a_dead_link() {
+        let c = CommitStatus {
+            provider: Provider::Gitlab,
+            api_url: "https://gitlab.example.com/api/v4".into(),
+            repository: None,
+            token: crate::config::TokenSource::Env("T".into()),
+            context: "octostage".into(),
+        };
+        let r = request(
+            &c,
+            "group/sub/shop",
+            &payload(EventKind::Failing, &"x".repeat(500)),
+        )
+        .unwrap();
+        assert!(r.url.starts_with(
+            "https://gitlab.example.com/api/v4/projects/group%2Fsub%2Fshop/statuses/aaaa"
+        ));
+        assert_eq!(r.body["state"], "failed");
+        assert_eq!(r.body["name"], "octostage/shop-a");
+        assert_eq!(r.body["description"].as_str().unwrap().chars().count(), 140);
+        let gone = request(&c, "g/s", &payload(EventKind::Deleted, "branch deleted")).unwrap();
+        assert_eq!(gone.body["state"], "canceled");
+        assert!(gone.body.get("target_url").is_none());
+        assert!(request(&c, "g/s", &payload(EventKind::Expiring, "soon")).is_none());
+    }
+
     #[test]
     fn repositories_are_read_from_every_url_form() {
         for (url, want) in [
@@ -119,7 +144,7 @@ mod tests {
             ("/srv/git/shop", None),
             ("https://github.com/../etc", None),
         ] {
-            assert_eq!(repository_of(url).as_deref(), want, "{url}");
+            assert_eq!(crate::source::repository_of(url).as_deref(), want, "{url}");
         }
     }
 }

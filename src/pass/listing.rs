@@ -101,7 +101,7 @@ async fn pull_requests(
         let repository = p
             .repository
             .clone()
-            .or_else(|| crate::notify::status::repository_of(&env.repository.url));
+            .or_else(|| crate::source::repository_of(&env.repository.url));
         Some(async move {
             let r = match repository {
                 None => Err("no `pull_requests.repository`, and none in the repository URL".into()),

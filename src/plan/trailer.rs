@@ -16,9 +16,6 @@ pub enum Steer {
     Sleep,
 }
 
-/// Longest trailer value read; a longer one is not a valid steer anyway.
-pub const MAX_VALUE: usize = 64;
-
 /// Parse a trailer value; the error says what was wrong, for a hint.
 pub fn parse(value: &str) -> Result<Steer, String> {
     let v = value.trim();

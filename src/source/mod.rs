@@ -24,7 +24,7 @@ pub struct Commit {
     /// First line of the message.
     pub subject: String,
     /// The value of the last `Staging:` trailer of the message, at most
-    /// [`crate::plan::trailer::MAX_VALUE`] bytes (longer ones are cut, and then refused).
+    /// [`crate::consts::MAX_TRAILER`] bytes (longer ones are cut, and then refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steer: Option<String>,
 }
@@ -70,4 +70,26 @@ pub(crate) fn git_err(shown: &str, action: &'static str) -> impl Fn(git2::Error)
         action,
         message: crate::redact::url(e.message()),
     }
+}
+
+/// `owner/repo` (or a GitLab project path) from a repository URL (`https://host/a/b.git`,
+/// `ssh://git@host/a/b`, `git@host:a/b.git`); `None` for a local path.
+pub fn repository_of(url: &str) -> Option<String> {
+    let rest = if let Some((_, r)) = url.split_once("://") {
+        r.split_once('/')?.1
+    } else if let Some((host, path)) = url.split_once(':') {
+        if host.contains('/') {
+            return None;
+        }
+        path
+    } else {
+        return None;
+    };
+    let path = rest
+        .split(['?', '#'])
+        .next()
+        .unwrap_or(rest)
+        .trim_matches('/')
+        .trim_end_matches(".git");
+    crate::config::validate::repo_path(path).then(|| path.to_string())
 }

@@ -407,8 +407,8 @@ fn steer_trailer(message: &[u8]) -> Option<String> {
         .find(|(k, _)| k.eq_ignore_ascii_case(b"staging"))?
         .1;
     let mut v = String::from_utf8_lossy(value).into_owned();
-    if v.len() > crate::plan::trailer::MAX_VALUE {
-        let mut end = crate::plan::trailer::MAX_VALUE;
+    if v.len() > crate::consts::MAX_TRAILER {
+        let mut end = crate::consts::MAX_TRAILER;
         while !v.is_char_boundary(end) {
             end -= 1;
         }
