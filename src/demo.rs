@@ -354,7 +354,7 @@ impl Demo<'_> {
         out: &mut (dyn Write + Send),
     ) -> Result<(), DemoError> {
         let day = Duration::days(1);
-        self.pass("Pass 1: first look at both repositories", now, out)
+        self.pass("Pass 1: first look at the three repositories", now, out)
             .await?;
         self.pass("Pass 2: nothing changed, so nothing is written", now, out)
             .await?;
