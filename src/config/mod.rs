@@ -407,4 +407,54 @@ mod tests {
             assert!(p.iter().any(|p| p.message.contains(why)), "{bad}: {p:?}");
         }
     }
+
+    #[test]
+    fn forge_tokens_go_over_https_and_registries_are_written_out() {
+        let load = |extra: &str| {
+            let text = format!(
+                "version: 1\nenvironments:\n  app:\n    repository: https://github.com/acme/shop.git\n    templates: t\n{extra}"
+            );
+            parse(
+                &text,
+                "environments.yaml",
+                Path::new("/cfg"),
+                &MemFiles::new([("t/a.yaml", "kind: A")]),
+                &LoadOptions::default(),
+            )
+        };
+        let status = |api: &str| {
+            format!("    notify:\n      commit_status: {{provider: gitea, api_url: \"{api}\", token_env: T}}\n")
+        };
+        assert!(load(&status("https://gitea.example.com/api/v1")).is_ok());
+        assert!(load(&status("http://127.0.0.1:3000/api/v1")).is_ok());
+        for bad in [
+            "http://gitea.example.com/api/v1",
+            "http://127.0.0.1@evil.example/api",
+        ] {
+            let p = problems(load(&status(bad)));
+            assert!(
+                p.iter()
+                    .any(|p| p.message.contains("plain http") || p.message.contains("credentials")),
+                "{bad}: {p:?}"
+            );
+        }
+        let pulls = "    branches:\n      from: pull_requests\n      pull_requests: {provider: github, api_url: \"http://api.example.com\", token_env: T}\n";
+        assert!(problems(load(pulls))
+            .iter()
+            .any(|p| p.message.contains("plain http")));
+        let wait = |image: &str| format!("    wait_for: {{image: \"{image}\"}}\n");
+        assert!(load(&wait("registry.example.com/shop/web:{{ commit.sha }}")).is_ok());
+        for bad in [
+            "{{ branch.name }}/web:1",
+            "web:{{ commit.sha }}",
+            "reg{{ branch.slug }}.example.com/web:1",
+        ] {
+            let p = problems(load(&wait(bad)));
+            assert!(
+                p.iter()
+                    .any(|p| p.message.contains("registry host written out")),
+                "{bad}: {p:?}"
+            );
+        }
+    }
 }

@@ -2,14 +2,17 @@
 //! that commit needs must be in their registry. A missing one keeps the staging as it is: a new
 //! staging is not created, a running one keeps its commit, with the image as the reason. Each
 //! image is asked for again with backoff (10 s doubling to 5 min), the controller woken for it,
-//! until `give_up` after the commit's time; then the staging stays as it is until a new commit.
-//! What the registry said is remembered by the process, so passes in between ask nothing.
+//! until `give_up` after the commit's time; past it, the registry is asked once per process
+//! (a restart, a `run --once`) and never again, and the staging is never moved without the
+//! image. What the registry said is remembered by the process, so passes in between ask
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 
 use crate::config::{Config, RegistryCredentials};
 use crate::plan::{Action, Plan, PlanError, Planned, Why};
@@ -32,25 +35,41 @@ struct Known {
 static KNOWN: std::sync::LazyLock<Mutex<HashMap<String, Known>>> =
     std::sync::LazyLock::new(Mutex::default);
 
+/// How many images are asked for at once, and how long all of a pass's asking may take.
+const PARALLEL: usize = 8;
+const ALL_CHECKS: Duration = Duration::from_secs(60);
+
 /// Ask for `image` unless what is known of it is still good; `Ok(())` when it is present.
+/// Past `give_up`, what is known stands for good: the registry is asked once per process.
 async fn ask(
     image: &str,
     creds: Option<&RegistryCredentials>,
     now: DateTime<Utc>,
+    gave_up: bool,
 ) -> Result<(), Known> {
     let known = KNOWN.lock().expect("known").get(image).cloned();
     match known {
         Some(k) if k.present => return Ok(()),
-        Some(k) if now < k.next => return Err(k),
+        Some(k) if gave_up || now < k.next => return Err(k),
         _ => {}
     }
     let r = registry::check(image, creds).await;
-    let mut map = KNOWN.lock().expect("known");
-    // Bounded: an image that is there or given up on is dropped first when it grows.
-    if map.len() > 4096 {
-        map.clear();
+    let k = remember(image, known, r, now);
+    if k.present {
+        Ok(())
+    } else {
+        Err(k)
     }
-    let wait = known.map_or(FIRST_WAIT, |k| (k.wait * 2).min(MAX_WAIT));
+}
+
+fn remember(
+    image: &str,
+    before: Option<Known>,
+    r: Result<Presence, String>,
+    now: DateTime<Utc>,
+) -> Known {
+    let wait = before.map_or(FIRST_WAIT, |k| (k.wait * 2).min(MAX_WAIT));
+    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
     let entry = match r {
         Ok(Presence::Present) => Known {
             present: true,
@@ -61,22 +80,23 @@ async fn ask(
         Ok(Presence::Missing) => Known {
             present: false,
             detail: "not in the registry yet".into(),
-            next: now + chrono::Duration::from_std(wait).unwrap_or_default(),
+            next,
             wait,
         },
         Err(e) => Known {
             present: false,
             detail: e,
-            next: now + chrono::Duration::from_std(wait).unwrap_or_default(),
+            next,
             wait,
         },
     };
-    map.insert(image.to_string(), entry.clone());
-    if entry.present {
-        Ok(())
-    } else {
-        Err(entry)
+    let mut map = KNOWN.lock().expect("known");
+    // Bounded: forgetting costs only a question to the registry.
+    if map.len() > 4096 {
+        map.clear();
     }
+    map.insert(image.to_string(), entry.clone());
+    entry
 }
 
 /// Whether `p` moves to a commit the target does not run yet.
@@ -85,63 +105,96 @@ fn new_commit(p: &Planned) -> bool {
         && p.commit.as_ref().map(|c| c.sha.as_str()) != p.observed_commit.as_deref()
 }
 
-/// Hold back the stagings whose images are not there yet.
+/// The registry host a template writes out (validation refuses others), for a last check
+/// that what it rendered still names it.
+fn literal_host(template: &str) -> String {
+    registry::canonical_registry(template.split('/').next().unwrap_or(""))
+}
+
+/// A staging's images, rendered; an error blocks it.
+fn images_of(config: &Config, p: &Planned, templates: &[String]) -> Result<Vec<String>, PlanError> {
+    let ctx = p.context.as_deref().expect("checked by the caller");
+    let view = minijinja::Value::from_serialize(ctx);
+    let mut out = Vec::new();
+    for t in templates {
+        let image = config.templates.render_str(t, &view).map_err(|e| {
+            PlanError::Render(
+                crate::render::inline_error(&config.templates, t, "wait_for.image", &e, ctx)
+                    .to_string(),
+            )
+        })?;
+        let parsed = registry::ImageRef::parse(&image).map_err(PlanError::Render)?;
+        if parsed.registry != literal_host(t) {
+            return Err(PlanError::Render(format!(
+                "wait_for.image {image:?} names registry {:?}, not {:?} as written",
+                parsed.registry,
+                literal_host(t)
+            )));
+        }
+        out.push(image);
+    }
+    Ok(out)
+}
+
+/// Hold back the stagings whose images are not there yet. All of a pass's images are asked
+/// for at once, a few at a time, within [`ALL_CHECKS`]: one slow registry delays the pass by
+/// that much at most, and the others' images are asked all the same.
 pub async fn gate(config: &Config, plan: &mut Plan, now: DateTime<Utc>) {
-    let mut recheck: Option<DateTime<Utc>> = None;
-    for p in plan.stagings.iter_mut() {
+    let mut wanted: Vec<(usize, Vec<String>, bool)> = Vec::new();
+    let mut asks: HashMap<String, (Option<RegistryCredentials>, bool)> = HashMap::new();
+    for (i, p) in plan.stagings.iter_mut().enumerate() {
         let Some(w) = p.settings.as_ref().and_then(|s| s.wait_for.clone()) else {
             continue;
         };
-        if p.error.is_some() || !new_commit(p) {
+        if p.error.is_some() || !new_commit(p) || p.context.is_none() {
             continue;
         }
-        let Some(ctx) = p.context.as_deref() else {
-            continue;
-        };
-        let view = minijinja::Value::from_serialize(ctx);
-        let mut images = Vec::new();
-        for t in &w.images {
-            match config.templates.render_str(t, &view) {
-                Ok(i) => images.push(i),
-                Err(e) => {
-                    p.block(PlanError::Render(
-                        crate::render::inline_error(
-                            &config.templates,
-                            t,
-                            "wait_for.image",
-                            &e,
-                            ctx,
-                        )
-                        .to_string(),
-                    ));
-                    break;
-                }
+        let images = match images_of(config, p, &w.images) {
+            Ok(i) => i,
+            Err(e) => {
+                p.block(e);
+                continue;
             }
-        }
-        if p.error.is_some() {
-            continue;
-        }
+        };
         let commit_time = p.commit.as_ref().map_or(now, |c| c.time);
         let gave_up = chrono::Duration::from_std(w.give_up).is_ok_and(|g| now - commit_time > g);
-        let mut missing = None;
         for image in &images {
-            let known = if gave_up {
-                // No more asking; what was last known stands.
-                KNOWN
-                    .lock()
-                    .expect("known")
-                    .get(image)
-                    .cloned()
-                    .filter(|k| !k.present)
-                    .map_or(Ok(()), Err)
-            } else {
-                ask(image, w.credentials.as_ref(), now).await
-            };
-            if let Err(k) = known {
-                missing = Some((image.clone(), k));
-                break;
-            }
+            let e = asks
+                .entry(image.clone())
+                .or_insert((w.credentials.clone(), gave_up));
+            // Asked as the most patient staging that wants it.
+            e.1 &= gave_up;
         }
+        wanted.push((i, images, gave_up));
+    }
+    let checks = futures::stream::iter(asks.iter())
+        .map(|(image, (creds, gave_up))| async move {
+            (
+                image.clone(),
+                ask(image, creds.as_ref(), now, *gave_up).await,
+            )
+        })
+        .buffer_unordered(PARALLEL)
+        .collect::<Vec<_>>();
+    let mut answers: HashMap<String, Result<(), Known>> =
+        match tokio::time::timeout(ALL_CHECKS, checks).await {
+            Ok(a) => a.into_iter().collect(),
+            Err(_) => HashMap::new(),
+        };
+    let mut recheck: Option<DateTime<Utc>> = None;
+    for (i, images, gave_up) in wanted {
+        let missing = images.iter().find_map(|image| {
+            let answer = answers.entry(image.clone()).or_insert_with(|| {
+                let late = remember(
+                    image,
+                    KNOWN.lock().expect("known").get(image).cloned(),
+                    Err(format!("no answer within {}s", ALL_CHECKS.as_secs())),
+                    now,
+                );
+                Err(late)
+            });
+            answer.clone().err().map(|k| (image.clone(), k))
+        });
         let Some((image, k)) = missing else {
             continue;
         };
@@ -149,7 +202,7 @@ pub async fn gate(config: &Config, plan: &mut Plan, now: DateTime<Utc>) {
             recheck = Some(recheck.map_or(k.next, |r| r.min(k.next)));
         }
         hold(
-            p,
+            &mut plan.stagings[i],
             Why::WaitingForImage {
                 image,
                 detail: k.detail,

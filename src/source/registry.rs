@@ -23,6 +23,14 @@ pub enum Presence {
     Missing,
 }
 
+/// The API host of a registry as an image names it: Docker Hub's names are one.
+pub fn canonical_registry(host: &str) -> String {
+    match host {
+        "docker.io" | "index.docker.io" => "registry-1.docker.io".into(),
+        h => h.to_string(),
+    }
+}
+
 /// An image reference taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
@@ -52,7 +60,7 @@ impl ImageRef {
         let (registry, path) = if !first.is_empty()
             && (first.contains('.') || first.contains(':') || first == "localhost")
         {
-            (first.to_string(), remainder.to_string())
+            (canonical_registry(first), remainder.to_string())
         } else {
             ("registry-1.docker.io".to_string(), rest.to_string())
         };
@@ -162,12 +170,47 @@ pub fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
+/// The token endpoint a challenge names, if credentials may go there: `https://`, or plain
+/// `http://` to loopback itself (a host parsed, not a prefix: `http://127.0.0.1@evil/` and
+/// `http://127.0.0.1.evil.example/` are other hosts), never with user information.
+pub fn token_endpoint(realm: &str) -> Result<reqwest::Url, String> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use url::Host;
+    let url =
+        reqwest::Url::parse(realm).map_err(|_| "its token endpoint is not a URL".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("its token endpoint carries user information".into());
+    }
+    let loopback = match url.host() {
+        Some(Host::Ipv4(a)) => a == Ipv4Addr::LOCALHOST,
+        Some(Host::Ipv6(a)) => a == Ipv6Addr::LOCALHOST,
+        Some(Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("its token endpoint is not https".into()),
+    }
+}
+
+/// What a failed request says: a timeout as one, never reqwest's bare words.
+fn said(host: &str, e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        format!("{host}: no answer within {}s", REQUEST_TIMEOUT.as_secs())
+    } else if e.is_connect() {
+        format!("{host}: cannot connect")
+    } else {
+        format!("{host}: {}", e.without_url())
+    }
+}
+
 /// Ask the registry whether `image` exists.
 pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<Presence, String> {
     let r = ImageRef::parse(image)?;
     let url = r.manifest_url();
     let host = r.registry.clone();
-    let fail = |e: reqwest::Error| format!("{host}: {}", e.without_url());
+    let fail = |e: reqwest::Error| said(&host, e);
     let client = &*CLIENT;
     let head = |auth: Option<String>| {
         let mut req = client.head(&url).header("accept", ACCEPT);
@@ -229,15 +272,9 @@ async fn authorization(
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let realm =
         get("realm").ok_or_else(|| format!("{host}: a bearer challenge without a realm"))?;
-    if !(realm.starts_with("https://")
-        || realm.starts_with("http://127.0.0.1")
-        || realm.starts_with("http://localhost"))
-    {
-        return Err(format!(
-            "{host}: its token endpoint is not https; not sending credentials there"
-        ));
-    }
-    let mut req = client.get(&realm);
+    let realm = token_endpoint(&realm)
+        .map_err(|why| format!("{host}: {why}; not sending credentials there"))?;
+    let mut req = client.get(realm);
     let mut query = Vec::new();
     for k in ["service", "scope"] {
         if let Some(v) = get(k) {
@@ -251,7 +288,7 @@ async fn authorization(
     let mut resp = req
         .send()
         .await
-        .map_err(|e| format!("{host} token endpoint: {}", e.without_url()))?;
+        .map_err(|e| said(&format!("{host} token endpoint"), e))?;
     if !resp.status().is_success() {
         return Err(format!("{host} token endpoint answered {}", resp.status()));
     }
@@ -259,7 +296,7 @@ async fn authorization(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| e.without_url().to_string())?
+        .map_err(|e| said(&format!("{host} token endpoint"), e))?
     {
         if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
             return Err(format!("{host} token endpoint: answer too large"));
@@ -287,6 +324,12 @@ mod tests {
             ("registry.example.com", "shop/web", "1a2b3c4")
         );
         assert!(r.manifest_url().starts_with("https://"));
+        assert_eq!(
+            ImageRef::parse("docker.io/library/nginx:1")
+                .unwrap()
+                .registry,
+            "registry-1.docker.io"
+        );
         let r = ImageRef::parse("nginx").unwrap();
         assert_eq!(
             (r.registry.as_str(), r.name.as_str(), r.reference.as_str()),
@@ -306,6 +349,29 @@ mod tests {
             "x.io/a:$(id)",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_go_only_to_https_or_loopback_itself() {
+        for ok in [
+            "https://auth.docker.io/token",
+            "http://127.0.0.1:5001/token",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+        ] {
+            assert!(token_endpoint(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1@127.0.0.2:18081/token",
+            "http://localhost@evil.example/",
+            "http://127.0.0.1.nip.io:18081/token",
+            "http://localhost.attacker.com/",
+            "https://user:pw@auth.example.com/",
+            "ftp://127.0.0.1/",
+            "not a url",
+        ] {
+            assert!(token_endpoint(bad).is_err(), "{bad}");
         }
     }
 

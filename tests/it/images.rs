@@ -176,7 +176,7 @@ fn a_staging_waits_for_its_image_and_a_running_one_keeps_its_commit_until_the_ne
     let reg = Registry::start();
     let d = DirRun::new(&days_ago(0));
     d.config(
-        &format!("    wait_for:\n      image: \"127.0.0.1:{}/shop/web:{{{{ commit.short_sha }}}}\"\n      credentials: {{username: {USER}, password_env: OCTOSTAGE_TEST_REGISTRY_PASSWORD}}\n", reg.port),
+        &format!("    wait_for:\n      give_up: 1h\n      image: \"127.0.0.1:{}/shop/web:{{{{ commit.short_sha }}}}\"\n      credentials: {{username: {USER}, password_env: OCTOSTAGE_TEST_REGISTRY_PASSWORD}}\n", reg.port),
         "",
     );
     let main = d.repo.git(&["rev-parse", "main"]);
@@ -244,6 +244,25 @@ fn a_staging_waits_for_its_image_and_a_running_one_keeps_its_commit_until_the_ne
     reg.push("shop/web", &second[..7]);
     run(&d, &["run", "--once"], PASSWORD);
     assert_eq!(commit_in(&d, "app-main").as_deref(), Some(second.as_str()));
+
+    // A commit older than `give_up` whose image is missing: asked once, never moved to.
+    let three_hours_ago = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
+    let old = d.repo.commit("feature/old", "Old", &three_hours_ago);
+    let (plan, _) = run(&d, &["plan", "--format", "json"], PASSWORD);
+    assert!(
+        plan.contains(&format!(
+            "gave up waiting for image 127.0.0.1:{}/shop/web:{}",
+            reg.port,
+            &old[..7]
+        )),
+        "{plan}"
+    );
+    reg.push("shop/web", &old[..7]);
+    run(&d, &["run", "--once"], PASSWORD);
+    assert_eq!(
+        commit_in(&d, "app-feature-old").as_deref(),
+        Some(old.as_str())
+    );
 
     // A wrong password: the registry refuses, the staging waits and says why.
     let third = d.repo.commit("main", "Third", &days_ago(0));

@@ -128,6 +128,16 @@ impl Validator<'_> {
             );
             return None;
         }
+        // The token travels with every request: in clear only to this very machine.
+        if api_url.starts_with("http://")
+            && crate::source::registry::token_endpoint(&api_url).is_err()
+        {
+            self.err(
+                &format!("{ptr}/api_url"),
+                format!("{api_url:?} is plain http: the API token would travel unencrypted; use https (plain http only to 127.0.0.1, ::1 or localhost)"),
+            );
+            return None;
+        }
         let token = match (token_env, token_file) {
             (Some(name), None) if env_name(name) => TokenSource::Env(name.to_string()),
             (Some(name), None) => {
@@ -168,7 +178,14 @@ impl Validator<'_> {
             self.err(&format!("{ptr}/image"), "give at least one image");
         }
         for (i, img) in images.iter().enumerate() {
-            self.template_str(img, &format!("{ptr}/image/{i}"));
+            let p = format!("{ptr}/image/{i}");
+            self.template_str(img, &p);
+            // Where octostage asks (and sends credentials) is the file's choice, never git's.
+            let host = img.split('/').next().unwrap_or("");
+            let literal = !host.contains("{{") && !host.contains("{%") && img.contains('/');
+            if !(literal && (host.contains('.') || host.contains(':') || host == "localhost")) {
+                self.err(&p, format!("{img:?} must start with its registry host written out (`registry.example.com/...`, `docker.io/...`): a value from git must not choose where octostage asks"));
+            }
         }
         let give_up = raw
             .give_up

@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::config::{Provider, PullRequests, TokenSource};
+
+mod answer;
+mod kept;
+
+pub use answer::parse;
 
 /// Pages read at most (100 pull requests each; Gitea 50).
 pub const MAX_PAGES: usize = 20;
@@ -44,19 +48,6 @@ pub struct Polled {
     pub fetched: usize,
     /// Pages answered `304 Not Modified`.
     pub not_modified: usize,
-}
-
-/// A page as kept between polls.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Kept {
-    etag: Option<String>,
-    pulls: Vec<PullRequest>,
-}
-
-fn kept_path(cache: &Path, url: &str) -> PathBuf {
-    cache
-        .join("pulls")
-        .join(format!("{}.json", crate::naming::short_hash(url, 24)))
 }
 
 fn page_url(p: &PullRequests, repository: &str, page: usize) -> (String, usize) {
@@ -106,63 +97,6 @@ fn token(t: &TokenSource) -> Result<String, String> {
     Ok(v)
 }
 
-/// Parse one page of the provider's answer.
-pub fn parse(provider: Provider, body: &[u8]) -> Result<Vec<PullRequest>, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    let items = v.as_array().ok_or("the answer is not a list")?;
-    items.iter().map(|i| item(provider, i)).collect()
-}
-
-fn item(provider: Provider, i: &Value) -> Result<PullRequest, String> {
-    let s = |v: &Value| v.as_str().map(str::to_string);
-    let names = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|l| l.as_str().or_else(|| l["name"].as_str()))
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (number, branch, sha, labels, fork) = match provider {
-        Provider::Github => (
-            i["number"].as_u64(),
-            s(&i["head"]["ref"]),
-            s(&i["head"]["sha"]),
-            names(&i["labels"]),
-            // A deleted fork has no head repository: a fork all the same.
-            i["head"]["repo"]["full_name"] != i["base"]["repo"]["full_name"]
-                || i["head"]["repo"].is_null(),
-        ),
-        Provider::Gitea => (
-            i["number"].as_u64(),
-            s(&i["head"]["ref"]),
-            s(&i["head"]["sha"]),
-            names(&i["labels"]),
-            i["head"]["repo_id"] != i["base"]["repo_id"],
-        ),
-        Provider::Gitlab => (
-            i["iid"].as_u64(),
-            s(&i["source_branch"]),
-            s(&i["sha"]),
-            names(&i["labels"]),
-            i["source_project_id"] != i["target_project_id"],
-        ),
-    };
-    match (number, branch, sha) {
-        (Some(number), Some(branch), Some(sha)) => Ok(PullRequest {
-            number,
-            branch,
-            sha,
-            labels,
-            fork,
-        }),
-        _ => Err("a pull request in the answer lacks its number, head branch or head sha".into()),
-    }
-}
-
 /// One client for every poll, made on first use (loading the system's root certificates costs
 /// memory a configuration without pull requests should not pay).
 static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
@@ -190,52 +124,65 @@ async fn poll_pages(
 ) -> Result<Polled, String> {
     let token = token(&p.token)?;
     let mut out = Polled::default();
+    // Kept only once the whole listing was read: a refused poll leaves nothing behind.
+    let mut keep: Vec<(PathBuf, kept::Kept)> = Vec::new();
     for page in 1..=MAX_PAGES {
         let (url, per_page) = page_url(p, repository, page);
-        let file = kept_path(cache, &url);
-        let kept: Option<Kept> = std::fs::read(&file)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let mut req = client.get(&url).header(
-            "user-agent",
-            concat!("octostage/", env!("CARGO_PKG_VERSION")),
-        );
-        req = match p.provider {
-            Provider::Github => req
-                .header("authorization", format!("Bearer {token}"))
-                .header("accept", "application/vnd.github+json")
-                .header("x-github-api-version", "2022-11-28"),
-            Provider::Gitlab => req.header("private-token", &token),
-            Provider::Gitea => req.header("authorization", format!("token {token}")),
-        };
-        if let Some(etag) = kept.as_ref().and_then(|k| k.etag.as_deref()) {
-            req = req.header("if-none-match", etag);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("{}", e.without_url()))?;
-        let status = resp.status();
-        let items = if status == reqwest::StatusCode::NOT_MODIFIED {
-            out.not_modified += 1;
-            kept.map(|k| k.pulls)
-                .ok_or("304 Not Modified without a kept answer")?
-        } else if status.is_success() {
-            out.fetched += 1;
+        let file = kept::path(cache, &url);
+        let mut before = kept::read(&file);
+        let (status, etag, body) = loop {
+            let mut req = client.get(&url).header(
+                "user-agent",
+                concat!("octostage/", env!("CARGO_PKG_VERSION")),
+            );
+            req = match p.provider {
+                Provider::Github => req
+                    .header("authorization", format!("Bearer {token}"))
+                    .header("accept", "application/vnd.github+json")
+                    .header("x-github-api-version", "2022-11-28"),
+                Provider::Gitlab => req.header("private-token", &token),
+                Provider::Gitea => req.header("authorization", format!("token {token}")),
+            };
+            let conditional = before.as_ref().and_then(|k| k.etag.clone());
+            if let Some(etag) = &conditional {
+                req = req.header("if-none-match", etag);
+            }
+            let resp = req.send().await.map_err(said)?;
+            let status = resp.status();
+            // A kept ETag the forge (or a proxy) will not take: ask once in full, forget it.
+            if conditional.is_some() && status.is_client_error() {
+                kept::forget(&file);
+                before = None;
+                continue;
+            }
             let etag = resp
                 .headers()
                 .get("etag")
                 .and_then(|v| v.to_str().ok())
+                .filter(|e| kept::valid_etag(e))
                 .map(str::to_string);
-            let body = read_capped(resp).await?;
+            let body = if status.is_success() && status != reqwest::StatusCode::NOT_MODIFIED {
+                read_capped(resp).await?
+            } else {
+                Vec::new()
+            };
+            break (status, etag, body);
+        };
+        let items = if status == reqwest::StatusCode::NOT_MODIFIED {
+            out.not_modified += 1;
+            before
+                .map(|k| k.pulls)
+                .ok_or("304 Not Modified without a kept answer")?
+        } else if status.is_success() {
+            out.fetched += 1;
             let pulls = parse(p.provider, &body)?;
-            keep(
-                &file,
-                &Kept {
+            keep.push((
+                file,
+                kept::Kept {
                     etag,
                     pulls: pulls.clone(),
                 },
-            );
+            ));
             pulls
         } else {
             return Err(format!("answered {status} to the pull request listing"));
@@ -243,12 +190,26 @@ async fn poll_pages(
         let last = items.len() < per_page;
         out.pulls.extend(items);
         if last {
+            for (file, k) in &keep {
+                kept::write(file, k);
+            }
             return Ok(out);
         }
     }
     Err(format!(
         "more than {MAX_PAGES} pages of open pull requests; refusing a partial list"
     ))
+}
+
+/// A failed request in words: a timeout as one.
+fn said(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "no answer in time".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        e.without_url().to_string()
+    }
 }
 
 async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
@@ -269,17 +230,6 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
-/// Keep a page for the next poll; a failure only costs a full answer next time.
-fn keep(file: &Path, k: &Kept) {
-    if let Some(dir) = file.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let tmp = file.with_extension("tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(k).unwrap_or_default()).is_ok() {
-        let _ = std::fs::rename(&tmp, file);
-    }
-}
-
 /// The branches `pulls` give a staging: open pull requests not from a fork, with one of
 /// `labels` when any are given.
 pub fn branches<'a>(
@@ -289,7 +239,13 @@ pub fn branches<'a>(
     pulls
         .iter()
         .filter(|p| !p.fork)
-        .filter(|p| labels.is_empty() || p.labels.iter().any(|l| labels.contains(l)))
+        // Forges compare labels without case (GitHub's `Preview` is `preview`).
+        .filter(|p| {
+            labels.is_empty()
+                || p.labels
+                    .iter()
+                    .any(|l| labels.iter().any(|w| w.eq_ignore_ascii_case(l)))
+        })
         .map(|p| p.branch.as_str())
         .collect()
 }
