@@ -166,6 +166,9 @@ pub fn kustomize(
     cancel: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<(String, String), RenderError> {
     let base = locate(config, k.from, &k.path, app_dir)?;
+    if let (Origin::App, Some(root)) = (k.from, app_dir) {
+        confined(root)?;
+    }
     let work = work_dir()?;
     // kustomize takes no absolute root: the base is named relative to the overlay.
     let kustomization = overlay(config, k, &relative(work.path(), &base), ctx)?;
@@ -180,6 +183,79 @@ pub fn kustomize(
     ];
     let out = run_tool(config, settings, &argv, ctx, app_dir, cancel)?;
     Ok((format!("kustomize {:?}", k.path), out))
+}
+
+/// `path` with `.` and `..` resolved by name (nothing on disk is followed).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A kustomization from the application repository is written by whoever pushes: every
+/// `resources`, `bases` and `components` entry of every kustomization in the export must be a
+/// path inside the export that exists there. A directory elsewhere on the host (another
+/// environment's export, the config repository) or a remote URL (which kubectl would fetch,
+/// with the host's git credentials) is refused. kubectl itself keeps files to their root.
+fn confined(root: &Path) -> Result<(), RenderError> {
+    let refuse = |file: &Path, entry: &str, why: &str| {
+        RenderError::Command {
+        program: "kustomize".into(),
+        message: format!(
+            "{} names {entry:?}, {why}; a kustomization from the application repository may only name paths inside the exported paths",
+            file.strip_prefix(root).unwrap_or(file).display()
+        ),
+        stderr: String::new(),
+    }
+    };
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(p);
+                continue;
+            }
+            let name = e.file_name();
+            if !matches!(
+                name.to_str(),
+                Some("kustomization.yaml" | "kustomization.yml" | "Kustomization")
+            ) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+                continue; // kubectl reports it.
+            };
+            for key in ["resources", "bases", "components"] {
+                for entry in doc[key].as_sequence().into_iter().flatten() {
+                    let Some(entry) = entry.as_str() else {
+                        continue;
+                    };
+                    if entry.contains("://") || entry.starts_with("git@") {
+                        return Err(refuse(&p, entry, "a remote location"));
+                    }
+                    let target = normalized(&dir.join(entry));
+                    if !target.starts_with(root) || !target.exists() {
+                        return Err(refuse(&p, entry, "which is not inside the exported paths"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `to` relative to the directory `from` (both absolute).

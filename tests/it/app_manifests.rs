@@ -281,3 +281,102 @@ fn a_render_command_reads_the_declared_paths_of_its_commit_from_octostage_app_di
         .count();
     assert_eq!(trees, 2);
 }
+
+#[test]
+fn a_kustomization_from_the_branch_reaches_nothing_outside_its_export() {
+    let d = DirRun::new(&days_ago(1));
+    // Something of the host's a branch would like: a kustomization in the config repository.
+    std::fs::create_dir_all(d.cfg.join("victim")).unwrap();
+    std::fs::write(
+        d.cfg.join("victim/kustomization.yaml"),
+        "configMapGenerator:\n  - name: stolen\n    literals: [password=S3CRET-CONFIG-PASSWORD]\n",
+    )
+    .unwrap();
+    let deployment = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\n";
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            (
+                "deploy/base/kustomization.yaml",
+                Some("resources: [cm.yaml]\n"),
+            ),
+            ("deploy/base/cm.yaml", Some(deployment)),
+            (
+                "deploy/overlay/kustomization.yaml",
+                Some("resources: [../base]\n"),
+            ),
+            (
+                "deploy/.git/config",
+                Some("[core]\n\tfsmonitor = touch /tmp/octostage-pwned\n"),
+            ),
+        ],
+        "Base",
+    );
+    let up = "../".repeat(12) + &d.cfg.join("victim").display().to_string()[1..];
+    commit_files(
+        &d.repo,
+        "feature/steal",
+        &[(
+            "deploy/base/kustomization.yaml",
+            Some(&format!("resources: [cm.yaml, {up}]\n")),
+        )],
+        "Steal",
+    );
+    commit_files(
+        &d.repo,
+        "feature/remote",
+        &[(
+            "deploy/base/kustomization.yaml",
+            Some("resources: [cm.yaml, \"https://127.0.0.1:9/x.yaml\"]\n"),
+        )],
+        "Remote",
+    );
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    app_paths: [deploy]\n    kustomize: {{from: app, path: deploy/overlay}}\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    // A relative cache directory works too (tools run in the config repository).
+    let a = [
+        "run",
+        "--once",
+        "--config",
+        d.cfg.to_str().unwrap(),
+        "--cache-dir",
+        "cache-rel",
+        "--target",
+        &format!("dir:{}", d.out.display()),
+    ];
+    let o = octostage_env(&a, Some(d.tmp.path()), &[]);
+    let (out, err) = texts(&o);
+    assert!(
+        d.out.join("app-main/configmap-web.yaml").exists(),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("not inside the exported paths"), "{out}");
+    assert!(out.contains("a remote location"), "{out}");
+    for s in ["app-feature-steal", "app-feature-remote"] {
+        assert!(!d.out.join(s).exists(), "{s}");
+    }
+    let all = std::process::Command::new("grep")
+        .args(["-rl", "S3CRET", d.out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(all.stdout.is_empty());
+    // The repository metadata a branch carries is not exported.
+    let trees = d.tmp.path().join("cache-rel/trees");
+    let found = std::process::Command::new("find")
+        .arg(&trees)
+        .args(["-name", ".git"])
+        .output()
+        .unwrap();
+    assert!(
+        found.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&found.stdout)
+    );
+}

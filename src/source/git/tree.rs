@@ -4,7 +4,7 @@
 //! link could point anywhere on the host) or submodules. Old exports are removed, oldest first.
 
 use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use git2::{ObjectType, Oid, Repository, TreeWalkMode, TreeWalkResult};
@@ -17,22 +17,29 @@ use crate::source::SourceError;
 pub const MAX_FILES: usize = 20_000;
 /// Most bytes one export may hold.
 pub const MAX_BYTES: u64 = 256 << 20;
-/// Exports kept in the cache; older ones are removed.
+/// Exports kept in the cache, and the bytes all of them may hold; the least recently used go
+/// first, but never one used in the last [`IN_USE`] (a render may be reading it).
 const KEEP: usize = 64;
+const MAX_TOTAL: u64 = 1 << 30;
+const IN_USE: Duration = Duration::from_secs(300);
 /// Written last: an export without it was cut short and is made again.
 const COMPLETE: &str = ".octostage-complete";
 
 impl RepoCache {
     /// The directory holding `paths` of `url` at commit `sha`, exported on first use.
     pub fn export(&self, url: &str, sha: &str, paths: &[String]) -> Result<PathBuf, SourceError> {
+        let paths = outermost(paths);
         let key = format!("{}\0{sha}\0{}", url, paths.join("\0"));
-        let root = self.dir.join("trees");
+        // Absolute: commands and tools run in the config repository, not here.
+        let root =
+            std::path::absolute(self.dir.join("trees")).unwrap_or_else(|_| self.dir.join("trees"));
         let dir = root.join(format!(
             "{}-{}",
             &sha[..sha.len().min(12)],
             crate::naming::short_hash(&key, 12)
         ));
         if dir.join(COMPLETE).exists() {
+            touch(&dir);
             return Ok(dir);
         }
         let local = |message: String| SourceError::Local {
@@ -55,8 +62,9 @@ impl RepoCache {
                 e.message()
             ))
         })?;
-        write_paths(&repo, sha, paths, work.path())?;
-        std::fs::File::create(work.path().join(COMPLETE))
+        let bytes = write_paths(&repo, sha, &paths, work.path())?;
+        // The marker holds the export's size, for pruning by bytes.
+        std::fs::write(work.path().join(COMPLETE), bytes.to_string())
             .map_err(|e| local(format!("cannot write: {e}")))?;
         read_only(work.path());
         let _ = remove(&dir);
@@ -72,17 +80,36 @@ impl RepoCache {
     }
 }
 
+/// Paths without those inside another (`deploy` holds `deploy/base`), sorted.
+fn outermost(paths: &[String]) -> Vec<String> {
+    let mut sorted: Vec<String> = paths
+        .iter()
+        .map(|p| p.trim_end_matches('/').to_string())
+        .collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut out: Vec<String> = Vec::new();
+    for p in sorted {
+        if !out.iter().any(|o| p.starts_with(&format!("{o}/"))) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Check an export path as written in the configuration: relative, normalized, inside.
 pub fn check_path(p: &str) -> Result<(), String> {
-    let path = Path::new(p);
-    if p.is_empty() || path.is_absolute() || p.contains('\\') {
+    if p.is_empty() || p.starts_with('/') || p.contains('\\') {
         return Err(format!(
             "{p:?} must be a relative path inside the application repository"
         ));
     }
-    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+    let p = p.strip_suffix('/').unwrap_or(p);
+    if p.split('/')
+        .any(|s| s.is_empty() || s == "." || s == ".." || s.eq_ignore_ascii_case(".git"))
+    {
         return Err(format!(
-            "{p:?} must not contain `.`, `..` or empty segments"
+            "{p:?} must not contain `.`, `..`, `.git` or empty segments"
         ));
     }
     Ok(())
@@ -93,7 +120,7 @@ fn write_paths(
     sha: &str,
     paths: &[String],
     out: &Path,
-) -> Result<(), SourceError> {
+) -> Result<u64, SourceError> {
     let short = &sha[..sha.len().min(7)];
     let fail = |message: String| SourceError::Local {
         path: format!("application repository at {short}"),
@@ -104,7 +131,11 @@ fn write_paths(
         .find_commit(oid)
         .map_err(|_| fail("the commit is not in the mirror (the branch moved on)".into()))?;
     let tree = commit.tree().map_err(|e| fail(e.message().to_string()))?;
-    let mut budget = Budget { files: 0, bytes: 0 };
+    let mut budget = Budget {
+        files: 0,
+        bytes: 0,
+        started: std::time::Instant::now(),
+    };
     for p in paths {
         check_path(p).map_err(fail)?;
         let entry = tree.get_path(Path::new(p)).map_err(|_| {
@@ -136,13 +167,17 @@ fn write_paths(
             }
         }
     }
-    Ok(())
+    Ok(budget.bytes)
 }
 
 struct Budget {
     files: usize,
     bytes: u64,
+    started: std::time::Instant,
 }
+
+/// Longest one export may take.
+const MAX_TIME: Duration = Duration::from_secs(60);
 
 fn walk(
     repo: &Repository,
@@ -162,11 +197,15 @@ fn walk(
             ));
             return TreeWalkResult::Abort;
         };
+        // A repository's own metadata (hooks, fsmonitor) is never handed to a tool.
+        if name.eq_ignore_ascii_case(".git") {
+            return TreeWalkResult::Skip;
+        }
         let target = out.join(parent).join(name);
         let r = match entry.kind() {
-            Some(ObjectType::Tree) => {
+            Some(ObjectType::Tree) => count(budget).and_then(|()| {
                 std::fs::create_dir_all(&target).map_err(|e| format!("cannot write: {e}"))
-            }
+            }),
             Some(ObjectType::Blob) => {
                 write_blob(repo, entry.id(), entry.filemode(), &target, budget)
             }
@@ -185,6 +224,23 @@ fn walk(
     failure.map_or(Ok(()), Err)
 }
 
+/// One more entry (file or directory), within the count and the time.
+fn count(budget: &mut Budget) -> Result<(), String> {
+    budget.files += 1;
+    if budget.files > MAX_FILES {
+        return Err(format!(
+            "more than {MAX_FILES} files and directories; declare narrower paths"
+        ));
+    }
+    if budget.started.elapsed() > MAX_TIME {
+        return Err(format!(
+            "not exported within {}s; declare narrower paths",
+            MAX_TIME.as_secs()
+        ));
+    }
+    Ok(())
+}
+
 fn write_blob(
     repo: &Repository,
     id: Oid,
@@ -198,20 +254,20 @@ fn write_blob(
                 .into(),
         );
     }
-    let blob = repo.find_blob(id).map_err(|e| e.message().to_string())?;
-    budget.files += 1;
-    budget.bytes += blob.size() as u64;
-    if budget.files > MAX_FILES {
-        return Err(format!(
-            "more than {MAX_FILES} files; declare narrower paths"
-        ));
-    }
-    if budget.bytes > MAX_BYTES {
+    // Its size from the object's header: a huge blob is refused before it is read.
+    let (size, _) = repo
+        .odb()
+        .and_then(|o| o.read_header(id))
+        .map_err(|e| e.message().to_string())?;
+    if budget.bytes + size as u64 > MAX_BYTES {
         return Err(format!(
             "more than {} MiB; declare narrower paths",
             MAX_BYTES >> 20
         ));
     }
+    count(budget)?;
+    budget.bytes += size as u64;
+    let blob = repo.find_blob(id).map_err(|e| e.message().to_string())?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -260,38 +316,50 @@ fn remove(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir_all(dir)
 }
 
-/// Keep the newest [`KEEP`] exports; leftovers of exports cut short go too.
+/// Mark an export used now.
+fn touch(dir: &Path) {
+    let _ = std::fs::File::open(dir).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+}
+
+/// Keep the most recently used exports, at most [`KEEP`] holding at most [`MAX_TOTAL`] bytes
+/// with `keep` among them; leftovers of exports cut short go after an hour.
 fn prune(root: &Path, keep: &Path) {
     let Ok(rd) = std::fs::read_dir(root) else {
         return;
     };
-    let mut all: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    let now = std::time::SystemTime::now();
+    let age = |t: std::time::SystemTime| now.duration_since(t).unwrap_or_default();
+    let mut all: Vec<(std::time::SystemTime, PathBuf, u64)> = Vec::new();
     for e in rd.flatten() {
         let p = e.path();
-        if p == keep {
-            continue;
-        }
-        let modified = e
+        let used = e
             .metadata()
             .and_then(|m| m.modified())
             .unwrap_or(std::time::UNIX_EPOCH);
-        let stale = std::time::SystemTime::now()
-            .duration_since(modified)
-            .is_ok_and(|d| d > Duration::from_secs(3600));
         if p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with(".export-"))
         {
-            if stale {
+            if age(used) > Duration::from_secs(3600) {
                 let _ = remove(&p);
             }
             continue;
         }
-        all.push((modified, p));
+        let size = std::fs::read_to_string(p.join(COMPLETE))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(MAX_BYTES);
+        all.push((used, p, size));
     }
-    all.sort();
-    let excess = (all.len() + 1).saturating_sub(KEEP);
-    for (_, p) in all.into_iter().take(excess) {
-        let _ = remove(&p);
+    // Newest first, the export just made before all.
+    all.sort_by_key(|x| std::cmp::Reverse((x.1 == keep, x.0)));
+    let (mut count, mut total) = (0usize, 0u64);
+    for (used, p, size) in all {
+        count += 1;
+        total += size;
+        let over = count > KEEP || total > MAX_TOTAL;
+        if over && p != keep && age(used) > IN_USE {
+            let _ = remove(&p);
+        }
     }
 }
 
@@ -302,7 +370,22 @@ mod tests {
     #[test]
     fn export_paths_stay_inside() {
         assert!(check_path("deploy/k8s").is_ok());
-        for bad in ["", "/etc", "../x", "deploy/../../x", "./deploy", "a\\b"] {
+        assert!(check_path("deploy/").is_ok());
+        assert_eq!(
+            outermost(&["deploy/base".into(), "deploy".into(), "charts".into()]),
+            ["charts", "deploy"]
+        );
+        for bad in [
+            "",
+            "/etc",
+            "../x",
+            "deploy/../../x",
+            "./deploy",
+            "a\\b",
+            "deploy//k8s",
+            "deploy/.",
+            "x/.git/hooks",
+        ] {
             assert!(check_path(bad).is_err(), "{bad}");
         }
     }
