@@ -117,28 +117,20 @@ fn lane(
     tracker.spawn(async move {
         while let Some(n) = rx.recv().await {
             let _slot = slots.acquire().await.expect("never closed");
+            // Made on first use: a command-only receiver never loads the root certificates.
+            let http = || {
+                client.get_or_init(|| {
+                    reqwest::Client::builder()
+                        .timeout(ATTEMPT_TIMEOUT)
+                        .redirect(reqwest::redirect::Policy::none())
+                        .build()
+                        .expect("a client without custom TLS builds")
+                })
+            };
             match &sink {
-                Sink::Hook(hook) => {
-                    let client = client.get_or_init(|| {
-                        reqwest::Client::builder()
-                            .timeout(ATTEMPT_TIMEOUT)
-                            .redirect(reqwest::redirect::Policy::none())
-                            .build()
-                            .expect("a client without custom TLS builds")
-                    });
-                    retried(|| post(client, hook, &n)).await;
-                }
+                Sink::Hook(hook) => retried(|| post(http(), hook, &n)).await,
                 Sink::Command(cmd) => retried(|| run(cmd, &n)).await,
-                Sink::Status(c) => {
-                    let client = client.get_or_init(|| {
-                        reqwest::Client::builder()
-                            .timeout(ATTEMPT_TIMEOUT)
-                            .redirect(reqwest::redirect::Policy::none())
-                            .build()
-                            .expect("a client without custom TLS builds")
-                    });
-                    retried(|| set_status(client, c, &n)).await;
-                }
+                Sink::Status(c) => retried(|| set_status(http(), c, &n)).await,
             }
         }
     });
