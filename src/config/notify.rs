@@ -135,6 +135,30 @@ pub struct PullRequests {
     pub labels: Vec<String>,
 }
 
+impl TokenSource {
+    /// The secret, read now: one line, at most 64 KiB read (a file named by mistake, or a
+    /// device, costs nothing). Errors name where it should be, never a value.
+    pub fn read(&self) -> Result<String, String> {
+        use std::io::Read;
+        let value = match self {
+            TokenSource::Env(name) => std::env::var(name)
+                .map_err(|_| format!("environment variable {name} is not set"))?,
+            TokenSource::File(path) => {
+                let mut buf = String::new();
+                std::fs::File::open(path)
+                    .and_then(|f| f.take(64 << 10).read_to_string(&mut buf))
+                    .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+                buf
+            }
+        };
+        let value = value.trim().to_string();
+        if value.is_empty() || value.chars().any(char::is_control) {
+            return Err("the secret is empty or not one line".into());
+        }
+        Ok(value)
+    }
+}
+
 /// Commit statuses: the staging's state and first link on its commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommitStatus {
@@ -149,4 +173,26 @@ pub struct CommitStatus {
     pub token: TokenSource,
     /// The status's name (`context`), a prefix: the environment is added (`octostage/shop`).
     pub context: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_read_one_line_and_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("t");
+        std::fs::write(&f, "tok\n").unwrap();
+        assert_eq!(TokenSource::File(f.clone()).read().unwrap(), "tok");
+        std::fs::write(&f, "a\nb").unwrap();
+        assert!(TokenSource::File(f).read().is_err());
+        // A device never ends: at most 64 KiB is read, then refused (not one line).
+        let e = TokenSource::File("/dev/zero".into()).read().unwrap_err();
+        assert!(!e.contains('\0'), "{e}");
+        let e = TokenSource::Env("OCTOSTAGE_NO_SUCH_VARIABLE_X".into())
+            .read()
+            .unwrap_err();
+        assert!(e.contains("OCTOSTAGE_NO_SUCH_VARIABLE_X"));
+    }
 }

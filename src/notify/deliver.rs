@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::Notice;
-use crate::config::{CommitStatus, Provider, TokenSource, UrlSource, Webhook};
+use crate::config::{CommitStatus, Provider, UrlSource, Webhook};
 
 /// Passes' notices waiting at most; beyond, new ones are dropped (and said).
 const QUEUE: usize = 1024;
@@ -236,26 +236,6 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
     }
 }
 
-/// The API token, read only now; errors name where it should be, never a value.
-fn token(c: &CommitStatus) -> Result<String, Fail> {
-    let t = match &c.token {
-        TokenSource::Env(name) => std::env::var(name)
-            .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?,
-        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-            Fail::Final(format!(
-                "cannot read the token file {}: {}",
-                path.display(),
-                e.kind()
-            ))
-        })?,
-    };
-    let t = t.trim().to_string();
-    if t.is_empty() || t.chars().any(|c| c.is_control()) {
-        return Err(Fail::Final("the API token is empty or not one line".into()));
-    }
-    Ok(t)
-}
-
 /// Set the commit status a notice asks for, if it asks for one.
 async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> Result<(), Fail> {
     let Some(repository) = n.repository.as_deref() else {
@@ -268,7 +248,7 @@ async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> R
         return Ok(());
     };
     let shown = format!("{} ({})", host_of(&c.api_url), c.provider.name());
-    let token = token(c)?;
+    let token = c.token.read().map_err(Fail::Final)?;
     let mut r = client
         .post(&req.url)
         .header("content-type", "application/json")

@@ -230,13 +230,7 @@ fn hold(p: &mut Planned, why: Why) {
         }
         Some(sha) => {
             p.why = why;
-            p.commit = Some(crate::source::Commit {
-                sha: sha.clone(),
-                time: p.first_seen,
-                author: String::new(),
-                subject: String::new(),
-                steer: None,
-            });
+            p.commit = Some(crate::source::Commit::recorded(sha, p.first_seen));
         }
     }
 }

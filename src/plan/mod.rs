@@ -214,13 +214,8 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         name: o.name.clone(),
         namespace: Some(o.namespace.clone()),
         // Only its sha is recorded: enough to name it (and set a commit status on it).
-        commit: (!o.commit.is_empty()).then(|| crate::source::Commit {
-            sha: o.commit.clone(),
-            time: o.first_seen,
-            author: String::new(),
-            subject: String::new(),
-            steer: None,
-        }),
+        commit: (!o.commit.is_empty())
+            .then(|| crate::source::Commit::recorded(&o.commit, o.first_seen)),
         action: Action::Noop,
         why,
         hold: None,

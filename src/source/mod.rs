@@ -29,6 +29,19 @@ pub struct Commit {
     pub steer: Option<String>,
 }
 
+impl Commit {
+    /// A commit known only by the sha a staging records (and when it was first seen).
+    pub fn recorded(sha: &str, seen: DateTime<Utc>) -> Commit {
+        Commit {
+            sha: sha.to_string(),
+            time: seen,
+            author: String::new(),
+            subject: String::new(),
+            steer: None,
+        }
+    }
+}
+
 /// A branch head.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Branch {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{RegistryCredentials, TokenSource};
+use crate::config::RegistryCredentials;
 
 /// One request to a registry or its token endpoint.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -122,22 +122,6 @@ impl ImageRef {
     }
 }
 
-fn password(c: &RegistryCredentials) -> Result<String, String> {
-    let p = match &c.password {
-        TokenSource::Env(n) => {
-            std::env::var(n).map_err(|_| format!("environment variable {n} is not set"))?
-        }
-        TokenSource::File(f) => std::fs::read_to_string(f).map_err(|e| {
-            format!(
-                "cannot read the password file {}: {}",
-                f.display(),
-                e.kind()
-            )
-        })?,
-    };
-    Ok(p.trim().to_string())
-}
-
 static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -252,7 +236,7 @@ async fn authorization(
 ) -> Result<String, String> {
     use base64::Engine;
     let basic = |c: &RegistryCredentials| -> Result<String, String> {
-        let raw = format!("{}:{}", c.username, password(c)?);
+        let raw = format!("{}:{}", c.username, c.password.read()?);
         Ok(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(raw)

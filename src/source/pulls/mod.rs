@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Provider, PullRequests, TokenSource};
+use crate::config::{Provider, PullRequests};
 
 mod answer;
 mod kept;
@@ -77,26 +77,6 @@ fn page_url(p: &PullRequests, repository: &str, page: usize) -> (String, usize) 
     }
 }
 
-fn token(t: &TokenSource) -> Result<String, String> {
-    let v = match t {
-        TokenSource::Env(name) => {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
-        }
-        TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-            format!(
-                "cannot read the token file {}: {}",
-                path.display(),
-                e.kind()
-            )
-        })?,
-    };
-    let v = v.trim().to_string();
-    if v.is_empty() || v.chars().any(char::is_control) {
-        return Err("the API token is empty or not one line".into());
-    }
-    Ok(v)
-}
-
 /// One client for every poll, made on first use (loading the system's root certificates costs
 /// memory a configuration without pull requests should not pay).
 static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
@@ -122,7 +102,7 @@ async fn poll_pages(
     p: &PullRequests,
     repository: &str,
 ) -> Result<Polled, String> {
-    let token = token(&p.token)?;
+    let token = p.token.read()?;
     let mut out = Polled::default();
     // Kept only once the whole listing was read: a refused poll leaves nothing behind.
     let mut keep: Vec<(PathBuf, kept::Kept)> = Vec::new();
