@@ -73,6 +73,23 @@ pub enum Command {
     /// Show octostage at work on a demo application repository made locally (no cluster, no
     /// network): stagings appear, follow new commits, and expire.
     Demo(DemoArgs),
+    /// Run a render program under a memory limit (octostage starts render processes so).
+    #[command(hide = true)]
+    InternalLimitMemory(LimitMemoryArgs),
+    /// Render templates of the application repository read from stdin (octostage starts this
+    /// under the memory limit).
+    #[command(hide = true)]
+    InternalRenderTemplates,
+}
+
+/// `internal-limit-memory` arguments.
+#[derive(Debug, Args)]
+pub struct LimitMemoryArgs {
+    /// Most data memory, bytes.
+    pub bytes: u64,
+    /// The program and its arguments.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<std::ffi::OsString>,
 }
 
 /// Where the configuration comes from.

@@ -53,6 +53,13 @@ pub const DEFAULT_NAMESPACE: &str = "{{ staging }}";
 pub const DEFAULT_RENDER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default limit on what rendering one staging may produce (32 MiB).
 pub const DEFAULT_RENDER_OUTPUT_LIMIT: u64 = 32 << 20;
+/// Most memory each process of a render may take, unless `render_memory_limit` says otherwise:
+/// `helm template` of a large chart stays well under it, a YAML alias bomb does not.
+pub const DEFAULT_RENDER_MEMORY_LIMIT: u64 = 1 << 30;
+/// Below this, kubectl's own runtime cannot start.
+pub const MIN_RENDER_MEMORY_LIMIT: u64 = 128 << 20;
+/// Above this the limit bounds nothing a render host has.
+pub const MAX_RENDER_MEMORY_LIMIT: u64 = 64 << 30;
 /// Namespaces that are never a staging's, whatever the configuration says.
 pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-*"];
 /// Environment variables of octostage every render command gets (when set); nothing else of

@@ -34,6 +34,26 @@ const NOTIFY_AT_EXIT_ONCE: Duration = Duration::from_secs(60);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::InternalLimitMemory(a) => {
+            // Only returns when the program could not be started.
+            let e = octostage::render::sandbox::exec_limited(a.bytes, &a.argv);
+            eprintln!("error: {e}");
+            return ExitCode::from(127);
+        }
+        Command::InternalRenderTemplates => {
+            let served =
+                octostage::render::sandbox::serve_templates(std::io::stdin(), std::io::stdout());
+            return match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        _ => octostage::render::sandbox::enable(),
+    }
     logs(&cli);
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -160,6 +180,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sleep(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Sleep)).await,
         Command::Wake(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Wake(a.duration))).await,
         Command::Extend(a) => extend(a).await,
+        Command::InternalLimitMemory(_) | Command::InternalRenderTemplates => {
+            unreachable!("served before the runtime starts")
+        }
         Command::Demo(a) => {
             let mut text = Vec::new();
             octostage::demo::run(a.dir, &mut text).await?;

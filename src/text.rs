@@ -36,6 +36,16 @@ pub fn human_std(d: std::time::Duration) -> String {
     human(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
 }
 
+/// A size as written in the configuration: `1GiB`, `512MiB`, `100KiB` when exact, else bytes.
+pub fn bytes(n: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n % (1 << shift) == 0 {
+            return format!("{}{unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
 /// Whether output to a stream may be styled (colors, a progress line): it is a terminal and
 /// `NO_COLOR` asks for nothing plain.
 pub fn styled(stream: &impl std::io::IsTerminal) -> bool {
@@ -73,6 +83,14 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_as_written() {
+        assert_eq!(super::bytes(1 << 30), "1GiB");
+        assert_eq!(super::bytes(1536 << 20), "1536MiB");
+        assert_eq!(super::bytes(100 << 10), "100KiB");
+        assert_eq!(super::bytes(1000), "1000 bytes");
+    }
+
     use super::*;
 
     #[test]

@@ -244,6 +244,8 @@ pub struct Layer {
     pub render_timeout: Option<Duration>,
     /// Render output limit, bytes.
     pub render_output_limit: Option<u64>,
+    /// Render memory limit, bytes.
+    pub render_memory_limit: Option<u64>,
     /// Extra environment variables handed to render commands.
     pub render_env: Option<Vec<String>>,
     /// Values (merged key by key, deeply).
@@ -278,6 +280,7 @@ impl Layer {
             render: self.render.clone().or_else(|| base.render.clone()),
             render_timeout: self.render_timeout.or(base.render_timeout),
             render_output_limit: self.render_output_limit.or(base.render_output_limit),
+            render_memory_limit: self.render_memory_limit.or(base.render_memory_limit),
             render_env: self.render_env.clone().or_else(|| base.render_env.clone()),
             values: merge_values(base.values.as_ref(), self.values.as_ref()),
             links: match (&base.links, &self.links) {
@@ -313,6 +316,9 @@ impl Layer {
             render_output_limit: self
                 .render_output_limit
                 .unwrap_or(consts::DEFAULT_RENDER_OUTPUT_LIMIT),
+            render_memory_limit: self
+                .render_memory_limit
+                .unwrap_or(consts::DEFAULT_RENDER_MEMORY_LIMIT),
             render_env: self.render_env.unwrap_or_default(),
             values: self.values.unwrap_or_default(),
             links: self.links.unwrap_or_default(),
@@ -366,6 +372,8 @@ pub struct Settings {
     pub render_timeout: Duration,
     /// Most bytes one staging's render may produce.
     pub render_output_limit: u64,
+    /// Most memory (data segment and private mappings) each process of a render may take.
+    pub render_memory_limit: u64,
     /// Environment variables of octostage handed to render commands, besides the defaults.
     pub render_env: Vec<String>,
     /// Values (templates inside strings not yet rendered).

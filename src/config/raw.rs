@@ -76,6 +76,12 @@ pub struct RawSettings {
     /// beyond it the render fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_output_limit: Option<String>,
+    /// Most memory a render command (kubectl, helm, your command) and every process it starts
+    /// may each take, such as `1GiB` (the default) or `512MiB`; templates from the application
+    /// repository are rendered in a process under the same limit. A render that reaches it
+    /// fails: files from a branch cannot make octostage or its host run out of memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_memory_limit: Option<String>,
     /// Names of environment variables of octostage handed to render commands, besides `PATH`,
     /// `HOME`, `LANG`, `LC_ALL`, `TZ`, `TMPDIR` and the `OCTOSTAGE_*` context (for example
     /// `HELM_CACHE_HOME`). Nothing else of octostage's environment reaches a render command;

@@ -2,6 +2,8 @@
 //! with an explicit environment, a time limit over the whole run (reading its output included),
 //! and a cap on what it may print.
 //!
+//! With a memory limit, the program runs under it through [`super::sandbox`].
+//!
 //! Once the program exits, or the time is up, or it prints too much, its whole process group
 //! is killed: a background child that keeps the output pipe open cannot hold a pass, and none
 //! outlives the render.
@@ -19,7 +21,9 @@ use nix::unistd::Pid;
 
 use super::RenderError;
 
-/// Most of stderr kept for an error message; the tail is where programs explain themselves.
+/// Most of stderr kept for an error message: its start (where a crashing program says why) and
+/// its end (where most programs explain themselves).
+const STDERR_HEAD: usize = 1024;
 const STDERR_TAIL: usize = 4096;
 /// How often the program is checked for having exited while its output is read.
 const POLL: Duration = Duration::from_millis(20);
@@ -31,6 +35,9 @@ pub struct Limits {
     pub timeout: Duration,
     /// Most bytes of stdout.
     pub max_output: u64,
+    /// Most memory of each of its processes, bytes (when limits are enabled, see
+    /// [`super::sandbox`]).
+    pub memory: Option<u64>,
     /// Stop early (octostage is shutting down).
     pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
@@ -71,14 +78,30 @@ pub fn run(
     vars: &[(String, String)],
     limits: &Limits,
 ) -> Result<String, RenderError> {
+    run_with_input(argv, cwd, pass_env, vars, &[], limits)
+}
+
+/// [`run`], with `input` on the program's stdin (none: stdin is `/dev/null`).
+pub fn run_with_input(
+    argv: &[String],
+    cwd: &Path,
+    pass_env: &[&str],
+    vars: &[(String, String)],
+    input: &[u8],
+    limits: &Limits,
+) -> Result<String, RenderError> {
     let program = argv.first().cloned().unwrap_or_default();
+    let argv = match limits.memory {
+        Some(bytes) if !argv.is_empty() => super::sandbox::wrap(argv, bytes),
+        _ => argv.to_vec(),
+    };
     let fail = |message: String, stderr: String| RenderError::Command {
         program: program.clone(),
         message,
         stderr,
     };
     let deadline = Instant::now() + limits.timeout;
-    let mut child = spawn(argv, cwd, pass_env, vars).map_err(|e| {
+    let mut child = spawn(&argv, cwd, pass_env, vars, !input.is_empty()).map_err(|e| {
         fail(
             format!("cannot start it in {}: {e}", cwd.display()),
             String::new(),
@@ -88,6 +111,7 @@ pub fn run(
         pgid: Pid::from_raw(child.id() as i32),
         armed: true,
     };
+    feed(&mut child, input);
     let events = read_output(&mut child, limits.max_output);
     let (stdout, stderr) = collect(&mut child, &mut group, &events, deadline, limits, &program)?;
     let status = child
@@ -98,6 +122,12 @@ pub fn run(
     let stdout =
         stdout.map_err(|e| fail(format!("reading its output failed: {e}"), tail.clone()))?;
     if !status.success() {
+        if let Some(limit) = limits.memory.filter(|_| out_of_memory(&status, &tail)) {
+            return Err(RenderError::MemoryLimit {
+                program: format!("render command `{program}`"),
+                limit,
+            });
+        }
         return Err(fail(format!("exited with {status}"), tail));
     }
     String::from_utf8(stdout).map_err(|_| fail("printed output that is not UTF-8".into(), tail))
@@ -110,6 +140,7 @@ fn spawn(
     cwd: &Path,
     pass_env: &[&str],
     vars: &[(String, String)],
+    input: bool,
 ) -> std::io::Result<Child> {
     let Some((program, args)) = argv.split_first() else {
         return Err(std::io::Error::new(
@@ -121,7 +152,7 @@ fn spawn(
     cmd.args(args)
         .current_dir(cwd)
         .env_clear()
-        .stdin(Stdio::null())
+        .stdin(if input { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -132,6 +163,34 @@ fn spawn(
     }
     cmd.envs(vars.iter().map(|(k, v)| (k, v)));
     cmd.spawn()
+}
+
+/// Write `input` to the program's stdin on a thread of its own, then close it: a program that
+/// does not read cannot stall the render (the write fails once its group is stopped).
+fn feed(child: &mut Child, input: &[u8]) {
+    use std::io::Write;
+    if let Some(mut stdin) = child.stdin.take() {
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+    }
+}
+
+/// Whether a program that failed ran out of memory: killed by the abort of an allocation
+/// failure, or saying so the way Go, Rust, C and Python programs do.
+fn out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let said = [
+        "out of memory",
+        "cannot allocate memory",
+        "memory allocation of",
+        "MemoryError",
+        "std::bad_alloc",
+    ];
+    // A signal alone proves nothing: a program may abort or crash for other reasons.
+    status.signal().is_some() && stderr.contains("memory allocation of")
+        || said.iter().any(|s| stderr.contains(s))
 }
 
 /// Read stdout (at most `max` bytes) and the tail of stderr on threads of their own, so a
@@ -247,25 +306,41 @@ fn leader_exited(pid: Pid) -> bool {
     !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
 }
 
-/// The last [`STDERR_TAIL`] bytes of `r`, read to the end in constant memory.
+/// The first [`STDERR_HEAD`] and last [`STDERR_TAIL`] bytes of `r`, with a mark between
+/// them when something was skipped, read to the end in constant memory: Go and Rust programs
+/// say why they died first and dump their threads after.
 fn tail(mut r: impl Read) -> Vec<u8> {
+    let mut head: Vec<u8> = Vec::with_capacity(STDERR_HEAD);
     let mut keep: Vec<u8> = Vec::with_capacity(2 * STDERR_TAIL);
+    let mut skipped = false;
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                keep.extend_from_slice(&buf[..n]);
+                let mut rest = &buf[..n];
+                if head.len() < STDERR_HEAD {
+                    let take = rest.len().min(STDERR_HEAD - head.len());
+                    head.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
+                keep.extend_from_slice(rest);
                 if keep.len() > 2 * STDERR_TAIL {
                     keep.drain(..keep.len() - STDERR_TAIL);
+                    skipped = true;
                 }
             }
         }
     }
     if keep.len() > STDERR_TAIL {
         keep.drain(..keep.len() - STDERR_TAIL);
+        skipped = true;
     }
-    keep
+    if skipped {
+        head.extend_from_slice(b"\n[...]\n");
+    }
+    head.extend_from_slice(&keep);
+    head
 }
 
 #[cfg(test)]
@@ -280,6 +355,7 @@ mod tests {
         Limits {
             timeout: Duration::from_secs(secs),
             max_output: 1 << 20,
+            memory: None,
             cancel: None,
         }
     }
@@ -313,9 +389,9 @@ mod tests {
     }
 
     #[test]
-    fn failure_shows_the_tail_of_stderr() {
+    fn failure_shows_the_start_and_the_end_of_stderr() {
         let e = run(
-            &sh("head -c 100000 /dev/zero | tr '\\0' a >&2; echo 'chart not found' >&2; exit 3"),
+            &sh("echo 'fatal: why' >&2; head -c 100000 /dev/zero | tr '\\0' a >&2; echo 'chart not found' >&2; exit 3"),
             Path::new("/"),
             &["PATH"],
             &[],
@@ -324,10 +400,13 @@ mod tests {
         .unwrap_err();
         let msg = e.to_string();
         assert!(
-            msg.contains("exit status: 3") && msg.contains("chart not found"),
+            msg.contains("exit status: 3")
+                && msg.contains("fatal: why")
+                && msg.contains("[...]")
+                && msg.contains("chart not found"),
             "{msg}"
         );
-        assert!(msg.len() < STDERR_TAIL + 500, "{}", msg.len());
+        assert!(msg.len() < STDERR_HEAD + STDERR_TAIL + 500, "{}", msg.len());
     }
 
     #[test]
@@ -369,6 +448,7 @@ mod tests {
             &Limits {
                 timeout: Duration::from_millis(500),
                 max_output: 1 << 20,
+                memory: None,
                 cancel: None,
             },
         )
@@ -400,6 +480,7 @@ mod tests {
             &Limits {
                 timeout: Duration::from_millis(800),
                 max_output: 1 << 20,
+            memory: None,
                 cancel: None,
             },
         )

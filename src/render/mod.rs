@@ -9,6 +9,7 @@ mod context;
 mod explain;
 mod guard;
 mod objects;
+pub mod sandbox;
 pub mod sleep;
 mod tools;
 
@@ -92,6 +93,14 @@ pub enum RenderError {
     /// Octostage is shutting down: the render command was stopped.
     #[error("rendering was stopped: octostage is shutting down")]
     Cancelled,
+    /// A render process reached its memory limit.
+    #[error("{program} ran out of memory: each render process may take at most {} (`render_memory_limit`); a file it reads may be built to expand without end (a YAML alias bomb, a template that doubles a string), or the render needs a higher `render_memory_limit`", crate::text::bytes(*limit))]
+    MemoryLimit {
+        /// The program, or the templates.
+        program: String,
+        /// The limit, bytes.
+        limit: u64,
+    },
     /// Rendering produced more than the limit.
     #[error("{source_name} produced more than {limit} bytes and was stopped (raise `render_output_limit`)")]
     OutputLimit {
@@ -113,6 +122,7 @@ impl RenderError {
             RenderError::Command { .. } => "command",
             RenderError::Timeout { .. } => "timeout",
             RenderError::OutputLimit { .. } => "output-limit",
+            RenderError::MemoryLimit { .. } => "memory-limit",
             RenderError::Cancelled => "cancelled",
             RenderError::Export { .. } => "export",
         }
@@ -204,6 +214,7 @@ pub fn fingerprint(
     part(env!("CARGO_PKG_VERSION").as_bytes());
     part(&serde_json::to_vec(ctx).ok()?);
     part(&settings.render_output_limit.to_le_bytes());
+    part(&settings.render_memory_limit.to_le_bytes());
     part(&[u8::from(asleep)]);
     match &settings.render {
         Render::Templates(dir) => {
@@ -256,28 +267,17 @@ pub fn render(
         Render::Templates(dir) => render_templates(&config.templates, dir, ctx, limit)?,
         Render::AppTemplates(path) => {
             let root = tools::locate(config, crate::config::Origin::App, path, app_dir)?;
-            use crate::config::Files;
-            let app = root
+            let top = root
                 .ancestors()
-                .nth(std::path::Path::new(path).components().count());
-            let files = crate::config::DiskFiles(app.unwrap_or(&root))
-                .template_files(path)
-                .map_err(|message| RenderError::Template {
-                    file: path.clone(),
-                    line: 0,
-                    column: 0,
-                    message,
-                })?;
-            let mut set = TemplateSet::default();
-            if let Some((file, line, message)) = set.add_dir(path, files).into_iter().next() {
-                return Err(RenderError::Template {
-                    file,
-                    line,
-                    column: 0,
-                    message,
-                });
-            }
-            render_templates(&set, path, ctx, limit)?
+                .nth(std::path::Path::new(path).components().count())
+                .unwrap_or(&root);
+            let request = sandbox::TemplatesRequest {
+                root: top.to_path_buf(),
+                path: path.clone(),
+                context: ctx.clone(),
+                output_limit: limit,
+            };
+            sandbox::render_templates(&request, &limits(settings, cancel))?
         }
         Render::Command(args) => {
             let argv = command_args(&config.templates, args, ctx)?;
@@ -288,11 +288,7 @@ pub fn render(
                 &config.root,
                 &pass_env,
                 &command_vars(ctx, app_dir),
-                &Limits {
-                    timeout: settings.render_timeout,
-                    max_output: limit,
-                    cancel,
-                },
+                &limits(settings, cancel),
             )?;
             vec![(format!("command `{}`", argv.join(" ")), out)]
         }
@@ -333,6 +329,48 @@ pub fn render(
     }
     objects.sort_by_key(object_id);
     Ok(objects)
+}
+
+/// How a staging's render processes are bounded.
+pub(crate) fn limits(
+    settings: &Settings,
+    cancel: Option<tokio_util::sync::CancellationToken>,
+) -> Limits {
+    Limits {
+        timeout: settings.render_timeout,
+        max_output: settings.render_output_limit,
+        memory: Some(settings.render_memory_limit),
+        cancel,
+    }
+}
+
+/// The templates under `path` of the application files exported at `top`, rendered: files of
+/// a branch, so [`sandbox`] runs this in a process under the memory limit.
+pub(crate) fn app_templates(
+    top: &std::path::Path,
+    path: &str,
+    ctx: &Context,
+    limit: u64,
+) -> Result<Vec<(String, String)>, RenderError> {
+    use crate::config::Files;
+    let files = crate::config::DiskFiles(top)
+        .template_files(path)
+        .map_err(|message| RenderError::Template {
+            file: path.to_string(),
+            line: 0,
+            column: 0,
+            message,
+        })?;
+    let mut set = TemplateSet::default();
+    if let Some((file, line, message)) = set.add_dir(path, files).into_iter().next() {
+        return Err(RenderError::Template {
+            file,
+            line,
+            column: 0,
+            message,
+        });
+    }
+    render_templates(&set, path, ctx, limit)
 }
 
 /// Every file of a templates directory rendered: (file, output), at most `limit` bytes in all.

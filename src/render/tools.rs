@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{command, inline_error, Context, Limits, RenderError};
+use super::{command, inline_error, Context, RenderError};
 use crate::config::{Config, Helm, Kustomize, Origin, Settings};
 use crate::consts;
 
@@ -148,11 +148,7 @@ fn run_tool(
         &config.root,
         &pass_env,
         &super::command_vars(ctx, app_dir),
-        &Limits {
-            timeout: settings.render_timeout,
-            max_output: settings.render_output_limit,
-            cancel,
-        },
+        &super::limits(settings, cancel),
     )
 }
 

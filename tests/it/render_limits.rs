@@ -147,3 +147,135 @@ fn a_runaway_template_loop_is_stopped() {
         start.elapsed()
     );
 }
+
+/// A YAML alias bomb of a kilobyte: nine levels of nine references, billions of nodes once
+/// expanded. kubectl took 10 GB within its timeout before renders ran under a memory limit.
+fn alias_bomb() -> String {
+    let mut s = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\ndata:\n  a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        let refs = vec![format!("*a{}", i - 1); 9].join(",");
+        s += &format!("  a{i}: &a{i} [{refs}]\n");
+    }
+    s
+}
+
+#[test]
+fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
+    use crate::app_manifests::commit_files;
+    let d = DirRun::new(&days_ago(1));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n";
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            ("deploy/k8s/cm.yaml", Some(cm)),
+            (
+                "deploy/base/kustomization.yaml",
+                Some("resources: [cm.yaml]\n"),
+            ),
+            ("deploy/base/cm.yaml", Some(cm)),
+        ],
+        "Manifests",
+    );
+    // A template that doubles a string forty times: a few hundred instructions, so the fuel
+    // limit never sees it; 16 TiB if nothing stopped it.
+    let doubling = "{% set ns = namespace(s='0123456789abcdef') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  n: \"{{ ns.s | length }}\"\n";
+    commit_files(
+        &d.repo,
+        "attack/doubling",
+        &[("deploy/k8s/big.yaml", Some(doubling))],
+        "Doubling",
+    );
+    commit_files(
+        &d.repo,
+        "attack/aliases",
+        &[("deploy/base/cm.yaml", Some(&alias_bomb()))],
+        "Aliases",
+    );
+    let env = |render: &str| {
+        std::fs::write(
+            d.cfg.join("environments.yaml"),
+            format!(
+                "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_memory_limit: 256MiB\n    render_timeout: 60s\n{render}",
+                d.repo.path.display()
+            ),
+        )
+        .unwrap();
+    };
+
+    env("    templates: {from: app, path: deploy/k8s}\n");
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("templates \"deploy/k8s\" ran out of memory")
+            && stdout.contains("at most 256MiB (`render_memory_limit`)"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(d.out.join("app-main/configmap-web.yaml").is_file());
+    assert!(!d.out.join("app-attack-doubling").exists());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+
+    env("    kustomize: {from: app, path: deploy/base}\n");
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("render command `kubectl` ran out of memory"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(d.out.join("app-main/configmap-web.yaml").is_file());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    // No process of this test got far past the limit (the kubectl binary's own pages included).
+    let rss = children_max_rss_mib();
+    assert!(rss < 400, "a render process reached {rss} MiB");
+}
+
+#[test]
+fn a_render_command_and_what_it_starts_run_under_the_memory_limit() {
+    let d = DirRun::new(&days_ago(1));
+    command_env(
+        &d,
+        "limit=$(sh -c \"awk '/Max data size/ {print \\$4}' /proc/self/limits\")\nprintf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata: {name: limits}\\ndata: {data: \"%s\"}\\n' \"$limit\"\n",
+        "10s",
+    );
+    let text = std::fs::read_to_string(d.cfg.join("environments.yaml")).unwrap()
+        + "    render_memory_limit: 300MiB\n";
+    std::fs::write(d.cfg.join("environments.yaml"), text).unwrap();
+    d.run_ok(&["run", "--once"]);
+    let cm = std::fs::read_to_string(d.out.join("app-main/configmap-limits.yaml")).unwrap();
+    assert!(
+        cm.contains(&format!("data: '{}'", 300u64 << 20))
+            || cm.contains(&format!("data: \"{}\"", 300u64 << 20)),
+        "{cm}"
+    );
+    // Out of range is a validation error naming the setting.
+    let text = std::fs::read_to_string(d.cfg.join("environments.yaml"))
+        .unwrap()
+        .replace("300MiB", "1MiB");
+    std::fs::write(d.cfg.join("environments.yaml"), text).unwrap();
+    let v = d.validate();
+    assert!(!v.status.success());
+    assert!(
+        texts(&v)
+            .0
+            .contains("render_memory_limit must be at least 128MiB")
+            || texts(&v)
+                .1
+                .contains("render_memory_limit must be at least 128MiB"),
+        "{:?}",
+        texts(&v)
+    );
+}

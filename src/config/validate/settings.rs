@@ -57,11 +57,26 @@ impl Validator<'_> {
                 }
             }
         });
+        let render_memory_limit = raw.render_memory_limit.as_deref().and_then(|t| {
+            let p = format!("{ptr}/render_memory_limit");
+            match parse_size(t) {
+                Ok(n) if (consts::MIN_RENDER_MEMORY_LIMIT..=consts::MAX_RENDER_MEMORY_LIMIT).contains(&n) => Some(n),
+                Ok(_) => {
+                    self.err(&p, "render_memory_limit must be at least 128MiB (kubectl and helm need about that to start) and at most 64GiB");
+                    None
+                }
+                Err(e) => {
+                    self.err(&p, e);
+                    None
+                }
+            }
+        });
         Layer {
             namespace: raw.namespace.clone(),
             render,
             render_timeout,
             render_output_limit,
+            render_memory_limit,
             render_env: raw.render_env.clone(),
             values: raw.values.clone(),
             links: raw.links.clone(),

@@ -1,0 +1,281 @@
+//! Memory limits for renders that read untrusted files.
+//!
+//! Time and output are bounded by [`super::command`], but a file from a branch can also make a
+//! renderer allocate without end: a YAML alias bomb of a kilobyte takes kubectl to gigabytes, a
+//! template macro that doubles a string 31 times takes minijinja to gigabytes. Neither program
+//! can bound that itself, so every render process runs under an `RLIMIT_DATA` set before it
+//! starts: the octostage binary re-executes itself (`octostage internal-limit-memory`), sets
+//! the limit on itself, and `exec`s the program, which keeps it. The crate forbids `unsafe`,
+//! so the limit cannot be set between `fork` and `exec` in the parent; this costs one extra
+//! `exec` per render.
+//!
+//! `RLIMIT_DATA` (the data segment and every private writable mapping, Linux 4.7 and later)
+//! rather than `RLIMIT_AS`: Go programs reserve far more address space than they use, and
+//! kubectl does not start under an address-space limit of 512 MiB while it renders in 64 MiB of
+//! data. Each process a render starts inherits the limit (each its own).
+//!
+//! Templates from the application repository are rendered the same way: in a child process
+//! (`octostage internal-render-templates`), under the limit, the request on its stdin and the
+//! result as JSON on its stdout.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, RenderError};
+
+/// The octostage executable that runs render processes under a limit; unset, renders run
+/// without one (a library used without the binary, its unit tests).
+static EXECUTABLE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Most bytes of a templates request read from stdin: the context is values, links and
+/// commit data, far below this.
+const MAX_REQUEST: u64 = 16 << 20;
+
+/// Render processes run under a memory limit from now on, started through `exe` (the running
+/// octostage binary). `/proc/self/exe` is the binary this process runs even when the file was
+/// replaced by an upgrade since, so the child always speaks this version's request format.
+pub fn enable() {
+    let exe = Path::new("/proc/self/exe");
+    let exe = if exe.exists() {
+        exe.to_path_buf()
+    } else {
+        match std::env::current_exe() {
+            Ok(p) => p,
+            Err(_) => return,
+        }
+    };
+    let _ = EXECUTABLE.set(exe);
+}
+
+/// Whether renders run under a memory limit.
+pub fn enabled() -> bool {
+    EXECUTABLE.get().is_some()
+}
+
+/// `argv` started under a limit of `bytes`: through the octostage binary when enabled.
+pub(crate) fn wrap(argv: &[String], bytes: u64) -> Vec<String> {
+    let Some(exe) = EXECUTABLE.get() else {
+        return argv.to_vec();
+    };
+    let mut out = vec![
+        exe.display().to_string(),
+        "internal-limit-memory".into(),
+        bytes.to_string(),
+        "--".into(),
+    ];
+    out.extend(argv.iter().cloned());
+    out
+}
+
+/// Errors of the limited process itself (before the program runs).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The kernel refused the limit.
+    #[error("cannot set the memory limit of {bytes} bytes: {source}")]
+    Limit {
+        /// The limit.
+        bytes: u64,
+        /// Why.
+        source: nix::Error,
+    },
+    /// Nothing to run.
+    #[error("no program to run under the memory limit")]
+    NoProgram,
+    /// The program could not be started.
+    #[error("cannot start `{program}`: {source}")]
+    Exec {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The templates request was unreadable.
+    #[error("templates request: {0}")]
+    Request(String),
+}
+
+/// Limit this process's data to `bytes` (soft and hard: the program cannot raise it again).
+pub fn limit_own_memory(bytes: u64) -> Result<(), SandboxError> {
+    use nix::sys::resource::{setrlimit, Resource};
+    setrlimit(Resource::RLIMIT_DATA, bytes, bytes)
+        .map_err(|source| SandboxError::Limit { bytes, source })
+}
+
+/// `octostage internal-limit-memory BYTES -- PROGRAM ARGS...`: limit, then become the
+/// program. Returns only on failure.
+pub fn exec_limited(bytes: u64, argv: &[OsString]) -> SandboxError {
+    use std::os::unix::process::CommandExt;
+    if let Err(e) = limit_own_memory(bytes) {
+        return e;
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return SandboxError::NoProgram;
+    };
+    let source = std::process::Command::new(program).args(args).exec();
+    SandboxError::Exec {
+        program: program.to_string_lossy().into_owned(),
+        source,
+    }
+}
+
+/// What a child renders: the templates under `path` of the exported application files at
+/// `root`, with `context`, at most `output_limit` bytes in all.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TemplatesRequest {
+    /// The export's root (the application repository's top).
+    pub root: PathBuf,
+    /// The templates directory inside it.
+    pub path: String,
+    /// The staging's context.
+    pub context: Context,
+    /// Most bytes of output.
+    pub output_limit: u64,
+}
+
+/// What the child answers.
+#[derive(Debug, Serialize, Deserialize)]
+enum TemplatesAnswer {
+    /// (file, output) of each template.
+    Rendered(Vec<(String, String)>),
+    /// A template error, with its position.
+    Failed {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// More output than the limit.
+    TooLarge { source_name: String, limit: u64 },
+    /// Any other render error, as text.
+    Other(String),
+}
+
+/// `octostage internal-render-templates`: read a [`TemplatesRequest`] from stdin, render, and
+/// print the answer as JSON. The limit was set by the `internal-limit-memory` it runs under.
+pub fn serve_templates(
+    stdin: impl Read,
+    mut stdout: impl std::io::Write,
+) -> Result<(), SandboxError> {
+    let mut text = Vec::new();
+    stdin
+        .take(MAX_REQUEST)
+        .read_to_end(&mut text)
+        .map_err(|e| SandboxError::Request(e.to_string()))?;
+    let request: TemplatesRequest =
+        serde_json::from_slice(&text).map_err(|e| SandboxError::Request(e.to_string()))?;
+    let answer = match super::app_templates(
+        &request.root,
+        &request.path,
+        &request.context,
+        request.output_limit,
+    ) {
+        Ok(files) => TemplatesAnswer::Rendered(files),
+        Err(RenderError::Template {
+            file,
+            line,
+            column,
+            message,
+        }) => TemplatesAnswer::Failed {
+            file,
+            line,
+            column,
+            message,
+        },
+        Err(RenderError::OutputLimit { source_name, limit }) => {
+            TemplatesAnswer::TooLarge { source_name, limit }
+        }
+        Err(e) => TemplatesAnswer::Other(e.to_string()),
+    };
+    serde_json::to_writer(&mut stdout, &answer)
+        .map_err(|e| SandboxError::Request(e.to_string()))?;
+    stdout
+        .flush()
+        .map_err(|e| SandboxError::Request(e.to_string()))
+}
+
+/// Render the templates of `request` in a child process under `limits` (the memory limit
+/// included); in this process when limits are not enabled.
+pub(crate) fn render_templates(
+    request: &TemplatesRequest,
+    limits: &super::Limits,
+) -> Result<Vec<(String, String)>, RenderError> {
+    let Some(exe) = EXECUTABLE.get() else {
+        return super::app_templates(
+            &request.root,
+            &request.path,
+            &request.context,
+            request.output_limit,
+        );
+    };
+    let input = serde_json::to_vec(request).map_err(|e| RenderError::Export {
+        message: format!("cannot write the templates request: {e}"),
+    })?;
+    let argv = vec![
+        exe.display().to_string(),
+        "internal-render-templates".into(),
+    ];
+    // JSON escapes at most six bytes for one (a control character), and the answer holds
+    // the file names too.
+    let child_limits = super::Limits {
+        max_output: request
+            .output_limit
+            .saturating_mul(6)
+            .saturating_add(1 << 20),
+        ..limits.clone()
+    };
+    let out = super::command::run_with_input(&argv, &request.root, &[], &[], &input, &child_limits)
+        .map_err(|e| match e {
+            RenderError::MemoryLimit { limit, .. } => RenderError::MemoryLimit {
+                program: format!("templates {:?}", request.path),
+                limit,
+            },
+            RenderError::Timeout { after, .. } => RenderError::Timeout {
+                program: format!("templates {:?}", request.path),
+                after,
+            },
+            RenderError::Command {
+                message, stderr, ..
+            } => RenderError::Command {
+                program: format!(
+                    "octostage internal-render-templates (templates {:?})",
+                    request.path
+                ),
+                message,
+                stderr,
+            },
+            other => other,
+        })?;
+    match serde_json::from_str(&out) {
+        Ok(TemplatesAnswer::Rendered(files)) => Ok(files),
+        Ok(TemplatesAnswer::Failed {
+            file,
+            line,
+            column,
+            message,
+        }) => Err(RenderError::Template {
+            file,
+            line,
+            column,
+            message,
+        }),
+        Ok(TemplatesAnswer::TooLarge { source_name, limit }) => {
+            Err(RenderError::OutputLimit { source_name, limit })
+        }
+        Ok(TemplatesAnswer::Other(message)) => Err(RenderError::Template {
+            file: request.path.clone(),
+            line: 0,
+            column: 0,
+            message,
+        }),
+        Err(e) => Err(RenderError::Template {
+            file: request.path.clone(),
+            line: 0,
+            column: 0,
+            message: format!("the template process answered something unreadable: {e}"),
+        }),
+    }
+}
