@@ -295,11 +295,7 @@ pub fn render(
         Render::Kustomize(k) => vec![tools::kustomize(config, settings, k, ctx, app_dir, cancel)?],
         Render::Helm(h) => vec![tools::helm(config, settings, h, ctx, app_dir, cancel)?],
     };
-    let untrusted = [
-        ("the branch name", ctx.branch.name.as_str()),
-        ("the commit subject", ctx.commit.subject.as_str()),
-        ("the commit author", ctx.commit.author.as_str()),
-    ];
+    let untrusted = untrusted(ctx);
     let mut objects = Vec::new();
     for (source_name, text) in outputs {
         let docs = parse_documents(&source_name, &text)?;
@@ -329,6 +325,15 @@ pub fn render(
     }
     objects.sort_by_key(object_id);
     Ok(objects)
+}
+
+/// The texts of a context whoever pushes chooses: (what, text).
+pub(crate) fn untrusted(ctx: &Context) -> [(&'static str, &str); 3] {
+    [
+        ("the branch name", ctx.branch.name.as_str()),
+        ("the commit subject", ctx.commit.subject.as_str()),
+        ("the commit author", ctx.commit.author.as_str()),
+    ]
 }
 
 /// How a staging's render processes are bounded.

@@ -10,9 +10,13 @@ use crate::consts;
 /// One rendered Kubernetes object.
 pub type Object = serde_json::Map<String, serde_json::Value>;
 
-/// Kinds that are cluster-scoped in every Kubernetes release; octostage refuses them because a
-/// staging may only touch its own namespace (the kube target also asks discovery).
+/// Kinds that are cluster-scoped; octostage refuses them because a staging may only touch its
+/// own namespace. The kube target also asks discovery, so this list is what protects a folder
+/// of manifests (the dir target) and what a render says before any cluster is asked. Only kinds
+/// whose name means the same in every API group: `Provider` or `Cluster` are namespaced in
+/// some groups (Flux, CloudNativePG) and cluster-scoped in others.
 const CLUSTER_SCOPED: &[&str] = &[
+    // Kubernetes itself.
     "Namespace",
     "Node",
     "PersistentVolume",
@@ -20,14 +24,40 @@ const CLUSTER_SCOPED: &[&str] = &[
     "ClusterRoleBinding",
     "CustomResourceDefinition",
     "StorageClass",
+    "VolumeAttributesClass",
     "PriorityClass",
     "IngressClass",
+    "RuntimeClass",
     "ValidatingWebhookConfiguration",
     "MutatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "MutatingAdmissionPolicy",
+    "MutatingAdmissionPolicyBinding",
     "APIService",
     "CSIDriver",
-    "RuntimeClass",
+    "CSINode",
+    "VolumeAttachment",
     "CertificateSigningRequest",
+    "ClusterTrustBundle",
+    "FlowSchema",
+    "PriorityLevelConfiguration",
+    "IPAddress",
+    "ServiceCIDR",
+    "DeviceClass",
+    "ResourceSlice",
+    "StorageVersionMigration",
+    "ComponentStatus",
+    // Widely installed extensions.
+    "ClusterIssuer",
+    "ClusterPolicy",
+    "ClusterSecretStore",
+    "ClusterExternalSecret",
+    "GatewayClass",
+    "ClusterWorkflowTemplate",
+    "ConstraintTemplate",
+    "GlobalNetworkPolicy",
+    "CiliumClusterwideNetworkPolicy",
 ];
 
 /// Parse multi-document YAML into its non-empty documents. A key given twice in one mapping is
@@ -272,6 +302,18 @@ mod tests {
             ),
             (
                 "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+                "cluster-scoped",
+            ),
+            (
+                "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: a}\n",
+                "cluster-scoped",
+            ),
+            (
+                "apiVersion: flowcontrol.apiserver.k8s.io/v1\nkind: FlowSchema\nmetadata: {name: a}\n",
+                "cluster-scoped",
+            ),
+            (
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: a}\n",
                 "cluster-scoped",
             ),
             (

@@ -105,11 +105,11 @@ pub fn overlay(
     }
     let mut patches = Vec::new();
     for (i, (patch, target)) in k.patches.iter().enumerate() {
+        let what = format!("kustomize patch {i}");
+        let text = render_str(config, patch, &what, ctx)?;
+        intact_patch(&what, &text, ctx)?;
         let mut o = serde_json::Map::new();
-        o.insert(
-            "patch".into(),
-            render_str(config, patch, &format!("kustomize patch {i}"), ctx)?.into(),
-        );
+        o.insert("patch".into(), text.into());
         if let Some(t) = target {
             o.insert("target".into(), Value::Object(t.clone()));
         }
@@ -130,6 +130,17 @@ pub fn overlay(
         out["patches"] = patches.into();
     }
     Ok(out)
+}
+
+/// A rendered patch is YAML kustomize reads as it is: a branch name or commit subject in it
+/// must have stayed inside a string, as in every rendered manifest (see `guard`).
+fn intact_patch(what: &str, text: &str, ctx: &Context) -> Result<(), RenderError> {
+    let doc: serde_json::Value = serde_yaml::from_str(text).map_err(|e| RenderError::Object {
+        source_name: what.to_string(),
+        object: "(patch)".into(),
+        message: format!("is not YAML once rendered: {e}"),
+    })?;
+    super::guard::intact(what, text, &[doc], &super::untrusted(ctx))
 }
 
 /// Run `program` with the render command environment and limits.

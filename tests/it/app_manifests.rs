@@ -380,3 +380,70 @@ fn a_kustomization_from_the_branch_reaches_nothing_outside_its_export() {
         String::from_utf8_lossy(&found.stdout)
     );
 }
+
+#[test]
+fn a_commit_subject_written_unquoted_into_a_kustomize_patch_is_warned_about_and_refused() {
+    let d = DirRun::new(&days_ago(1));
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            (
+                "deploy/base/kustomization.yaml",
+                Some("resources: [cm.yaml]\n"),
+            ),
+            (
+                "deploy/base/cm.yaml",
+                Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n"),
+            ),
+        ],
+        "Base",
+    );
+    commit_files(
+        &d.repo,
+        "feature/inject",
+        &[("README", Some("x"))],
+        "hi, injected: yes",
+    );
+    let env = |note: &str| {
+        std::fs::write(
+            d.cfg.join("environments.yaml"),
+            format!(
+                "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    kustomize:\n      from: app\n      path: deploy/base\n      patches:\n        - patch: |\n            apiVersion: v1\n            kind: ConfigMap\n            metadata: {{name: web}}\n            data: {{note: {note}}}\n",
+                d.repo.path.display()
+            ),
+        )
+        .unwrap();
+    };
+    env("{{ commit.subject }}");
+    let v = d.validate();
+    let (stdout, stderr) = texts(&v);
+    assert!(
+        format!("{stdout}{stderr}")
+            .contains("`{{ commit.subject }}` writes a value from git into YAML as it is"),
+        "{stdout}\n{stderr}"
+    );
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("the commit subject (\"hi, injected: yes\") is written into the YAML where it is read as YAML syntax"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!d.out.join("app-feature-inject").exists());
+    assert_eq!(
+        read(&d.out, "app-main", "configmap-web.yaml")["data"]["note"],
+        "Base"
+    );
+    // Written with tojson it stays one string, and validate says nothing.
+    env("{{ commit.subject | tojson }}");
+    let v = d.validate();
+    assert!(
+        !texts(&v).0.contains("writes a value from git")
+            && !texts(&v).1.contains("writes a value from git")
+    );
+    d.run_ok(&["run", "--once"]);
+    let cm = read(&d.out, "app-feature-inject", "configmap-web.yaml");
+    assert_eq!(cm["data"]["note"], "hi, injected: yes");
+    assert!(cm["data"].get("injected").is_none());
+}

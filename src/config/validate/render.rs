@@ -126,7 +126,11 @@ impl Validator<'_> {
         }
         let mut patches = Vec::new();
         for (i, patch) in k.patches.iter().enumerate() {
-            self.template_str(&patch.patch, &format!("{ptr}/patches/{i}/patch"));
+            let p = format!("{ptr}/patches/{i}/patch");
+            self.template_str(&patch.patch, &p);
+            for (line, expr) in crate::config::untrusted::yaml_template(&patch.patch) {
+                self.warn(&p, format!("line {line} of this patch: `{{{{ {expr} }}}}` writes a value from git into YAML as it is; whoever pushes chooses it: write `{{{{ {expr} | tojson }}}}`"));
+            }
             patches.push((patch.patch.clone(), patch.target.clone()));
         }
         Render::Kustomize(Arc::new(Kustomize {
