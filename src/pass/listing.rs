@@ -116,6 +116,12 @@ async fn pull_requests(
                 tracing::debug!(environment = %env, pulls = polled.pulls.len(), fetched = polled.fetched, not_modified = polled.not_modified, "pull requests polled");
                 if let Some(Ok(listing)) = out.get_mut(&env) {
                     let wanted = crate::source::pulls::branches(&polled.pulls, &p.labels);
+                    let listed: std::collections::HashSet<&str> =
+                        listing.branches.iter().map(|b| b.name.as_str()).collect();
+                    listing.pulls_left_out =
+                        crate::source::pulls::left_out(&polled.pulls, &p.labels, |b| {
+                            listed.contains(b)
+                        });
                     listing
                         .branches
                         .retain(|b| wanted.contains(b.name.as_str()));

@@ -381,10 +381,15 @@ fn pull_requests_with_a_label_get_stagings_and_an_idle_poll_is_answered_304() {
     let listing = recorded("github.pulls.json", &d.repo, "github.pulls.schema.json");
     f.answer(path, &listing);
     pulls_config(&d, "github", &f.url);
-    run(&d);
+    let (stdout, _) = run(&d);
     // Only the labelled pull request; not the unlabelled one, not main (no pull request), not
-    // the fork's (its head is someone else's code, even though a branch of that name exists).
+    // the fork's (its head is someone else's code, even though a branch of that name exists),
+    // which the plan names.
     assert_eq!(stagings(&d), ["app-feature-labelled"]);
+    assert!(
+        stdout.contains("hint: environment app: pull request #3 (branch \"feature/fork\") gets no staging: it comes from a fork"),
+        "{stdout}"
+    );
     let gets: Vec<Req> = f
         .requests()
         .into_iter()

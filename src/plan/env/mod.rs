@@ -219,6 +219,7 @@ impl<'a> EnvPlanner<'a> {
                 s.name, s.why
             ));
         }
+        out.extend(pull_hints(name, &self.listing.pulls_left_out));
         out
     }
 
@@ -432,4 +433,33 @@ impl<'a> EnvPlanner<'a> {
             guard::hold(&mut self.out[i], hold.clone());
         }
     }
+}
+
+/// Most pull requests named one by one in hints; the rest are counted.
+const MAX_PULL_HINTS: usize = 20;
+
+/// Hints for labelled open pull requests that get no staging.
+fn pull_hints(env: &str, left: &[(u64, String, crate::source::pulls::LeftOut)]) -> Vec<String> {
+    use crate::source::pulls::LeftOut;
+    let mut out: Vec<String> = left
+        .iter()
+        .take(MAX_PULL_HINTS)
+        .map(|(n, branch, why)| {
+            let why = match why {
+                LeftOut::Fork => "it comes from a fork (fork pull requests never get a staging: their code is not this repository's)",
+                LeftOut::NotListed => "its branch is not among this environment's branches (not in the repository yet, or left out by `branches`)",
+            };
+            format!(
+                "environment {env}: pull request #{n} (branch {:?}) gets no staging: {why}",
+                crate::text::printable(branch)
+            )
+        })
+        .collect();
+    if left.len() > MAX_PULL_HINTS {
+        out.push(format!(
+            "environment {env}: {} more pull requests get no staging",
+            left.len() - MAX_PULL_HINTS
+        ));
+    }
+    out
 }

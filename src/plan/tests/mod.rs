@@ -59,10 +59,8 @@ fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>
     [(
         "shop".to_string(),
         Ok(RepoListing {
-            pull_requests: false,
             branches,
-            pins: HashMap::new(),
-            skipped: Vec::new(),
+            ..RepoListing::default()
         }),
     )]
     .into()

@@ -62,6 +62,8 @@ pub struct RepoListing {
     pub skipped: Vec<Skipped>,
     /// Whether `branches` are those of open pull requests (`branches.from: pull_requests`).
     pub pull_requests: bool,
+    /// Labelled open pull requests that get no staging: (number, branch, why).
+    pub pulls_left_out: Vec<(u64, String, crate::source::pulls::LeftOut)>,
 }
 
 /// Mirrors of application repositories under one directory.
@@ -189,6 +191,7 @@ impl RepoCache {
             .collect();
         Ok(RepoListing {
             pull_requests: false,
+            pulls_left_out: Vec::new(),
             branches,
             pins,
             skipped,

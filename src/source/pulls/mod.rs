@@ -218,21 +218,81 @@ pub fn branches<'a>(
 ) -> std::collections::BTreeSet<&'a str> {
     pulls
         .iter()
-        .filter(|p| !p.fork)
-        // Forges compare labels without case (GitHub's `Preview` is `preview`).
-        .filter(|p| {
-            labels.is_empty()
-                || p.labels
-                    .iter()
-                    .any(|l| labels.iter().any(|w| w.eq_ignore_ascii_case(l)))
-        })
+        .filter(|p| !p.fork && labelled(p, labels))
         .map(|p| p.branch.as_str())
+        .collect()
+}
+
+/// Whether `p` carries one of `labels` (any, when none are given).
+pub fn labelled(p: &PullRequest, labels: &[String]) -> bool {
+    // Forges compare labels without case (GitHub's `Preview` is `preview`).
+    labels.is_empty()
+        || p.labels
+            .iter()
+            .any(|l| labels.iter().any(|w| w.eq_ignore_ascii_case(l)))
+}
+
+/// Why a labelled open pull request gets no staging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeftOut {
+    /// Its head is in another repository.
+    Fork,
+    /// Its branch is not among the branches the git listing kept.
+    NotListed,
+}
+
+/// The labelled open pull requests of `pulls` that get no staging, and why: (number, branch,
+/// why). `listed` says whether the git listing kept a branch.
+pub fn left_out(
+    pulls: &[PullRequest],
+    labels: &[String],
+    listed: impl Fn(&str) -> bool,
+) -> Vec<(u64, String, LeftOut)> {
+    pulls
+        .iter()
+        .filter(|p| labelled(p, labels))
+        .filter_map(|p| {
+            let why = if p.fork {
+                LeftOut::Fork
+            } else if !listed(&p.branch) {
+                LeftOut::NotListed
+            } else {
+                return None;
+            };
+            Some((p.number, p.branch.clone(), why))
+        })
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labelled_pull_requests_left_out_are_named_with_why() {
+        let pr = |n, b: &str, fork| PullRequest {
+            number: n,
+            branch: b.into(),
+            sha: "a".repeat(40),
+            labels: vec!["preview".into()],
+            fork,
+        };
+        let pulls = [
+            pr(1, "listed", false),
+            pr(2, "listed", true),
+            pr(3, "gone", false),
+        ];
+        let left = left_out(&pulls, &["Preview".into()], |b| b == "listed");
+        assert_eq!(
+            left,
+            [
+                (2, "listed".to_string(), LeftOut::Fork),
+                (3, "gone".to_string(), LeftOut::NotListed)
+            ]
+        );
+        // Unlabelled ones are the filter doing its job, not worth a hint.
+        assert!(left_out(&pulls, &["other".into()], |_| false).is_empty());
+    }
 
     #[test]
     fn forks_and_unlabelled_pull_requests_get_no_branch() {
