@@ -310,9 +310,15 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         r => r?,
     };
-    controller.finish(NOTIFY_AT_EXIT_ONCE).await;
+    let abandoned = controller.finish(NOTIFY_AT_EXIT_ONCE).await;
     warn_about(&r.config);
     out(&colored(report::text(&r, false)))?;
+    for (receiver, staging) in abandoned {
+        eprintln!(
+            "notification to {receiver} for {staging} abandoned: not delivered within {}",
+            humantime::format_duration(NOTIFY_AT_EXIT_ONCE)
+        );
+    }
     eprintln!("{} requests", r.requests);
     eprintln!("{} writes", r.writes);
     if r.skipped() > 0 {

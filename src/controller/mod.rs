@@ -237,8 +237,8 @@ impl Controller {
     }
 
     /// Wait, at most `limit`, for the notifications of the passes so far to be delivered.
-    pub async fn finish(self, limit: Duration) {
-        self.notifier.finish(limit).await;
+    pub async fn finish(self, limit: Duration) -> Vec<(String, String)> {
+        self.notifier.finish(limit).await
     }
 
     /// Run passes until shutdown: one at start-up, then one per (coalesced) trigger.

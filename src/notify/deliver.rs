@@ -29,11 +29,16 @@ const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// One attempt, the whole request or command included.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Deliveries not yet done, by (receiver as shown, staging): what `run --once` names when it
+/// stops waiting.
+type Pending = Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), usize>>>;
+
 /// The sending side; cheap to clone.
 #[derive(Clone)]
 pub struct Notifier {
     tx: mpsc::Sender<Vec<Notice>>,
     tracker: TaskTracker,
+    pending: Pending,
 }
 
 impl Notifier {
@@ -42,6 +47,8 @@ impl Notifier {
         let (tx, mut rx) = mpsc::channel::<Vec<Notice>>(QUEUE);
         let tracker = TaskTracker::new();
         let t = tracker.clone();
+        let pending = Pending::default();
+        let p = pending.clone();
         tracker.spawn(async move {
             // Made on first use: loading the system's root certificates costs memory a run
             // without webhooks should not pay.
@@ -67,8 +74,12 @@ impl Notifier {
                                 .entry(sink.clone())
                                 .or_insert_with(|| Arc::new(Semaphore::new(PER_RECEIVER)))
                                 .clone();
-                            lane(&t, sink, slots, client.clone())
+                            lane(&t, sink, slots, client.clone(), p.clone())
                         });
+                        *p.lock()
+                            .expect("not poisoned")
+                            .entry((key.0.shown(), key.1.clone()))
+                            .or_default() += 1;
                         let _ = lane.send(n.clone());
                         if n.payload.event == crate::config::EventKind::Deleted {
                             // Its last event: the lane ends once it is delivered.
@@ -78,7 +89,11 @@ impl Notifier {
                 }
             }
         });
-        Notifier { tx, tracker }
+        Notifier {
+            tx,
+            tracker,
+            pending,
+        }
     }
 
     /// Queue the notices of one pass; never waits.
@@ -96,13 +111,28 @@ impl Notifier {
 
     /// Stop taking notices and wait, at most `limit`, for those queued to be delivered (or to
     /// give up): for `run --once`, which exits after its pass.
-    pub async fn finish(self, limit: Duration) {
-        let Notifier { tx, tracker } = self;
+    pub async fn finish(self, limit: Duration) -> Vec<(String, String)> {
+        let Notifier {
+            tx,
+            tracker,
+            pending,
+        } = self;
         drop(tx);
         tracker.close();
-        if tokio::time::timeout(limit, tracker.wait()).await.is_err() {
-            warn!("notifications still being delivered after {limit:?} were abandoned");
+        if tokio::time::timeout(limit, tracker.wait()).await.is_ok() {
+            return Vec::new();
         }
+        let left: Vec<(String, String)> = pending
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (receiver, staging) in &left {
+            warn!(%receiver, %staging, "notification still being delivered after {limit:?} was abandoned");
+        }
+        left
     }
 }
 
@@ -112,6 +142,7 @@ fn lane(
     sink: Sink,
     slots: Arc<Semaphore>,
     client: Arc<std::sync::OnceLock<reqwest::Client>>,
+    pending: Pending,
 ) -> mpsc::UnboundedSender<Notice> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Notice>();
     tracker.spawn(async move {
@@ -127,10 +158,19 @@ fn lane(
                         .expect("a client without custom TLS builds")
                 })
             };
+            let staging = n.payload.staging.as_str();
             match &sink {
-                Sink::Hook(hook) => retried(|| post(http(), hook, &n)).await,
-                Sink::Command(cmd) => retried(|| run(cmd, &n)).await,
-                Sink::Status(c) => retried(|| set_status(http(), c, &n)).await,
+                Sink::Hook(hook) => retried(staging, || post(http(), hook, &n)).await,
+                Sink::Command(cmd) => retried(staging, || run(cmd, &n)).await,
+                Sink::Status(c) => retried(staging, || set_status(http(), c, &n)).await,
+            }
+            let key = (sink.shown(), n.payload.staging.clone());
+            let mut p = pending.lock().expect("not poisoned");
+            if let Some(count) = p.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    p.remove(&key);
+                }
             }
         }
     });
@@ -145,6 +185,27 @@ enum Sink {
     Status(CommitStatus),
 }
 
+impl Sink {
+    /// The receiver as messages may show it (no path, no secret).
+    fn shown(&self) -> String {
+        match self {
+            Sink::Hook(h) => match &h.url {
+                UrlSource::Literal(u) => format!("webhook {}", host_of(u)),
+                UrlSource::Env(name) => format!("the webhook in {name}"),
+            },
+            Sink::Command(c) => format!(
+                "notify command `{}`",
+                c.first().map(String::as_str).unwrap_or("")
+            ),
+            Sink::Status(c) => format!(
+                "commit statuses at {} ({})",
+                host_of(&c.api_url),
+                c.provider.name()
+            ),
+        }
+    }
+}
+
 /// Why an attempt failed: worth another (the receiver certainly did not take it), or not (it
 /// may have: at most once wins over delivery).
 enum Fail {
@@ -154,7 +215,7 @@ enum Fail {
 
 /// Run `attempt` until it succeeds or fails for good, at most [`ATTEMPTS`] times with doubling
 /// waits. Only a failure that proves the receiver did not take the event is tried again.
-async fn retried<F, Fut>(mut attempt: F)
+async fn retried<F, Fut>(staging: &str, mut attempt: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), Fail>>,
@@ -164,18 +225,20 @@ where
         match attempt().await {
             Ok(()) => return,
             Err(Fail::Final(e)) => {
-                warn!("notification not delivered, and not sent again: {e}");
+                warn!(%staging, "notification not delivered, and not sent again: {e}");
                 crate::metrics::get().notification_failures.inc();
                 return;
             }
-            Err(Fail::Retry(e)) => warn!(attempt = n, "notification not delivered: {e}"),
+            Err(Fail::Retry(e)) => {
+                warn!(%staging, attempt = n, "notification not delivered: {e}")
+            }
         }
         if n < ATTEMPTS {
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
     }
-    warn!("notification given up after {ATTEMPTS} attempts");
+    warn!(%staging, "notification given up after {ATTEMPTS} attempts");
     crate::metrics::get().notification_failures.inc();
 }
 

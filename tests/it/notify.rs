@@ -204,8 +204,19 @@ async fn a_receiver_sees_a_stagings_events_in_order_across_passes_and_others_are
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The hanging receiver's deliveries are abandoned; the flaky one's retry is long done.
-    n.finish(Duration::from_secs(5)).await;
+    // The hanging receiver's deliveries are abandoned, and named; the flaky one's retry is
+    // long done.
+    let abandoned = n.finish(Duration::from_secs(5)).await;
+    let hang_host = hang.trim_end_matches("/hook");
+    assert_eq!(abandoned.len(), 13, "{abandoned:?}");
+    assert!(
+        abandoned
+            .iter()
+            .all(|(r, _)| r == &format!("webhook {hang_host}")),
+        "{abandoned:?}"
+    );
+    assert!(abandoned.iter().any(|(_, s)| s == "shop-a"));
+    assert!(abandoned.iter().any(|(_, s)| s == "shop-11"));
     let order = order.lock().unwrap().clone();
     let a: Vec<&String> = order.iter().filter(|e| e.starts_with("shop-a ")).collect();
     assert_eq!(a, ["shop-a created", "shop-a sleeping"]);
