@@ -4,10 +4,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Commit statuses on a forge.
+/// Which forge, where, and how octostage signs in: what commit statuses and pull requests
+/// share.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
-#[schemars(deny_unknown_fields)]
-pub struct RawCommitStatus {
+pub struct RawForge {
     /// `github`, `gitlab` or `gitea` (Forgejo too).
     pub provider: String,
     /// The API's base URL for a self-hosted forge (default `https://api.github.com` for GitHub,
@@ -25,6 +25,15 @@ pub struct RawCommitStatus {
     /// File holding the API token (exclusive with `token_env`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<String>,
+}
+
+/// Commit statuses on a forge.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct RawCommitStatus {
+    /// The forge.
+    #[serde(flatten)]
+    pub forge: RawForge,
     /// The status's name, before `/<environment>` (default `octostage`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
@@ -34,21 +43,9 @@ pub struct RawCommitStatus {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct RawPullRequests {
-    /// `github`, `gitlab` or `gitea` (Forgejo too).
-    pub provider: String,
-    /// The API's base URL (default `https://api.github.com`, `https://gitlab.com/api/v4`;
-    /// required for Gitea).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_url: Option<String>,
-    /// `owner/repo` (GitLab: the project's path); default: from the repository URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<String>,
-    /// Environment variable holding the API token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_env: Option<String>,
-    /// File holding the API token (exclusive with `token_env`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<String>,
+    /// The forge.
+    #[serde(flatten)]
+    pub forge: RawForge,
     /// Only pull requests with at least one of these labels get a staging (default: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,

@@ -87,17 +87,18 @@ impl Validator<'_> {
     }
 
     /// A forge's API: its provider, base URL and token source, and a repository path if given.
-    #[allow(clippy::type_complexity)]
     pub(super) fn forge(
         &mut self,
-        provider: &str,
-        api_url: Option<&str>,
-        token_env: Option<&str>,
-        token_file: Option<&str>,
-        repository: Option<&str>,
+        raw: &RawForge,
         ptr: &str,
     ) -> Option<(Provider, String, TokenSource)> {
-        let provider = match provider {
+        let (api_url, token_env, token_file, repository) = (
+            raw.api_url.as_deref(),
+            raw.token_env.as_deref(),
+            raw.token_file.as_deref(),
+            raw.repository.as_deref(),
+        );
+        let provider = match raw.provider.as_str() {
             "github" => Provider::Github,
             "gitlab" => Provider::Gitlab,
             "gitea" | "forgejo" => Provider::Gitea,
@@ -227,18 +228,12 @@ impl Validator<'_> {
         match (raw.from.as_deref(), &raw.pull_requests) {
             (None | Some("git"), None) => None,
             (Some("pull_requests"), Some(p)) => {
-                let (provider, api_url, token) = self.forge(
-                    &p.provider,
-                    p.api_url.as_deref(),
-                    p.token_env.as_deref(),
-                    p.token_file.as_deref(),
-                    p.repository.as_deref(),
-                    &format!("{ptr}/pull_requests"),
-                )?;
+                let (provider, api_url, token) =
+                    self.forge(&p.forge, &format!("{ptr}/pull_requests"))?;
                 Some(std::sync::Arc::new(PullRequests {
                     provider,
                     api_url,
-                    repository: p.repository.clone(),
+                    repository: p.forge.repository.clone(),
                     token,
                     labels: p.labels.clone(),
                 }))
@@ -268,18 +263,11 @@ impl Validator<'_> {
     }
 
     fn commit_status(&mut self, raw: &RawCommitStatus, ptr: &str) -> Option<CommitStatus> {
-        let (provider, api_url, token) = self.forge(
-            &raw.provider,
-            raw.api_url.as_deref(),
-            raw.token_env.as_deref(),
-            raw.token_file.as_deref(),
-            raw.repository.as_deref(),
-            ptr,
-        )?;
+        let (provider, api_url, token) = self.forge(&raw.forge, ptr)?;
         Some(CommitStatus {
             provider,
             api_url,
-            repository: raw.repository.clone(),
+            repository: raw.forge.repository.clone(),
             token,
             context: raw.context.clone().unwrap_or_else(|| "octostage".into()),
         })
@@ -335,12 +323,12 @@ pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
             out.extend(w.url_env.iter().chain(&w.secret_env).cloned());
         }
         if let Some(c) = &n.commit_status {
-            out.extend(c.token_env.iter().cloned());
+            out.extend(c.forge.token_env.iter().cloned());
         }
     }
     for e in raw.environments.values() {
         if let Some(p) = &e.branches.pull_requests {
-            out.extend(p.token_env.iter().cloned());
+            out.extend(p.forge.token_env.iter().cloned());
         }
     }
     let mut layers: Vec<&RawSettings> = vec![&raw.defaults];
