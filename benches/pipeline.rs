@@ -78,10 +78,8 @@ fn bench_plan() {
     let listings: HashMap<String, Result<RepoListing, String>> = [(
         "shop".to_string(),
         Ok(RepoListing {
-            pull_requests: false,
             branches: branches.clone(),
-            pins: HashMap::new(),
-            skipped: Vec::new(),
+            ..RepoListing::default()
         }),
     )]
     .into();
