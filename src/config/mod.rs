@@ -254,6 +254,28 @@ pub fn parse(
         message,
     };
     let text = crate::text::strip_bom(text);
+    if let Err(e) = crate::yaml_budget::check(text) {
+        let (pos, what) = match &e {
+            crate::yaml_budget::BudgetError::Syntax { line, column, .. } => (
+                Pos {
+                    line: *line,
+                    column: *column,
+                },
+                "YAML syntax",
+            ),
+            other => (
+                Pos {
+                    line: other.line(),
+                    column: 1,
+                },
+                "YAML",
+            ),
+        };
+        return Err(ConfigError::Invalid(vec![problem(
+            pos,
+            format!("{what}: {e}"),
+        )]));
+    }
     let value: serde_json::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {

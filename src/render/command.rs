@@ -122,10 +122,11 @@ pub fn run_with_input(
     let stdout =
         stdout.map_err(|e| fail(format!("reading its output failed: {e}"), tail.clone()))?;
     if !status.success() {
-        if let Some(limit) = limits.memory.filter(|_| out_of_memory(&status, &tail)) {
+        if let (Some(limit), Some(said)) = (limits.memory, out_of_memory(&status, &tail)) {
             return Err(RenderError::MemoryLimit {
                 program: format!("render command `{program}`"),
                 limit,
+                said,
             });
         }
         return Err(fail(format!("exited with {status}"), tail));
@@ -177,20 +178,32 @@ fn feed(child: &mut Child, input: &[u8]) {
     }
 }
 
-/// Whether a program that failed ran out of memory: killed by the abort of an allocation
-/// failure, or saying so the way Go, Rust, C and Python programs do.
-fn out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> bool {
-    use std::os::unix::process::ExitStatusExt;
-    let said = [
+/// Whether a program that failed says it ran out of memory, the way Go, Rust, C, Python,
+/// Perl, Java and shells do: the line that says so, with the line before it (a crash's first
+/// line names what it was doing). Words alone prove little, so the error shows these lines.
+fn out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> Option<String> {
+    const SAID: &[&str] = &[
         "out of memory",
-        "cannot allocate memory",
+        "cannot allocate",
         "memory allocation of",
-        "MemoryError",
-        "std::bad_alloc",
+        "memory exhausted",
+        "memoryerror",
+        "bad_alloc",
+        "not enough space",
     ];
-    // A signal alone proves nothing: a program may abort or crash for other reasons.
-    status.signal().is_some() && stderr.contains("memory allocation of")
-        || said.iter().any(|s| stderr.contains(s))
+    if status.success() {
+        return None;
+    }
+    let lines: Vec<&str> = stderr.lines().collect();
+    let at = lines.iter().position(|l| {
+        let l = l.to_lowercase();
+        SAID.iter().any(|s| l.contains(s))
+    })?;
+    let said: Vec<String> = lines[at.saturating_sub(1)..=at]
+        .iter()
+        .map(|l| crate::text::printable(l.trim()).chars().take(300).collect())
+        .collect();
+    Some(said.join("\n"))
 }
 
 /// Read stdout (at most `max` bytes) and the tail of stderr on threads of their own, so a
@@ -501,6 +514,40 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, RenderError::OutputLimit { .. }), "{e}");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn out_of_memory_is_read_from_what_the_program_says_and_shown() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = std::process::ExitStatus::from_raw(1 << 8);
+        assert_eq!(
+            out_of_memory(
+                &failed,
+                "goroutine 1\nfatal error: runtime: cannot allocate memory\n"
+            ),
+            Some("goroutine 1\nfatal error: runtime: cannot allocate memory".into())
+        );
+        assert!(out_of_memory(&failed, "Out of memory!").is_some());
+        assert!(out_of_memory(&failed, "sort: memory exhausted").is_some());
+        assert!(out_of_memory(&failed, "chart not found").is_none());
+        assert!(out_of_memory(&std::process::ExitStatus::from_raw(0), "out of memory").is_none());
+        // Words a file put there are shown with the conclusion, so a reader can tell.
+        let e = run(
+            &sh("echo 'error: mapping key \"out of memory\" already defined' >&2; exit 1"),
+            Path::new("/"),
+            &["PATH"],
+            &[],
+            &Limits {
+                memory: Some(1 << 30),
+                ..limits(10)
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("it said:\nerror: mapping key \"out of memory\" already defined"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -94,12 +94,15 @@ pub enum RenderError {
     #[error("rendering was stopped: octostage is shutting down")]
     Cancelled,
     /// A render process reached its memory limit.
-    #[error("{program} ran out of memory: each render process may take at most {} (`render_memory_limit`); a file it reads may be built to expand without end (a YAML alias bomb, a template that doubles a string), or the render needs a higher `render_memory_limit`", crate::text::bytes(*limit))]
+    #[error("{program} ran out of memory: each render process may take at most {} (`render_memory_limit`); a file it reads may be built to expand without end (a YAML alias bomb, a template that doubles a string), or the render needs a higher `render_memory_limit`{}", crate::text::bytes(*limit), if said.is_empty() { String::new() } else { format!("; it said:\n{said}") })]
     MemoryLimit {
         /// The program, or the templates.
         program: String,
         /// The limit, bytes.
         limit: u64,
+        /// The first line of its stderr that speaks of memory, with the line before it: what
+        /// the conclusion rests on (a program may print those words for another reason).
+        said: String,
     },
     /// Rendering produced more than the limit.
     #[error("{source_name} produced more than {limit} bytes and was stopped (raise `render_output_limit`)")]
@@ -297,8 +300,9 @@ pub fn render(
     };
     let untrusted = untrusted(ctx);
     let mut objects = Vec::new();
+    let mut nodes_left = crate::yaml_budget::MAX_NODES;
     for (source_name, text) in outputs {
-        let docs = parse_documents(&source_name, &text)?;
+        let docs = objects::parse_documents_within(&source_name, &text, &mut nodes_left)?;
         guard::intact(&source_name, &text, &docs, &untrusted)?;
         for doc in docs {
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;

@@ -66,11 +66,24 @@ pub fn parse_documents(
     source_name: &str,
     text: &str,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
+    let mut left = crate::yaml_budget::MAX_NODES;
+    parse_documents_within(source_name, text, &mut left)
+}
+
+/// [`parse_documents`] within what is `left` of a budget of YAML nodes (see
+/// [`crate::yaml_budget`]) shared by the outputs of one render.
+pub fn parse_documents_within(
+    source_name: &str,
+    text: &str,
+    left: &mut u64,
+) -> Result<Vec<serde_json::Value>, RenderError> {
     let text = crate::text::strip_bom(text);
     let yaml_err = |message: String| RenderError::Yaml {
         source_name: source_name.to_string(),
         message,
     };
+    // Rendered from files of a branch: bounded before serde_yaml builds any value.
+    crate::yaml_budget::charge(text, left).map_err(|e| yaml_err(e.to_string()))?;
     let mut docs = Vec::new();
     for de in serde_yaml::Deserializer::from_str(text) {
         let v = serde_yaml::Value::deserialize(de).map_err(|e| yaml_err(e.to_string()))?;

@@ -229,9 +229,10 @@ pub(crate) fn render_templates(
     };
     let out = super::command::run_with_input(&argv, &request.root, &[], &[], &input, &child_limits)
         .map_err(|e| match e {
-            RenderError::MemoryLimit { limit, .. } => RenderError::MemoryLimit {
+            RenderError::MemoryLimit { limit, said, .. } => RenderError::MemoryLimit {
                 program: format!("templates {:?}", request.path),
                 limit,
+                said,
             },
             RenderError::Timeout { after, .. } => RenderError::Timeout {
                 program: format!("templates {:?}", request.path),

@@ -229,7 +229,9 @@ fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
     let (stdout, stderr) = texts(&r);
     assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("render command `kubectl` ran out of memory"),
+        stdout.contains("render command `kubectl` ran out of memory")
+            && stdout.contains("it said:")
+            && stderr.contains("fatal error: runtime:"),
         "{stdout}\n{stderr}"
     );
     assert!(d.out.join("app-main/configmap-web.yaml").is_file());
@@ -278,4 +280,129 @@ fn a_render_command_and_what_it_starts_run_under_the_memory_limit() {
         "{:?}",
         texts(&v)
     );
+}
+
+/// Found by attacking the memory limit: what a render prints is parsed in octostage's own
+/// process, where no process limit applies. A 50 KB file with one anchored list used ten
+/// thousand times took octostage to 7 GB and an abort; 200 KB of nested brackets took 80 s of
+/// CPU past `render_timeout` and SIGTERM; a kustomization.yaml bomb was parsed by octostage's
+/// own check before kubectl ran. YAML from a render is walked first, in constant memory, and
+/// refused past 250,000 nodes for the whole staging or 100 levels.
+#[test]
+fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
+    use crate::app_manifests::commit_files;
+    let d = DirRun::new(&days_ago(1));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n";
+    commit_files(
+        &d.repo,
+        "main",
+        &[
+            ("deploy/k8s/cm.yaml", Some(cm)),
+            (
+                "deploy/base/kustomization.yaml",
+                Some("resources: [cm.yaml]\n"),
+            ),
+            ("deploy/base/cm.yaml", Some(cm)),
+        ],
+        "Manifests",
+    );
+    let items = vec!["1"; 10_000].join(",");
+    let uses = vec!["*a"; 10_000].join(",");
+    let flat = format!(
+        "{{% raw %}}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\nx: &a [{items}]\ny: [{uses}]\n{{% endraw %}}\n"
+    );
+    commit_files(
+        &d.repo,
+        "attack/flat",
+        &[("deploy/k8s/bomb.yaml", Some(&flat))],
+        "Flat",
+    );
+    let deep = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\nx: {}{}\n",
+        "[".repeat(200_000),
+        "]".repeat(200_000)
+    );
+    commit_files(
+        &d.repo,
+        "attack/deep",
+        &[("deploy/k8s/deep.yaml", Some(&deep))],
+        "Deep",
+    );
+    // Three files under the budget each, over it together: the budget is the staging's.
+    let part = |i: usize| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: part-{i}\nx: [{}]\n",
+            vec!["1"; 100_000].join(",")
+        )
+    };
+    let (p0, p1, p2) = (part(0), part(1), part(2));
+    commit_files(
+        &d.repo,
+        "attack/parts",
+        &[
+            ("deploy/k8s/p0.yaml", Some(&p0)),
+            ("deploy/k8s/p1.yaml", Some(&p1)),
+            ("deploy/k8s/p2.yaml", Some(&p2)),
+        ],
+        "Parts",
+    );
+    commit_files(
+        &d.repo,
+        "attack/kustomization",
+        &[(
+            "deploy/base/kustomization.yaml",
+            Some(&format!(
+                "resources: [cm.yaml]\nx: &a [{items}]\ny: [{uses}]\n"
+            )),
+        )],
+        "Kustomization",
+    );
+    let env = |render: &str| {
+        std::fs::write(
+            d.cfg.join("environments.yaml"),
+            format!(
+                "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_memory_limit: 256MiB\n{render}",
+                d.repo.path.display()
+            ),
+        )
+        .unwrap();
+    };
+
+    env("    templates: {from: app, path: deploy/k8s}\n");
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    let line = |branch: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(branch))
+            .unwrap_or_else(|| panic!("{branch}: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("attack/flat").contains("more than 250000 YAML nodes"),
+        "{stdout}"
+    );
+    assert!(line("attack/parts").contains("more than"), "{stdout}");
+    assert!(line("attack/deep").contains("FAILED"), "{stdout}");
+    assert!(d.out.join("app-main/configmap-web.yaml").is_file());
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+
+    env("    kustomize: {from: app, path: deploy/base}\n");
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.lines().any(|l| l.contains("attack/kustomization")
+            && l.contains("refused before parsing")
+            && l.contains("more than 250000 YAML nodes")),
+        "{stdout}"
+    );
+    let rss = children_max_rss_mib();
+    assert!(rss < 400, "a process of this test reached {rss} MiB");
 }
