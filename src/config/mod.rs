@@ -398,20 +398,23 @@ mod tests {
         );
     }
 
+    /// One environment `app` of `repository` with templates `t` and the settings `lines`.
+    fn app_env(repository: &str, lines: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {repository}\n    templates: t\n{lines}"
+        );
+        parse(
+            &text,
+            "environments.yaml",
+            Path::new("/cfg"),
+            &MemFiles::new([("t/a.yaml", "kind: A")]),
+            &LoadOptions::default(),
+        )
+    }
+
     #[test]
     fn copy_entries_name_one_object_each_in_namespace_slash_name() {
-        let parse_copy = |copy: &str| {
-            let text = format!(
-                "version: 1\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n    copy: {copy}\n"
-            );
-            parse(
-                &text,
-                "environments.yaml",
-                Path::new("/cfg"),
-                &MemFiles::new([("t/a.yaml", "kind: A")]),
-                &LoadOptions::default(),
-            )
-        };
+        let parse_copy = |copy: &str| app_env("/repo", &format!("    copy: {copy}\n"));
         let c = parse_copy("[{secret: platform/wildcard-tls}, {config_map: ci/ca, as: ca-bundle}]")
             .unwrap();
         let copy = &c.environments[0].settings.copy;
@@ -432,18 +435,7 @@ mod tests {
 
     #[test]
     fn forge_tokens_go_over_https_and_registries_are_written_out() {
-        let load = |extra: &str| {
-            let text = format!(
-                "version: 1\nenvironments:\n  app:\n    repository: https://github.com/acme/shop.git\n    templates: t\n{extra}"
-            );
-            parse(
-                &text,
-                "environments.yaml",
-                Path::new("/cfg"),
-                &MemFiles::new([("t/a.yaml", "kind: A")]),
-                &LoadOptions::default(),
-            )
-        };
+        let load = |extra: &str| app_env("https://github.com/acme/shop.git", extra);
         let status = |api: &str| {
             format!("    notify:\n      commit_status: {{provider: gitea, api_url: \"{api}\", token_env: T}}\n")
         };

@@ -4,7 +4,7 @@
 //! in tests/fixtures/forges (see its README for their sources).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -76,32 +76,15 @@ fn serve(
     answers: &Mutex<HashMap<String, (String, String)>>,
 ) {
     let mut r = BufReader::new(conn);
-    let mut line = String::new();
-    if r.read_line(&mut line).unwrap_or(0) == 0 {
+    let Some(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    }) = read_request(&mut r)
+    else {
         return;
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.trim().split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-            if k == "content-length" {
-                len = v.parse().unwrap_or(0);
-            }
-            headers.push((k, v));
-        }
-    }
-    let mut body = vec![0; len];
-    if r.read_exact(&mut body).is_err() {
-        return;
-    }
+    };
     let path = target.split('?').next().unwrap_or("").to_string();
     let (status, extra, reply) = match method.as_str() {
         "POST" => (201, String::new(), "{}".to_string()),

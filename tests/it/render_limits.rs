@@ -148,6 +148,39 @@ fn a_runaway_template_loop_is_stopped() {
     );
 }
 
+/// An application repository whose `main` holds templates in `deploy/k8s` and a kustomize
+/// base in `deploy/base`, each one ConfigMap.
+fn branch_manifests() -> DirRun {
+    let d = DirRun::new(&days_ago(1));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n";
+    crate::app_manifests::commit_files(
+        &d.repo,
+        "main",
+        &[
+            ("deploy/k8s/cm.yaml", Some(cm)),
+            (
+                "deploy/base/kustomization.yaml",
+                Some("resources: [cm.yaml]\n"),
+            ),
+            ("deploy/base/cm.yaml", Some(cm)),
+        ],
+        "Manifests",
+    );
+    d
+}
+
+/// One environment `app` rendered by `render`, under a memory limit of 256 MiB.
+fn limited_env(d: &DirRun, render: &str) {
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_memory_limit: 256MiB\n    render_timeout: 60s\n{render}",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+}
+
 /// A YAML alias bomb of a kilobyte: nine levels of nine references, billions of nodes once
 /// expanded. kubectl took 10 GB within its timeout before renders ran under a memory limit.
 fn alias_bomb() -> String {
@@ -164,21 +197,7 @@ fn alias_bomb() -> String {
 #[test]
 fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
     use crate::app_manifests::commit_files;
-    let d = DirRun::new(&days_ago(1));
-    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n";
-    commit_files(
-        &d.repo,
-        "main",
-        &[
-            ("deploy/k8s/cm.yaml", Some(cm)),
-            (
-                "deploy/base/kustomization.yaml",
-                Some("resources: [cm.yaml]\n"),
-            ),
-            ("deploy/base/cm.yaml", Some(cm)),
-        ],
-        "Manifests",
-    );
+    let d = branch_manifests();
     // A template that doubles a string forty times: a few hundred instructions, so the fuel
     // limit never sees it; 16 TiB if nothing stopped it.
     let doubling = "{% set ns = namespace(s='0123456789abcdef') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  n: \"{{ ns.s | length }}\"\n";
@@ -194,16 +213,7 @@ fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
         &[("deploy/base/cm.yaml", Some(&alias_bomb()))],
         "Aliases",
     );
-    let env = |render: &str| {
-        std::fs::write(
-            d.cfg.join("environments.yaml"),
-            format!(
-                "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_memory_limit: 256MiB\n    render_timeout: 60s\n{render}",
-                d.repo.path.display()
-            ),
-        )
-        .unwrap();
-    };
+    let env = |render: &str| limited_env(&d, render);
 
     env("    templates: {from: app, path: deploy/k8s}\n");
     let start = Instant::now();
@@ -291,21 +301,7 @@ fn a_render_command_and_what_it_starts_run_under_the_memory_limit() {
 #[test]
 fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
     use crate::app_manifests::commit_files;
-    let d = DirRun::new(&days_ago(1));
-    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata: {a: b}\n";
-    commit_files(
-        &d.repo,
-        "main",
-        &[
-            ("deploy/k8s/cm.yaml", Some(cm)),
-            (
-                "deploy/base/kustomization.yaml",
-                Some("resources: [cm.yaml]\n"),
-            ),
-            ("deploy/base/cm.yaml", Some(cm)),
-        ],
-        "Manifests",
-    );
+    let d = branch_manifests();
     let items = vec!["1"; 10_000].join(",");
     let uses = vec!["*a"; 10_000].join(",");
     let flat = format!(
@@ -357,16 +353,7 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
         )],
         "Kustomization",
     );
-    let env = |render: &str| {
-        std::fs::write(
-            d.cfg.join("environments.yaml"),
-            format!(
-                "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_memory_limit: 256MiB\n{render}",
-                d.repo.path.display()
-            ),
-        )
-        .unwrap();
-    };
+    let env = |render: &str| limited_env(&d, render);
 
     env("    templates: {from: app, path: deploy/k8s}\n");
     let start = Instant::now();

@@ -293,3 +293,45 @@ pub fn octostage_env(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) ->
     }
     c.output().expect("binary runs")
 }
+
+/// One HTTP/1.1 request read from a loopback test server's connection: method, target,
+/// headers (names in lower case) and body (by `content-length`); `None` when the client went.
+pub struct HttpRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+pub fn read_request(r: &mut impl std::io::BufRead) -> Option<HttpRequest> {
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.trim().split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "content-length" {
+                len = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    })
+}

@@ -1,6 +1,6 @@
 //! A webhook receiver on loopback for notification tests.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -22,26 +22,8 @@ impl Receiver {
         std::thread::spawn(move || {
             for conn in l.incoming().flatten() {
                 let mut r = BufReader::new(conn);
-                let mut headers = Vec::new();
-                let mut line = String::new();
-                let mut len = 0usize;
-                r.read_line(&mut line).unwrap_or(0);
-                loop {
-                    line.clear();
-                    if r.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = line.trim().split_once(':') {
-                        let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-                        if k == "content-length" {
-                            len = v.parse().unwrap_or(0);
-                        }
-                        headers.push((k, v));
-                    }
-                }
-                let mut body = vec![0; len];
-                if r.read_exact(&mut body).is_ok() {
-                    g.lock().unwrap().push((headers, body));
+                if let Some(req) = crate::util::read_request(&mut r) {
+                    g.lock().unwrap().push((req.headers, req.body));
                 }
                 let mut conn = r.into_inner();
                 let _ = conn.write_all(
