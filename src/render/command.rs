@@ -271,7 +271,7 @@ fn collect(
                 left_the_group(program, status, limits.timeout)
             } else {
                 RenderError::Timeout {
-                    program: program.to_string(),
+                    program: format!("render command `{program}`"),
                     after: limits.timeout,
                 }
             });

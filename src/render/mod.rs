@@ -77,7 +77,7 @@ pub enum RenderError {
         stderr: String,
     },
     /// A render command ran too long.
-    #[error("render command `{program}` did not finish within {} (reading its output included) and was stopped with its whole process group (raise `render_timeout`)", humantime::format_duration(*after))]
+    #[error("{program} did not finish within {} (reading its output included) and was stopped with its whole process group (raise `render_timeout`)", humantime::format_duration(*after))]
     Timeout {
         /// The program.
         program: String,

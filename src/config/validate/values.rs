@@ -197,6 +197,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KiB" => 1 << 10,
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
         _ => {
             return Err(format!(
                 "invalid size {text:?}: write it like 500KiB, 32MiB or 1GiB"
