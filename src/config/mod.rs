@@ -254,27 +254,15 @@ pub fn parse(
         message,
     };
     let text = crate::text::strip_bom(text);
-    if let Err(e) = crate::yaml_budget::check(text) {
-        let (pos, what) = match &e {
-            crate::yaml_budget::BudgetError::Syntax { line, column, .. } => (
-                Pos {
-                    line: *line,
-                    column: *column,
-                },
-                "YAML syntax",
-            ),
-            other => (
-                Pos {
-                    line: other.line(),
-                    column: 1,
-                },
-                "YAML",
-            ),
-        };
-        return Err(ConfigError::Invalid(vec![problem(
-            pos,
-            format!("{what}: {e}"),
-        )]));
+    // Not YAML: the parse below says where.
+    match crate::yaml_budget::check(text) {
+        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
+        Err(e) => {
+            return Err(ConfigError::Invalid(vec![problem(
+                Pos { line: 1, column: 1 },
+                format!("YAML: {e}"),
+            )]))
+        }
     }
     let value: serde_json::Value = match serde_yaml::from_str(text) {
         Ok(v) => v,

@@ -29,7 +29,13 @@ pub fn intact(
         if u.is_empty() || !special(u) {
             continue;
         }
-        let in_text = text.matches(u).count();
+        // An escaped use (`| tojson`) puts the text in a parsed string without the text
+        // itself being in the output: counted too, or it would cover an unescaped use.
+        let in_text = text.matches(u).count()
+            + escaped_forms(u)
+                .iter()
+                .map(|e| text.matches(e.as_str()).count())
+                .sum::<usize>();
         if in_text == 0 {
             continue;
         }
@@ -57,6 +63,24 @@ fn truncate(s: &str) -> String {
         t.push('…');
     }
     format!("{t:?}")
+}
+
+/// The ways a template writes `u` escaped that YAML reads back as `u`: JSON (`tojson` as
+/// serde writes it, and as minijinja writes it, `'`, `&`, `<` and `>` as `\u00XX`) and YAML's
+/// single-quoted form (`''`). Only forms that differ from `u`.
+fn escaped_forms(u: &str) -> Vec<String> {
+    let json = serde_json::to_string(u).unwrap_or_default();
+    let json = json[1..json.len().saturating_sub(1).max(1)].to_string();
+    let html_safe = json
+        .replace('\'', "\\u0027")
+        .replace('&', "\\u0026")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e");
+    let mut out: Vec<String> = vec![json, html_safe, u.replace('\'', "''")];
+    out.retain(|e| e != u && !e.is_empty());
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn count(v: &serde_json::Value, u: &str, n: &mut usize) {
@@ -99,5 +123,14 @@ mod tests {
         assert!(check(&format!("a: {s}\n"), s).is_err());
         let s = "&anchor";
         assert!(check(&format!("a: {s}\n"), s).is_err());
+        // An escaped use does not cover an unescaped one (tojson writes ' as \u0027).
+        let s = "it's}}, spec: {hostNetwork: true, nodeSelector: {kubernetes.io/os: linux";
+        let escaped = serde_json::to_string(s).unwrap().replace('\'', "\\u0027");
+        let yaml = format!(
+            "metadata: {{name: web, annotations: {{subject: {escaped}}}}}\nspec: {{template: {{metadata: {{annotations: {{note: {s}}}}}}}}}\n"
+        );
+        let e = check(&yaml, s).unwrap_err();
+        assert!(e.to_string().contains("read as YAML syntax"), "{e}");
+        check(&format!("a: {escaped}\n"), s).unwrap();
     }
 }

@@ -300,7 +300,7 @@ pub fn render(
     };
     let untrusted = untrusted(ctx);
     let mut objects = Vec::new();
-    let mut nodes_left = crate::yaml_budget::MAX_NODES;
+    let mut nodes_left = crate::yaml_budget::Budget::default();
     for (source_name, text) in outputs {
         let docs = objects::parse_documents_within(&source_name, &text, &mut nodes_left)?;
         guard::intact(&source_name, &text, &docs, &untrusted)?;

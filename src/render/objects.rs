@@ -66,8 +66,11 @@ pub fn parse_documents(
     source_name: &str,
     text: &str,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
-    let mut left = crate::yaml_budget::MAX_NODES;
-    parse_documents_within(source_name, text, &mut left)
+    parse_documents_within(
+        source_name,
+        text,
+        &mut crate::yaml_budget::Budget::default(),
+    )
 }
 
 /// [`parse_documents`] within what is `left` of a budget of YAML nodes (see
@@ -75,7 +78,7 @@ pub fn parse_documents(
 pub fn parse_documents_within(
     source_name: &str,
     text: &str,
-    left: &mut u64,
+    left: &mut crate::yaml_budget::Budget,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
     let text = crate::text::strip_bom(text);
     let yaml_err = |message: String| RenderError::Yaml {
@@ -83,7 +86,11 @@ pub fn parse_documents_within(
         message,
     };
     // Rendered from files of a branch: bounded before serde_yaml builds any value.
-    crate::yaml_budget::charge(text, left).map_err(|e| yaml_err(e.to_string()))?;
+    match crate::yaml_budget::charge(text, left) {
+        // Not YAML: the parse below says where.
+        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
+        Err(e) => return Err(yaml_err(e.to_string())),
+    }
     let mut docs = Vec::new();
     for de in serde_yaml::Deserializer::from_str(text) {
         let v = serde_yaml::Value::deserialize(de).map_err(|e| yaml_err(e.to_string()))?;

@@ -135,11 +135,16 @@ pub fn overlay(
 /// A rendered patch is YAML kustomize reads as it is: a branch name or commit subject in it
 /// must have stayed inside a string, as in every rendered manifest (see `guard`).
 fn intact_patch(what: &str, text: &str, ctx: &Context) -> Result<(), RenderError> {
-    crate::yaml_budget::check(text).map_err(|e| RenderError::Object {
-        source_name: what.to_string(),
-        object: "(patch)".into(),
-        message: e.to_string(),
-    })?;
+    match crate::yaml_budget::check(text) {
+        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
+        Err(e) => {
+            return Err(RenderError::Object {
+                source_name: what.to_string(),
+                object: "(patch)".into(),
+                message: e.to_string(),
+            })
+        }
+    }
     let doc: serde_json::Value = serde_yaml::from_str(text).map_err(|e| RenderError::Object {
         source_name: what.to_string(),
         object: "(patch)".into(),
@@ -249,12 +254,18 @@ fn confined(root: &Path) -> Result<(), RenderError> {
             }
             let text = std::fs::read_to_string(&p).unwrap_or_default();
             // A file of the branch: bounded before it is parsed in this process.
-            if let Err(e) = crate::yaml_budget::check(&text) {
-                return Err(refuse(
-                    &p,
-                    "(its content)",
-                    &format!("refused before parsing: {e}"),
-                ));
+            match crate::yaml_budget::check(&text) {
+                Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
+                Err(e) => {
+                    return Err(RenderError::Command {
+                        program: "kustomize".into(),
+                        message: format!(
+                        "{} from the application repository is refused before it is parsed: {e}",
+                        p.strip_prefix(root).unwrap_or(&p).display()
+                    ),
+                        stderr: String::new(),
+                    })
+                }
             }
             let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
                 continue; // kubectl reports it.

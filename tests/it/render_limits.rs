@@ -313,6 +313,30 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
         &[("deploy/k8s/bomb.yaml", Some(&flat))],
         "Flat",
     );
+    // A 10 KB string used 200,000 times (2 MB, 2 GB copied: octostage aborted at 4.4 GB),
+    // and a redefined anchor, which serde_yaml resolves to a later node (a 1,000-item list).
+    let scalar = format!(
+        "{{% raw %}}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: scalar\ndata:\n  a: &a \"{}\"\nitems: [{}]\n{{% endraw %}}\n",
+        "x".repeat(10_000),
+        vec!["*a"; 200_000].join(",")
+    );
+    commit_files(
+        &d.repo,
+        "attack/scalar",
+        &[("deploy/k8s/s.yaml", Some(&scalar))],
+        "Scalar",
+    );
+    let redefined = format!(
+        "{{% raw %}}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\nx1: &a s\nx2: &b s\nx3: &a s\nbig: &c [{}]\nitems: [{}]\n{{% endraw %}}\n",
+        vec!["1"; 1000].join(","),
+        vec!["*a"; 10_000].join(",")
+    );
+    commit_files(
+        &d.repo,
+        "attack/redefined",
+        &[("deploy/k8s/r.yaml", Some(&redefined))],
+        "Redefined",
+    );
     let deep = format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\nx: {}{}\n",
         "[".repeat(200_000),
@@ -368,10 +392,13 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
             .to_string()
     };
     assert!(
-        line("attack/flat").contains("more than 250000 YAML nodes"),
+        line("attack/flat").contains("expands to more than 250000 YAML nodes"),
         "{stdout}"
     );
     assert!(line("attack/parts").contains("more than"), "{stdout}");
+    for b in ["attack/scalar", "attack/redefined"] {
+        assert!(line(b).contains("expands to more than"), "{b}: {stdout}");
+    }
     assert!(line("attack/deep").contains("FAILED"), "{stdout}");
     assert!(d.out.join("app-main/configmap-web.yaml").is_file());
     assert!(
@@ -386,8 +413,8 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
     assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
         stdout.lines().any(|l| l.contains("attack/kustomization")
-            && l.contains("refused before parsing")
-            && l.contains("more than 250000 YAML nodes")),
+            && l.contains("refused before it is parsed")
+            && l.contains("expands to more than 250000 YAML nodes")),
         "{stdout}"
     );
     let rss = children_max_rss_mib();
