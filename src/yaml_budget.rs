@@ -27,13 +27,13 @@ use serde::de::{DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess,
 /// staging's render. Five hundred objects of two hundred nodes each are 40% of it; parsed, it
 /// takes about 100 MB.
 pub const MAX_NODES: u64 = 250_000;
-/// Most bytes of keys and strings, what an alias copies counted again: twice the default
+/// Most bytes of keys and strings, what an alias copies counted again: the default
 /// `render_output_limit`.
-pub const MAX_TEXT: u64 = 64 << 20;
+pub const MAX_TEXT: u64 = 32 << 20;
 /// Most punctuation characters and line breaks of one text (see the module's first point):
 /// a few megabytes of manifests, JSON dashboards in strings included, have a few hundred
 /// thousand.
-pub const MAX_PUNCTUATION: u64 = 2_000_000;
+pub const MAX_PUNCTUATION: u64 = 1_000_000;
 /// Most brackets open at once: serde_yaml's recursion limit.
 pub const MAX_FLOW_DEPTH: usize = 128;
 
