@@ -52,6 +52,21 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::InternalParseYaml(a) => {
+            let served = octostage::render::sandbox::serve_yaml(
+                a.nodes,
+                a.text,
+                std::io::stdin(),
+                std::io::stdout(),
+            );
+            return match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
         _ => octostage::render::sandbox::enable(),
     }
     logs(&cli);
@@ -180,7 +195,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sleep(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Sleep)).await,
         Command::Wake(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Wake(a.duration))).await,
         Command::Extend(a) => extend(a).await,
-        Command::InternalLimitMemory(_) | Command::InternalRenderTemplates => {
+        Command::InternalLimitMemory(_)
+        | Command::InternalRenderTemplates
+        | Command::InternalParseYaml(_) => {
             unreachable!("served before the runtime starts")
         }
         Command::Demo(a) => {

@@ -38,7 +38,7 @@ pub const MAX_PUNCTUATION: u64 = 1_000_000;
 pub const MAX_FLOW_DEPTH: usize = 128;
 
 /// What is left of a budget shared by the texts of one render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Budget {
     /// Nodes left.
     pub nodes: u64,

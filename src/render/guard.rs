@@ -31,11 +31,9 @@ pub fn intact(
         }
         // An escaped use (`| tojson`) puts the text in a parsed string without the text
         // itself being in the output: counted too, or it would cover an unescaped use.
-        let in_text = text.matches(u).count()
-            + escaped_forms(u)
-                .iter()
-                .map(|e| text.matches(e.as_str()).count())
-                .sum::<usize>();
+        let mut forms = escaped_forms(u);
+        forms.push(u.to_string());
+        let in_text = occurrences(text, &forms);
         if in_text == 0 {
             continue;
         }
@@ -83,6 +81,25 @@ fn escaped_forms(u: &str) -> Vec<String> {
     out
 }
 
+/// Occurrences of any of `forms` in `text`, none overlapping another, the longest form first
+/// at each place: an escaped form that contains the text itself (`C:\\` holds `C:\`) is one
+/// use, not two.
+fn occurrences(text: &str, forms: &[String]) -> usize {
+    let mut forms: Vec<&str> = forms.iter().map(String::as_str).collect();
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let (mut n, mut i) = (0, 0);
+    while i < text.len() {
+        let rest = &text[i..];
+        if let Some(f) = forms.iter().find(|f| rest.starts_with(**f)) {
+            n += 1;
+            i += f.len();
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    n
+}
+
 fn count(v: &serde_json::Value, u: &str, n: &mut usize) {
     match v {
         serde_json::Value::String(s) => *n += s.matches(u).count(),
@@ -112,6 +129,9 @@ mod tests {
         check(&format!("a: {}\n", serde_json::to_string(s).unwrap()), s).unwrap();
         check("a: \"Fix login: handle it\"\n", "Fix login: handle it").unwrap();
         check("a: plain words\n", "plain words").unwrap();
+        // Its JSON form holds it (`C:\\` holds `C:\`): one use, not two.
+        let s = "Fix path C:\\";
+        check(&format!("a: {}\n", serde_json::to_string(s).unwrap()), s).unwrap();
     }
 
     #[test]

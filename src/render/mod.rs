@@ -93,6 +93,14 @@ pub enum RenderError {
     /// Octostage is shutting down: the render command was stopped.
     #[error("rendering was stopped: octostage is shutting down")]
     Cancelled,
+    /// YAML refused before it was parsed: it would cost too much (see `yaml_budget`).
+    #[error("{source_name} is refused before it is parsed: {message}")]
+    YamlBudget {
+        /// Template file, command or file.
+        source_name: String,
+        /// Which bound, and what to do.
+        message: String,
+    },
     /// A render process reached its memory limit.
     #[error("{program} ran out of memory: each render process may take at most {} (`render_memory_limit`); a file it reads may be built to expand without end (a YAML alias bomb, a template that doubles a string), or the render needs a higher `render_memory_limit`{}", crate::text::bytes(*limit), if said.is_empty() { String::new() } else { format!("; it said:\n{said}") })]
     MemoryLimit {
@@ -126,6 +134,7 @@ impl RenderError {
             RenderError::Timeout { .. } => "timeout",
             RenderError::OutputLimit { .. } => "output-limit",
             RenderError::MemoryLimit { .. } => "memory-limit",
+            RenderError::YamlBudget { .. } => "yaml-budget",
             RenderError::Cancelled => "cancelled",
             RenderError::Export { .. } => "export",
         }
@@ -266,6 +275,7 @@ pub fn render(
     cancel: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<Vec<Object>, RenderError> {
     let limit = settings.render_output_limit;
+    let parse_limits = limits(settings, cancel.clone());
     let outputs = match &settings.render {
         Render::Templates(dir) => render_templates(&config.templates, dir, ctx, limit)?,
         Render::AppTemplates(path) => {
@@ -302,7 +312,7 @@ pub fn render(
     let mut objects = Vec::new();
     let mut nodes_left = crate::yaml_budget::Budget::default();
     for (source_name, text) in outputs {
-        let docs = objects::parse_documents_within(&source_name, &text, &mut nodes_left)?;
+        let docs = sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &parse_limits)?;
         guard::intact(&source_name, &text, &docs, &untrusted)?;
         for doc in docs {
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;

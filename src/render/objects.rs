@@ -89,7 +89,12 @@ pub fn parse_documents_within(
     match crate::yaml_budget::charge(text, left) {
         // Not YAML: the parse below says where.
         Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
-        Err(e) => return Err(yaml_err(e.to_string())),
+        Err(e) => {
+            return Err(RenderError::YamlBudget {
+                source_name: source_name.to_string(),
+                message: e.to_string(),
+            })
+        }
     }
     let mut docs = Vec::new();
     for de in serde_yaml::Deserializer::from_str(text) {

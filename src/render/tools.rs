@@ -184,7 +184,7 @@ pub fn kustomize(
 ) -> Result<(String, String), RenderError> {
     let base = locate(config, k.from, &k.path, app_dir)?;
     if let (Origin::App, Some(root)) = (k.from, app_dir) {
-        confined(root)?;
+        confined(root, &super::limits(settings, cancel.clone()))?;
     }
     let work = work_dir()?;
     // kustomize takes no absolute root: the base is named relative to the overlay.
@@ -223,7 +223,7 @@ fn normalized(path: &Path) -> PathBuf {
 /// path inside the export that exists there. A directory elsewhere on the host (another
 /// environment's export, the config repository) or a remote URL (which kubectl would fetch,
 /// with the host's git credentials) is refused. kubectl itself keeps files to their root.
-fn confined(root: &Path) -> Result<(), RenderError> {
+fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
     let refuse = |file: &Path, entry: &str, why: &str| {
         RenderError::Command {
         program: "kustomize".into(),
@@ -253,25 +253,24 @@ fn confined(root: &Path) -> Result<(), RenderError> {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap_or_default();
-            // A file of the branch: bounded before it is parsed in this process.
-            match crate::yaml_budget::check(&text) {
-                Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
-                Err(e) => {
-                    return Err(RenderError::Command {
-                        program: "kustomize".into(),
-                        message: format!(
-                        "{} from the application repository is refused before it is parsed: {e}",
-                        p.strip_prefix(root).unwrap_or(&p).display()
-                    ),
-                        stderr: String::new(),
-                    })
-                }
-            }
-            let Ok(doc) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
-                continue; // kubectl reports it.
+            // A file of the branch: parsed in a child under the render limits.
+            let shown = format!(
+                "{} from the application repository",
+                p.strip_prefix(root).unwrap_or(&p).display()
+            );
+            let mut budget = crate::yaml_budget::Budget::default();
+            let doc = match super::sandbox::parse_yaml(&shown, &text, &mut budget, limits) {
+                Ok(docs) => docs.into_iter().next().unwrap_or_default(),
+                Err(RenderError::Yaml { .. }) => continue, // kubectl reports it.
+                Err(e) => return Err(e),
             };
             for key in ["resources", "bases", "components"] {
-                for entry in doc[key].as_sequence().into_iter().flatten() {
+                for entry in doc
+                    .get(key)
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                {
                     let Some(entry) = entry.as_str() else {
                         continue;
                     };

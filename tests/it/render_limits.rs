@@ -420,3 +420,62 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
     let rss = children_max_rss_mib();
     assert!(rss < 400, "a process of this test reached {rss} MiB");
 }
+
+/// Found by attacking the YAML budget a second time: counting before parsing missed two ways
+/// to make serde_yaml slow. Brackets closed inside quoted strings hid 80,000 levels of real
+/// nesting (17 s, quadratic: a 1 MB file would take minutes), and a number of 1 MB aliased
+/// 20,000 times was charged nothing but read again at every use (62 s). What renders print is
+/// parsed in a child under the render limits, at most `render_timeout` (and 20 s).
+#[test]
+fn yaml_that_is_slow_to_parse_is_stopped_at_the_render_timeout() {
+    use crate::app_manifests::commit_files;
+    let d = branch_manifests();
+    let mut deep =
+        String::from("{% raw %}apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\nx: ");
+    for _ in 0..700 {
+        deep += &"[".repeat(120);
+        deep += &format!("\"{}\",", "]".repeat(120));
+    }
+    deep += "\n{% endraw %}\n";
+    commit_files(
+        &d.repo,
+        "attack/hidden-depth",
+        &[("deploy/k8s/d.yaml", Some(&deep))],
+        "Deep",
+    );
+    let number = format!(
+        "{{% raw %}}apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\nx: &a 0x{}1\nitems: [{}1]\n{{% endraw %}}\n",
+        "0".repeat(1 << 20),
+        "*a,".repeat(20_000)
+    );
+    commit_files(
+        &d.repo,
+        "attack/number",
+        &[("deploy/k8s/n.yaml", Some(&number))],
+        "Number",
+    );
+    limited_env(&d, "    templates: {from: app, path: deploy/k8s}\n");
+    let text = std::fs::read_to_string(d.cfg.join("environments.yaml"))
+        .unwrap()
+        .replace("render_timeout: 60s", "render_timeout: 3s");
+    std::fs::write(d.cfg.join("environments.yaml"), text).unwrap();
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    for b in ["attack/hidden-depth", "attack/number"] {
+        let line = stdout.lines().find(|l| l.contains(b)).unwrap_or_default();
+        assert!(line.contains("FAILED"), "{b}: {stdout}");
+    }
+    assert!(
+        stdout.contains("parsing the YAML of") && stdout.contains("did not finish within 3s"),
+        "{stdout}"
+    );
+    assert!(d.out.join("app-main/configmap-web.yaml").is_file());
+    // Two renders stopped at 3 s each, side by side: far from the minutes they would take.
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+}
