@@ -17,6 +17,11 @@ pub const LABEL_STAGING: &str = "octostage.dev/staging";
 pub const LABEL_INSTANCE: &str = "octostage.dev/instance";
 /// Longest `Staging:` trailer value read; a longer one is not a valid steer anyway.
 pub const MAX_TRAILER: usize = 64;
+/// Most bytes of a commit's subject kept (its first paragraph can be megabytes, and it reaches
+/// templates, tables, notifications and forges).
+pub const MAX_SUBJECT: usize = 1024;
+/// Most bytes of a commit author's name kept.
+pub const MAX_AUTHOR: usize = 256;
 /// How long after a commit's time `wait_for` keeps asking the registry, by default.
 pub const DEFAULT_IMAGE_GIVE_UP: Duration = Duration::from_secs(3600);
 /// Default instance name.

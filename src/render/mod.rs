@@ -312,7 +312,14 @@ pub fn render(
     let mut objects = Vec::new();
     let mut nodes_left = crate::yaml_budget::Budget::default();
     for (source_name, text) in outputs {
-        let docs = sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &parse_limits)?;
+        // Output made from files of a branch is parsed in a child under the render limits;
+        // output of the config repository's own files (templates, charts, commands that read
+        // no export) in this process, which saves two processes per staging.
+        let docs = if app_dir.is_some() {
+            sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &parse_limits)?
+        } else {
+            objects::parse_documents_within(&source_name, &text, &mut nodes_left)?
+        };
         guard::intact(&source_name, &text, &docs, &untrusted)?;
         for doc in docs {
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;

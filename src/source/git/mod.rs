@@ -392,13 +392,28 @@ pub(super) fn commit_of(c: &git2::Commit<'_>) -> Commit {
             .timestamp_opt(c.committer().when().seconds(), 0)
             .single()
             .unwrap_or_default(),
-        author: String::from_utf8_lossy(c.author().name_bytes()).into_owned(),
-        subject: c
-            .summary_bytes()
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .unwrap_or_default(),
+        author: cut(
+            &String::from_utf8_lossy(c.author().name_bytes()),
+            crate::consts::MAX_AUTHOR,
+        ),
+        subject: cut(
+            &String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()),
+            crate::consts::MAX_SUBJECT,
+        ),
         steer: steer_trailer(c.message_bytes()),
     }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary, marked with `…` when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// The last `Staging:` trailer of a message, as git itself finds trailers.
@@ -436,6 +451,25 @@ mod tests {
         let s = branch_name(b"bad\xff").unwrap_err();
         assert_eq!((s.name.as_str(), s.why), ("bad\\xff", "is not UTF-8"));
         assert!(branch_name(b"a\nb").is_err());
+    }
+
+    #[test]
+    fn subjects_and_authors_are_cut_to_their_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init(dir.path()).unwrap();
+        let long = "é".repeat(100_000);
+        let sig = git2::Signature::now(&"a".repeat(10_000), "a@example.com").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let oid = repo
+            .commit(None, &sig, &sig, &format!("{long}\n\nbody"), &tree, &[])
+            .unwrap();
+        let c = commit_of(&repo.find_commit(oid).unwrap());
+        assert!(c.subject.len() <= crate::consts::MAX_SUBJECT && c.subject.ends_with('…'));
+        assert!(c.subject.starts_with("éé"));
+        assert!(c.author.len() <= crate::consts::MAX_AUTHOR);
+        assert_eq!(cut("short", 10), "short");
     }
 
     #[test]
