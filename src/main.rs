@@ -42,30 +42,18 @@ fn main() -> ExitCode {
             return ExitCode::from(127);
         }
         Command::InternalRenderTemplates => {
-            let served =
-                octostage::render::sandbox::serve_templates(std::io::stdin(), std::io::stdout());
-            return match served {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            return served(octostage::render::sandbox::serve_templates(
+                std::io::stdin(),
+                std::io::stdout(),
+            ));
         }
         Command::InternalParseYaml(a) => {
-            let served = octostage::render::sandbox::serve_yaml(
+            return served(octostage::render::sandbox::serve_yaml(
                 a.nodes,
                 a.text,
                 std::io::stdin(),
                 std::io::stdout(),
-            );
-            return match served {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(1)
-                }
-            };
+            ));
         }
         _ => octostage::render::sandbox::enable(),
     }
@@ -85,6 +73,17 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", redact::text(&format!("{e:#}")));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The exit of a child that served a render request.
+fn served(r: Result<(), octostage::render::sandbox::SandboxError>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(1)
         }
     }

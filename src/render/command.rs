@@ -33,6 +33,8 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct Limits {
     /// The whole run, from start to the last byte read.
     pub timeout: Duration,
+    /// When the whole render this run is part of must be done (`None`: only `timeout`).
+    pub deadline: Option<Instant>,
     /// Most bytes of stdout.
     pub max_output: u64,
     /// Most memory of each of its processes, bytes (when limits are enabled, see
@@ -100,7 +102,8 @@ pub fn run_with_input(
         message,
         stderr,
     };
-    let deadline = Instant::now() + limits.timeout;
+    let own = Instant::now() + limits.timeout;
+    let deadline = limits.deadline.map_or(own, |d| d.min(own));
     let mut child = spawn(&argv, cwd, pass_env, vars, !input.is_empty()).map_err(|e| {
         fail(
             format!("cannot start it in {}: {e}", cwd.display()),
@@ -369,6 +372,7 @@ mod tests {
             timeout: Duration::from_secs(secs),
             max_output: 1 << 20,
             memory: None,
+            deadline: None,
             cancel: None,
         }
     }
@@ -460,6 +464,7 @@ mod tests {
             &[],
             &Limits {
                 timeout: Duration::from_millis(500),
+                deadline: None,
                 max_output: 1 << 20,
                 memory: None,
                 cancel: None,
@@ -494,6 +499,7 @@ mod tests {
                 timeout: Duration::from_millis(800),
                 max_output: 1 << 20,
             memory: None,
+            deadline: None,
                 cancel: None,
             },
         )

@@ -275,7 +275,9 @@ pub fn render(
     cancel: Option<tokio_util::sync::CancellationToken>,
 ) -> Result<Vec<Object>, RenderError> {
     let limit = settings.render_output_limit;
-    let parse_limits = limits(settings, cancel.clone());
+    // One deadline for the whole render: its processes, the parse of what they print and
+    // the checks of a kustomization's files share `render_timeout`.
+    let limits = limits(settings, cancel);
     let outputs = match &settings.render {
         Render::Templates(dir) => render_templates(&config.templates, dir, ctx, limit)?,
         Render::AppTemplates(path) => {
@@ -290,23 +292,17 @@ pub fn render(
                 context: ctx.clone(),
                 output_limit: limit,
             };
-            sandbox::render_templates(&request, &limits(settings, cancel))?
+            sandbox::render_templates(&request, &limits)?
         }
         Render::Command(args) => {
             let argv = command_args(&config.templates, args, ctx)?;
-            let mut pass_env: Vec<&str> = consts::RENDER_ENV_DEFAULT.to_vec();
-            pass_env.extend(settings.render_env.iter().map(String::as_str));
-            let out = command::run(
-                &argv,
-                &config.root,
-                &pass_env,
-                &command_vars(ctx, app_dir),
-                &limits(settings, cancel),
-            )?;
+            let out = tools::run_tool(config, settings, &argv, ctx, app_dir, &limits)?;
             vec![(format!("command `{}`", argv.join(" ")), out)]
         }
-        Render::Kustomize(k) => vec![tools::kustomize(config, settings, k, ctx, app_dir, cancel)?],
-        Render::Helm(h) => vec![tools::helm(config, settings, h, ctx, app_dir, cancel)?],
+        Render::Kustomize(k) => vec![tools::kustomize(
+            config, settings, k, ctx, app_dir, &limits,
+        )?],
+        Render::Helm(h) => vec![tools::helm(config, settings, h, ctx, app_dir, &limits)?],
     };
     let untrusted = untrusted(ctx);
     let mut objects = Vec::new();
@@ -316,7 +312,7 @@ pub fn render(
         // output of the config repository's own files (templates, charts, commands that read
         // no export) in this process, which saves two processes per staging.
         let docs = if app_dir.is_some() {
-            sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &parse_limits)?
+            sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &limits)?
         } else {
             objects::parse_documents_within(&source_name, &text, &mut nodes_left)?
         };
@@ -357,13 +353,14 @@ pub(crate) fn untrusted(ctx: &Context) -> [(&'static str, &str); 3] {
     ]
 }
 
-/// How a staging's render processes are bounded.
+/// How a staging's render is bounded, from now: all its processes share one deadline.
 pub(crate) fn limits(
     settings: &Settings,
     cancel: Option<tokio_util::sync::CancellationToken>,
 ) -> Limits {
     Limits {
         timeout: settings.render_timeout,
+        deadline: Some(std::time::Instant::now() + settings.render_timeout),
         max_output: settings.render_output_limit,
         memory: Some(settings.render_memory_limit),
         cancel,

@@ -152,13 +152,9 @@ pub fn serve_yaml(
     nodes: u64,
     text: u64,
     stdin: impl Read,
-    mut stdout: impl std::io::Write,
+    stdout: impl std::io::Write,
 ) -> Result<(), SandboxError> {
-    let mut input = Vec::new();
-    stdin
-        .take(MAX_YAML)
-        .read_to_end(&mut input)
-        .map_err(|e| SandboxError::Request(e.to_string()))?;
+    let input = read_bounded(stdin, MAX_YAML)?;
     let input = String::from_utf8_lossy(&input);
     let mut left = crate::yaml_budget::Budget { nodes, text };
     let answer = match super::objects::parse_documents_within("", &input, &mut left) {
@@ -167,11 +163,7 @@ pub fn serve_yaml(
         Err(RenderError::YamlBudget { message, .. }) => YamlAnswer::OverBudget(message),
         Err(e) => YamlAnswer::Failed(e.to_string()),
     };
-    serde_json::to_writer(&mut stdout, &answer)
-        .map_err(|e| SandboxError::Request(e.to_string()))?;
-    stdout
-        .flush()
-        .map_err(|e| SandboxError::Request(e.to_string()))
+    write_answer(stdout, &answer)
 }
 
 /// The documents of `text` (printed by a render: `source_name`), within what is `left` of the
@@ -290,15 +282,8 @@ enum TemplatesAnswer {
 
 /// `octostage internal-render-templates`: read a [`TemplatesRequest`] from stdin, render, and
 /// print the answer as JSON. The limit was set by the `internal-limit-memory` it runs under.
-pub fn serve_templates(
-    stdin: impl Read,
-    mut stdout: impl std::io::Write,
-) -> Result<(), SandboxError> {
-    let mut text = Vec::new();
-    stdin
-        .take(MAX_REQUEST)
-        .read_to_end(&mut text)
-        .map_err(|e| SandboxError::Request(e.to_string()))?;
+pub fn serve_templates(stdin: impl Read, stdout: impl std::io::Write) -> Result<(), SandboxError> {
+    let text = read_bounded(stdin, MAX_REQUEST)?;
     let request: TemplatesRequest =
         serde_json::from_slice(&text).map_err(|e| SandboxError::Request(e.to_string()))?;
     let answer = match super::app_templates(
@@ -324,8 +309,25 @@ pub fn serve_templates(
         }
         Err(e) => TemplatesAnswer::Other(e.to_string()),
     };
-    serde_json::to_writer(&mut stdout, &answer)
+    write_answer(stdout, &answer)
+}
+
+/// At most `max` bytes of a child's stdin.
+fn read_bounded(stdin: impl Read, max: u64) -> Result<Vec<u8>, SandboxError> {
+    let mut out = Vec::new();
+    stdin
+        .take(max)
+        .read_to_end(&mut out)
         .map_err(|e| SandboxError::Request(e.to_string()))?;
+    Ok(out)
+}
+
+/// A child's answer, as JSON on its stdout.
+fn write_answer(
+    mut stdout: impl std::io::Write,
+    answer: &impl Serialize,
+) -> Result<(), SandboxError> {
+    serde_json::to_writer(&mut stdout, answer).map_err(|e| SandboxError::Request(e.to_string()))?;
     stdout
         .flush()
         .map_err(|e| SandboxError::Request(e.to_string()))

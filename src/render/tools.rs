@@ -154,13 +154,13 @@ fn intact_patch(what: &str, text: &str, ctx: &Context) -> Result<(), RenderError
 }
 
 /// Run `program` with the render command environment and limits.
-fn run_tool(
+pub(super) fn run_tool(
     config: &Config,
     settings: &Settings,
     argv: &[String],
     ctx: &Context,
     app_dir: Option<&Path>,
-    cancel: Option<tokio_util::sync::CancellationToken>,
+    limits: &super::Limits,
 ) -> Result<String, RenderError> {
     let mut pass_env: Vec<&str> = consts::RENDER_ENV_DEFAULT.to_vec();
     pass_env.extend(settings.render_env.iter().map(String::as_str));
@@ -169,7 +169,7 @@ fn run_tool(
         &config.root,
         &pass_env,
         &super::command_vars(ctx, app_dir),
-        &super::limits(settings, cancel),
+        limits,
     )
 }
 
@@ -180,11 +180,11 @@ pub fn kustomize(
     k: &Kustomize,
     ctx: &Context,
     app_dir: Option<&Path>,
-    cancel: Option<tokio_util::sync::CancellationToken>,
+    limits: &super::Limits,
 ) -> Result<(String, String), RenderError> {
     let base = locate(config, k.from, &k.path, app_dir)?;
     if let (Origin::App, Some(root)) = (k.from, app_dir) {
-        confined(root, &super::limits(settings, cancel.clone()))?;
+        confined(root, limits)?;
     }
     let work = work_dir()?;
     // kustomize takes no absolute root: the base is named relative to the overlay.
@@ -198,7 +198,7 @@ pub fn kustomize(
         "kustomize".into(),
         work.path().display().to_string(),
     ];
-    let out = run_tool(config, settings, &argv, ctx, app_dir, cancel)?;
+    let out = run_tool(config, settings, &argv, ctx, app_dir, limits)?;
     Ok((format!("kustomize {:?}", k.path), out))
 }
 
@@ -329,7 +329,7 @@ pub fn helm(
     h: &Helm,
     ctx: &Context,
     app_dir: Option<&Path>,
-    cancel: Option<tokio_util::sync::CancellationToken>,
+    limits: &super::Limits,
 ) -> Result<(String, String), RenderError> {
     if !on_path("helm") {
         return Err(RenderError::Command {
@@ -366,6 +366,6 @@ pub fn helm(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let out = run_tool(config, settings, &argv, ctx, app_dir, cancel)?;
+    let out = run_tool(config, settings, &argv, ctx, app_dir, limits)?;
     Ok((format!("helm chart {:?}", h.chart), out))
 }

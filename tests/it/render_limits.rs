@@ -479,3 +479,43 @@ fn yaml_that_is_slow_to_parse_is_stopped_at_the_render_timeout() {
         start.elapsed()
     );
 }
+
+/// Found reviewing the change: the parse of a render's output got a `render_timeout` of its
+/// own after the command had used its own, so a render could take twice `render_timeout`
+/// (and more with every kustomization checked). A render's processes share one deadline.
+#[test]
+fn render_timeout_bounds_the_command_and_the_parse_of_its_output_together() {
+    use crate::app_manifests::commit_files;
+    let d = branch_manifests();
+    // Slow to parse (a 1 MB number read again at each of 20,000 aliases: a minute).
+    let number = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: a}}\nx: &a 0x{}1\nitems: [{}1]\n",
+        "0".repeat(1 << 20),
+        "*a,".repeat(20_000)
+    );
+    commit_files(
+        &d.repo,
+        "main",
+        &[("deploy/n.yaml", Some(&number))],
+        "Number",
+    );
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!(
+            "version: 1\nenvironments:\n  app:\n    repository: {}\n    always: [main]\n    render_timeout: 6s\n    app_paths: [deploy]\n    command: [\"sh\", \"-c\", \"sleep 4; cat \\\"$OCTOSTAGE_APP_DIR/deploy/n.yaml\\\"\"]\n",
+            d.repo.path.display()
+        ),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let r = d.run(&["run", "--once"]);
+    let (stdout, stderr) = texts(&r);
+    assert_eq!(r.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("did not finish within"), "{stdout}");
+    // 4 s of command and at most 2 s of parse; separate limits would allow 4 + 6.
+    assert!(
+        start.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        start.elapsed()
+    );
+}
