@@ -15,6 +15,8 @@ use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior, Value};
 
 use crate::consts;
 
+mod namespaces;
+
 /// Where an inline template (a namespace, value, link or argument) is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
@@ -70,6 +72,7 @@ pub fn environment() -> Environment<'static> {
     // With the `json` feature minijinja would JSON-escape output of `*.yaml` templates; templates
     // here quote explicitly, as Helm charts do, and use `tojson` where they need to.
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_function("namespace", namespaces::namespace);
     env.add_filter("slug", |s: String| crate::naming::slug(&s));
     env.add_filter("shell_quote", shell_quote_filter);
     env.add_filter(
@@ -137,7 +140,7 @@ impl Object for NamespaceName {
     }
     fn call(self: &Arc<Self>, _state: &State<'_, '_>, args: &[Value]) -> Result<Value, Error> {
         let (defaults,): (Option<Value>,) = from_args(args)?;
-        minijinja::functions::namespace(defaults)
+        namespaces::namespace(defaults)
     }
     fn call_method(
         self: &Arc<Self>,
@@ -217,6 +220,7 @@ impl TemplateSet {
     /// Render one file of a templates directory with `ctx`, whose `namespace` is `namespace`.
     pub fn render_file(&self, name: &str, ctx: &Value, namespace: &str) -> Result<String, Error> {
         let t = self.env.get_template(name)?;
+        let _tracking = namespaces::Tracking::start();
         if self.calls_namespace.contains(name) {
             let ns = Value::from_object(NamespaceName(namespace.to_string()));
             t.render(minijinja::context! { namespace => ns, ..ctx.clone() })
@@ -261,6 +265,7 @@ impl TemplateSet {
         if !is_template(text) {
             return Ok(text.to_string());
         }
+        let _tracking = namespaces::Tracking::start();
         match self.env.get_template(&inline_name(text)) {
             Ok(t) => t.render(ctx),
             Err(_) => self.env.render_str(text, ctx),
