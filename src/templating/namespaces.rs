@@ -82,14 +82,18 @@ fn break_cycles(created: &[Value]) {
     let env = Environment::new();
     for (key, namespaces) in by_key {
         let text = format!("{{% for n in nss %}}{{% set n.{key} = none %}}{{% endfor %}}");
-        let done = env.render_str(&text, minijinja::context! { nss => namespaces });
-        if let Err(e) = done {
+        // A keyword (`for`) cannot follow `set n.` either, so it came from `namespace(defaults)`
+        // and closes no cycle.
+        let Ok(t) = env.template_from_str(&text) else {
+            continue;
+        };
+        if let Err(e) = t.render(minijinja::context! { nss => namespaces }) {
             tracing::warn!(attribute = %key, error = %e, "could not release a template namespace");
         }
     }
 }
 
-/// A name that can only be an attribute in the statement written with it (never template code).
+/// A name minijinja reads as an attribute (its identifiers are ASCII), so never template code.
 fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
@@ -111,7 +115,8 @@ mod tests {
         let weak = Arc::downgrade(&probe);
         let set = {
             let mut s = crate::templating::TemplateSet::default();
-            assert!(s.add_dir("t", vec![("t/a".into(), src.into())]).is_empty());
+            let p = s.add_dir("t", vec![("t/a".into(), src.into())]);
+            assert!(p.is_empty(), "{src}: {p:?}");
             s
         };
         let ctx = minijinja::context! { probe => Value::from_dyn_object(probe) };
@@ -126,12 +131,35 @@ mod tests {
             "{% set n = namespace() %}{% set n.p = probe %}{% set n.l = [1, n] %}ok",
             "{% set a = namespace() %}{% set b = namespace(a=a, p=probe) %}{% set a.b = b %}ok",
             "{% set n = namespace(p=probe) %}{% set n.d = {'x': [n]} %}ok",
+            "{% set n = namespace(p=probe) %}{% macro m() %}{{ n.p }}{% endmacro %}{% set n.m = m %}ok",
+            "{% set n = namespace(p=probe) %}{% for i in [1] %}{% set n.l = loop %}{% endfor %}ok",
+            "{% set n = namespace(p=probe) %}{% set n.f = n.p %}{% set n._k2 = n %}ok",
+            "{% set n = namespace({'for': [1], 'a b': [2]}) %}{% set n.p = probe %}{% set n.me = n %}ok",
+            // reached through the `namespace` global, not the context's callable name
+            "{% macro m() %}{% set n = namespace(p=probe) %}{% set n.me = n %}{% endmacro %}{{ m() }}",
             // an error or a lack of fuel ends the render half-way
             "{% set n = namespace() %}{% set n.p = probe %}{% set n.me = n %}{{ n.nope.x }}",
             "{% set n = namespace() %}{% set n.p = probe %}{% set n.me = n %}{% for i in range(100000000) %}{% endfor %}",
         ] {
             let (_, weak) = render_with_probe(src);
             assert!(weak.upgrade().is_none(), "still held after rendering {src}");
+        }
+    }
+
+    #[test]
+    fn inline_templates_free_their_namespaces_too() {
+        let text = "{% set n = namespace(p=probe) %}{% set n.me = n %}x";
+        for compiled in [true, false] {
+            let probe = Arc::new(Probe);
+            let weak = Arc::downgrade(&probe);
+            let mut set = crate::templating::TemplateSet::default();
+            if compiled {
+                set.add_inline(text, None).unwrap();
+            }
+            let ctx = minijinja::context! { probe => Value::from_dyn_object(probe) };
+            assert_eq!(set.render_str(text, &ctx).unwrap(), "x");
+            drop(ctx);
+            assert!(weak.upgrade().is_none(), "compiled: {compiled}");
         }
     }
 
