@@ -364,7 +364,19 @@ pub(crate) fn render_templates(
         ..limits.clone()
     };
     let out = super::command::run_with_input(&argv, &request.root, &[], &[], &input, &child_limits)
-        .map_err(|e| renamed(e, &format!("templates {:?}", request.path)))?;
+        .map_err(|e| match e {
+            // Rust aborts a thread that runs out of stack; only values nested a great many
+            // levels deep (lists built inside lists in a loop) take a template that far.
+            RenderError::Command { stderr, .. } if stderr.contains("has overflowed its stack") => {
+                RenderError::Template {
+                    file: request.path.clone(),
+                    line: 0,
+                    column: 0,
+                    message: "the template process overflowed its stack: a value is nested too deep (lists built inside lists in a loop, through a `namespace()`); nest less".into(),
+                }
+            }
+            e => renamed(e, &format!("templates {:?}", request.path)),
+        })?;
     match serde_json::from_str(&out) {
         Ok(TemplatesAnswer::Rendered(files)) => Ok(files),
         Ok(TemplatesAnswer::Failed {

@@ -213,6 +213,15 @@ fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
         &[("deploy/base/cm.yaml", Some(&alias_bomb()))],
         "Aliases",
     );
+    // Lists nested a million deep through a namespace: dropping or printing them takes more
+    // stack than a thread has.
+    let deep = "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% for j in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n";
+    commit_files(
+        &d.repo,
+        "attack/deep",
+        &[("deploy/k8s/deep.yaml", Some(deep))],
+        "Deep",
+    );
     let env = |render: &str| limited_env(&d, render);
 
     env("    templates: {from: app, path: deploy/k8s}\n");
@@ -227,6 +236,13 @@ fn files_from_a_branch_cannot_make_a_render_take_unbounded_memory() {
     );
     assert!(d.out.join("app-main/configmap-web.yaml").is_file());
     assert!(!d.out.join("app-attack-doubling").exists());
+    assert!(
+        stdout.contains(
+            "deploy/k8s:?: the template process overflowed its stack: a value is nested too deep"
+        ),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!d.out.join("app-attack-deep").exists());
     assert!(
         start.elapsed() < Duration::from_secs(30),
         "{:?}",
@@ -376,6 +392,15 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
             )),
         )],
         "Kustomization",
+    );
+    // Lists nested a million deep through a namespace: dropping or printing them takes more
+    // stack than a thread has.
+    let deep = "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% for j in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n";
+    commit_files(
+        &d.repo,
+        "attack/deep",
+        &[("deploy/k8s/deep.yaml", Some(deep))],
+        "Deep",
     );
     let env = |render: &str| limited_env(&d, render);
 
