@@ -34,20 +34,40 @@ fn finish_job(s: &Setup, ns: &str, name: &str, failed: bool) {
             r#"{{"status":{{"succeeded":1,"completionTime":"{now}","conditions":[{{"type":"Complete","status":"True","lastTransitionTime":"{now}","lastProbeTime":"{now}"}}]}}}}"#
         )
     };
-    kubectl(
-        &s.kc,
-        &[
-            "patch",
-            "job",
-            name,
-            "-n",
-            ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status,
-        ],
-    );
+    let wanted = if failed { "Failed" } else { "Complete" };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        kubectl(
+            &s.kc,
+            &[
+                "patch",
+                "job",
+                name,
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ],
+        );
+        // The Job controller may be in the middle of a sync that read the Job before the
+        // patch, and it writes back the whole status it computed (v1.20 reads the Job again
+        // and replaces its status): wait past such a write, and patch again if it came.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let job = json(&s.kc, &["get", "job", name, "-n", ns]);
+        let kept = job["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == wanted && c["status"] == "True")
+        });
+        if kept {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Job controller keeps replacing the status: {job}"
+        );
+    }
 }
 
 fn has(s: &Setup, ns: &str, kind: &str, name: &str) -> bool {
