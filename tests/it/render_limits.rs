@@ -393,15 +393,6 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
         )],
         "Kustomization",
     );
-    // Lists nested a million deep through a namespace: dropping or printing them takes more
-    // stack than a thread has.
-    let deep = "{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% for j in range(1000) %}{% set ns.l = [ns.l] %}{% endfor %}{% endfor %}apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\n";
-    commit_files(
-        &d.repo,
-        "attack/deep",
-        &[("deploy/k8s/deep.yaml", Some(deep))],
-        "Deep",
-    );
     let env = |render: &str| limited_env(&d, render);
 
     env("    templates: {from: app, path: deploy/k8s}\n");
@@ -424,7 +415,7 @@ fn yaml_built_to_expand_is_refused_before_octostage_parses_it() {
     for b in ["attack/scalar", "attack/redefined"] {
         assert!(line(b).contains("expands to more than"), "{b}: {stdout}");
     }
-    assert!(line("attack/deep").contains("FAILED"), "{stdout}");
+    assert!(line("attack/deep").contains("brackets"), "{stdout}");
     assert!(d.out.join("app-main/configmap-web.yaml").is_file());
     assert!(
         start.elapsed() < Duration::from_secs(30),
