@@ -134,6 +134,7 @@ mod tests {
             "{% set n = namespace(p=probe) %}{% macro m() %}{{ n.p }}{% endmacro %}{% set n.m = m %}ok",
             "{% set n = namespace(p=probe) %}{% for i in [1] %}{% set n.l = loop %}{% endfor %}ok",
             "{% set n = namespace(p=probe) %}{% set n.f = n.p %}{% set n._k2 = n %}ok",
+            "{% set n = namespace(p=probe) %}{% set n.true = n %}{% set n.none = n %}{% set n.nss = n %}{% set n.loop = n %}ok",
             "{% set n = namespace({'for': [1], 'a b': [2]}) %}{% set n.p = probe %}{% set n.me = n %}ok",
             // reached through the `namespace` global, not the context's callable name
             "{% macro m() %}{% set n = namespace(p=probe) %}{% set n.me = n %}{% endmacro %}{{ m() }}",

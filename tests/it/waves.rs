@@ -51,9 +51,9 @@ fn finish_job(s: &Setup, ns: &str, name: &str, failed: bool) {
                 &status,
             ],
         );
-        // The Job controller may be in the middle of a sync that read the Job before the
-        // patch, and it writes back the whole status it computed (v1.20 reads the Job again
-        // and replaces its status): wait past such a write, and patch again if it came.
+        // CI once saw the written condition gone at the next pass: most likely the Job
+        // controller finishing a sync begun before the patch and writing back the whole
+        // status it computed. Wait past such a write, and patch again if it came.
         std::thread::sleep(std::time::Duration::from_millis(500));
         let job = json(&s.kc, &["get", "job", name, "-n", ns]);
         let kept = job["status"]["conditions"].as_array().is_some_and(|c| {
