@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The full test suite, as README.md gives it and .ci/run calls it. Installs what the tests need
-# (git, kubectl, python3, chromium, docker-registry, htpasswd, the Rust components, cargo-nextest), checks formatting and lints,
-# starts the local Kubernetes control plane (building its binaries once when none are cached)
-# unless OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs every test (the fuzz corpus included),
-# then the fault table (on a control plane of its own), fuzzes each target briefly when a
-# nightly toolchain is installed, and stops what it started.
+# (git, python3, chromium, docker-registry, htpasswd, the Rust components, cargo-nextest; kubectl
+# and the control plane built from Go modules by scripts/control-plane.sh; helm v4 with
+# `go install`), checks formatting and lints, starts the local Kubernetes control plane
+# (OCTOSTAGE_K8S_VERSION, default 1.37) unless OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs
+# every test (the fuzz corpus included), then the cluster tests again on the oldest supported
+# Kubernetes (1.35), then the fault table (on a control plane of its own), fuzzes each target
+# briefly when a nightly toolchain is installed, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
-command -v kubectl >/dev/null 2>&1 || need_apt+=(kubernetes-client)
 command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 # The dashboard is tested in headless Chromium.
@@ -25,6 +26,24 @@ fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
+# kubectl of the control plane's version comes first on PATH (kustomize included); helm v4 is
+# built from its module once.
+echo "== kubectl, the control plane and helm"
+scripts/control-plane.sh build
+PATH=$(scripts/control-plane.sh bin):$PATH
+HELM=v4.3.2
+tools=${OCTOSTAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/octostage}/tools
+if [ ! -x "$tools/helm-$HELM" ]; then
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOBIN="$tools/gobin" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM" "helm.sh/helm/v4/cmd/helm@$HELM"
+  mv "$tools/gobin/helm" "$tools/helm-$HELM"
+fi
+mkdir -p "$tools/bin" && ln -sfn "../helm-$HELM" "$tools/bin/helm"
+PATH=$tools/bin:$PATH
+export PATH
+kubectl version --client | head -n1
+helm version --short
+
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
@@ -38,6 +57,19 @@ fi
 
 echo "== tests"
 cargo nextest run --locked --no-fail-fast
+
+# The oldest supported Kubernetes: every test that talks to a cluster, on a plane of its own
+# (other ports, other folder), with the kubectl of that version.
+if [ -z "${OCTOSTAGE_TEST_KUBECONFIG_OLDEST:-}" ] && [ "${OCTOSTAGE_SKIP_OLDEST:-}" != 1 ]; then
+  echo "== cluster tests on the oldest supported Kubernetes (1.35)"
+  oldest=(env OCTOSTAGE_K8S_VERSION=1.35 OCTOSTAGE_ETCD_PORT=25790 OCTOSTAGE_API_PORT=28443
+    OCTOSTAGE_PLANE_DIR="${OCTOSTAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/octostage}/plane-1.35")
+  trap '"${oldest[@]}" scripts/control-plane.sh down; scripts/control-plane.sh down' EXIT
+  kc_oldest=$("${oldest[@]}" scripts/control-plane.sh up)
+  PATH=$("${oldest[@]}" scripts/control-plane.sh bin):$PATH OCTOSTAGE_TEST_KUBECONFIG=$kc_oldest \
+    cargo nextest run --locked --no-fail-fast -E "$(cat tests/cluster-tests.filter)"
+  "${oldest[@]}" scripts/control-plane.sh down
+fi
 
 echo "== fault table"
 scripts/fault-table.py

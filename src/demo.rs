@@ -46,6 +46,10 @@ pub const EXAMPLE_REPO: &[(&str, &str)] = &[
         include_str!("../example-repo/templates/shop/ingress.yaml"),
     ),
     (
+        "templates/shop/httproute.yaml",
+        include_str!("../example-repo/templates/shop/httproute.yaml"),
+    ),
+    (
         "render/docs.sh",
         include_str!("../example-repo/render/docs.sh"),
     ),

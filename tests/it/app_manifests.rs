@@ -228,12 +228,27 @@ environments:
         ),
     )
     .unwrap();
-    let out = d.run(&["plan"]);
+    let a = d.args(&["plan"]);
+    let without_helm = path_without("helm");
+    let out = octostage_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+        &[("PATH", &without_helm)],
+    );
     let (stdout, stderr) = texts(&out);
     assert!(
         stdout.contains("helm") && stdout.contains("is not installed"),
         "{stdout}\n{stderr}"
     );
+}
+
+/// PATH without the folders that hold `program`.
+fn path_without(program: &str) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<std::path::PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join(program).exists())
+        .collect();
+    std::env::join_paths(kept).unwrap().into_string().unwrap()
 }
 
 #[test]

@@ -112,7 +112,7 @@ pub fn write_templates(cfg: &Path, extra_cm: bool, note: &str) {
     }
     std::fs::write(
         t.join("web.yaml"),
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: \"registry.example.com/web:{{ commit.short_sha }}\"\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n    - port: 80\n      targetPort: 8080\n      protocol: TCP\n",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n          image: \"registry.example.com/web:{{ commit.short_sha }}\"\n          readinessProbe: {httpGet: {path: /healthz, port: 8080}, initialDelaySeconds: 2}\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: web}\n  ports:\n    - port: 80\n      targetPort: 8080\n      protocol: TCP\n",
     )
     .unwrap();
 }
@@ -211,6 +211,30 @@ impl Setup {
         (String::from_utf8(out.stdout).unwrap(), written, writes)
     }
 
+    /// Wait until every Deployment of this environment has all its replicas ready (the
+    /// simulated nodes run the pods), then run a pass: the stagings that turned healthy record
+    /// it, so the passes after this one write only what the test changes.
+    pub fn settle(&self) {
+        let start = std::time::Instant::now();
+        let sel = format!("octostage.dev/environment={}", self.env.name);
+        loop {
+            let deps = json(&self.kc, &["get", "deployments", "-A", "-l", &sel]);
+            let ready = deps["items"].as_array().unwrap().iter().all(|d| {
+                d["status"]["readyReplicas"].as_i64().unwrap_or(0)
+                    == d["spec"]["replicas"].as_i64().unwrap_or(1)
+            });
+            if ready {
+                break;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "Deployments never ready: {deps}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        self.run();
+    }
+
     pub fn plan(&self) -> serde_json::Value {
         let out = self.cmd(&["plan", "--format", "json"]);
         assert!(
@@ -285,7 +309,9 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
     // Created with a create request (never over an existing object), by field manager octostage.
     assert!(managers.contains(&"octostage"), "{managers:?}");
 
-    // A second pass sends no write request.
+    // Healthy once their pods run (each staging records it once); then a pass sends no write
+    // request.
+    s.settle();
     assert_eq!(s.run().1, 0);
 
     // A template change re-applies only the changed object of each staging.
@@ -360,9 +386,15 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
 
     // A Deployment deleted by hand comes back.
     kubectl(&s.kc, &["delete", "deployment", "web", "-n", &ns]);
-    let (_, writes) = s.run();
-    assert_eq!(writes, 1);
+    let (out, written, _) = s.run_logged();
+    // The staging's record says first that it is pending again (until the new pod is ready).
+    assert_eq!(
+        written,
+        [&format!("Namespace/{ns}"), "Deployment/web"],
+        "{out}"
+    );
     kubectl(&s.kc, &["get", "deployment", "web", "-n", &ns]);
+    s.settle();
 
     // Five branches deleted and three backdated past the ttl: eight namespaces go, each with its
     // reason, and nothing else is written.
@@ -421,9 +453,8 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
         .iter()
         .filter(|x| x["environment"] == s.env.name.as_str())
         .collect();
-    // Awake and applied; with no kubelet on this control plane no pod ever runs, so none is
-    // ready: pending (failing after the health deadline, 10 minutes).
-    assert_eq!(mine.iter().filter(|x| x["state"] == "pending").count(), 12);
+    // Awake, applied and healthy: the simulated nodes run their pods.
+    assert_eq!(mine.iter().filter(|x| x["state"] == "running").count(), 12);
 }
 
 #[test]
@@ -457,6 +488,7 @@ fn plan_against_the_cluster_changes_nothing() {
     other.run();
     assert_eq!(other.env.namespaces().len(), 2);
     assert_eq!(s.env.active_namespaces().len(), 3);
+    s.settle();
     assert_eq!(s.run().1, 0);
 }
 
@@ -531,6 +563,7 @@ fn rbac_is_sufficient() {
     // Forbidden requests fail the pass, so a green run proves every verb it needed was granted.
     let (_, writes) = s.run();
     assert_eq!(writes, 3 * 5);
+    s.settle();
     assert_eq!(s.run().1, 0);
     write_templates(&s.cfg, false, "second");
     s.run();
@@ -632,22 +665,47 @@ fn a_new_namespace_template_moves_stagings() {
             assert!(reason.contains("moved to namespace"), "{reason}");
         }
     }
+    s.settle();
     assert_eq!(s.run().1, 0);
+}
+
+/// A cluster-scoped custom resource of the tests' own, served once its CRD is established.
+pub fn cluster_scoped_crd(kc: &Path) {
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: clusterwidgets.test.octostage.dev\nspec:\n  group: test.octostage.dev\n  scope: Cluster\n  names: {plural: clusterwidgets, singular: clusterwidget, kind: ClusterWidget}\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n";
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kc)
+        .args(["apply", "--server-side", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), crd.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    kubectl(
+        kc,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/clusterwidgets.test.octostage.dev",
+            "--timeout=30s",
+        ],
+    );
 }
 
 #[test]
 fn a_failing_staging_does_not_stop_the_others() {
     let s = Setup::new(3);
     // feature/f1 renders, besides the usual objects, a cluster-scoped kind that only discovery
-    // can tell apart (it is not in the built-in list of cluster-scoped kinds: Kubernetes 1.25
-    // removed it, the control plane of the tests still serves it).
+    // can tell apart (a CRD of the test's own: no built-in list knows it).
+    cluster_scoped_crd(&s.kc);
     std::fs::create_dir_all(s.cfg.join("t2")).unwrap();
     for f in ["settings.yaml", "extra.yaml", "web.yaml"] {
         std::fs::copy(s.cfg.join("t").join(f), s.cfg.join("t2").join(f)).unwrap();
     }
     std::fs::write(
         s.cfg.join("t2/flow.yaml"),
-        "apiVersion: policy/v1beta1\nkind: PodSecurityPolicy\nmetadata:\n  name: mine\nspec:\n  privileged: true\n  seLinux: {rule: RunAsAny}\n  runAsUser: {rule: RunAsAny}\n  supplementalGroups: {rule: RunAsAny}\n  fsGroup: {rule: RunAsAny}\n",
+        "apiVersion: test.octostage.dev/v1\nkind: ClusterWidget\nmetadata:\n  name: mine\nspec:\n  size: 3\n",
     )
     .unwrap();
     let file = s.cfg.join("environments.yaml");
@@ -664,7 +722,7 @@ fn a_failing_staging_does_not_stop_the_others() {
     assert!(
         stdout.lines().any(|l| l.contains("feature/f1")
             && l.contains("FAILED")
-            && l.contains("policy/v1beta1/PodSecurityPolicy is cluster-scoped")),
+            && l.contains("test.octostage.dev/v1/ClusterWidget is cluster-scoped")),
         "{stdout}"
     );
     // Discovery said so, not the built-in list (whose message names the namespace).

@@ -133,7 +133,8 @@ fn secrets_are_copied_into_ten_stagings_rotated_in_one_pass_and_never_printed() 
             "octostage"
         );
     }
-    // Nothing changed: no write.
+    // Nothing changed once healthy (the pods run): no write.
+    s.settle();
     assert_eq!(s.run().1, 0);
 
     // Rotation: one pass writes the new value into all ten, and only that.

@@ -6,7 +6,7 @@
 use crate::browser::Browser;
 use crate::cluster::{json, kubectl, Setup};
 use crate::http::*;
-use crate::lifecycle::ready_pods;
+use crate::lifecycle::pods_ready;
 use crate::util::*;
 
 const TOKEN: &str = "dashboard-token";
@@ -32,6 +32,14 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
     ] {
         s.repo.commit(b, &format!("work on {b}"), &days_ago(age));
     }
+    // feature/pending's pod runs but is not ready for an hour (its readiness probe's delay).
+    let web = s.cfg.join("t/web.yaml");
+    let text = std::fs::read_to_string(&web).unwrap().replace(
+        "initialDelaySeconds: 2",
+        "initialDelaySeconds: {{ 3600 if branch.name == 'feature/pending' else 2 }}",
+    );
+    assert!(text.contains("3600"));
+    std::fs::write(&web, text).unwrap();
     std::fs::write(
         s.cfg.join("environments.yaml"),
         format!(
@@ -53,7 +61,7 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
             .to_string()
     };
     d.wait(60, "main never pending", |d| state(d, "main") == "pending");
-    ready_pods(&s, &format!("{env}-main"), 1);
+    pods_ready(&s, &format!("{env}-main"), 1);
     let auth = format!("Bearer {TOKEN}");
     let path = format!("/api/v1/stagings/{env}-feature-sleepy/sleep");
     assert_eq!(

@@ -110,6 +110,7 @@ fn the_example_converges_into_a_directory() {
         "statefulset-postgres.yaml",
         "service-web.yaml",
         "ingress-shop.yaml",
+        "httproute-shop.yaml",
         "configmap-shop-config.yaml",
         "secret-postgres.yaml",
     ] {
@@ -177,7 +178,7 @@ fn the_example_converges_into_a_directory() {
     let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&rendered)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .collect();
-    assert_eq!(docs.len(), 10, "{rendered}");
+    assert_eq!(docs.len(), 11, "{rendered}");
     for d in &docs {
         assert_eq!(d["metadata"]["namespace"], "shop-feature-checkout", "{d:?}");
         assert_eq!(d["metadata"]["labels"]["octostage.dev/environment"], "shop");
@@ -241,4 +242,52 @@ fn the_demo_runs() {
         "{out}"
     );
     assert!(out.contains("shop-main"), "{out}");
+}
+
+#[test]
+fn the_example_converges_on_the_cluster_with_its_gateway_api_routes() {
+    let kc = crate::cluster::kubeconfig();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shop, docs) = apps(tmp.path());
+    let env = crate::cluster::Env::new(&kc);
+    // The example's namespaces have fixed names: this instance's go when the test ends.
+    struct Cleanup<'a>(&'a std::path::Path, String);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let sel = format!("octostage.dev/instance={}", self.1);
+            let _ = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(self.0)
+                .args(["delete", "namespaces", "-l", &sel, "--wait=false"])
+                .output();
+        }
+    }
+    let _cleanup = Cleanup(&kc, env.name.clone());
+    let target = format!("kube:{}", kc.display());
+    let common = example_args(tmp.path(), &root().join("example-repo"), &shop, &docs);
+    let mut args = vec![
+        "run",
+        "--once",
+        "--instance",
+        &env.name,
+        "--target",
+        &target,
+    ];
+    args.extend(common.iter().map(String::as_str));
+    let out = octostage(&args);
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for ns in ["shop-main", "shop-feature-checkout", "shop-release-2-0"] {
+        let route = crate::cluster::json(&kc, &["get", "httproute", "shop", "-n", ns]);
+        assert_eq!(
+            route["spec"]["hostnames"][0],
+            format!("{ns}.shop.staging.example.com").as_str(),
+            "{route}"
+        );
+        assert_eq!(route["spec"]["parentRefs"][0]["namespace"], "gateways");
+        assert_eq!(
+            route["metadata"]["labels"]["octostage.dev/instance"],
+            env.name.as_str()
+        );
+    }
 }

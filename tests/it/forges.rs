@@ -174,7 +174,7 @@ fn statuses_of(f: &Forge, context: &str) -> Vec<(String, String, Option<String>)
 #[test]
 fn commit_statuses_follow_each_transition_once_and_survive_a_restart() {
     use crate::cluster::Setup;
-    use crate::lifecycle::ready_pods;
+    use crate::lifecycle::pods_ready;
     let f = Forge::start();
     let s = Setup::new(2);
     let env = s.env.name.clone();
@@ -209,8 +209,8 @@ fn commit_statuses_follow_each_transition_once_and_survive_a_restart() {
         of_main(&f),
         [(first.clone(), "pending".into(), link.clone())]
     );
-    // Its pods become ready (as a kubelet would say): the next pass finds it running.
-    ready_pods(&s, &main, 1);
+    // Its pod becomes ready (the simulated node runs it): the next pass finds it running.
+    pods_ready(&s, &main, 1);
     std::thread::sleep(std::time::Duration::from_secs(1));
     run();
     assert_eq!(

@@ -3,48 +3,35 @@
 //! commit in between wakes it; every transition is notified once, across restarts; a template
 //! change while asleep is applied asleep; `extend`, `wake --for` and `sleep`; caps.
 //!
-//! The control plane has no kubelet: pods are made ready by writing their status subresource
-//! as a kubelet would (`ready_pods`), and the Deployment controller does the rest.
+//! The control plane's simulated nodes run the pods: they become Ready after their readiness
+//! probe's delay, and go away when a sleep scales their workloads to zero.
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{json, kubectl, Setup};
+use crate::cluster::{json, Setup};
 use crate::util::*;
 use crate::webhook::Receiver;
 
-/// Mark every pod of `ns` ready, as a kubelet would, once the ReplicaSet made `want` of them.
-pub fn ready_pods(s: &Setup, ns: &str, want: usize) {
+/// Wait until `ns` holds `want` pods and every one is Ready: the simulated nodes of the control
+/// plane run them (and make them Ready after their readiness probe's delay); no test writes
+/// a pod's status.
+pub fn pods_ready(s: &Setup, ns: &str, want: usize) {
     let start = Instant::now();
     loop {
         let pods = json(&s.kc, &["get", "pods", "-n", ns]);
-        let names: Vec<String> = pods["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
-            .collect();
-        if names.len() >= want {
-            for p in names {
-                kubectl(
-                    &s.kc,
-                    &[
-                        "patch",
-                        "pod",
-                        &p,
-                        "-n",
-                        ns,
-                        "--subresource=status",
-                        "--type=merge",
-                        "-p",
-                        r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}"#,
-                    ],
-                );
-            }
+        let pods = pods["items"].as_array().unwrap();
+        let ready = pods.iter().filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        });
+        if pods.len() == want && ready.count() == want {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {want} pods in {ns}"
+            start.elapsed() < Duration::from_secs(60),
+            "no {want} ready pods in {ns}: {pods:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -71,7 +58,7 @@ fn templates(s: &Setup, image_note: &str) {
     let t = s.cfg.join("t");
     let _ = std::fs::remove_dir_all(&t);
     std::fs::create_dir_all(&t).unwrap();
-    std::fs::write(t.join("web.yaml"), format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: \"registry.example.com/web:{{{{ commit.short_sha }}}}\"\n          env: [{{name: NOTE, value: {image_note:?}}}]\n          resources: {{requests: {{cpu: 250m, memory: 128Mi}}}}\n")).unwrap();
+    std::fs::write(t.join("web.yaml"), format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 2\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n        - name: web\n          image: \"registry.example.com/web:{{{{ commit.short_sha }}}}\"\n          env: [{{name: NOTE, value: {image_note:?}}}]\n          resources: {{requests: {{cpu: 250m, memory: 128Mi}}}}\n          readinessProbe: {{httpGet: {{path: /healthz, port: 8080}}, initialDelaySeconds: 2}}\n")).unwrap();
     std::fs::write(t.join("data.yaml"), "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seed\ndata:\n  rows: \"42\"\n").unwrap();
 }
 
@@ -128,7 +115,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     assert_eq!(deployment(&s, &ns)["spec"]["replicas"], 2);
     let pvc = uid(&s, "pvc", "data", &ns);
     let seed = uid(&s, "configmap", "seed", &ns);
-    ready_pods(&s, &ns, 2);
+    pods_ready(&s, &ns, 2);
     ready_replicas(&s, &ns, 2);
     run(&s);
 

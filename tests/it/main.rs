@@ -2,6 +2,7 @@
 //! binary. Shared helpers live in `util`.
 
 mod app_manifests;
+mod apps;
 mod attacks;
 mod browser;
 mod cli;

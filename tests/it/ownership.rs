@@ -257,6 +257,7 @@ fn two_instances_never_share_a_staging() {
             s.env.name.as_str()
         );
     }
+    s.settle();
     assert_eq!(s.run().1, 0, "the owner's next pass writes nothing");
 }
 
@@ -278,10 +279,15 @@ fn drift_is_shown_by_plan_and_restored_in_one_pass() {
         main["changes"],
         serde_json::json!(["restore Deployment/web (spec.template.spec.containers[name=web].image changed by kubectl-set)"])
     );
-    let (out, mut written, writes) = s.run_logged();
+    let (out, written, _) = s.run_logged();
+    // The rollout the hand edit started may have made the staging pending: its record says so.
+    let mut written: Vec<String> = written
+        .into_iter()
+        .filter(|w| *w != format!("Namespace/{ns}"))
+        .collect();
     // At most two writes: the first update of an object octostage created turns its create
     // entry into an apply entry (server defaults make it differ from the template).
-    assert!(writes <= 2, "{out}");
+    assert!(written.len() <= 2, "{out}");
     written.dedup();
     assert_eq!(written, ["Deployment/web"]);
     let image = json(&s.kc, &["-n", &ns, "get", "deploy", "web"])["spec"]["template"]["spec"]
@@ -294,6 +300,8 @@ fn drift_is_shown_by_plan_and_restored_in_one_pass() {
             .starts_with("registry.example.com/web:"),
         "{image}"
     );
+    // Healthy again once the restored pods run; then nothing to write.
+    s.settle();
     assert_eq!(s.run().1, 0);
     // A server-side apply by another field manager.
     let file = s.cfg.join("hack.yaml");
@@ -320,6 +328,7 @@ fn drift_is_shown_by_plan_and_restored_in_one_pass() {
         json(&s.kc, &["-n", &ns, "get", "cm", "settings"])["data"]["note"],
         "first"
     );
+    s.settle();
     assert_eq!(s.run().1, 0);
 }
 
@@ -521,5 +530,6 @@ fn a_renamed_branch_never_writes_into_the_namespace_being_deleted() {
     let ns = json(&s.kc, &["get", "namespace", new]);
     assert_eq!(record_of(&ns)["branch"], "FEAT");
     assert_ne!(ns["metadata"]["uid"], old_uid);
+    s.settle();
     assert_eq!(s.run().1, 0);
 }

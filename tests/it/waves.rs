@@ -1,9 +1,9 @@
 //! Ordered steps on the control plane: a migration Job in wave -1 is applied, and the
-//! Deployment of wave 0 only once the Job completed (its status written as a kubelet and the
-//! Job controller would, since the control plane runs no pods); a failing Job makes the
-//! staging failing with the Job's reason, and the running Deployment stays as it was.
+//! Deployment of wave 0 only once the Job completed (its pod run by the simulated nodes, for
+//! `sim.octostage.dev/run-for`); a failing Job (its pod annotated to fail) makes the staging
+//! failing with the Job's reason, and the running Deployment stays as it was.
 
-use crate::cluster::{json, kubectl, Setup};
+use crate::cluster::{json, Setup};
 use crate::util::*;
 
 fn templates(s: &Setup) {
@@ -12,7 +12,7 @@ fn templates(s: &Setup) {
     std::fs::create_dir_all(&t).unwrap();
     std::fs::write(
         t.join("migrate.yaml"),
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate-{{ commit.short_sha }}\n  annotations:\n    octostage.dev/wave: \"-1\"\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: \"registry.example.com/web:{{ commit.short_sha }}\"\n          args: [migrate]\n",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate-{{ commit.short_sha }}\n  annotations:\n    octostage.dev/wave: \"-1\"\nspec:\n  backoffLimit: 0\n  template:\n    metadata:\n      annotations:\n        sim.octostage.dev/run-for: 4s\n        sim.octostage.dev/fail: \"{{ 'true' if commit.subject == 'Bad migration' else 'false' }}\"\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: \"registry.example.com/web:{{ commit.short_sha }}\"\n          args: [migrate]\n",
     )
     .unwrap();
     std::fs::write(
@@ -22,51 +22,24 @@ fn templates(s: &Setup) {
     .unwrap();
 }
 
-/// Write the Job's final condition as the Job controller would after its pod ran.
-fn finish_job(s: &Setup, ns: &str, name: &str, failed: bool) {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let status = if failed {
-        format!(
-            r#"{{"status":{{"failed":1,"conditions":[{{"type":"Failed","status":"True","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit","lastTransitionTime":"{now}","lastProbeTime":"{now}"}}]}}}}"#
-        )
-    } else {
-        format!(
-            r#"{{"status":{{"succeeded":1,"completionTime":"{now}","conditions":[{{"type":"Complete","status":"True","lastTransitionTime":"{now}","lastProbeTime":"{now}"}}]}}}}"#
-        )
-    };
-    let wanted = if failed { "Failed" } else { "Complete" };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+/// Wait until the Job reports `Complete` or `Failed`: the simulated node runs its pod, which
+/// succeeds, or fails when the commit's subject says so (see `templates`).
+fn job_finished(s: &Setup, ns: &str, name: &str, wanted: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
-        kubectl(
-            &s.kc,
-            &[
-                "patch",
-                "job",
-                name,
-                "-n",
-                ns,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status,
-            ],
-        );
-        // CI once saw the written condition gone at the next pass: most likely the Job
-        // controller finishing a sync begun before the patch and writing back the whole
-        // status it computed. Wait past such a write, and patch again if it came.
-        std::thread::sleep(std::time::Duration::from_millis(500));
         let job = json(&s.kc, &["get", "job", name, "-n", ns]);
-        let kept = job["status"]["conditions"].as_array().is_some_and(|c| {
+        let done = job["status"]["conditions"].as_array().is_some_and(|c| {
             c.iter()
                 .any(|c| c["type"] == wanted && c["status"] == "True")
         });
-        if kept {
+        if done {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the Job controller keeps replacing the status: {job}"
+            "the Job never reported {wanted}: {job}"
         );
+        std::thread::sleep(std::time::Duration::from_millis(250));
     }
 }
 
@@ -111,7 +84,7 @@ fn a_migration_job_completes_before_the_app_and_a_failing_one_holds_it_back() {
     assert_eq!(writes, 0);
     assert!(!has(&s, &ns, "deployments", "web"));
 
-    finish_job(&s, &ns, &job, false);
+    job_finished(&s, &ns, &job, "Complete");
     let (out, _) = s.run();
     assert!(has(&s, &ns, "deployments", "web"), "{out}");
 
@@ -122,7 +95,7 @@ fn a_migration_job_completes_before_the_app_and_a_failing_one_holds_it_back() {
     let job2 = format!("migrate-{sha2}");
     s.run();
     assert!(has(&s, &ns, "jobs", &job2));
-    finish_job(&s, &ns, &job2, true);
+    job_finished(&s, &ns, &job2, "Failed");
     let (out, _) = s.run();
     let image = json(&s.kc, &["get", "deployment", "web", "-n", &ns])["spec"]["template"]["spec"]
         ["containers"][0]["image"]
