@@ -745,3 +745,43 @@ fn a_failing_staging_does_not_stop_the_others() {
         "{flows}"
     );
 }
+
+/// `tests/cluster-tests.filter` (the tests that run again on the oldest supported Kubernetes)
+/// names every test that starts a cluster setup, so none is left out of that round.
+#[test]
+fn the_oldest_version_round_names_every_cluster_test() {
+    let filter = std::fs::read_to_string(root().join("tests/cluster-tests.filter")).unwrap();
+    let modules: Vec<&str> = filter
+        .split("test(/^(")
+        .nth(1)
+        .and_then(|r| r.split(")::/)").next())
+        .unwrap()
+        .split('|')
+        .collect();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root().join("tests/it")).unwrap() {
+        let path = entry.unwrap().path();
+        let module = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for chunk in text.split("#[test]\n").skip(1) {
+            let name = chunk
+                .split("fn ")
+                .nth(1)
+                .and_then(|r| r.split('(').next())
+                .unwrap();
+            let body = chunk.split("\n}\n").next().unwrap();
+            let on_cluster = ["kubeconfig()", "Setup::new(", "App::new("]
+                .iter()
+                .any(|m| body.contains(m));
+            let named = modules.contains(&module.as_str())
+                || filter.contains(&format!("test(={module}::{name})"));
+            if on_cluster && !named {
+                missing.push(format!("{module}::{name}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "add to tests/cluster-tests.filter: {missing:?}"
+    );
+}
