@@ -203,7 +203,7 @@ up() {
     --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
     --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
     --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))" \
-    --listen-metrics-urls "" --unsafe-no-fsync
+    --unsafe-no-fsync
   start apiserver "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$API_PORT" \
     --cert-dir="$RUN/certs" --tls-cert-file=apiserver.crt --tls-private-key-file=apiserver.key \
