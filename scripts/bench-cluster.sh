@@ -39,7 +39,7 @@ k() { kubectl --kubeconfig "$KC" "$@"; }
 served() {
   k get --raw /metrics | python3 -c '
 import re, sys
-kinds = {"namespaces", "configmaps", "secrets", "services", "deployments", "statefulsets", "ingresses"}
+kinds = {"namespaces", "configmaps", "secrets", "services", "deployments", "statefulsets", "ingresses", "httproutes"}
 total = 0
 for line in sys.stdin:
     if line.startswith("apiserver_request_total{"):
@@ -87,7 +87,7 @@ t0=$(now); "$BIN" run --once --target "kube:$KC" "${args[@]}" --log info 2> "$wo
 o_time=$(calc "$t1 - $t0")
 o_req=$(grep -o 'requests=[0-9]*' "$work/converge.log" | tail -1 | cut -d= -f2)
 stagings=$(k get ns -l octostage.dev/instance=bench -o name | wc -l)
-objects=$(k get configmaps,secrets,services,deployments,statefulsets,ingresses -A -l app.kubernetes.io/managed-by=octostage -o name | wc -l)
+objects=$(k get configmaps,secrets,services,deployments,statefulsets,ingresses,httproutes -A -l app.kubernetes.io/managed-by=octostage -o name | wc -l)
 o_objects=$((objects + stagings))
 
 # The identical objects, rendered into folders, for the baselines.
