@@ -41,14 +41,15 @@ fi
 mkdir -p "$tools/bin" && ln -sfn "../helm-$HELM" "$tools/bin/helm"
 PATH=$tools/bin:$PATH
 export PATH
-kubectl version --client | head -n1
+kubectl version --client | sed -n 1p
 helm version --short
 
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 
-if [ -z "${OCTOSTAGE_TEST_KUBECONFIG:-}" ]; then
+own_cluster=${OCTOSTAGE_TEST_KUBECONFIG:-}
+if [ -z "$own_cluster" ]; then
   echo "== local control plane"
   trap 'scripts/control-plane.sh down' EXIT
   OCTOSTAGE_TEST_KUBECONFIG=$(scripts/control-plane.sh up)
@@ -59,8 +60,9 @@ echo "== tests"
 cargo nextest run --locked --no-fail-fast
 
 # The oldest supported Kubernetes: every test that talks to a cluster, on a plane of its own
-# (other ports, other folder), with the kubectl of that version.
-if [ -z "${OCTOSTAGE_TEST_KUBECONFIG_OLDEST:-}" ] && [ "${OCTOSTAGE_SKIP_OLDEST:-}" != 1 ]; then
+# (other ports, other folder), with the kubectl of that version. Not when the tests were given
+# a cluster of their own, or with OCTOSTAGE_SKIP_OLDEST=1.
+if [ -z "$own_cluster" ] && [ "${OCTOSTAGE_SKIP_OLDEST:-}" != 1 ]; then
   echo "== cluster tests on the oldest supported Kubernetes (1.35)"
   oldest=(env OCTOSTAGE_K8S_VERSION=1.35 OCTOSTAGE_ETCD_PORT=25790 OCTOSTAGE_API_PORT=28443
     OCTOSTAGE_PLANE_DIR="${OCTOSTAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/octostage}/plane-1.35")
