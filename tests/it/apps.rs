@@ -19,7 +19,9 @@ struct App {
     _tmp: tempfile::TempDir,
     env: Env,
     repo: GitRepo,
-    args: Vec<String>,
+    /// `--config`, `--cache-dir` and the target's kubeconfig, for `run`.
+    config: Vec<String>,
+    target: String,
     ns: String,
 }
 
@@ -54,15 +56,11 @@ impl App {
         )
         .unwrap();
         let ns = format!("{}-feature-review", env.name);
-        let args = [
-            "--instance",
-            &env.name,
+        let config = [
             "--config",
             &cfg.display().to_string(),
             "--cache-dir",
             &tmp.path().join("cache").display().to_string(),
-            "--target",
-            &format!("kube:{}", kc.display()),
         ]
         .map(String::from)
         .to_vec();
@@ -70,14 +68,16 @@ impl App {
             _tmp: tmp,
             env,
             repo,
-            args,
+            config,
+            target: format!("kube:{}", kc.display()),
             ns,
         }
     }
 
     fn octostage(&self, cmd: &[&str]) -> String {
         let mut args: Vec<&str> = cmd.to_vec();
-        args.extend(self.args.iter().map(String::as_str));
+        args.extend(self.config.iter().map(String::as_str));
+        args.extend(["--instance", &self.env.name, "--target", &self.target]);
         let out = octostage(&args);
         let (stdout, stderr) = texts(&out);
         assert!(out.status.success(), "{cmd:?}:\n{stdout}\n{stderr}");
@@ -87,7 +87,7 @@ impl App {
     /// A command that takes only the instance and the target (status, sleep, wake).
     fn steer(&self, cmd: &[&str]) -> String {
         let mut args: Vec<&str> = cmd.to_vec();
-        args.extend(["--instance", &self.args[1], "--target", &self.args[7]]);
+        args.extend(["--instance", &self.env.name, "--target", &self.target]);
         octostage_ok(&args, 0)
     }
 
