@@ -95,9 +95,9 @@ build_tools() {
     GOBIN=$TOOLS/gobin go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK" >&2
     mv "$TOOLS/gobin/kwok" "$TOOLS/kwok-$KWOK"
   fi
-  local crds; crds=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
   if [ ! -f "$TOOLS/gateway-api-$GATEWAY_API.yaml" ]; then
-    local f out=$TOOLS/gateway-api-$GATEWAY_API.yaml.tmp
+    local crds f out=$TOOLS/gateway-api-$GATEWAY_API.yaml.tmp
+    crds=$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
     : >"$out"
     for f in "$crds"/config/crd/standard/gateway.networking.k8s.io_*.yaml; do
       case "$f" in *vap_*) continue ;; esac
