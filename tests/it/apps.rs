@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::cluster::{json, kubeconfig, Env};
+use crate::cluster::{json, kubeconfig, pods, pods_ready, Env};
 use crate::util::*;
 
 struct App {
@@ -33,10 +33,7 @@ impl App {
         let tmp = tempfile::tempdir().unwrap();
         let fixture = root().join("tests/fixtures/apps").join(name);
         let repo_dir = tmp.path().join(name);
-        copy_dir(&fixture, &repo_dir);
-        let repo = GitRepo::init(&repo_dir, &days_ago(1));
-        repo.git(&["add", "-A"]);
-        repo.git(&["commit", "-q", "-m", "Deploy manifests"]);
+        let repo = GitRepo::with_files(&repo_dir, &fixture, &days_ago(1), "Deploy manifests");
         crate::app_manifests::commit_files(
             &repo,
             "feature/review",
@@ -133,44 +130,8 @@ impl App {
         }
     }
 
-    /// (name, phase, ready) of each pod.
     fn pods(&self) -> Vec<(String, String, bool)> {
-        self.items("pods")
-            .iter()
-            .map(|p| {
-                let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                });
-                (
-                    p["metadata"]["name"].as_str().unwrap().to_string(),
-                    p["status"]["phase"].as_str().unwrap_or("").to_string(),
-                    ready,
-                )
-            })
-            .collect()
-    }
-
-    /// Every workload's pods Ready, `want` of them (Job pods excluded, they complete), within
-    /// a minute: an HPA raises its Deployment to its minimum on its own schedule (15 s).
-    fn wait_pods_ready(&self, want: usize) {
-        let start = Instant::now();
-        loop {
-            let running: Vec<_> = self
-                .pods()
-                .into_iter()
-                .filter(|(_, phase, _)| phase != "Succeeded")
-                .collect();
-            if running.len() == want && running.iter().all(|(_, _, ready)| *ready) {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "not {want} ready pods in {}: {running:?}",
-                self.ns
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        pods(self.kc(), &self.ns)
     }
 
     fn wait_no_pods(&self) {
@@ -194,7 +155,7 @@ impl App {
     /// workloads run when awake.
     fn live(&self, pods: usize) -> (serde_json::Value, Vec<String>) {
         self.converge_to("running");
-        self.wait_pods_ready(pods);
+        pods_ready(self.kc(), &self.ns, pods);
         let hpas = self.items("horizontalpodautoscalers");
         let claims: Vec<String> = self
             .items("persistentvolumeclaims")
@@ -229,7 +190,7 @@ impl App {
         // Awake: healthy again from the same claims.
         self.steer(&["wake", &self.ns]);
         self.converge_to("running");
-        self.wait_pods_ready(pods);
+        pods_ready(self.kc(), &self.ns, pods);
         for c in self.items("cronjobs") {
             assert_ne!(c["spec"]["suspend"], true, "{c}");
         }

@@ -46,6 +46,47 @@ pub fn json(kc: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&kubectl(kc, &a)).unwrap()
 }
 
+/// (name, phase, ready) of each pod of `ns`.
+pub fn pods(kc: &Path, ns: &str) -> Vec<(String, String, bool)> {
+    json(kc, &["get", "pods", "-n", ns])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["status"]["phase"].as_str().unwrap_or("").to_string(),
+                ready,
+            )
+        })
+        .collect()
+}
+
+/// Wait, a minute at most, until `ns` runs `want` pods and every one is Ready (pods of Jobs
+/// that finished are not counted). The simulated nodes run them and make them Ready after
+/// their readiness probe's delay; no test writes a pod's status.
+pub fn pods_ready(kc: &Path, ns: &str, want: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let running: Vec<_> = pods(kc, ns)
+            .into_iter()
+            .filter(|(_, phase, _)| phase != "Succeeded" && phase != "Failed")
+            .collect();
+        if running.len() == want && running.iter().all(|(_, _, ready)| *ready) {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "not {want} ready pods in {ns}: {running:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+}
+
 /// A unique environment name, and the clean-up of its namespaces when the test ends.
 pub struct Env {
     pub name: String,

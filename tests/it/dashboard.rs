@@ -4,9 +4,9 @@
 //! saved under target/screenshots for people to look at. Events land on the namespaces.
 
 use crate::browser::Browser;
+use crate::cluster::pods_ready;
 use crate::cluster::{json, kubectl, Setup};
 use crate::http::*;
-use crate::lifecycle::pods_ready;
 use crate::util::*;
 
 const TOKEN: &str = "dashboard-token";
@@ -61,7 +61,7 @@ fn the_dashboard_shows_five_stagings_in_their_states_and_extends_one_through_its
             .to_string()
     };
     d.wait(60, "main never pending", |d| state(d, "main") == "pending");
-    pods_ready(&s, &format!("{env}-main"), 1);
+    pods_ready(&s.kc, &format!("{env}-main"), 1);
     let auth = format!("Bearer {TOKEN}");
     let path = format!("/api/v1/stagings/{env}-feature-sleepy/sleep");
     assert_eq!(

@@ -6,10 +6,12 @@ use crate::util::*;
 fn apps(tmp: &std::path::Path) -> (GitRepo, GitRepo) {
     // The storefront keeps its kustomize base in its own repository.
     let storefront = tmp.join("storefront");
-    copy_dir(&root().join("example-repo/app-storefront"), &storefront);
-    let sf = GitRepo::init(&storefront, &days_ago(5));
-    sf.git(&["add", "-A"]);
-    sf.git(&["commit", "-q", "-m", "Kustomize base"]);
+    let sf = GitRepo::with_files(
+        &storefront,
+        &root().join("example-repo/app-storefront"),
+        &days_ago(5),
+        "Kustomize base",
+    );
     crate::app_manifests::commit_files(
         &sf,
         "feature/wishlist",

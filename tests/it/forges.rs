@@ -173,8 +173,8 @@ fn statuses_of(f: &Forge, context: &str) -> Vec<(String, String, Option<String>)
 
 #[test]
 fn commit_statuses_follow_each_transition_once_and_survive_a_restart() {
+    use crate::cluster::pods_ready;
     use crate::cluster::Setup;
-    use crate::lifecycle::pods_ready;
     let f = Forge::start();
     let s = Setup::new(2);
     let env = s.env.name.clone();
@@ -210,7 +210,7 @@ fn commit_statuses_follow_each_transition_once_and_survive_a_restart() {
         [(first.clone(), "pending".into(), link.clone())]
     );
     // Its pod becomes ready (the simulated node runs it): the next pass finds it running.
-    pods_ready(&s, &main, 1);
+    pods_ready(&s.kc, &main, 1);
     std::thread::sleep(std::time::Duration::from_secs(1));
     run();
     assert_eq!(

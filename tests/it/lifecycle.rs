@@ -8,34 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cluster::{json, Setup};
+use crate::cluster::{json, pods_ready, Setup};
 use crate::util::*;
 use crate::webhook::Receiver;
-
-/// Wait until `ns` holds `want` pods and every one is Ready: the simulated nodes of the control
-/// plane run them (and make them Ready after their readiness probe's delay); no test writes
-/// a pod's status.
-pub fn pods_ready(s: &Setup, ns: &str, want: usize) {
-    let start = Instant::now();
-    loop {
-        let pods = json(&s.kc, &["get", "pods", "-n", ns]);
-        let pods = pods["items"].as_array().unwrap();
-        let ready = pods.iter().filter(|p| {
-            p["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-        });
-        if pods.len() == want && ready.count() == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no {want} ready pods in {ns}: {pods:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// Wait until the Deployment `web` in `ns` reports `n` ready replicas.
 fn ready_replicas(s: &Setup, ns: &str, n: i64) {
@@ -115,7 +90,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     assert_eq!(deployment(&s, &ns)["spec"]["replicas"], 2);
     let pvc = uid(&s, "pvc", "data", &ns);
     let seed = uid(&s, "configmap", "seed", &ns);
-    pods_ready(&s, &ns, 2);
+    pods_ready(&s.kc, &ns, 2);
     ready_replicas(&s, &ns, 2);
     run(&s);
 

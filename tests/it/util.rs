@@ -23,6 +23,16 @@ impl GitRepo {
         r
     }
 
+    /// A repository at `path` whose `main` holds the files of the folder `files`, committed
+    /// with `message` on top of an initial commit at `date`.
+    pub fn with_files(path: &Path, files: &Path, date: &str, message: &str) -> GitRepo {
+        copy_dir(files, path);
+        let r = GitRepo::init(path, date);
+        r.git(&["add", "-A"]);
+        r.git(&["commit", "-q", "-m", message]);
+        r
+    }
+
     /// Run git in the repository; panics with its stderr on failure.
     pub fn git(&self, args: &[&str]) -> String {
         self.git_env(args, &[])
