@@ -151,6 +151,7 @@ class Octostage:
         self.log_path = os.path.join(self.dir, "octostage.log")
         self.proc = None
         self.base = None
+        self.probes = None
         self.lines = []
 
     def prepare(self):
@@ -173,6 +174,7 @@ class Octostage:
             "--target", f"kube:{self.args.kubeconfig}",
             "--instance", self.instance,
             "--listen", "127.0.0.1:0",
+            "--probe-listen", "127.0.0.1:0",
             "--cache-dir", os.path.join(self.dir, "cache"),
             "--interval", INTERVAL,
         ]
@@ -197,6 +199,9 @@ class Octostage:
         def read():
             for line in self.proc.stdout:
                 self.lines.append(line.rstrip("\n"))
+                p = re.match(r"octostage run: probes on (http://\S+)", line)
+                if p:
+                    self.probes = p.group(1)
                 m = re.match(r"octostage run: serving on (http://\S+)", line)
                 if m:
                     self.base = m.group(1)
@@ -224,7 +229,7 @@ class Octostage:
         return status, (json.loads(body) if body.strip().startswith((b"{", b"[")) else body)
 
     def metric(self, name, **labels):
-        status, body = http("GET", self.base + "/metrics")
+        status, body = http("GET", self.probes + "/metrics")
         if status != 200:
             raise Failed(f"/metrics answered {status}")
         total = 0.0

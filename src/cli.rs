@@ -323,11 +323,20 @@ pub struct RunArgs {
     /// Time between passes, e.g. 30s or 5m (at least 1s).
     #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = parse_interval)]
     pub interval: std::time::Duration,
-    /// Address of the HTTP server: dashboard, JSON API, webhooks, /metrics, /healthz,
-    /// /readyz (`0.0.0.0:8080` in a pod; port 0 picks a free one); `off` for none. Not
-    /// started with --once.
+    /// Address of the HTTP server: dashboard, JSON API, webhooks, /healthz, /readyz
+    /// (`0.0.0.0:8080` in a pod; port 0 picks a free one); `off` for none. Not started with
+    /// --once.
     #[arg(long, env = "OCTOSTAGE_LISTEN", default_value = crate::consts::DEFAULT_LISTEN, value_parser = parse_listen)]
     pub listen: Listen,
+    /// Address of the probe server: /healthz, /readyz and /metrics on a listener of their
+    /// own, which clients of the dashboard cannot crowd out (`0.0.0.0:8081` in a pod, for the
+    /// kubelet and Prometheus; port 0 picks a free one); `off` for none.
+    #[arg(long, env = "OCTOSTAGE_PROBE_LISTEN", default_value = crate::consts::DEFAULT_PROBE_LISTEN, value_parser = parse_listen)]
+    pub probe_listen: Listen,
+    /// Connections the HTTP server keeps open from one client address (of 256 in all). Behind
+    /// an ingress controller every request comes from its few addresses: raise it there.
+    #[arg(long, env = "OCTOSTAGE_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_connections_per_client: u16,
     /// Where other replicas forward actions and webhooks while this one leads, such as
     /// http://10.0.0.7:8080 (in a pod, from its IP; see deploy/).
     #[arg(long, env = "OCTOSTAGE_ADVERTISE_URL")]

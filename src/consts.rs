@@ -115,5 +115,7 @@ pub const LEASE_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 pub const LEASE_RETRY: Duration = Duration::from_secs(2);
 /// Default listen address of `run`'s HTTP server.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default listen address of `run`'s probe server (health, readiness, metrics).
+pub const DEFAULT_PROBE_LISTEN: &str = "127.0.0.1:8081";
 /// Largest webhook or action body taken.
 pub const MAX_BODY: usize = 1 << 20;

@@ -372,20 +372,40 @@ async fn daemon(
             a.advertise_url.clone(),
         ))
     };
+    let probes = match a.probe_listen {
+        Listen::Off => None,
+        Listen::At(addr) => {
+            let listener = server::bind(addr, "--probe-listen").await?;
+            out(&format!(
+                "octostage run: probes on http://{}\n",
+                listener.local_addr()?
+            ))?;
+            Some(tokio::spawn(server::serve_probes(
+                listener,
+                controller.handle(),
+                cancel.clone(),
+            )))
+        }
+    };
     let server = match a.listen {
         Listen::Off => None,
         Listen::At(addr) => {
-            let listener = server::bind(addr).await?;
+            let listener = server::bind(addr, "--listen").await?;
             let at = listener.local_addr()?;
             out(&format!("octostage run: serving on http://{at}\n"))?;
             let opts = server_options();
             if opts.token.is_none() {
                 eprintln!("note: no OCTOSTAGE_API_TOKEN: the dashboard and API are read-only");
             }
+            let limits = server::Limits {
+                per_client: usize::from(a.max_connections_per_client),
+                ..server::Limits::PUBLIC
+            };
             Some(tokio::spawn(server::serve(
                 listener,
                 controller.handle(),
                 opts,
+                limits,
                 cancel.clone(),
             )))
         }
@@ -394,6 +414,9 @@ async fn daemon(
     if let Some(s) = server {
         // Open event streams would hold a graceful shutdown forever.
         let _ = tokio::time::timeout(Duration::from_secs(2), s).await;
+    }
+    if let Some(p) = probes {
+        let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,12 +5,13 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State as Ax};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
+use super::body::Sender;
 pub(crate) use super::perform::Act;
 use super::{json_error, App};
 
@@ -89,7 +90,7 @@ pub(crate) async fn api(
     Ax(app): Ax<App>,
     Path((name, action)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     api_act(app, Some(name), action, headers, body).await
 }
@@ -99,7 +100,7 @@ pub(crate) async fn api_global(
     Ax(app): Ax<App>,
     Path(action): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     api_act(app, None, action, headers, body).await
 }
@@ -109,11 +110,26 @@ async fn api_act(
     name: Option<String>,
     action: String,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err((s, m)) = authorized(&app, bearer(&headers)) {
         return json_error(s, m);
     }
+    let body = match app
+        .bodies
+        .read(
+            Sender::Authenticated,
+            &headers,
+            body,
+            super::body::ACTION,
+            |_| {},
+        )
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return json_error(e.status(), e.to_string()),
+    };
+    let body = body.bytes();
     let params: Params = if body.iter().all(u8::is_ascii_whitespace) {
         Params::default()
     } else {
@@ -137,7 +153,7 @@ pub(crate) async fn form(
     Ax(app): Ax<App>,
     Path((name, action)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     form_act(app, Some(name), action, headers, body).await
 }
@@ -147,7 +163,7 @@ pub(crate) async fn form_global(
     Ax(app): Ax<App>,
     Path(action): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     form_act(app, None, action, headers, body).await
 }
@@ -157,7 +173,7 @@ async fn form_act(
     name: Option<String>,
     action: String,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let back = name
         .as_ref()
@@ -177,7 +193,15 @@ async fn form_act(
             "refused: sent from another site".into(),
         );
     }
-    let params: Params = match serde_urlencoded::from_bytes(&body) {
+    let body = match app
+        .bodies
+        .read(Sender::Unknown, &headers, body, super::body::FORM, |_| {})
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return page(e.status(), e.to_string()),
+    };
+    let params: Params = match serde_urlencoded::from_bytes(&body.bytes()) {
         Ok(p) => p,
         Err(e) => return page(StatusCode::BAD_REQUEST, format!("form: {e}")),
     };

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State as Ax;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::perform::{perform, Act};
-use super::{json_error, App};
+use super::{body, json_error, App};
 
 /// A forwarded action older (or newer) than this is refused: a replay does nothing after it.
 const FRESH: i64 = 60;
@@ -132,7 +132,7 @@ pub(crate) async fn act(
 }
 
 /// `POST /api/v1/forwarded`: an action another replica checked and signed.
-pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, raw: Body) -> Response {
     let Some(key) = key(&app) else {
         return json_error(StatusCode::NOT_FOUND, "forwarding needs a shared secret");
     };
@@ -141,6 +141,24 @@ pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, body: Bytes) -
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let signed = headers.get(SIGNATURE).and_then(|v| v.to_str().ok());
+    // A stale or unsigned request is refused on its headers, before its body is read.
+    let now = chrono::Utc::now().timestamp();
+    if !(signed.is_some() && at.is_some_and(|at| (now - at).abs() <= FRESH)) {
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "missing, wrong or stale forwarding signature",
+        );
+    }
+    let body = match app
+        .bodies
+        .read(body::Sender::Unknown, &headers, raw, body::ACTION, |_| {})
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return json_error(e.status(), e.to_string()),
+    };
+    // At most a few kilobytes, from the pool: one piece to sign.
+    let body = body.bytes();
     let ok = match (at, signed) {
         (Some(at), Some(sig)) => verified(&key, at, sig, &body, chrono::Utc::now().timestamp()),
         _ => false,

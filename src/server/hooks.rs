@@ -4,7 +4,7 @@
 //! constant time. Anything unsigned, wrongly signed or for a provider without a secret triggers
 //! nothing.
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State as Ax};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::perform::Act;
-use super::{json_error, App, Secret};
+use super::{body, json_error, App, Secret};
 
 /// The secrets of each provider; a provider without one is not enabled.
 #[derive(Debug, Clone, Default)]
@@ -53,15 +53,32 @@ pub enum Delivery {
     Ignore(String),
 }
 
-fn hmac_ok(secret: &Secret, body: &[u8], hex_sig: &str) -> bool {
-    let Some(sig) = decode_hex(hex_sig.trim()) else {
-        return false;
-    };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&sig).is_ok()
+/// How a delivery proves who sent it, as far as its headers tell before the body is read.
+pub(crate) enum Proof {
+    /// A token in the headers, already checked.
+    Token,
+    /// An HMAC of the body: the body is fed to `mac`, and must end as `expected`.
+    Signed {
+        mac: Box<Hmac<Sha256>>,
+        expected: Vec<u8>,
+    },
+}
+
+impl Proof {
+    /// Feed a piece of the body.
+    pub(crate) fn update(&mut self, piece: &[u8]) {
+        if let Proof::Signed { mac, .. } = self {
+            mac.update(piece);
+        }
+    }
+
+    /// Whether the body fed so far is what was signed.
+    pub(crate) fn holds(self) -> bool {
+        match self {
+            Proof::Token => true,
+            Proof::Signed { mac, expected } => mac.verify_slice(&expected).is_ok(),
+        }
+    }
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -78,13 +95,14 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Check a delivery and say what it means. Pure: the handler does the rest.
-pub fn verify(
+/// The provider's name, its secret, and how its delivery is proven: everything the headers
+/// can tell, checked before a byte of the body is read. A request without a well-formed
+/// signature or the right token is refused here, at the cost of its headers.
+pub(crate) fn authenticate(
     provider: &str,
     secrets: &HookSecrets,
     headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Delivery, HookError> {
+) -> Result<(&'static str, Proof), HookError> {
     let (secret, name) = match provider {
         "github" => (&secrets.github, "github"),
         "gitea" => (&secrets.gitea, "gitea"),
@@ -93,23 +111,49 @@ pub fn verify(
         other => return Err(HookError::Unknown(other.chars().take(40).collect())),
     };
     let secret = secret.as_ref().ok_or(HookError::Disabled(name))?;
-    let signed = match name {
-        "github" => header(headers, "x-hub-signature-256")
-            .and_then(|s| s.strip_prefix("sha256="))
-            .is_some_and(|s| hmac_ok(secret, body, s)),
-        "gitea" => header(headers, "x-gitea-signature")
-            .or_else(|| {
-                header(headers, "x-hub-signature-256").and_then(|s| s.strip_prefix("sha256="))
-            })
-            .is_some_and(|s| hmac_ok(secret, body, s)),
-        "gitlab" => header(headers, "x-gitlab-token").is_some_and(|t| secret.matches(t.as_bytes())),
-        _ => header(headers, "authorization")
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| secret.matches(t.trim().as_bytes())),
+    let signature = match name {
+        "github" => header(headers, "x-hub-signature-256").and_then(|s| s.strip_prefix("sha256=")),
+        "gitea" => header(headers, "x-gitea-signature").or_else(|| {
+            header(headers, "x-hub-signature-256").and_then(|s| s.strip_prefix("sha256="))
+        }),
+        "gitlab" => {
+            let ok =
+                header(headers, "x-gitlab-token").is_some_and(|t| secret.matches(t.as_bytes()));
+            return if ok {
+                Ok((name, Proof::Token))
+            } else {
+                Err(HookError::Unauthorized)
+            };
+        }
+        _ => {
+            let ok = header(headers, "authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .is_some_and(|t| secret.matches(t.trim().as_bytes()));
+            return if ok {
+                Ok((name, Proof::Token))
+            } else {
+                Err(HookError::Unauthorized)
+            };
+        }
     };
-    if !signed {
-        return Err(HookError::Unauthorized);
-    }
+    // HMAC-SHA256 is 32 bytes: anything else cannot be a signature.
+    let expected = signature
+        .and_then(|s| decode_hex(s.trim()))
+        .filter(|s| s.len() == 32)
+        .ok_or(HookError::Unauthorized)?;
+    let mac =
+        Hmac::<Sha256>::new_from_slice(secret.bytes()).map_err(|_| HookError::Unauthorized)?;
+    Ok((
+        name,
+        Proof::Signed {
+            mac: Box::new(mac),
+            expected,
+        },
+    ))
+}
+
+/// What an authenticated delivery of `name` says.
+pub(crate) fn payload(name: &str, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, HookError> {
     let event = match name {
         "github" => header(headers, "x-github-event"),
         "gitea" => header(headers, "x-gitea-event").or_else(|| header(headers, "x-github-event")),
@@ -136,6 +180,23 @@ pub fn verify(
         return Err(HookError::Malformed("it names no repository".into()));
     }
     Ok(Delivery::Changed(urls))
+}
+
+/// Check a whole delivery and say what it means: [`authenticate`], the body through the
+/// proof, then [`payload`]. Pure: the handler does the same while the body streams in.
+#[cfg(test)]
+fn verify(
+    provider: &str,
+    secrets: &HookSecrets,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Delivery, HookError> {
+    let (name, mut proof) = authenticate(provider, secrets, headers)?;
+    proof.update(body);
+    if !proof.holds() {
+        return Err(HookError::Unauthorized);
+    }
+    payload(name, headers, body)
 }
 
 /// The repository URLs a payload names.
@@ -235,7 +296,7 @@ pub(crate) async fn receive(
     Ax(app): Ax<App>,
     Path(provider): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    raw: Body,
 ) -> Response {
     let label = match provider.as_str() {
         p @ ("github" | "gitea" | "gitlab" | "generic") => p,
@@ -245,6 +306,11 @@ pub(crate) async fn receive(
         crate::metrics::webhook(label, result);
         json_error(status, e.to_string())
     };
+    let refusal = |e: HookError| match e {
+        HookError::Unauthorized => refused("unauthorized", StatusCode::UNAUTHORIZED, e),
+        HookError::Malformed(_) => refused("malformed", StatusCode::BAD_REQUEST, e),
+        _ => refused("disabled", StatusCode::NOT_FOUND, e),
+    };
     let ignored = |why: String| {
         crate::metrics::webhook(label, "ignored");
         (
@@ -253,17 +319,36 @@ pub(crate) async fn receive(
         )
             .into_response()
     };
-    let urls = match verify(&provider, &app.opts.hooks, &headers, &body) {
+    let (name, mut proof) = match authenticate(&provider, &app.opts.hooks, &headers) {
+        Ok(p) => p,
+        Err(e) => return refusal(e),
+    };
+    let sender = match proof {
+        Proof::Token => body::Sender::Authenticated,
+        Proof::Signed { .. } => body::Sender::Unknown,
+    };
+    let read = app
+        .bodies
+        .read(sender, &headers, raw, body::HOOK, |piece| {
+            proof.update(piece)
+        })
+        .await;
+    let read = match read {
+        Ok(r) => r,
+        Err(e) => {
+            crate::metrics::webhook(label, "refused");
+            return json_error(e.status(), e.to_string());
+        }
+    };
+    if !proof.holds() {
+        return refusal(HookError::Unauthorized);
+    }
+    let urls = match payload(name, &headers, &read.bytes()) {
         Ok(Delivery::Changed(urls)) => urls,
         Ok(Delivery::Ignore(why)) => return ignored(why),
-        Err(e @ HookError::Unauthorized) => {
-            return refused("unauthorized", StatusCode::UNAUTHORIZED, e)
-        }
-        Err(e @ HookError::Malformed(_)) => {
-            return refused("malformed", StatusCode::BAD_REQUEST, e)
-        }
-        Err(e) => return refused("disabled", StatusCode::NOT_FOUND, e),
+        Err(e) => return refusal(e),
     };
+    drop(read);
     let wanted: Vec<String> = urls.iter().map(|u| normalize_repository(u)).collect();
     let config = app.handle.state().config.clone();
     let environments: Vec<String> = match &config {

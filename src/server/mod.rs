@@ -3,9 +3,11 @@
 //! requests on stagings, and only on the replica that leads (others forward actions to it).
 
 mod actions;
+mod body;
 mod dashboard;
 mod forward;
 mod hooks;
+mod listener;
 mod perform;
 pub mod view;
 
@@ -13,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State as Ax};
+use axum::extract::State as Ax;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -69,6 +71,7 @@ pub(crate) struct App {
     forward: reqwest::Client,
     deliveries: Arc<hooks::Deliveries>,
     live_views: Arc<tokio::sync::Semaphore>,
+    bodies: Arc<body::Pools>,
 }
 
 /// The routes.
@@ -77,6 +80,7 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         handle,
         opts: Arc::new(opts),
         deliveries: Arc::default(),
+        bodies: Arc::default(),
         live_views: Arc::new(tokio::sync::Semaphore::new(dashboard::LIVE_VIEWS)),
         forward: reqwest::Client::builder()
             .timeout(forward::TIMEOUT)
@@ -97,65 +101,49 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         .route("/api/v1/forwarded", post(forward::receive))
         .route("/api/v1/{action}", post(actions::api_global))
         .route("/hooks/{provider}", post(hooks::receive))
+        // Also here for a load balancer that checks the port it sends traffic to; the
+        // kubelet's probes use the probe listener, which no client can crowd out.
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(crate::consts::MAX_BODY))
         .layer(axum::middleware::from_fn(guard))
         .with_state(app)
 }
 
-/// Most connections served at once: past it a new one is closed at once, so that a flood of
-/// idle connections cannot take the file descriptors and memory the controller needs.
-const MAX_CONNECTIONS: usize = 256;
-/// Longest a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a request may take to be answered, its body read included (an event stream's life
-/// is not counted: its answer starts at once).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The routes of the probe listener: health, readiness and metrics, nothing a client acts on.
+pub fn probe_router(handle: Handle) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(probe_readyz))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(guard))
+        .with_state(handle)
+}
 
-/// Serve until `stop` on `listener`.
+pub use listener::Limits;
+
+/// Serve the public routes until `stop` on `listener`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     handle: Handle,
     opts: Options,
+    limits: Limits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = router(handle, opts);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors, for one: wait rather than spin.
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            _ = stop.cancelled() => break,
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("connection refused: {MAX_CONNECTIONS} are open");
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
-    }
-    // Open event streams never end by themselves: they get a moment, then are dropped.
-    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
-    Ok(())
+    listener::serve(listener, router(handle, opts), limits, stop).await
 }
+
+/// Serve the probes and metrics until `stop` on `listener`.
+pub async fn serve_probes(
+    listener: tokio::net::TcpListener,
+    handle: Handle,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    listener::serve(listener, probe_router(handle), Limits::PROBES, stop).await
+}
+
+/// Longest a request may take to be answered, its body read included (an event stream's life
+/// is not counted: its answer starts at once).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every answer: bounded in time, not framed by other sites, its type not sniffed.
 async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -175,12 +163,12 @@ async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Res
     resp
 }
 
-/// Bind `addr`, naming it in the error.
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, std::io::Error> {
+/// Bind `addr` for `flag`, naming both in the error.
+pub async fn bind(addr: SocketAddr, flag: &str) -> Result<tokio::net::TcpListener, std::io::Error> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr}: {e} (see --listen)"),
+            format!("cannot listen on {addr}: {e} (see {flag})"),
         )
     })
 }
@@ -218,7 +206,11 @@ async fn api_plan(Ax(app): Ax<App>) -> Response {
 }
 
 async fn readyz(Ax(app): Ax<App>) -> Response {
-    if app.handle.state().ready {
+    probe_readyz(Ax(app.handle)).await
+}
+
+async fn probe_readyz(Ax(handle): Ax<Handle>) -> Response {
+    if handle.state().ready {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (

@@ -302,6 +302,7 @@ fn two_runs_on_one_target_at_once_do_not_trip_over_each_other() {
         let spawn = || {
             std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
                 .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+                .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
                 .args(d.args(&["run", "--once"]))
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -636,6 +636,7 @@ fn rbac_is_sufficient() {
     // Its lease lives in the service account's namespace, as in a pod.
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .env("POD_NAMESPACE", format!("{id}-rbac"))
         .args(&args)
         .stdout(Stdio::null())

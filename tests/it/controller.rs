@@ -14,6 +14,7 @@ fn run_daemon(d: &DirRun, cmd: &[&str]) -> std::process::Child {
     args.extend(["--log".into(), "octostage=info".into()]);
     Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -131,6 +131,7 @@ fn sigkill_at_any_moment_of_a_pass_leaves_a_target_the_next_pass_converges() {
     for delay in [60, 120, 200, 300, 450] {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
             .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+            .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
             .args(d.args(&["run", "--once"]))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

@@ -107,6 +107,7 @@ fn the_run_loop_survives_an_empty_repository() {
     d.repo.delete_branch("main");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .args(d.args(&["run", "--interval", "1s"]))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

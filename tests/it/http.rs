@@ -126,6 +126,8 @@ pub fn free_port() -> u16 {
 pub struct Daemon {
     pub child: Option<Child>,
     pub addr: String,
+    /// The probe listener's address: `/healthz`, `/readyz`, `/metrics`.
+    pub probes: String,
     pub log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -139,6 +141,7 @@ impl Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_octostage"))
             .args(args)
             .args(listen)
+            .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -154,8 +157,12 @@ impl Daemon {
         });
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut addr = None;
+        let mut probes = None;
         let mut line = String::new();
         while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(a) = line.trim().strip_prefix("octostage run: probes on http://") {
+                probes = Some(a.to_string());
+            }
             if let Some(a) = line
                 .trim()
                 .strip_prefix("octostage run: serving on http://")
@@ -167,9 +174,11 @@ impl Daemon {
         }
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = addr.unwrap_or_else(|| panic!("no server: {:?}", log.lock().unwrap()));
+        let probes = probes.unwrap_or_else(|| panic!("no probes: {:?}", log.lock().unwrap()));
         Daemon {
             child: Some(child),
             addr,
+            probes,
             log,
         }
     }
@@ -189,7 +198,7 @@ impl Daemon {
     }
 
     pub fn passes(&self) -> f64 {
-        metric(&self.addr, "octostage_passes_total", &[])
+        metric(&self.probes, "octostage_passes_total", &[])
     }
 
     /// The names of the stagings the API shows.

@@ -15,7 +15,7 @@ const TOKEN: &str = "leader-test-token";
 fn writes(d: &Daemon) -> f64 {
     ["create", "update", "patch", "delete"]
         .iter()
-        .map(|v| metric(&d.addr, "octostage_kube_requests_total", &[("verb", v)]))
+        .map(|v| metric(&d.probes, "octostage_kube_requests_total", &[("verb", v)]))
         .sum()
 }
 
@@ -34,7 +34,7 @@ fn replica(s: &Setup, id: &str, port: u16) -> Daemon {
 }
 
 fn leading(d: &Daemon) -> bool {
-    metric(&d.addr, "octostage_leader", &[]) == 1.0
+    metric(&d.probes, "octostage_leader", &[]) == 1.0
 }
 
 #[test]

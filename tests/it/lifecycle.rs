@@ -381,6 +381,7 @@ fn requests_made_at_once_are_all_kept() {
         let spawn = |args: Vec<String>| {
             std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
                 .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+                .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
                 .args(args)
                 .args(["--instance", &s.env.name, "--target", &s.target])
                 .output()

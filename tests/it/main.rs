@@ -14,6 +14,7 @@ mod dashboard;
 mod deploy;
 mod dir_target;
 mod example;
+mod flood;
 mod forges;
 mod fuzz_corpus;
 mod git_source;

@@ -41,6 +41,7 @@ fn a_config_change_triggers_a_pass_and_sigterm_stops_the_loop() {
     let out = tmp.path().join("out");
     let mut child = Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .args([
             "run",
             "--interval",

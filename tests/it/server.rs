@@ -264,9 +264,9 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
         &[("environment", "app"), ("state", "running")],
     );
     assert_eq!(running, 2.0);
-    assert!(metric(&s.addr, "octostage_pass_duration_seconds_count", &[]) >= 3.0);
+    assert!(metric(&s.probes, "octostage_pass_duration_seconds_count", &[]) >= 3.0);
     assert_eq!(
-        metric(&s.addr, "octostage_leader", &[]),
+        metric(&s.probes, "octostage_leader", &[]),
         1.0,
         "a dir target needs no lease"
     );

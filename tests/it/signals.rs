@@ -24,6 +24,7 @@ pub fn slow_render(d: &DirRun, branches: usize) {
 pub fn spawn(args: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -124,6 +124,7 @@ impl GitRepo {
 pub fn octostage(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_octostage"))
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .args(args)
         .env_remove("OCTOSTAGE_CONFIG")
         .env_remove("OCTOSTAGE_TARGET")
@@ -295,6 +296,7 @@ pub fn octostage_env(args: &[&str], cwd: Option<&Path>, env: &[(&str, &str)]) ->
     let mut c = Command::new(env!("CARGO_BIN_EXE_octostage"));
     c.args(args)
         .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
         .env_remove("OCTOSTAGE_CONFIG")
         .env_remove("OCTOSTAGE_TARGET")
         .envs(env.iter().copied());

@@ -39,6 +39,7 @@ impl Running {
     fn start(s: &Setup) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_octostage"))
             .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+            .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
             .args(["run", "--interval", "1h", "--log", "octostage=info"])
             .args(["--instance", &s.env.name, "--target", &s.target])
             .arg("--config")
