@@ -122,13 +122,59 @@ impl ImageRef {
     }
 }
 
+/// Redirects are followed by hand ([`head_following`]): the client follows none, so that no
+/// credential and no challenge crosses to a host the configuration did not name.
 static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::limited(3))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client without custom TLS builds")
 });
+
+/// Redirects followed at most.
+const MAX_REDIRECTS: usize = 3;
+
+/// An answer to a manifest `HEAD`, and whether the registry itself gave it (no redirect).
+struct Answer {
+    resp: reqwest::Response,
+    from_registry: bool,
+}
+
+/// `HEAD url` with `auth`, following redirects without it: a redirect names a host the
+/// configuration did not, which gets neither the credentials nor a say in where they go.
+async fn head_following(
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<&str>,
+    host: &str,
+) -> Result<Answer, String> {
+    let mut url = reqwest::Url::parse(url).map_err(|_| format!("{host}: not a URL"))?;
+    for hop in 0..=MAX_REDIRECTS {
+        let mut req = client.head(url.clone()).header("accept", ACCEPT);
+        if let (0, Some(a)) = (hop, auth) {
+            req = req.header("authorization", a);
+        }
+        let resp = req.send().await.map_err(|e| said(host, e))?;
+        if !resp.status().is_redirection() {
+            return Ok(Answer {
+                resp,
+                from_registry: hop == 0,
+            });
+        }
+        let next = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+            .ok_or_else(|| format!("{host}: a redirect without a usable Location"))?;
+        if !matches!(next.scheme(), "https" | "http") {
+            return Err(format!("{host}: a redirect to a {} URL", next.scheme()));
+        }
+        url = next;
+    }
+    Err(format!("{host}: more than {MAX_REDIRECTS} redirects"))
+}
 
 /// A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."` header's parameters.
 pub fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
@@ -194,27 +240,25 @@ pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<P
     let r = ImageRef::parse(image)?;
     let url = r.manifest_url();
     let host = r.registry.clone();
-    let fail = |e: reqwest::Error| said(&host, e);
     let client = &*CLIENT;
-    let head = |auth: Option<String>| {
-        let mut req = client.head(&url).header("accept", ACCEPT);
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
+    let first = head_following(client, &url, None, &host).await?;
+    let resp = if first.resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+        if !first.from_registry {
+            return Err(format!(
+                "{host} redirected to a host that asks for credentials; octostage sends them only to {host} and the token endpoint it names"
+            ));
         }
-        req.send()
-    };
-    let first = head(None).await.map_err(fail)?;
-    let resp = if first.status() == reqwest::StatusCode::UNAUTHORIZED {
         let challenge = first
+            .resp
             .headers()
             .get("www-authenticate")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
         let auth = authorization(client, &challenge, creds, &host).await?;
-        head(Some(auth)).await.map_err(fail)?
+        head_following(client, &url, Some(&auth), &host).await?.resp
     } else {
-        first
+        first.resp
     };
     match resp.status().as_u16() {
         200 => Ok(Presence::Present),

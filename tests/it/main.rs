@@ -25,6 +25,7 @@ mod leader;
 mod lifecycle;
 mod notify;
 mod ownership;
+mod registry_redirects;
 mod render_limits;
 mod run_loop;
 mod schedule;
