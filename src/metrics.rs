@@ -77,6 +77,8 @@ pub struct Metrics {
     pub webhooks: Family<HookLabels, Counter>,
     /// 1 while this process holds the lease (or needs none), else 0.
     pub leader: Gauge<i64, AtomicI64>,
+    /// Writes not sent because this process's lease had lapsed.
+    pub writes_refused: Counter,
 }
 
 impl Metrics {
@@ -93,6 +95,7 @@ impl Metrics {
             notification_failures: Counter::default(),
             webhooks: Family::default(),
             leader: Gauge::default(),
+            writes_refused: Counter::default(),
             registry: Registry::default(),
         };
         // Registration clones the handles: the fields and the registry share each metric.
@@ -141,6 +144,11 @@ impl Metrics {
             "leader",
             "1 while this process may write (it holds the lease, or needs none)",
             m.leader.clone(),
+        );
+        registry.register(
+            "writes_refused",
+            "Writes not sent because this process's lease had lapsed (a replica paused past its lease)",
+            m.writes_refused.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -109,6 +109,8 @@ pub async fn run(
         tx.send_replace(Leadership::alone());
         return;
     };
+    // Nothing is written until the lease is ours.
+    leases.gate().close();
     let mut round = Round {
         seen: None,
         renewed: None,
@@ -177,6 +179,7 @@ impl Round {
         self.seen = Some((version, since));
         let step = decide(&e.identity, lease.as_ref(), since.elapsed());
         if step == Step::Foreign {
+            leases.gate().close();
             self.status.leader = None;
             self.status.leader_url = None;
             return self.trouble(format!(
@@ -185,6 +188,7 @@ impl Round {
             ));
         }
         if step == Step::Follow {
+            leases.gate().close();
             self.status.leader = lease.as_ref().and_then(|l| l.holder.clone());
             self.status.leader_url = lease.as_ref().and_then(|l| l.leader_url.clone());
             self.status.leading = false;
@@ -192,17 +196,23 @@ impl Round {
             return;
         }
         let next = claim(e, lease.as_ref(), step);
+        // Others count the lease's duration from when they see this write, which is later.
+        let sent = Instant::now();
         let written = tokio::time::timeout(LEASE_RETRY * 2, leases.write_lease(&e.lease, &next));
         match written.await {
             Ok(Ok(true)) => {
-                self.renewed = Some(Instant::now());
+                leases.gate().hold(sent, LEASE_RENEW_DEADLINE);
+                self.renewed = Some(sent);
                 self.status.leading = true;
                 self.status.leader = Some(e.identity.clone());
                 self.status.leader_url = e.url.clone();
                 self.told = None;
             }
             // Another replica wrote first: it leads.
-            Ok(Ok(false)) => self.status.leading = false,
+            Ok(Ok(false)) => {
+                leases.gate().close();
+                self.status.leading = false;
+            }
             Ok(Err(err)) => self.trouble(format!("cannot write the lease: {err}")),
             Err(_) => self.trouble("writing the lease timed out".into()),
         }
@@ -247,6 +257,7 @@ fn claim(e: &Election, lease: Option<&LeaseRecord>, step: Step) -> LeaseRecord {
 
 /// Give the lease up, so that another replica takes over at once.
 async fn release(leases: &dyn crate::targets::Leases, e: &Election) {
+    leases.gate().close();
     let read = tokio::time::timeout(LEASE_RETRY, leases.read_lease(&e.lease)).await;
     let Ok(Ok(Some(l))) = read else { return };
     if l.holder.as_deref() != Some(e.identity.as_str()) {

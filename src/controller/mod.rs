@@ -198,7 +198,9 @@ impl Controller {
             ..self.opts.clone()
         };
         let cancel = self.shutdown.child_token();
-        let lost = leading.then(|| stop_when_lost(self.leadership.1.clone(), cancel.clone()));
+        let gate = self.target.leases().map(|l| l.gate().clone());
+        let lost = leading
+            .then(|| stop_when_lost(self.leadership.1.clone(), gate.clone(), cancel.clone()));
         // The pass's log lines name what asked for it (`trigger=manual`).
         let span = tracing::info_span!("trigger", trigger = %trigger);
         let r = tracing::Instrument::instrument(
@@ -217,8 +219,11 @@ impl Controller {
         if let Some(lost) = lost {
             lost.abort();
         }
+        // A replica whose lease lapsed during the pass tells no one what it did: the next
+        // leader's pass will.
+        let still_leading = gate.as_ref().is_none_or(|g| g.check().is_ok());
         if let Ok(r) = &r {
-            if !opts.dry_run {
+            if !opts.dry_run && still_leading {
                 self.notifier.send(crate::notify::events(r));
             }
         }
@@ -375,19 +380,33 @@ impl Controller {
     }
 }
 
-/// Cancel `cancel` as soon as this replica stops leading.
+/// Cancel `cancel` as soon as this replica stops leading, or the write gate refuses a write
+/// (its lease lapsed before the election noticed: the process was paused, say).
 fn stop_when_lost(
     mut rx: watch::Receiver<Leadership>,
+    gate: Option<crate::targets::WriteGate>,
     cancel: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        while rx.changed().await.is_ok() {
-            if !rx.borrow_and_update().leading {
-                warn!("leadership lost during a pass: stopping it between stagings");
-                cancel.cancel();
-                return;
+        let refused = async {
+            match &gate {
+                Some(g) => g.refused().await,
+                None => std::future::pending().await,
             }
+        };
+        let lost = async {
+            while rx.changed().await.is_ok() {
+                if !rx.borrow_and_update().leading {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = lost => warn!("leadership lost during a pass: stopping it between stagings"),
+            _ = refused => warn!("the lease lapsed during a pass (was this process paused?): its writes are refused and the pass stops"),
         }
+        cancel.cancel();
     })
 }
 

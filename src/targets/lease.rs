@@ -40,6 +40,8 @@ pub trait Leases: Send + Sync {
     /// Write `record` as lease `name` if it is still at `record.version` (empty: create it);
     /// `Ok(false)` when someone else wrote first.
     async fn write_lease(&self, name: &str, record: &LeaseRecord) -> Result<bool, TargetError>;
+    /// The gate every other write of this target passes, which the election opens.
+    fn gate(&self) -> &super::WriteGate;
 }
 
 /// An event about a staging, for the people who look at its namespace

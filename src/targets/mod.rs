@@ -3,6 +3,7 @@
 //! staging's objects or deletes a staging, writing only what differs and only what it created.
 
 pub mod dir;
+pub mod gate;
 pub mod kube;
 pub mod lease;
 
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
+pub use gate::{Lapsed, WriteGate};
 pub use lease::{LeaseRecord, Leases, StagingNotice};
 
 /// Why a target operation failed.

@@ -200,3 +200,174 @@ fn two_replicas_given_one_identity_never_both_lead() {
     let lease = format!("octostage-{}", s.env.name);
     kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
 }
+
+/// Forty ConfigMaps per staging, each saying `note`: a pass over ten stagings takes seconds.
+fn many(s: &Setup, note: &str) {
+    std::fs::write(
+        s.cfg.join("t").join("many.yaml"),
+        format!("{{% for i in range(40) %}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: many-{{{{ i }}}}\ndata:\n  note: {note:?}\n{{% endfor %}}\n"),
+    )
+    .unwrap();
+}
+
+/// Every ConfigMap `many-*` of this environment: (namespace, note).
+fn notes(s: &Setup) -> Vec<(String, String)> {
+    let sel = format!("octostage.dev/environment={}", s.env.name);
+    let v = crate::cluster::json(&s.kc, &["get", "cm", "-A", "-l", &sel]);
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["metadata"]["name"].as_str().unwrap().starts_with("many-"))
+        .map(|i| {
+            (
+                i["metadata"]["namespace"].as_str().unwrap().to_string(),
+                i["data"]["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The latest time the API server recorded a write of any object of this environment
+/// (managed fields), as Unix seconds.
+fn last_write(s: &Setup) -> i64 {
+    let sel = format!("octostage.dev/environment={}", s.env.name);
+    let mut latest = 0;
+    for args in [
+        vec!["get", "ns", "-l", sel.as_str()],
+        vec!["get", "cm,deploy,svc", "-A", "-l", sel.as_str()],
+    ] {
+        let v = crate::cluster::json(&s.kc, &args);
+        for item in v["items"].as_array().unwrap() {
+            for m in item["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = m["time"].as_str() {
+                    let t = chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp();
+                    latest = latest.max(t);
+                }
+            }
+        }
+    }
+    latest
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
+    use crate::signals::signal;
+    use nix::sys::signal::Signal;
+    use std::time::Duration;
+    let s = Setup::new(10);
+    many(&s, "first");
+    let lease = format!("octostage-{}", s.env.name);
+    let start = |id: &str, interval: &str| {
+        let port = free_port();
+        let mut args = s.args(&[
+            "run",
+            "--interval",
+            interval,
+            "--identity",
+            id,
+            "--concurrency",
+            "1",
+            "--log",
+            "info",
+        ]);
+        args.extend([
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--advertise-url".into(),
+            format!("http://127.0.0.1:{port}"),
+        ]);
+        Daemon::start(
+            &args,
+            &[("POD_NAMESPACE", "default"), ("OCTOSTAGE_API_TOKEN", TOKEN)],
+        )
+    };
+    // A passes only when the configuration changes (it is watched), B every two seconds.
+    let a = start("replica-a", "1h");
+    a.wait(20, "a never led", leading);
+    a.wait(60, "the stagings never appeared", |_| {
+        notes(&s).len() == 400
+    });
+    let b = start("replica-b", "2s");
+    b.wait(20, "b never finished a pass", |d| {
+        get(&d.addr, "/readyz").status == 200
+    });
+    let f9 = format!("{}-feature-f9", s.env.name);
+    let uid = |ns: &str| {
+        crate::cluster::json(&s.kc, &["get", "ns", ns])["metadata"]["uid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A new note everywhere and one branch gone: A's pass has applies and a delete to do.
+    let seen = a.log.lock().unwrap().len();
+    s.repo.delete_branch("feature/f9");
+    many(&s, "second");
+    a.wait(30, "a never started writing", |a| {
+        a.log.lock().unwrap()[seen..]
+            .iter()
+            .any(|l| l.contains("write: "))
+    });
+    signal(a.child.as_ref().unwrap(), Signal::SIGSTOP);
+    let stopped = a.log.lock().unwrap().len();
+    // While A sleeps, the branch comes back and the note changes again; B takes over.
+    s.repo.commit("feature/f9", "back", &days_ago(0));
+    many(&s, "third");
+    b.wait(60, "b never took over", leading);
+    b.wait(60, "b never wrote the third note everywhere", |_| {
+        let n = notes(&s);
+        n.len() == 400 && n.iter().all(|(_, note)| note == "third")
+    });
+    // B is done: two passes in a row without a write (its metrics count lease renewals).
+    b.wait(30, "b kept writing", |b| {
+        let log = b.log.lock().unwrap();
+        let passes: Vec<&String> = log.iter().filter(|l| l.contains("pass finished")).collect();
+        passes.len() >= 2 && passes[passes.len() - 2..].iter().all(|l| l.contains(" writes=0 "))
+    });
+    let f9_uid = uid(&f9);
+    std::thread::sleep(Duration::from_millis(1100));
+    let resumed_at = chrono::Utc::now().timestamp();
+    signal(a.child.as_ref().unwrap(), Signal::SIGCONT);
+    a.wait(30, "a never noticed it lost the lease", |a| {
+        a.log.lock().unwrap()[stopped..]
+            .iter()
+            .any(|l| l.contains("no longer leading") || l.contains("lease lapsed"))
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let after: Vec<String> = a.log.lock().unwrap()[stopped..].to_vec();
+    let refused = metric(&a.probes, "octostage_writes_refused_total", &[]);
+    println!(
+        "the paused leader refused {refused} writes after it resumed; its log since:\n{}",
+        after.join("\n")
+    );
+    assert!(
+        refused >= 1.0,
+        "the old leader had nothing in flight: the test proves nothing"
+    );
+    assert!(
+        last_write(&s) < resumed_at,
+        "an object was written after the old leader resumed"
+    );
+    let n = notes(&s);
+    assert!(
+        n.len() == 400 && n.iter().all(|(_, note)| note == "third"),
+        "stale content: {:?}",
+        n.iter()
+            .filter(|(_, note)| note != "third")
+            .collect::<Vec<_>>()
+    );
+    let ns = crate::cluster::json(&s.kc, &["get", "ns", &f9]);
+    assert_eq!(ns["metadata"]["uid"].as_str().unwrap(), f9_uid);
+    assert!(
+        ns["metadata"]["deletionTimestamp"].is_null(),
+        "a stale delete went out"
+    );
+    assert!(!leading(&a));
+    drop(a);
+    drop(b);
+    kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
+}

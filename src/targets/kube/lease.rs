@@ -50,6 +50,10 @@ impl KubeTarget {
 
 #[async_trait]
 impl Leases for KubeTarget {
+    fn gate(&self) -> &crate::targets::WriteGate {
+        &self.gate
+    }
+
     fn describe_lease(&self, name: &str) -> String {
         format!("lease {}/{name}", self.lease_namespace)
     }

@@ -14,6 +14,7 @@ mod copies;
 mod counting;
 mod drift;
 mod events;
+mod gating;
 mod health;
 mod lease;
 mod live;
@@ -50,6 +51,8 @@ pub use state::{CreatedBy, DELETE_REASON, KINDS};
 
 /// A Kubernetes cluster.
 pub struct KubeTarget {
+    /// Open unless an election runs; see [`crate::targets::WriteGate`].
+    gate: crate::targets::WriteGate,
     client: Client,
     /// For watches: reads may stay quiet for minutes.
     watch_client: Client,
@@ -96,11 +99,17 @@ fn own_namespace() -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// A client whose every request is counted in the metrics.
-fn counted(config: kube::Config) -> Result<Client, TargetError> {
+/// A client whose every request is counted in the metrics, and whose writes pass `gate`
+/// (outside the count: a refused write is never sent, so never counted as one).
+fn counted(config: kube::Config, gate: &crate::targets::WriteGate) -> Result<Client, TargetError> {
+    let gate = gate.clone();
     Ok(kube::client::ClientBuilder::try_from(config)
         .map_err(|e| err("kube client", e))?
         .with_layer(&tower::layer::layer_fn(counting::Count))
+        .with_layer(&tower::layer::layer_fn(move |inner| gating::Gate {
+            inner,
+            gate: gate.clone(),
+        }))
         .build())
 }
 
@@ -136,9 +145,11 @@ impl KubeTarget {
         );
         let mut watch_config = config.clone();
         watch_config.read_timeout = Some(consts::KUBE_WATCH_READ_TIMEOUT);
-        let client = counted(config)?;
-        let watch_client = counted(watch_config)?;
+        let gate = crate::targets::WriteGate::open();
+        let client = counted(config, &gate)?;
+        let watch_client = counted(watch_config, &gate)?;
         Ok(KubeTarget {
+            gate,
             client,
             watch_client,
             watches: Default::default(),

@@ -13,6 +13,8 @@ pub(super) fn retryable(e: &kube::Error) -> bool {
     match e {
         kube::Error::Api(s) if s.code == 409 => !precondition(e) && !already_exists(e),
         kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        // A write the lease gate refused is final: trying again is the next leader's job.
+        kube::Error::Service(_) if super::gating::refused(e) => false,
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
