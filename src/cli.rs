@@ -28,9 +28,32 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// Network of render processes that read files from an application repository (kubectl
+    /// kustomize, helm, a render command with `app_paths`): `none` runs each in a network
+    /// namespace of its own with no interface up, so a file pushed to a branch cannot make a
+    /// render fetch anything; `host` lets them use this host's network. `none` needs
+    /// CAP_SYS_ADMIN or unprivileged user namespaces; where the kernel refuses both, such
+    /// renders fail and say so.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OCTOSTAGE_RENDER_NETWORK",
+        default_value = "none"
+    )]
+    pub render_network: RenderNetwork,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The network of renders that read branch files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderNetwork {
+    /// A network namespace of their own: no network at all.
+    None,
+    /// This host's network.
+    Host,
 }
 
 /// Subcommands.
@@ -100,6 +123,9 @@ pub struct ParseYamlArgs {
 pub struct LimitMemoryArgs {
     /// Most data memory, bytes.
     pub bytes: u64,
+    /// Also leave the network: run in a network namespace of its own.
+    #[arg(long)]
+    pub no_network: bool,
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<std::ffi::OsString>,

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::InternalLimitMemory(a) => {
             // Only returns when the program could not be started.
-            let e = octostage::render::sandbox::exec_limited(a.bytes, &a.argv);
+            let e = octostage::render::sandbox::exec_limited(a.bytes, a.no_network, &a.argv);
             eprintln!("error: {e}");
             return ExitCode::from(127);
         }
@@ -55,7 +55,10 @@ fn main() -> ExitCode {
                 std::io::stdout(),
             ));
         }
-        _ => octostage::render::sandbox::enable(),
+        _ => octostage::render::sandbox::enable(match cli.render_network {
+            octostage::cli::RenderNetwork::None => octostage::render::sandbox::Network::None,
+            octostage::cli::RenderNetwork::Host => octostage::render::sandbox::Network::Host,
+        }),
     }
     logs(&cli);
     let rt = match tokio::runtime::Runtime::new() {

@@ -42,6 +42,9 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// Stop early (octostage is shutting down).
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// Its network (with the memory limit: both are set by the octostage binary it starts
+    /// through).
+    pub network: super::sandbox::Network,
 }
 
 /// Kills the process group when dropped, unless the group was already dealt with: every way out
@@ -94,7 +97,7 @@ pub fn run_with_input(
 ) -> Result<String, RenderError> {
     let program = argv.first().cloned().unwrap_or_default();
     let argv = match limits.memory {
-        Some(bytes) if !argv.is_empty() => super::sandbox::wrap(argv, bytes),
+        Some(bytes) if !argv.is_empty() => super::sandbox::wrap(argv, bytes, limits.network),
         _ => argv.to_vec(),
     };
     let fail = |message: String, stderr: String| RenderError::Command {
@@ -374,6 +377,7 @@ mod tests {
             memory: None,
             deadline: None,
             cancel: None,
+            network: Default::default(),
         }
     }
 
@@ -468,6 +472,7 @@ mod tests {
                 max_output: 1 << 20,
                 memory: None,
                 cancel: None,
+                network: Default::default(),
             },
         )
         .unwrap_err();
@@ -501,6 +506,7 @@ mod tests {
             memory: None,
             deadline: None,
                 cancel: None,
+                network: Default::default(),
             },
         )
         .unwrap_err();

@@ -364,6 +364,7 @@ pub(crate) fn limits(
         max_output: settings.render_output_limit,
         memory: Some(settings.render_memory_limit),
         cancel,
+        network: sandbox::Network::Host,
     }
 }
 

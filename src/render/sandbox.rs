@@ -41,10 +41,30 @@ const MAX_REQUEST: u64 = 16 << 20;
 /// Most bytes of YAML a parsing child reads: more than any `render_output_limit` lets through.
 const MAX_YAML: u64 = 4 << 30;
 
+/// The network a render process gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// This host's.
+    #[default]
+    Host,
+    /// None: a network namespace of its own, no interface up (not even loopback).
+    None,
+}
+
+/// What renders of branch files get (`--render-network`).
+static BRANCH_NETWORK: OnceLock<Network> = OnceLock::new();
+
+/// The network of a render that reads files of the application repository.
+pub(crate) fn branch_network() -> Network {
+    BRANCH_NETWORK.get().copied().unwrap_or(Network::Host)
+}
+
 /// Render processes run under a memory limit from now on, started through `exe` (the running
-/// octostage binary). `/proc/self/exe` is the binary this process runs even when the file was
-/// replaced by an upgrade since, so the child always speaks this version's request format.
-pub fn enable() {
+/// octostage binary), and those that read branch files on `branch`. `/proc/self/exe` is the
+/// binary this process runs even when the file was replaced by an upgrade since, so the child
+/// always speaks this version's request format.
+pub fn enable(branch: Network) {
+    let _ = BRANCH_NETWORK.set(branch);
     let exe = Path::new("/proc/self/exe");
     let exe = if exe.exists() {
         exe.to_path_buf()
@@ -62,8 +82,9 @@ pub fn enabled() -> bool {
     EXECUTABLE.get().is_some()
 }
 
-/// `argv` started under a limit of `bytes`: through the octostage binary when enabled.
-pub(crate) fn wrap(argv: &[String], bytes: u64) -> Vec<String> {
+/// `argv` started under a limit of `bytes`, on `network`: through the octostage binary when
+/// enabled.
+pub(crate) fn wrap(argv: &[String], bytes: u64, network: Network) -> Vec<String> {
     let Some(exe) = EXECUTABLE.get() else {
         return argv.to_vec();
     };
@@ -71,8 +92,11 @@ pub(crate) fn wrap(argv: &[String], bytes: u64) -> Vec<String> {
         exe.display().to_string(),
         "internal-limit-memory".into(),
         bytes.to_string(),
-        "--".into(),
     ];
+    if network == Network::None {
+        out.push("--no-network".into());
+    }
+    out.push("--".into());
     out.extend(argv.iter().cloned());
     out
 }
@@ -91,6 +115,12 @@ pub enum SandboxError {
     /// Nothing to run.
     #[error("no program to run under the memory limit")]
     NoProgram,
+    /// The kernel gave no network namespace.
+    #[error("cannot cut the render off the network: the kernel refused a network namespace ({source}); octostage needs CAP_SYS_ADMIN or unprivileged user namespaces (a container's seccomp profile may forbid them) to render files of a branch without network, or `--render-network host` to let such renders use this host's network")]
+    Network {
+        /// Why.
+        source: nix::Error,
+    },
     /// The program could not be started.
     #[error("cannot start `{program}`: {source}")]
     Exec {
@@ -111,12 +141,41 @@ pub fn limit_own_memory(bytes: u64) -> Result<(), SandboxError> {
         .map_err(|source| SandboxError::Limit { bytes, source })
 }
 
-/// `octostage internal-limit-memory BYTES -- PROGRAM ARGS...`: limit, then become the
-/// program. Returns only on failure.
-pub fn exec_limited(bytes: u64, argv: &[OsString]) -> SandboxError {
+/// Leave the network: a network namespace of this process's own, where no interface is up.
+/// As root (CAP_SYS_ADMIN) directly; otherwise inside a user namespace of its own, where this
+/// process keeps its user and group ids (mapped to themselves) and gains nothing outside.
+/// The process must still be single-threaded (a user namespace requires it): it is, between
+/// `main` and `exec`.
+pub fn leave_network() -> Result<(), SandboxError> {
+    use nix::sched::{unshare, CloneFlags};
+    if unshare(CloneFlags::CLONE_NEWNET).is_ok() {
+        return Ok(());
+    }
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET)
+        .map_err(|source| SandboxError::Network { source })?;
+    let map = |file: &str, text: String| {
+        std::fs::write(file, text).map_err(|e| SandboxError::Network {
+            source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::EPERM)),
+        })
+    };
+    map("/proc/self/setgroups", "deny".into())?;
+    map("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    map("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    Ok(())
+}
+
+/// `octostage internal-limit-memory BYTES [--no-network] -- PROGRAM ARGS...`: limit (and
+/// leave the network), then become the program. Returns only on failure.
+pub fn exec_limited(bytes: u64, no_network: bool, argv: &[OsString]) -> SandboxError {
     use std::os::unix::process::CommandExt;
     if let Err(e) = limit_own_memory(bytes) {
         return e;
+    }
+    if no_network {
+        if let Err(e) = leave_network() {
+            return e;
+        }
     }
     let Some((program, args)) = argv.split_first() else {
         return SandboxError::NoProgram;

@@ -164,12 +164,20 @@ pub(super) fn run_tool(
 ) -> Result<String, RenderError> {
     let mut pass_env: Vec<&str> = consts::RENDER_ENV_DEFAULT.to_vec();
     pass_env.extend(settings.render_env.iter().map(String::as_str));
+    // Files of a branch are read: whoever pushes chooses what they make the tool fetch.
+    let limits = super::Limits {
+        network: match app_dir {
+            Some(_) => super::sandbox::branch_network(),
+            None => super::sandbox::Network::Host,
+        },
+        ..limits.clone()
+    };
     command::run(
         argv,
         &config.root,
         &pass_env,
         &super::command_vars(ctx, app_dir),
-        limits,
+        &limits,
     )
 }
 
@@ -218,18 +226,20 @@ fn normalized(path: &Path) -> PathBuf {
     out
 }
 
-/// A kustomization from the application repository is written by whoever pushes: every
-/// `resources`, `bases` and `components` entry of every kustomization in the export must be a
-/// path inside the export that exists there. A directory elsewhere on the host (another
+/// A kustomization from the application repository is written by whoever pushes: every entry
+/// that names a file or root ([`named_paths`]: resources, generators, transformers, validators,
+/// patches, generator files, ...) of every kustomization in the export must be a path inside
+/// the export that exists there. A directory elsewhere on the host (another
 /// environment's export, the config repository) or a remote URL (which kubectl would fetch,
 /// with the host's git credentials) is refused. kubectl itself keeps files to their root.
 fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
-    let refuse = |file: &Path, entry: &str, why: &str| {
+    let refuse = |file: &Path, field: &str, entry: &str, why: &str| {
         RenderError::Command {
         program: "kustomize".into(),
         message: format!(
-            "{} names {entry:?}, {why}; a kustomization from the application repository may only name paths inside the exported paths",
-            file.strip_prefix(root).unwrap_or(file).display()
+            "{} names {:?} in `{field}`, {why}; a kustomization from the application repository may only name paths inside the exported paths (add the path to `app_paths`)",
+            file.strip_prefix(root).unwrap_or(file).display(),
+            crate::text::printable(&entry.chars().take(200).collect::<String>()),
         ),
         stderr: String::new(),
     }
@@ -259,33 +269,102 @@ fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
                 p.strip_prefix(root).unwrap_or(&p).display()
             );
             let mut budget = crate::yaml_budget::Budget::default();
+            // What octostage cannot read is refused, not left to kubectl: kubectl reads some
+            // YAML serde_yaml refuses (a key given twice: kubectl takes the last), and would
+            // follow what this check never saw.
             let doc = match super::sandbox::parse_yaml(&shown, &text, &mut budget, limits) {
                 Ok(docs) => docs.into_iter().next().unwrap_or_default(),
-                Err(RenderError::Yaml { .. }) => continue, // kubectl reports it.
+                Err(RenderError::Yaml { message, .. }) => {
+                    return Err(RenderError::Command {
+                        program: "kustomize".into(),
+                        message: format!(
+                            "{} cannot be checked: {message}; fix the kustomization (a key written twice, say)",
+                            p.strip_prefix(root).unwrap_or(&p).display()
+                        ),
+                        stderr: String::new(),
+                    })
+                }
                 Err(e) => return Err(e),
             };
-            for key in ["resources", "bases", "components"] {
-                for entry in doc
-                    .get(key)
-                    .and_then(|v| v.as_array())
-                    .into_iter()
-                    .flatten()
-                {
-                    let Some(entry) = entry.as_str() else {
-                        continue;
-                    };
-                    if entry.contains("://") || entry.starts_with("git@") {
-                        return Err(refuse(&p, entry, "a remote location"));
-                    }
-                    let target = normalized(&dir.join(entry));
-                    if !target.starts_with(root) || !target.exists() {
-                        return Err(refuse(&p, entry, "which is not inside the exported paths"));
-                    }
+            for (field, entry) in named_paths(&doc) {
+                let inline = entry.contains('\n');
+                if entry.contains("://") || entry.starts_with("git@") {
+                    return Err(refuse(&p, &field, &entry, "a remote location"));
+                }
+                // An inline plugin configuration (YAML in a string) names no file.
+                if inline {
+                    continue;
+                }
+                let target = normalized(&dir.join(&entry));
+                if !target.starts_with(root) || !target.exists() {
+                    return Err(refuse(
+                        &p,
+                        &field,
+                        &entry,
+                        "which is not inside the exported paths",
+                    ));
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Every entry of a kustomization that names a file, a directory or a remote root: (field,
+/// entry). kustomize reads each of them (or fetches it, or runs it as a plugin).
+fn named_paths(doc: &Value) -> Vec<(String, String)> {
+    let mut out = vec![];
+    let mut push = |field: &str, v: Option<&Value>| {
+        if let Some(s) = v.and_then(Value::as_str) {
+            out.push((field.to_string(), s.to_string()));
+        }
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    for key in [
+        "resources",
+        "bases",
+        "components",
+        "generators",
+        "transformers",
+        "validators",
+        "configurations",
+        "crds",
+        "patchesStrategicMerge",
+    ] {
+        for e in list(doc.get(key)) {
+            push(key, Some(&e));
+        }
+    }
+    push(
+        "openapi.path",
+        doc.get("openapi").and_then(|o| o.get("path")),
+    );
+    push(
+        "helmGlobals.chartHome",
+        doc.get("helmGlobals").and_then(|o| o.get("chartHome")),
+    );
+    for key in ["replacements", "patches", "patchesJson6902"] {
+        for e in list(doc.get(key)) {
+            push(&format!("{key}[].path"), e.get("path"));
+        }
+    }
+    for key in ["configMapGenerator", "secretGenerator"] {
+        for g in list(doc.get(key)) {
+            for f in list(g.get("files")) {
+                // `key=path` or `path`.
+                let path = f.as_str().map(|f| f.split_once('=').map_or(f, |(_, p)| p));
+                push(&format!("{key}[].files"), path.map(Value::from).as_ref());
+            }
+            for e in list(g.get("envs")) {
+                push(&format!("{key}[].envs"), Some(&e));
+            }
+            push(&format!("{key}[].env"), g.get("env"));
+        }
+    }
+    for h in list(doc.get("helmCharts")) {
+        push("helmCharts[].repo", h.get("repo"));
+    }
+    out
 }
 
 /// `to` relative to the directory `from` (both absolute).

@@ -326,7 +326,10 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     b.wait(30, "b kept writing", |b| {
         let log = b.log.lock().unwrap();
         let passes: Vec<&String> = log.iter().filter(|l| l.contains("pass finished")).collect();
-        passes.len() >= 2 && passes[passes.len() - 2..].iter().all(|l| l.contains(" writes=0 "))
+        passes.len() >= 2
+            && passes[passes.len() - 2..]
+                .iter()
+                .all(|l| l.contains(" writes=0 "))
     });
     let f9_uid = uid(&f9);
     std::thread::sleep(Duration::from_millis(1100));

@@ -27,6 +27,7 @@ mod notify;
 mod ownership;
 mod registry_redirects;
 mod render_limits;
+mod render_network;
 mod run_loop;
 mod schedule;
 mod secrets;
