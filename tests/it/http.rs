@@ -174,7 +174,8 @@ impl Daemon {
         }
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let addr = addr.unwrap_or_else(|| panic!("no server: {:?}", log.lock().unwrap()));
-        let probes = probes.unwrap_or_else(|| panic!("no probes: {:?}", log.lock().unwrap()));
+        // A binary without a probe listener (older ones) served its metrics with the rest.
+        let probes = probes.unwrap_or_else(|| addr.clone());
         Daemon {
             child: Some(child),
             addr,

@@ -234,8 +234,15 @@ fn last_write(s: &Setup) -> i64 {
     let sel = format!("octostage.dev/environment={}", s.env.name);
     let mut latest = 0;
     for args in [
-        vec!["get", "ns", "-l", sel.as_str()],
-        vec!["get", "cm,deploy,svc", "-A", "-l", sel.as_str()],
+        vec!["get", "ns", "-l", sel.as_str(), "--show-managed-fields"],
+        vec![
+            "get",
+            "cm,deploy,svc",
+            "-A",
+            "-l",
+            sel.as_str(),
+            "--show-managed-fields",
+        ],
     ] {
         let v = crate::cluster::json(&s.kc, &args);
         for item in v["items"].as_array().unwrap() {
@@ -340,16 +347,22 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
             .iter()
             .any(|l| l.contains("no longer leading") || l.contains("lease lapsed"))
     });
+    std::thread::sleep(Duration::from_millis(300));
+    // Before B's next pass could repair anything: what A wrote, if anything, is there now.
+    let stale: Vec<(String, String)> = notes(&s)
+        .into_iter()
+        .filter(|(_, n)| n != "third")
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "the old leader wrote stale content after it resumed: {stale:?}"
+    );
     std::thread::sleep(Duration::from_secs(4));
     let after: Vec<String> = a.log.lock().unwrap()[stopped..].to_vec();
     let refused = metric(&a.probes, "octostage_writes_refused_total", &[]);
     println!(
         "the paused leader refused {refused} writes after it resumed; its log since:\n{}",
         after.join("\n")
-    );
-    assert!(
-        refused >= 1.0,
-        "the old leader had nothing in flight: the test proves nothing"
     );
     assert!(
         last_write(&s) < resumed_at,
@@ -368,6 +381,10 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     assert!(
         ns["metadata"]["deletionTimestamp"].is_null(),
         "a stale delete went out"
+    );
+    assert!(
+        refused >= 1.0,
+        "the old leader had nothing in flight: the test proves nothing"
     );
     assert!(!leading(&a));
     drop(a);
