@@ -9,7 +9,9 @@ nothing else), real git repositories and a dir target, and injects one fault per
   repository unreachable for 3 passes; the config broken between passes; a hanging and a
   flooding render command; a second instance with the same and with another configuration;
   SIGKILL of octostage mid-pass on the kube and on the dir target; a namespace stuck
-  terminating.
+  terminating; 256 anonymous clients each holding an unfinished 1 MiB webhook body; one
+  client address holding every public connection; a leader paused (SIGSTOP) past its lease
+  mid-pass while a second replica takes over, then resumed.
 
 For every row it prints what octostage did, how long it took to converge after the fault was
 healed, how many stagings and objects that should have survived were lost (by UID: a staging
@@ -25,9 +27,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -101,6 +105,88 @@ class Plane:
                 return
             time.sleep(0.25)
         raise RuntimeError("the API server did not become ready again")
+
+
+class Daemon:
+    """`octostage run` in the background: its addresses, and its log lines as they come."""
+
+    def __init__(self, table, identity, interval="1h", extra=(), env=None):
+        argv = [BIN, "run", "--log", "info", "--interval", interval, "--identity", identity,
+                "--listen", "127.0.0.1:0", "--probe-listen", "127.0.0.1:0", *extra,
+                "--config", table.cfg, "--cache-dir", table.cache,
+                "--target", f"kube:{table.kc}", "--instance", INSTANCE]
+        e = {k: v for k, v in os.environ.items() if not k.startswith("OCTOSTAGE_")}
+        e.update(POD_NAMESPACE="default", OCTOSTAGE_GITHUB_SECRET=HOOK_SECRET, **(env or {}))
+        self.p = subprocess.Popen(argv, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines = []
+        self.addr = self.probes = None
+        for line in self.p.stdout:
+            if line.startswith("octostage run: probes on http://"):
+                self.probes = line.split("http://")[1].strip()
+            if line.startswith("octostage run: serving on http://"):
+                self.addr = line.split("http://")[1].strip()
+                break
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait(60, lambda: http_get(self.probes, "/readyz")[0] == 200, "never ready")
+
+    def _read(self):
+        for line in self.p.stderr:
+            self.lines.append(line)
+
+    def wait(self, secs, done, what):
+        end = time.time() + secs
+        while not done():
+            if time.time() > end:
+                raise RuntimeError(f"octostage {what}:\n" + "".join(self.lines[-20:]))
+            time.sleep(0.05)
+
+    def metric(self, name):
+        status, body = http_get(self.probes, "/metrics")
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def rss_mib(self):
+        for line in open(f"/proc/{self.p.pid}/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGCONT)
+            self.p.terminate()
+            try:
+                self.p.wait(20)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+
+def http_get(addr, path, timeout=5):
+    """(status, body) of GET, or (0, b"") when the connection fails."""
+    host, port = addr.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as c:
+            c.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return 0, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        return int(head.split(b" ")[1]), body
+    except (IndexError, ValueError):
+        return 0, b""
+
+
+HOOK_SECRET = "fault-table-hook-secret"
 
 
 class Table:
@@ -200,14 +286,19 @@ class Table:
 
     def row(self, fault, inject, target=None, expect_lost=()):
         before_ns, before_obj, before_foreign = self.stagings(), self.objects(), self.foreign()
-        behaviour, healed_at = inject()
-        took = self.converge(healed_at, target=target)
+        result = inject()
+        behaviour, healed_at = result[0], result[1]
+        # A third element: objects that held wrong (stale) content, counted as lost; a fourth:
+        # a bound that did not hold, which fails the row as never converged.
+        stale = result[2] if len(result) > 2 else 0
+        held = result[3] if len(result) > 3 else True
+        took = self.converge(healed_at, target=target) if held else None
         after_ns, after_obj = self.stagings(), self.objects()
         lost_ns = [n for n, uid in before_ns.items() if after_ns.get(n) != uid and n not in expect_lost]
         lost_obj = [k for k, uid in before_obj.items()
                     if after_obj.get(k) != uid and k[0] not in expect_lost and k in expected_objects(after_ns)]
         touched = [k for k, v in before_foreign.items() if self.foreign().get(k) != v]
-        self.rows.append((fault, behaviour, took, len(lost_ns), len(lost_obj), len(touched)))
+        self.rows.append((fault, behaviour, took, len(lost_ns), len(lost_obj) + stale, len(touched)))
         if lost_ns or lost_obj or touched:
             print(f"  {fault}: lost {lost_ns} {lost_obj} touched {touched}", file=sys.stderr)
 
@@ -427,6 +518,110 @@ def run_rows(t, markdown):
         said = "still being deleted" in r.stdout
         return f"{summary(r)}; said it waits: {said}; next pass {summary(others)}", time.time()
     t.row("a namespace stuck terminating", terminating, expect_lost=(stuck,))
+
+    def unfinished_bodies():
+        d = Daemon(t, "flood", extra=("--max-connections-per-client", "256"))
+        try:
+            base = d.rss_mib()
+            host, port = d.addr.rsplit(":", 1)
+            length = (1 << 20) - 1
+            held = []
+
+            def one():
+                try:
+                    c = socket.create_connection((host, int(port)), timeout=5)
+                    c.sendall((f"POST /hooks/github HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\n"
+                               f"x-hub-signature-256: sha256={'0' * 64}\r\ncontent-length: {length}\r\n\r\n").encode())
+                    try:
+                        c.sendall(b"{" * (length - 1))
+                    except OSError:
+                        pass
+                    held.append(c)
+                except OSError:
+                    pass
+            threads = [threading.Thread(target=one) for _ in range(256)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            time.sleep(0.5)
+            during = d.rss_mib()
+            start = time.time()
+            ok = http_get(d.probes, "/healthz")[0] == 200
+            probe_ms = (time.time() - start) * 1000
+            for c in held:
+                c.close()
+            time.sleep(3)
+            after = d.rss_mib()
+        finally:
+            d.stop()
+        bound = during - base < 32 and ok
+        return (f"{len(held)} held: resident +{during - base:.0f} MiB, +{after - base:.0f} MiB after they "
+                f"closed; /healthz {probe_ms:.0f} ms"), time.time(), 0, bound
+    t.row("256 anonymous clients each hold an unfinished 1 MiB webhook body", unfinished_bodies)
+
+    def one_client_every_slot():
+        d = Daemon(t, "hog")
+        try:
+            host, port = d.addr.rsplit(":", 1)
+            hog = []
+            for _ in range(300):
+                try:
+                    c = socket.create_connection((host, int(port)), timeout=5)
+                    c.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n")
+                    hog.append(c)
+                except OSError:
+                    break
+            time.sleep(0.3)
+            took = []
+            for path in ("/healthz", "/readyz"):
+                start = time.time()
+                status = http_get(d.probes, path)[0]
+                took.append((path, status, (time.time() - start) * 1000))
+            for c in hog:
+                c.close()
+        finally:
+            d.stop()
+        bound = all(status == 200 and ms < 1000 for _, status, ms in took)
+        said = ", ".join(f"{p} {s} in {ms:.0f} ms" for p, s, ms in took)
+        return f"{len(hog)} connections from one address; probes: {said}", time.time(), 0, bound
+    t.row("one client address holds every public connection", one_client_every_slot)
+
+    def paused_leader():
+        notes = lambda: [i["data"].get("note") for i in json.loads(t.kubectl(
+            "get", "cm", "-A", "-l", f"octostage.dev/instance={INSTANCE}", "-o", "json"))["items"]
+            if i["metadata"]["name"] == "settings"]
+        a = Daemon(t, "replica-a")
+        b = None
+        try:
+            a.wait(30, lambda: a.metric("octostage_leader") == 1, "replica a never led")
+            b = Daemon(t, "replica-b", interval="2s")
+            mark = len(a.lines)
+            change()
+            a.wait(30, lambda: any("write: " in l for l in a.lines[mark:]), "replica a never wrote")
+            a.p.send_signal(signal.SIGSTOP)
+            paused = time.time()
+            newest = f"n{next(note)}"
+            t.write_templates(newest)
+            b.wait(90, lambda: b.metric("octostage_leader") == 1, "replica b never took over")
+            took_over = time.time() - paused
+            b.wait(60, lambda: notes() and all(n == newest for n in notes()), "replica b never wrote")
+            time.sleep(1.1)
+            a.p.send_signal(signal.SIGCONT)
+            time.sleep(0.3)
+            stale = sum(1 for n in notes() if n != newest)
+            a.wait(30, lambda: any("no longer leading" in l for l in a.lines), "replica a never stepped down")
+            time.sleep(2)
+            stale = max(stale, sum(1 for n in notes() if n != newest))
+            refused = int(a.metric("octostage_writes_refused_total"))
+        finally:
+            a.stop()
+            if b:
+                b.stop()
+            t.kubectl("-n", "default", "delete", "lease", f"octostage-{INSTANCE}", "--ignore-not-found", check=False)
+        return (f"SIGSTOP mid-pass; the other replica led {took_over:.0f} s later; after SIGCONT the old "
+                f"leader refused {refused} writes, {stale} stale objects"), time.time(), stale
+    t.row("a leader paused past its lease mid-pass, then resumed", paused_leader)
     return t.print(markdown)
 
 

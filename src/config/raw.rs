@@ -202,8 +202,8 @@ pub enum RawNever {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct RawSleep {
-    /// Cron expression of when stagings go to sleep: five fields (minute hour day month weekday)
-    /// or six with seconds first, such as `0 20 * * Mon-Fri`.
+    /// Cron expression of when stagings go to sleep: five fields as crontab reads them (minute
+    /// hour day-of-month month weekday; 0 and 7 are Sunday), such as `0 20 * * Mon-Fri`.
     pub at: String,
     /// Cron expression of when they wake, such as `0 7 * * Mon-Fri`.
     pub wake: String,

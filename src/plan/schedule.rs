@@ -324,9 +324,23 @@ mod tests {
             "0 7 31 2 *",
             "0 0 7 * * * 2030",
             "0 7 13 * 5",
+            // Six fields: seconds first would read this as :19 every hour, January to May.
+            "0 19 * * 1-5 *",
+            "0 0 20 * * *",
+            "0 24 * * *",
+            "60 7 * * *",
+            "0 7 0 * *",
+            "0 7 * 13 *",
+            "0 7 * * */0",
         ] {
             assert!(parse_cron(bad).is_err(), "{bad}");
         }
+        // 23 is an hour; the message for 24 says which range, not "less than 23".
+        assert!(parse_cron("59 23 31 12 7").is_ok());
+        let e = parse_cron("0 24 * * *").unwrap_err();
+        assert!(e.contains("hour 24 is not 0-23"), "{e}");
+        let e = parse_cron("0 19 * * 1-5 *").unwrap_err();
+        assert!(e.contains("it has 6 fields; octostage takes five"), "{e}");
     }
 
     #[test]
@@ -341,14 +355,14 @@ mod tests {
     }
 
     #[test]
-    fn six_fields_utc_and_equal_times() {
-        let s = sleep("30 0 20 * * *", "0 0 7 * * *", "UTC");
-        let w = window(&s, t("2026-11-26T20:00:29Z"));
+    fn utc_and_equal_times() {
+        let s = sleep("0 20 * * *", "0 7 * * *", "UTC");
+        let w = window(&s, t("2026-11-26T19:59:29Z"));
         assert_eq!(
             w,
             Window {
                 asleep: false,
-                next: Some(t("2026-11-26T20:00:30Z"))
+                next: Some(t("2026-11-26T20:00:00Z"))
             }
         );
         // Sleep and wake at once: never asleep, and no change to wait for.

@@ -95,15 +95,27 @@ impl Validator<'_> {
     }
 }
 
-/// Parse a cron expression of five fields (minute hour day month weekday) or six (seconds
-/// first). Weekdays are read as crontab reads them: 0 and 7 are Sunday, 1 is Monday (the cron
+/// Parse a cron expression of exactly five fields (minute hour day month weekday), as crontab
+/// reads them. Six are refused: `0 19 * * 1-5 *` looks like crontab with a trailing field but
+/// would read as seconds-first, sleeping at :19 every hour January to May. Weekdays are read as crontab reads them: 0 and 7 are Sunday, 1 is Monday (the cron
 /// crate alone would read 1 as Sunday, and `1-5` would sleep on Sunday but not on Friday).
 pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
     let mut fields: Vec<String> = text.split_whitespace().map(str::to_string).collect();
     match fields.len() {
         5 => fields.insert(0, "0".into()),
-        6 => {}
-        n => return Err(format!("invalid cron expression {text:?}: it has {n} fields; write five (minute hour day month weekday), such as \"0 20 * * Mon-Fri\", or six with seconds first")),
+        n => return Err(format!("invalid cron expression {text:?}: it has {n} fields; octostage takes five, as crontab does (minute hour day-of-month month weekday), such as \"0 20 * * Mon-Fri\"")),
+    }
+    for (i, (name, low, high)) in [
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day of the month", 1, 31),
+        ("month", 1, 12),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        in_range(&fields[i + 1], name, low, high)
+            .map_err(|why| format!("invalid cron expression {text:?}: {why}"))?;
     }
     if fields[3] != "*" && fields[3] != "?" && fields[5] != "*" && fields[5] != "?" {
         // crontab fires when either matches; the cron crate when both do. Neither reading
@@ -130,6 +142,41 @@ pub fn parse_cron(text: &str) -> Result<cron::Schedule, String> {
         ));
     }
     Ok(schedule)
+}
+
+/// Every number of a crontab field (lists, ranges, steps) within `low..=high`; names (`Jan`)
+/// are left to the cron crate, whose own range messages are off by one ("less than 23").
+fn in_range(field: &str, name: &str, low: u32, high: u32) -> Result<(), String> {
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        if let Some(s) = step {
+            if !s.parse::<u32>().is_ok_and(|n| n >= 1) {
+                return Err(format!("the step {s:?} of the {name} is not a number of at least 1"));
+            }
+        }
+        for n in range.split('-').filter(|n| *n != "*" && *n != "?") {
+            if let Ok(v) = n.parse::<u32>() {
+                if !(low..=high).contains(&v) {
+                    return Err(format!("{name} {v} is not {low}-{high}"));
+                }
+            } else if n.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("{name} {n:?} is not {low}-{high}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The next `n` times `s` fires after `now`, in `tz`, as people read them
+/// (`Mon 2026-12-07 19:00 CET`).
+pub fn next_times(s: &cron::Schedule, tz: chrono_tz::Tz, now: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
+    s.after(&now.with_timezone(&tz))
+        .take(n)
+        .map(|t| t.format("%a %Y-%m-%d %H:%M %Z").to_string())
+        .collect()
 }
 
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
