@@ -323,9 +323,12 @@ pub struct WakeArgs {
 pub struct ExtendArgs {
     /// The staging's name (see `octostage status`).
     pub staging: String,
-    /// How long from now to keep it, such as 3d.
+    /// How long from now to keep it, such as 3d. A longer extension already given stands.
     #[arg(value_parser = parse_positive_duration)]
     pub duration: std::time::Duration,
+    /// Replace an extension that lasts longer (shorten it).
+    #[arg(long)]
+    pub replace: bool,
     /// Where the configuration comes from (for `max_extension`).
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -87,8 +87,9 @@ pub const WATCH_FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
 pub const STAGING_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Longest reading what the target holds may take.
 pub const OBSERVE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Longest duration a setting takes (`ttl`, `retention`): 100 years.
-pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Longest duration a setting or request takes (`ttl`, `retention`, `wake --for`): 100 years
+/// as humantime counts them (365.25 days each), so that `100y` itself is taken.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// Longest `render_timeout`.
 pub const MAX_RENDER_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Shortest interval between passes of `octostage run`.

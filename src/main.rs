@@ -506,10 +506,14 @@ async fn ask(
 async fn extend(a: ExtendArgs) -> anyhow::Result<ExitCode> {
     let s = sources(&a.config);
     let config = pass::load_config(&s.source, &s.load).await?;
-    let duration = a.duration;
+    let (duration, replace) = (a.duration, a.replace);
     ask(&a.select, &a.staging, |r| {
         let max = requests::max_extension(&config, r)?;
-        Ok(Ask::Extend { duration, max })
+        Ok(Ask::Extend {
+            duration,
+            max,
+            replace,
+        })
     })
     .await
 }

@@ -18,12 +18,15 @@ pub enum Ask {
     Sleep,
     /// Wake, for a while or until the schedule's next sleep time.
     Wake(Option<Duration>),
-    /// Keep for this long from now, at most `max` (the staging's `max_extension`).
+    /// Keep for this long from now, at most `max` (the staging's `max_extension`). A longer
+    /// extension already recorded stands unless `replace`.
     Extend {
         /// How long.
         duration: Duration,
         /// Its `max_extension`.
         max: Duration,
+        /// Replace a longer extension (shorten it).
+        replace: bool,
     },
 }
 
@@ -114,7 +117,11 @@ pub fn apply(
                 }
             }
         }
-        Ask::Extend { duration, max } => {
+        Ask::Extend {
+            duration,
+            max,
+            replace,
+        } => {
             if duration > max {
                 return Err(AskError::TooLong {
                     name: name.clone(),
@@ -126,11 +133,21 @@ pub fn apply(
                 .ok()
                 .and_then(|d| now.checked_add_signed(d))
                 .ok_or_else(|| AskError::Unreasonable(human_std(duration)))?;
-            r.keep_until = Some(Extension { at: now, until });
-            format!(
-                "{name}: kept at least until {} from the next pass",
-                rfc3339(until)
-            )
+            match r.keep_until {
+                // Extending never shortens by surprise: 2d, then 1s, keeps the 2d.
+                Some(longer) if longer.until > until && !replace => format!(
+                    "{name}: already kept until {}, later than {} from now; nothing changed (`--replace` shortens it)",
+                    rfc3339(longer.until),
+                    human_std(duration)
+                ),
+                _ => {
+                    r.keep_until = Some(Extension { at: now, until });
+                    format!(
+                        "{name}: kept at least until {} from the next pass",
+                        rfc3339(until)
+                    )
+                }
+            }
         }
     };
     Ok((r, said))
@@ -213,6 +230,7 @@ mod tests {
             Ask::Extend {
                 duration: 8 * DAY,
                 max: 7 * DAY,
+                replace: false,
             },
             now,
         )
@@ -223,6 +241,7 @@ mod tests {
             Ask::Extend {
                 duration: 3 * DAY,
                 max: 7 * DAY,
+                replace: false,
             },
             now,
         )
@@ -231,6 +250,37 @@ mod tests {
             q.keep_until.unwrap().until,
             "2026-11-29T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_shorter_extension_never_replaces_a_longer_one_unless_asked() {
+        let now: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().unwrap();
+        let ext = |d: Duration, replace| Ask::Extend {
+            duration: d,
+            max: 7 * DAY,
+            replace,
+        };
+        let mut r = record(State::Active);
+        (r.requests, _) = apply(&r, ext(2 * DAY, false), now).unwrap();
+        let (q, said) = apply(&r, ext(Duration::from_secs(1), false), now).unwrap();
+        assert_eq!(q.keep_until, r.requests.keep_until, "{said}");
+        assert!(said.contains("already kept until 2026-11-28T12:00:00Z"), "{said}");
+        assert!(said.contains("--replace"), "{said}");
+        let (q, said) = apply(&r, ext(Duration::from_secs(1), true), now).unwrap();
+        assert_eq!(
+            q.keep_until.unwrap().until,
+            "2026-11-26T12:00:01Z".parse::<DateTime<Utc>>().unwrap(),
+            "{said}"
+        );
+        // A longer one replaces a shorter one.
+        let (q, _) = apply(&r, ext(3 * DAY, false), now).unwrap();
+        assert_eq!(
+            q.keep_until.unwrap().until,
+            "2026-11-29T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        // A hundred years, as humantime writes them, is taken for a wake.
+        let hundred = humantime::parse_duration("100y").unwrap();
+        assert!(apply(&r, Ask::Wake(Some(hundred)), now).is_ok());
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub(crate) struct Params {
     /// `wake`: for how long (`2h`); empty: until the next sleep time.
     #[serde(default, rename = "for")]
     for_: Option<String>,
+    /// `extend`: replace a longer extension (shorten it).
+    #[serde(default)]
+    replace: Option<bool>,
     /// The token (forms only).
     #[serde(default)]
     token: Option<String>,
@@ -47,6 +50,7 @@ pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, Stri
         ("extend", true) => Act::Extend(
             duration("duration", p.duration.as_deref())?
                 .ok_or("extend needs a duration, such as 3d")?,
+            p.replace.unwrap_or(false),
         ),
         ("wake", true) => Act::Wake(duration("for", p.for_.as_deref())?),
         ("sleep", true) => Act::Sleep,
@@ -226,6 +230,7 @@ mod tests {
         Params {
             duration: duration.map(Into::into),
             for_: for_.map(Into::into),
+            replace: None,
             token: None,
         }
     }
@@ -234,7 +239,7 @@ mod tests {
     fn actions_are_parsed_with_their_durations_and_unknown_ones_are_named() {
         assert_eq!(
             parse("extend", true, &p(Some("3d"), None)),
-            Ok(Act::Extend(Duration::from_secs(3 * 86400)))
+            Ok(Act::Extend(Duration::from_secs(3 * 86400), false))
         );
         assert!(parse("extend", true, &p(None, None))
             .unwrap_err()

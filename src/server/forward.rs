@@ -28,6 +28,20 @@ const SENT_AT: &str = "x-octostage-forwarded-at";
 pub(crate) struct Forwarded {
     pub staging: Option<String>,
     pub act: Act,
+    /// Unique per request: a replayed request (within [`FRESH`]) is refused.
+    #[serde(default)]
+    pub nonce: String,
+}
+
+/// A nonce no other request of this process carries: the time, the process and a counter,
+/// hashed (it needs to be unique, not secret; the body it is in is signed).
+fn nonce() -> String {
+    static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    crate::naming::short_hash(&format!("{nanos} {} {n}", std::process::id()), 24)
 }
 
 /// The key of forwarded requests: derived from every secret this replica has, so only a
@@ -91,6 +105,7 @@ pub(crate) async fn act(
     let body = serde_json::to_vec(&Forwarded {
         staging: staging.map(String::from),
         act,
+        nonce: nonce(),
     })
     .unwrap_or_default();
     let at = chrono::Utc::now().timestamp();
@@ -179,6 +194,13 @@ pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, raw: Body) -> 
     let Ok(f) = serde_json::from_slice::<Forwarded>(&body) else {
         return json_error(StatusCode::BAD_REQUEST, "unreadable forwarded action");
     };
+    // Signed and fresh, but seen: a replay of a request already carried out.
+    if f.nonce.is_empty() || !app.deliveries.first_time(&format!("forwarded {}", f.nonce)) {
+        return json_error(
+            StatusCode::CONFLICT,
+            "this forwarded request was carried out already (a replay)",
+        );
+    }
     match perform(&app, f.staging.as_deref(), f.act).await {
         Ok(result) => axum::Json(serde_json::json!({ "result": result })).into_response(),
         Err((s, m)) => json_error(s, m),
@@ -215,12 +237,14 @@ mod tests {
     fn what_is_forwarded_carries_no_token() {
         let f = Forwarded {
             staging: Some("a".into()),
-            act: Act::Extend(Duration::from_secs(60)),
+            act: Act::Extend(Duration::from_secs(60), false),
+            nonce: "n1".into(),
         };
         let text = serde_json::to_string(&f).unwrap();
         assert_eq!(
             text,
-            r#"{"staging":"a","act":{"extend":{"secs":60,"nanos":0}}}"#
+            r#"{"staging":"a","act":{"extend":[{"secs":60,"nanos":0},false]},"nonce":"n1"}"#
         );
+        assert_ne!(nonce(), nonce());
     }
 }

@@ -14,7 +14,7 @@ use crate::requests::{self, Ask};
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) enum Act {
-    Extend(Duration),
+    Extend(Duration, bool),
     Wake(Option<Duration>),
     Sleep,
     Pass,
@@ -49,7 +49,7 @@ pub(crate) async fn perform(
         (Act::Wake(d), Some(n)) => {
             requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Wake(d)), now).await
         }
-        (Act::Extend(duration), Some(n)) => {
+        (Act::Extend(duration, replace), Some(n)) => {
             let config = app.handle.state().config.clone();
             let Some(config) = config else {
                 return Err((
@@ -62,7 +62,11 @@ pub(crate) async fn perform(
                 n,
                 |r| {
                     let max = requests::max_extension(&config, r)?;
-                    Ok(Ask::Extend { duration, max })
+                    Ok(Ask::Extend {
+                        duration,
+                        max,
+                        replace,
+                    })
                 },
                 now,
             )
