@@ -34,8 +34,21 @@ pub enum Ask {
 #[derive(Debug, thiserror::Error)]
 pub enum AskError {
     /// No such staging of this instance.
-    #[error("staging {0:?} is not in the target (see `octostage status`)")]
-    NotFound(String),
+    #[error("staging {name:?} is not in the target{}; see `octostage status`", suggest(.near))]
+    NotFound {
+        /// What was asked for.
+        name: String,
+        /// The closest names there are.
+        near: Vec<String>,
+    },
+    /// A branch or prefix that names several stagings.
+    #[error("{name:?} names {} stagings: {}; give one of them", .matches.len(), .matches.join(", "))]
+    Ambiguous {
+        /// What was asked for.
+        name: String,
+        /// The stagings it names.
+        matches: Vec<String>,
+    },
     /// Its environment or static staging is not in the configuration any more.
     #[error("staging {0:?} is not in the configuration any more, so it has no max_extension; it will be deleted")]
     NotConfigured(String),
@@ -170,6 +183,50 @@ pub fn max_extension(config: &Config, record: &StagingRecord) -> Result<Duration
     Ok(settings.max_extension)
 }
 
+fn suggest(near: &[String]) -> String {
+    match near {
+        [] => String::new(),
+        [one] => format!(" (did you mean {one}?)"),
+        many => format!(" (did you mean one of {}?)", many.join(", ")),
+    }
+}
+
+/// The staging `asked` names among `live` stagings (name, branch): its name, else its branch
+/// (`feature/login`), else a unique prefix of a name; else what is closest to it.
+pub fn resolve(asked: &str, live: &[(String, String)]) -> Result<String, AskError> {
+    if live.iter().any(|(n, _)| n == asked) {
+        return Ok(asked.to_string());
+    }
+    let pick = |matches: Vec<String>| match matches.len() {
+        0 => None,
+        1 => Some(Ok(matches[0].clone())),
+        _ => Some(Err(AskError::Ambiguous {
+            name: asked.to_string(),
+            matches,
+        })),
+    };
+    let by_branch = live.iter().filter(|(_, b)| b == asked).map(|(n, _)| n.clone()).collect();
+    if let Some(r) = pick(by_branch) {
+        return r;
+    }
+    let by_prefix = live.iter().filter(|(n, _)| n.starts_with(asked)).map(|(n, _)| n.clone()).collect();
+    if let Some(r) = pick(by_prefix) {
+        return r;
+    }
+    let mut near: Vec<(f64, String)> = live
+        .iter()
+        .flat_map(|(n, b)| {
+            let score = strsim::jaro_winkler(asked, n).max(strsim::jaro_winkler(asked, b));
+            (score > 0.8).then(|| (score, n.clone()))
+        })
+        .collect();
+    near.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Err(AskError::NotFound {
+        name: asked.to_string(),
+        near: near.into_iter().take(3).map(|(_, n)| n).collect(),
+    })
+}
+
 /// Attempts at writing a request while others change it.
 const SWAP_ATTEMPTS: usize = 8;
 
@@ -185,13 +242,24 @@ pub async fn record(
     let mut ask = Some(ask);
     let mut chosen = None;
     // Compare and swap: another request (or a pass) in between means read again.
+    let mut name = name.to_string();
     for _ in 0..SWAP_ATTEMPTS {
         let status = target.status().await?;
+        let live: Vec<(String, String)> = status
+            .stagings
+            .iter()
+            .filter(|s| s.deleting.is_none())
+            .map(|s| (s.staging.name.clone(), s.staging.branch.clone()))
+            .collect();
+        name = resolve(&name, &live)?;
         let record = status
             .stagings
             .into_iter()
             .find(|s| s.staging.name == name && s.deleting.is_none())
-            .ok_or_else(|| AskError::NotFound(name.to_string()))?
+            .ok_or_else(|| AskError::NotFound {
+                name: name.clone(),
+                near: vec![],
+            })?
             .staging;
         let what = match (chosen, ask.take()) {
             (Some(a), _) => a,
@@ -200,11 +268,11 @@ pub async fn record(
         };
         chosen = Some(what);
         let (requests, said) = apply(&record, what, now)?;
-        if target.request(name, &record.requests, &requests).await? {
+        if target.request(&name, &record.requests, &requests).await? {
             return Ok(said);
         }
     }
-    Err(AskError::Busy(name.to_string()))
+    Err(AskError::Busy(name))
 }
 
 #[cfg(test)]
@@ -281,6 +349,29 @@ mod tests {
         // A hundred years, as humantime writes them, is taken for a wake.
         let hundred = humantime::parse_duration("100y").unwrap();
         assert!(apply(&r, Ask::Wake(Some(hundred)), now).is_ok());
+    }
+
+    #[test]
+    fn a_staging_is_named_by_its_name_its_branch_or_a_unique_prefix() {
+        let live: Vec<(String, String)> = [
+            ("shop-feature-login", "feature/login"),
+            ("shop-feature-logout", "feature/logout"),
+            ("api-feature-login", "feature/login"),
+            ("shop-main", "main"),
+        ]
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_string()))
+        .collect();
+        assert_eq!(resolve("shop-main", &live).unwrap(), "shop-main");
+        assert_eq!(resolve("main", &live).unwrap(), "shop-main");
+        assert_eq!(resolve("shop-feature-logo", &live).unwrap(), "shop-feature-logout");
+        // Two environments build feature/login: both are named, and neither is chosen.
+        let e = resolve("feature/login", &live).unwrap_err().to_string();
+        assert!(e.contains("shop-feature-login") && e.contains("api-feature-login"), "{e}");
+        let e = resolve("shop-feature-lgin", &live).unwrap_err().to_string();
+        assert!(e.contains("did you mean one of shop-feature-login,"), "{e}");
+        let e = resolve("nothing-like-it", &live).unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "{e}");
     }
 
     #[test]

@@ -87,7 +87,8 @@ pub(crate) async fn perform(
 fn status_of(e: &requests::AskError) -> StatusCode {
     use requests::AskError as E;
     match e {
-        E::NotFound(_) => StatusCode::NOT_FOUND,
+        E::NotFound { .. } => StatusCode::NOT_FOUND,
+        E::Ambiguous { .. } => StatusCode::CONFLICT,
         E::NotConfigured(_) | E::Expired { .. } | E::Busy(_) => StatusCode::CONFLICT,
         E::TooLong { .. } | E::Unreasonable(_) => StatusCode::UNPROCESSABLE_ENTITY,
         E::Target(_) => StatusCode::BAD_GATEWAY,

@@ -69,8 +69,9 @@ impl WriteGate {
     /// Writes may be sent until `valid` has passed since `sent` (when the lease write that
     /// makes this true was sent).
     pub fn hold(&self, sent: Instant, valid: Duration) {
-        let until = sent.saturating_duration_since(self.0.base) + valid;
-        let nanos = u64::try_from(until.as_nanos()).unwrap_or(ALWAYS - 1).max(1);
+        // `sent + valid`, counted from `base`: 0 (closed) when it lies before `base`.
+        let until = (sent + valid).saturating_duration_since(self.0.base);
+        let nanos = u64::try_from(until.as_nanos()).unwrap_or(ALWAYS - 1);
         self.0.until.store(nanos, Ordering::SeqCst);
     }
 
