@@ -153,6 +153,27 @@ pub struct ConfigArgs {
     pub fetch_timeout: std::time::Duration,
 }
 
+/// The source arguments of the commands that need none (`sleep`, `wake`, `status`): taken and
+/// ignored, so that one set of arguments (a shell alias) works for every command.
+#[derive(Debug, Args, Clone, Default)]
+pub struct IgnoredConfigArgs {
+    /// Config repository: not needed by this command (taken so one alias works for all).
+    #[arg(long, short)]
+    pub config: Option<String>,
+    /// Not needed by this command.
+    #[arg(long, hide = true)]
+    pub config_ref: Option<String>,
+    /// Not needed by this command.
+    #[arg(long = "repository", hide = true)]
+    pub repositories: Vec<String>,
+    /// Not needed by this command.
+    #[arg(long, hide = true)]
+    pub cache_dir: Option<PathBuf>,
+    /// Not needed by this command.
+    #[arg(long, hide = true)]
+    pub fetch_timeout: Option<String>,
+}
+
 fn parse_pair(s: &str) -> Result<(String, String), String> {
     let (env, url) = s
         .split_once('=')
@@ -298,17 +319,22 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 /// `sleep` arguments.
 #[derive(Debug, Args)]
 pub struct SleepArgs {
-    /// The staging's name (see `octostage status`).
+    /// The staging: its name, its branch, or a unique prefix of its name (see `octostage
+    /// status`).
     pub staging: String,
     /// Which target.
     #[command(flatten)]
     pub select: TargetSelect,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ignored: IgnoredConfigArgs,
 }
 
 /// `wake` arguments.
 #[derive(Debug, Args)]
 pub struct WakeArgs {
-    /// The staging's name (see `octostage status`).
+    /// The staging: its name, its branch, or a unique prefix of its name (see `octostage
+    /// status`).
     pub staging: String,
     /// How long it stays awake, such as 2h; without it, until the schedule's next sleep time.
     #[arg(long = "for", value_parser = parse_positive_duration)]
@@ -316,12 +342,16 @@ pub struct WakeArgs {
     /// Which target.
     #[command(flatten)]
     pub select: TargetSelect,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ignored: IgnoredConfigArgs,
 }
 
 /// `extend` arguments.
 #[derive(Debug, Args)]
 pub struct ExtendArgs {
-    /// The staging's name (see `octostage status`).
+    /// The staging: its name, its branch, or a unique prefix of its name (see `octostage
+    /// status`).
     pub staging: String,
     /// How long from now to keep it, such as 3d. A longer extension already given stands.
     #[arg(value_parser = parse_positive_duration)]
@@ -422,6 +452,9 @@ pub struct StatusArgs {
     /// CPU-hours and GiB-hours sleep and expiry saved against running always.
     #[arg(long)]
     pub cost: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ignored: IgnoredConfigArgs,
 }
 
 /// `completions` arguments.

@@ -62,6 +62,26 @@ pub fn slug(branch: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// `s` as a DNS label of at most `max` (1 to 63) characters: its [`slug`], and when that is
+/// longer, cut and ended with `-` and eight hex digits of a hash of the whole `s`, so that two
+/// long values that share a beginning still differ. `branch.slug` is this at 63; templates
+/// have it as the filter `dns_label` (`{{ ("c16-" ~ staging) | dns_label }}`).
+pub fn fit_label(s: &str, max: usize) -> String {
+    let max = max.clamp(1, MAX_LABEL);
+    let slug = slug(s);
+    if slug.len() <= max && !slug.is_empty() {
+        return slug;
+    }
+    let hash = short_hash(s, 8.min(max));
+    let room = max.saturating_sub(hash.len() + 1);
+    let cut = slug[..slug.len().min(room)].trim_end_matches('-');
+    if cut.is_empty() {
+        hash
+    } else {
+        format!("{cut}-{hash}")
+    }
+}
+
 /// The first `len` hex digits of SHA-256 of `s`.
 pub fn short_hash(s: &str, len: usize) -> String {
     let mut hex = crate::signing::hex(&Sha256::digest(s.as_bytes()));
@@ -151,6 +171,30 @@ pub fn assign<'b>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_value_fits_a_dns_label_with_a_hash_only_when_it_must() {
+        assert_eq!(fit_label("feature/Login", 63), "feature-login");
+        let long = format!("feature/{}", "x".repeat(70));
+        let fitted = fit_label(&long, 63);
+        assert_eq!(fitted.len(), 63);
+        assert!(is_dns_label(&fitted));
+        // Two long values with one beginning stay apart.
+        assert_ne!(fitted, fit_label(&format!("{long}y"), 63));
+        let prefixed = fit_label(&format!("c16-{}", "a".repeat(70)), 63);
+        assert!(prefixed.starts_with("c16-aaa") && prefixed.len() == 63);
+        assert!(is_dns_label(&fit_label("///", 63)));
+        assert_eq!(fit_label("abc", 200), "abc");
+    }
+
+    proptest! {
+        #[test]
+        fn fit_label_always_gives_a_dns_label(s in ".{0,200}", max in 1usize..80) {
+            let l = fit_label(&s, max);
+            prop_assert!(is_dns_label(&l), "{l:?}");
+            prop_assert!(l.len() <= max.clamp(1, 63));
+        }
+    }
 
     fn names<'a>(env: &str, branches: &[&'a str]) -> HashMap<&'a str, String> {
         assign(

@@ -70,7 +70,8 @@ impl Context {
             namespace: String::new(),
             branch: BranchContext {
                 name: branch.to_string(),
-                slug: crate::naming::slug(branch),
+                // Bounded: a host label or a name built from it must fit in 63 characters.
+                slug: crate::naming::fit_label(branch, crate::consts::MAX_LABEL),
             },
             commit: CommitContext {
                 sha: commit.sha.clone(),
@@ -94,7 +95,11 @@ impl Context {
         crate::naming::check_label(&ns).map_err(|reason| RenderError::Namespace {
             template: settings.namespace.clone(),
             value: ns.clone(),
-            reason: reason.trim_start_matches("is ").to_string(),
+            reason: if ns.len() > crate::consts::MAX_LABEL {
+                format!("{reason}; `| dns_label` fits a value into 63 characters with a hash suffix, such as {{{{ (\"prefix-\" ~ staging) | dns_label }}}}")
+            } else {
+                reason
+            },
         })?;
         let view = minijinja::context! { namespace => &ns, ..base.clone() };
         ctx.namespace = ns;

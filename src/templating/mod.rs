@@ -74,6 +74,9 @@ pub fn environment() -> Environment<'static> {
     env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
     env.add_function("namespace", namespaces::namespace);
     env.add_filter("slug", |s: String| crate::naming::slug(&s));
+    env.add_filter("dns_label", |s: String, max: Option<usize>| {
+        crate::naming::fit_label(&s, max.unwrap_or(crate::consts::MAX_LABEL))
+    });
     env.add_filter("shell_quote", shell_quote_filter);
     env.add_filter(
         "tojson",
