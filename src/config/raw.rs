@@ -70,7 +70,12 @@ pub struct RawSettings {
     pub app_paths: Option<Vec<String>>,
     /// How long rendering one staging may take, reading the command's output included, before
     /// its command (and every process it started) is stopped (default `60s`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub render_timeout: Option<String>,
     /// Most output rendering one staging may produce, such as `32MiB` (the default) or `500KiB`;
     /// beyond it the render fails.
@@ -97,11 +102,21 @@ pub struct RawSettings {
     pub links: Option<IndexMap<String, String>>,
     /// Time to live without activity, such as `36h` or `7d`; `never` keeps the staging forever.
     /// Activity is the later of the head commit's time and when octostage first saw that head.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub ttl: Option<String>,
     /// How long an expired staging is kept asleep (scaled to zero, its volumes kept) before it
     /// is deleted; `0` deletes at once. A new commit in that time wakes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub retention: Option<String>,
     /// When stagings sleep and wake, or `never` (turning off a schedule set at a wider level).
     /// Asleep, a staging's Deployments and StatefulSets are applied with 0 replicas and its
@@ -112,7 +127,12 @@ pub struct RawSettings {
     /// How long an awake staging may stay not ready (its Deployments and StatefulSets short of
     /// their ready replicas, its Jobs not complete) after a change before it is Failing, such
     /// as `15m` (default `10m`). A failed Job makes it Failing at once.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub health_deadline: Option<String>,
     /// Who is told when a staging is created, healthy, failing, sleeping, waking, about to be
     /// deleted and deleted.
@@ -120,7 +140,12 @@ pub struct RawSettings {
     pub notify: Option<RawNotify>,
     /// Longest `octostage extend` may keep a staging beyond the time it is asked, such as `14d`
     /// (default `7d`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub max_extension: Option<String>,
     /// Secrets and ConfigMaps copied from another namespace into every staging (a wildcard TLS
     /// certificate, an image pull secret), and kept up to date on every pass. A list here
@@ -155,7 +180,12 @@ pub struct RawNotify {
     pub events: Option<Vec<String>>,
     /// How long before its deletion an expired staging's `expiring` warning goes out, such as
     /// `24h` (the default).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(schema_with = "duration_schema")]
     pub warn_before: Option<String>,
     /// A commit status on each staging's commit (GitHub, GitLab, Gitea): pending while it is
     /// applied, success when it runs (with its first link), failure when it fails, and a last
@@ -385,4 +415,34 @@ pub struct RawStatic {
     /// Settings of this staging over the environment's.
     #[serde(flatten)]
     pub settings: RawSettings,
+}
+
+/// A duration as written: text (`7d`), or the bare number `0`, which YAML reads as an integer
+/// (`retention: 0`). Any other bare number is refused: it has no unit.
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        N(i64),
+        F(f64),
+    }
+    match Option::<Text>::deserialize(d)? {
+        None => Ok(None),
+        Some(Text::S(s)) => Ok(Some(s)),
+        Some(Text::N(0)) => Ok(Some("0".into())),
+        Some(Text::N(n)) => Err(serde::de::Error::custom(format!(
+            "{n} has no unit: write a duration such as {n}d, {n}h or {n}m"
+        ))),
+        Some(Text::F(f)) => Err(serde::de::Error::custom(format!(
+            "{f} has no unit: write a duration such as 36h"
+        ))),
+    }
+}
+
+/// The schema of [`duration_text`]: a string, or the integer 0.
+fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "anyOf": [{"type": "string"}, {"type": "integer", "const": 0}]
+    })
 }

@@ -126,9 +126,11 @@ pub(crate) fn authenticate(
             };
         }
         _ => {
+            // The scheme is case-insensitive (RFC 7235): `bearer` and `BEARER` are `Bearer`.
             let ok = header(headers, "authorization")
-                .and_then(|a| a.strip_prefix("Bearer "))
-                .is_some_and(|t| secret.matches(t.trim().as_bytes()));
+                .and_then(|a| a.trim().split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .is_some_and(|(_, t)| secret.matches(t.trim().as_bytes()));
             return if ok {
                 Ok((name, Proof::Token))
             } else {
@@ -269,6 +271,23 @@ impl Deliveries {
 /// trailing slash), so that the https, ssh and scp forms of one repository compare equal.
 pub fn normalize_repository(url: &str) -> String {
     let u = url.trim();
+    // A local repository: one path however it is written (`file://`, `//`, `/./`, `/../`, a
+    // trailing slash or `.git`).
+    let local = u.strip_prefix("file://").unwrap_or(u);
+    if local.starts_with('/') {
+        let mut parts: Vec<&str> = vec![];
+        for p in local.split('/') {
+            match p {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                p => parts.push(p),
+            }
+        }
+        let path = format!("/{}", parts.join("/"));
+        return path.strip_suffix(".git").unwrap_or(&path).to_string();
+    }
     let (rest, scp) = match u.split_once("://") {
         Some((_, rest)) => (rest, false),
         None => (u, !u.starts_with('/')),
@@ -481,6 +500,13 @@ mod tests {
             verify("gitlab", &secrets(), &bad, body),
             Err(HookError::Unauthorized)
         );
+        for scheme in ["bearer", "BEARER"] {
+            let g = headers(&[("authorization", &format!("{scheme} bearer"))]);
+            assert!(
+                verify("generic", &secrets(), &g, br#"{"repository":"/a"}"#).is_ok(),
+                "{scheme}"
+            );
+        }
         let g = headers(&[("authorization", "Bearer bearer")]);
         assert!(matches!(
             verify(
@@ -513,6 +539,9 @@ mod tests {
         );
         assert_eq!(n("/srv/git/app.git"), "/srv/git/app");
         assert_eq!(n("file:///srv/git/app.git"), "/srv/git/app");
+        for same in ["/srv/git/app/", "/srv//git/./app", "/srv/x/../git/app.git/", "file:///srv/git/app/"] {
+            assert_eq!(n(same), "/srv/git/app", "{same}");
+        }
         assert_ne!(
             n("https://github.com/org/app"),
             n("https://github.com/org/app2")
