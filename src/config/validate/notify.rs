@@ -298,6 +298,9 @@ impl Validator<'_> {
                     self.err(&format!("{ptr}/url"), why);
                     return None;
                 }
+                if let Some(why) = plain_http_elsewhere(url) {
+                    self.warn(&format!("{ptr}/url"), why);
+                }
                 UrlSource::Literal(url.clone())
             }
         };
@@ -345,6 +348,29 @@ pub(super) fn secret_envs(raw: &RawFile) -> Vec<String> {
     out
 }
 
+/// A warning for `http://` to a host that is not loopback nor inside the cluster: what a
+/// notification says (branch names, commits, links) and its signature cross the network in
+/// the clear.
+pub fn plain_http_elsewhere(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+    .to_ascii_lowercase();
+    let inside = host == "localhost"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host.ends_with(".svc")
+        || host.ends_with(".svc.cluster.local")
+        || host.ends_with(".cluster.local")
+        || !host.contains('.');
+    (!inside).then(|| format!(
+        "webhook URL {:?} is plain http:// to {host}: notifications and their signatures cross the network unencrypted; use https://",
+        crate::redact::url(url)
+    ))
+}
+
 /// An `http(s)://` URL without credentials in it (those belong in `url_env`).
 pub fn check_url(url: &str) -> Result<(), String> {
     let shown = crate::redact::url(url);
@@ -360,4 +386,26 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("webhook URL {shown:?} carries credentials; put the whole URL in an environment variable and name it in `url_env`"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_warned_about_only_beyond_loopback_and_the_cluster() {
+        for quiet in [
+            "https://hooks.example.com/x",
+            "http://127.0.0.1:9000/x",
+            "http://[::1]:9000/x",
+            "http://localhost/x",
+            "http://receiver.team.svc:8080/x",
+            "http://receiver.team.svc.cluster.local/x",
+            "http://receiver/x",
+        ] {
+            assert_eq!(plain_http_elsewhere(quiet), None, "{quiet}");
+        }
+        let w = plain_http_elsewhere("http://hooks.example.com/x").unwrap();
+        assert!(w.contains("hooks.example.com") && w.contains("https://"), "{w}");
+    }
 }
