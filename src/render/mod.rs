@@ -321,6 +321,7 @@ pub fn render(
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;
         }
     }
+    sleep::leave_replicas_to_autoscalers(&mut objects);
     let mut seen = std::collections::HashSet::new();
     for o in &mut objects {
         let id = object_id(o);

@@ -75,6 +75,42 @@ pub fn put_to_sleep(objects: &mut [Object]) {
     }
 }
 
+/// A workload a HorizontalPodAutoscaler of the same render scales has no `spec.replicas`
+/// applied: the autoscaler owns it, and an applied count would undo its work at every change
+/// (the two fight). Kubernetes' own advice for server-side apply with an HPA.
+pub fn leave_replicas_to_autoscalers(objects: &mut [Object]) {
+    let scaled: Vec<(String, String)> = objects
+        .iter()
+        .filter(|o| kind(o) == ("autoscaling", "HorizontalPodAutoscaler"))
+        .filter_map(|o| {
+            let target = o.get("spec")?.get("scaleTargetRef")?;
+            Some((
+                target.get("kind")?.as_str()?.to_string(),
+                target.get("name")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    if scaled.is_empty() {
+        return;
+    }
+    for o in objects.iter_mut() {
+        let (group, k) = kind(o);
+        if group != "apps" || !matches!(k, "Deployment" | "StatefulSet") {
+            continue;
+        }
+        let name = o
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if scaled.iter().any(|(sk, sn)| sk == k && sn == name) {
+            if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("replicas");
+            }
+        }
+    }
+}
+
 /// Rendered replicas of a Deployment or StatefulSet (Kubernetes' default is 1).
 fn replicas(o: &Object) -> u64 {
     o.get("spec")
@@ -172,6 +208,19 @@ mod tests {
 
     fn obj(v: Value) -> Object {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn an_autoscaled_workload_leaves_its_replicas_to_the_autoscaler() {
+        let mut objects = vec![
+            obj(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}})),
+            obj(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker"}, "spec": {"replicas": 2}})),
+            obj(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web"},
+                "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 5}})),
+        ];
+        leave_replicas_to_autoscalers(&mut objects);
+        assert!(objects[0]["spec"].get("replicas").is_none());
+        assert_eq!(objects[1]["spec"]["replicas"], 2);
     }
 
     #[test]
