@@ -266,6 +266,7 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
         },
         dry_run: false,
         confirm_deletions: false,
+        approved: None,
         concurrency: 4,
         progress: Default::default(),
         diff: false,

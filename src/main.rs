@@ -294,6 +294,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
         load: s.load,
         dry_run: true,
         confirm_deletions: a.target.confirm_deletions,
+        approved: None,
         concurrency: a.target.concurrency,
         progress: octostage::progress::Progress::on_terminal(),
         diff: a.diff,
@@ -318,6 +319,10 @@ async fn plan(a: PlanArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    if a.target.confirm_deletions && !a.once {
+        // For a daemon it would approve whatever every future pass holds back: no guard left.
+        bail!("--confirm-deletions approves one pass (`plan`, `run --once`); a running octostage carries out held deletions when the held set the plan shows is approved: POST /api/v1/approve {{\"held\": DIGEST}} or the dashboard's button");
+    }
     let s = sources(&a.config);
     let cancel = shutdown_on_signals().context("installing signal handlers")?;
     let target: Arc<dyn targets::Target> =
@@ -328,6 +333,7 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         load: s.load,
         dry_run: false,
         confirm_deletions: a.target.confirm_deletions,
+        approved: None,
         concurrency: a.target.concurrency,
         // A daemon logs; a one-off run on a terminal shows how far it is.
         progress: if a.once {

@@ -133,6 +133,7 @@ pub fn json(r: &Report) -> serde_json::Value {
         "stagings": stagings,
         "failed_sources": r.plan.failed_sources.iter().map(|(e, m)| serde_json::json!({"environment": e, "error": m})).collect::<Vec<_>>(),
         "hints": r.plan.hints,
+        "held_digest": r.plan.held().map(|(_, d)| d),
     })
 }
 
@@ -193,6 +194,12 @@ pub fn text(r: &Report, verbose: bool) -> String {
     }
     for h in &r.plan.hints {
         out.push_str(&format!("hint: {}\n", printable(h)));
+    }
+    if let Some((names, digest)) = r.plan.held() {
+        out.push_str(&format!(
+            "held back: {} deletions (set {digest}); a running octostage carries them out when this set is approved: POST /api/v1/approve {{\"held\": \"{digest}\"}}, or the dashboard's button\n",
+            names.len()
+        ));
     }
     let summary: Vec<String> = counts.iter().map(|(a, n)| format!("{n} {a}")).collect();
     out.push_str(&format!(

@@ -69,7 +69,7 @@ pub struct Controller {
     election: Option<Election>,
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     passes: watch::Sender<u64>,
-    approve: Arc<std::sync::atomic::AtomicBool>,
+    approve: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// What others hold of a running controller: a way to ask for a pass, its state, who writes,
@@ -83,17 +83,20 @@ pub struct Handle {
     passes: watch::Receiver<u64>,
     /// An approval is kept here until a pass takes it: a full queue of requests must not
     /// lose it (a pass is coming anyway then).
-    approve: Arc<std::sync::atomic::AtomicBool>,
+    approve: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Handle {
     /// Ask for a pass. A request made while one is already waiting coalesces into it.
     pub fn request(&self, trigger: Trigger) {
-        if trigger == Trigger::Approve {
-            self.approve
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-        }
         let _ = self.tx.try_send(trigger);
+    }
+
+    /// Approve the deletions held back in the set of digest `held` (as the plan shows it), and
+    /// ask for the pass that carries them out if the set is still the same.
+    pub fn approve(&self, held: String) {
+        *self.approve.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
+        self.request(Trigger::Approve);
     }
 
     /// The controller's state as of now.
@@ -190,11 +193,11 @@ impl Controller {
         crate::metrics::get().leader.set(leading as i64);
         let opts = PassOptions {
             dry_run: self.opts.dry_run || !leading,
-            confirm_deletions: self.opts.confirm_deletions
-                || self
-                    .approve
-                    .swap(false, std::sync::atomic::Ordering::SeqCst)
-                || trigger == Trigger::Approve,
+            approved: self
+                .approve
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
             ..self.opts.clone()
         };
         let cancel = self.shutdown.child_token();
@@ -539,11 +542,11 @@ mod tests {
         for _ in 0..20 {
             h.request(Trigger::Manual);
         }
-        h.request(Trigger::Approve);
+        h.approve("abc".into());
         // The queue held no room for it, yet the next pass carries it out.
-        assert!(c.approve.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(c.approve.lock().unwrap().is_some());
         let _ = c.pass(Trigger::Manual).await;
-        assert!(!c.approve.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(c.approve.lock().unwrap().is_none());
     }
 
     #[test]

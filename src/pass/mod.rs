@@ -65,6 +65,9 @@ pub struct PassOptions {
     pub dry_run: bool,
     /// Believe listings that lost many branches at once.
     pub confirm_deletions: bool,
+    /// Carry out the deletions held back if they are exactly the set of this digest (an
+    /// approval of the held set a plan showed); a different set stays held.
+    pub approved: Option<String>,
     /// Most stagings converged at once.
     pub concurrency: usize,
     /// Where progress is shown (a terminal), if anywhere.
@@ -244,16 +247,26 @@ pub async fn run(
                         humantime::format_duration(crate::consts::OBSERVE_TIMEOUT)
                     ),
                 })??;
-        let plan = plan::plan(
-            &config,
-            &plan::Inputs {
-                listings: &listings,
-                observed: &observed,
-                now,
-                confirm_deletions: opts.confirm_deletions,
-            },
-        );
-        let mut plan = plan;
+        let inputs = |confirm_deletions| plan::Inputs {
+            listings: &listings,
+            observed: &observed,
+            now,
+            confirm_deletions,
+        };
+        let mut plan = plan::plan(&config, &inputs(opts.confirm_deletions));
+        if let (false, Some(approved)) = (opts.confirm_deletions, &opts.approved) {
+            match plan.held() {
+                Some((_, digest)) if &digest == approved => {
+                    info!(held = %digest, "the held deletions were approved: carrying them out");
+                    plan = plan::plan(&config, &inputs(true));
+                }
+                now_held => warn!(
+                    approved = %approved,
+                    held = now_held.map(|(_, d)| d).unwrap_or_default(),
+                    "an approval for another held set than this pass's: nothing approved; approve the set the plan shows now"
+                ),
+            }
+        }
         unless_cancelled(cancel, images::gate(&config, &mut plan, now)).await?;
         let copied = unless_cancelled(
             cancel,

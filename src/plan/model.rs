@@ -181,6 +181,25 @@ pub struct Plan {
     pub recheck: Option<DateTime<Utc>>,
 }
 
+impl Plan {
+    /// The stagings a safety rule holds back, sorted, with a digest of them: what an approval
+    /// names, so that it approves this set and no other (`POST /api/v1/approve {"held": ..}`).
+    pub fn held(&self) -> Option<(Vec<&str>, String)> {
+        let mut names: Vec<&str> = self
+            .stagings
+            .iter()
+            .filter(|s| s.held())
+            .map(|s| s.name.as_str())
+            .collect();
+        if names.is_empty() {
+            return None;
+        }
+        names.sort_unstable();
+        let digest = crate::naming::short_hash(&names.join("\n"), 12);
+        Some((names, digest))
+    }
+}
+
 /// Inputs of the planner besides the configuration.
 pub struct Inputs<'a> {
     /// Listing per environment: the branches, or why they could not be read.

@@ -24,6 +24,9 @@ pub(crate) struct Params {
     /// `wake`: for how long (`2h`); empty: until the next sleep time.
     #[serde(default, rename = "for")]
     for_: Option<String>,
+    /// `approve`: the digest of the held set approved.
+    #[serde(default)]
+    held: Option<String>,
     /// `extend`: replace a longer extension (shorten it).
     #[serde(default)]
     replace: Option<bool>,
@@ -55,7 +58,12 @@ pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, Stri
         ("wake", true) => Act::Wake(duration("for", p.for_.as_deref())?),
         ("sleep", true) => Act::Sleep,
         ("pass", false) => Act::Pass,
-        ("approve", false) => Act::Approve,
+        ("approve", false) => Act::Approve(
+            p.held
+                .clone()
+                .filter(|h| !h.trim().is_empty())
+                .ok_or("approve names the held set it approves: {\"held\": DIGEST}, the `held_digest` of GET /api/v1/plan (or the plan's text)")?,
+        ),
         (a, true) => {
             return Err(format!(
                 "no action {a:?} on a staging; there are extend, wake and sleep"
@@ -231,6 +239,7 @@ mod tests {
             duration: duration.map(Into::into),
             for_: for_.map(Into::into),
             replace: None,
+            held: None,
             token: None,
         }
     }
@@ -249,7 +258,9 @@ mod tests {
             .unwrap_err()
             .contains("soon"));
         assert_eq!(parse("wake", true, &p(None, Some(""))), Ok(Act::Wake(None)));
-        assert_eq!(parse("approve", false, &p(None, None)), Ok(Act::Approve));
+        assert!(parse("approve", false, &p(None, None))
+            .unwrap_err()
+            .contains("held"));
         assert!(parse("delete", true, &p(None, None))
             .unwrap_err()
             .contains("delete"));

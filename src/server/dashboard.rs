@@ -108,6 +108,7 @@ pub(crate) async fn index(Ax(app): Ax<App>, Query(f): Query<Filters>) -> Respons
             failed_sources => o.failed_sources,
             leadership => o.leadership,
             last_pass => o.last_pass,
+            held => o.held,
             token => app.opts.token.is_some(),
         },
     )

@@ -18,7 +18,8 @@ pub(crate) enum Act {
     Wake(Option<Duration>),
     Sleep,
     Pass,
-    Approve,
+    /// Approve the held set of this digest.
+    Approve(String),
     /// A checked webhook: a pass for this repository.
     Hook(String),
 }
@@ -39,9 +40,26 @@ pub(crate) async fn perform(
             app.handle.request(Trigger::Manual);
             return Ok("a pass was requested".into());
         }
-        (Act::Approve, _) => {
-            app.handle.request(Trigger::Approve);
-            return Ok("approved: the next pass carries out the deletions held back".into());
+        (Act::Approve(held), _) => {
+            let now_held = {
+                let state = app.handle.state();
+                state
+                    .report
+                    .as_ref()
+                    .and_then(|r| r.plan.held())
+                    .map(|(names, digest)| (names.len(), digest))
+            };
+            return match now_held {
+                Some((n, digest)) if digest == held => {
+                    app.handle.approve(held);
+                    Ok(format!("approved: the next pass carries out the {n} deletions held back (set {digest}), if the set is still the same"))
+                }
+                Some((_, digest)) => Err((
+                    StatusCode::CONFLICT,
+                    format!("the held set is {digest} now, not {held}: review the plan again and approve what it shows"),
+                )),
+                None => Err((StatusCode::CONFLICT, "nothing is held back now".into())),
+            };
         }
         (Act::Sleep, Some(n)) => {
             requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Sleep), now).await

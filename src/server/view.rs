@@ -152,6 +152,17 @@ pub struct Overview {
     pub last_pass: Option<PassView>,
     /// When the next pass is due, unless something asks sooner.
     pub next_pass_at: Option<String>,
+    /// The deletions held back by a safety rule, and the digest that approves this set.
+    pub held: Option<HeldView>,
+}
+
+/// Deletions held back.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldView {
+    /// The stagings.
+    pub stagings: Vec<String>,
+    /// What `POST /api/v1/approve` names to carry out exactly these.
+    pub digest: String,
 }
 
 /// The last pass.
@@ -257,6 +268,10 @@ pub fn overview(state: &State, leadership: Leadership, now: DateTime<Utc>) -> Ov
         leadership,
         last_pass: last_pass(state),
         next_pass_at: state.next_pass_at.map(rfc3339),
+        held: state.report.as_ref().and_then(|r| r.plan.held()).map(|(names, digest)| HeldView {
+            stagings: names.into_iter().map(String::from).collect(),
+            digest,
+        }),
     }
 }
 

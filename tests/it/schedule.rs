@@ -69,6 +69,7 @@ async fn a_berlin_schedule_sleeps_and_wakes_ten_stagings_on_time_and_the_cost_re
             load: Default::default(),
             dry_run: false,
             confirm_deletions: false,
+            approved: None,
             concurrency: 4,
             progress: Default::default(),
             diff: false,

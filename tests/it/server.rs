@@ -385,3 +385,50 @@ fn open_live_pages_are_capped_and_leave_room_for_everything_else() {
         line.contains(" 200 ")
     });
 }
+
+#[test]
+fn an_approval_carries_out_only_the_held_set_it_names() {
+    let d = DirRun::new(&days_ago(1));
+    for b in ["f1", "f2", "f3", "f4"] {
+        d.repo.commit(&format!("feature/{b}"), "w", &days_ago(0));
+    }
+    let s = daemon(&d, true);
+    s.wait(20, "five stagings", |s| s.stagings().len() == 5);
+    let auth = format!("Bearer {TOKEN}");
+    let h = [("authorization", auth.as_str())];
+    let pass = |s: &Daemon| {
+        let before = s.passes();
+        assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+        s.wait(10, "no pass", |s| s.passes() > before);
+    };
+    // Three of five branches vanish at once: more than half, so the deletions are held.
+    for b in ["f1", "f2", "f3"] {
+        d.repo.delete_branch(&format!("feature/{b}"));
+    }
+    pass(&s);
+    let plan = get(&s.addr, "/api/v1/plan").json();
+    let first = plan["held_digest"].as_str().expect("a held set").to_string();
+    // Approving without naming the set, or naming another, does nothing.
+    let r = request(&s.addr, "POST", "/api/v1/approve", &h, b"");
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = request(&s.addr, "POST", "/api/v1/approve", &h, br#"{"held":"0000"}"#);
+    assert_eq!(r.status, 409, "{}", r.body);
+    // The held set changes after the operator looked: the old approval is refused.
+    d.repo.delete_branch("feature/f4");
+    pass(&s);
+    let second = get(&s.addr, "/api/v1/plan").json()["held_digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(first, second);
+    let body = format!(r#"{{"held":"{first}"}}"#);
+    let r = request(&s.addr, "POST", "/api/v1/approve", &h, body.as_bytes());
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(r.body.contains(&second), "{}", r.body);
+    assert_eq!(d.stagings(), 5, "an approval for another set deleted something");
+    // The set shown now, approved, is carried out.
+    let body = format!(r#"{{"held":"{second}"}}"#);
+    let r = request(&s.addr, "POST", "/api/v1/approve", &h, body.as_bytes());
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.wait(10, "the approved deletions never ran", |_| d.stagings() == 1);
+}
