@@ -285,9 +285,7 @@ pub fn status_text(st: &crate::targets::Status, now: DateTime<Utc>) -> String {
                 .unwrap_or_else(|| "-".into()),
             next_change(s),
             expiry(s.expires_at),
-            s.delete_at
-                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                .unwrap_or_else(|| "-".into()),
+            s.delete_at.map(when).unwrap_or_else(|| "-".into()),
             s.links.values().cloned().collect::<Vec<_>>().join(" "),
         ]);
     }
@@ -346,16 +344,20 @@ fn branch_label(branch: &str, static_name: Option<&str>) -> String {
     }
 }
 
-fn expiry(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-        .unwrap_or_else(|| "never".into())
+/// A time in a table: always saying its zone (UTC), whatever zone a schedule is written in.
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// `sleeps 2026-11-26 20:00` or `wakes ...`, UTC.
+fn expiry(t: Option<DateTime<Utc>>) -> String {
+    t.map(when).unwrap_or_else(|| "never".into())
+}
+
+/// `sleeps 2026-11-26 20:00 UTC` or `wakes ...`.
 fn next_change(s: &crate::plan::StagingRecord) -> String {
     match s.next_change {
-        Some(t) if s.state.asleep() => format!("wakes {}", t.format("%Y-%m-%d %H:%M")),
-        Some(t) => format!("sleeps {}", t.format("%Y-%m-%d %H:%M")),
+        Some(t) if s.state.asleep() => format!("wakes {}", when(t)),
+        Some(t) => format!("sleeps {}", when(t)),
         None => "-".into(),
     }
 }
@@ -383,6 +385,19 @@ pub fn diff_text(r: &Report) -> String {
         let (action, _, reason) = effective(r, i);
         let changes = r.outcome(i).map(|o| o.changes.as_slice()).unwrap_or(&[]);
         if action == Action::Noop && changes.is_empty() {
+            continue;
+        }
+        // A staging that failed is FAILED with its error, here as everywhere, not `+ create`.
+        let failed = r
+            .outcome(i)
+            .and_then(|o| o.error.as_ref().map(|e| e.to_string()))
+            .or_else(|| s.error.as_ref().map(|e| e.to_string()));
+        if let Some(e) = failed {
+            out.push_str(&format!(
+                "! {} (FAILED: {})\n",
+                printable(&s.name),
+                printable(first_line(&e))
+            ));
             continue;
         }
         let sign = match action {

@@ -70,12 +70,13 @@ pub fn printable(s: &str) -> Cow<'_, str> {
     }
     Cow::Owned(
         s.chars()
-            .map(|c| {
-                if bad(c) {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
+            .map(|c| match c {
+                // The escapes people read (a multi-line value in a drift line), not `\u{a}`.
+                '\n' => "\\n".to_string(),
+                '\t' => "\\t".to_string(),
+                '\r' => "\\r".to_string(),
+                c if bad(c) => c.escape_unicode().to_string(),
+                c => c.to_string(),
             })
             .collect(),
     )
@@ -83,6 +84,13 @@ pub fn printable(s: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn line_breaks_print_as_people_write_them_and_other_controls_as_escapes() {
+        assert_eq!(super::printable("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(super::printable("x\u{1b}[31m"), "x\\u{1b}[31m");
+        assert_eq!(super::printable("plain"), "plain");
+    }
+
     #[test]
     fn sizes_read_as_written() {
         assert_eq!(super::bytes(1 << 30), "1GiB");
