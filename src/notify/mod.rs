@@ -48,6 +48,9 @@ pub struct Payload {
     pub at: String,
     /// When it is deleted, if it will be.
     pub delete_at: Option<String>,
+    /// When it wakes, if it is asleep and a schedule wakes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wakes_at: Option<String>,
     /// Its links.
     pub links: IndexMap<String, String>,
     /// One line for chat (a Slack incoming webhook shows it as it is).
@@ -199,6 +202,10 @@ fn notice(
             reason: crate::redact::text(&reason).into_owned(),
             at: rfc3339(at),
             delete_at: p.delete_at.map(rfc3339),
+            wakes_at: p
+                .next_change
+                .filter(|_| p.state.is_some_and(|s| s.asleep()))
+                .map(rfc3339),
             links,
             text: crate::redact::text(&text).into_owned(),
             id,

@@ -20,9 +20,21 @@ pub struct StatusRequest {
 }
 
 /// What `event` sets: the state (in the provider's words) and a description; `None` for an
-/// event that changes nothing a status shows (`expiring`).
+/// event that changes nothing a status shows (`expiring`). Every status set is one that
+/// resolves: a staging applied asleep (a new commit while it sleeps) is not `pending` ("Deploying"
+/// would wait for a health that never comes while it sleeps) but done, saying when it wakes.
 fn state(provider: Provider, p: &Payload) -> Option<(&'static str, String)> {
+    use crate::plan::health::Lifecycle;
+    let asleep = matches!(p.state, Some(Lifecycle::Sleeping(_) | Lifecycle::Expired));
     let (gh, gl, what) = match p.event {
+        EventKind::Created | EventKind::Updated if asleep => (
+            "success",
+            "success",
+            match &p.wakes_at {
+                Some(w) => format!("Asleep: wakes at {w}"),
+                None => "Asleep: until woken (octostage wake)".into(),
+            },
+        ),
         EventKind::Created | EventKind::Updated | EventKind::Waking => {
             ("pending", "running", "Deploying".to_string())
         }
@@ -96,6 +108,7 @@ mod tests {
             reason: reason.into(),
             at: "2026-11-26T12:00:00Z".into(),
             delete_at: None,
+            wakes_at: None,
             links: [("web".to_string(), "https://shop-a.example.com".to_string())]
                 .into_iter()
                 .collect(),
@@ -129,6 +142,29 @@ mod tests {
         assert_eq!(gone.body["state"], "canceled");
         assert!(gone.body.get("target_url").is_none());
         assert!(request(&c, "g/s", &payload(EventKind::Expiring, "soon")).is_none());
+    }
+
+    #[test]
+    fn a_commit_applied_asleep_is_never_left_pending() {
+        let c = CommitStatus {
+            provider: Provider::Github,
+            api_url: "https://api.github.com".into(),
+            repository: None,
+            token: crate::config::TokenSource::Env("T".into()),
+            context: "octostage".into(),
+        };
+        let mut p = payload(EventKind::Updated, "new commit");
+        assert_eq!(request(&c, "a/b", &p).unwrap().body["state"], "pending");
+        p.state = Some(crate::plan::health::Lifecycle::Sleeping(
+            crate::plan::SleepCause::Schedule,
+        ));
+        p.wakes_at = Some("2026-11-27T07:00:00Z".into());
+        let r = request(&c, "a/b", &p).unwrap();
+        assert_eq!(r.body["state"], "success");
+        assert_eq!(r.body["description"], "Asleep: wakes at 2026-11-27T07:00:00Z");
+        p.wakes_at = None;
+        let r = request(&c, "a/b", &p).unwrap();
+        assert!(r.body["description"].as_str().unwrap().contains("until woken"));
     }
 
     #[test]

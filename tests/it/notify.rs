@@ -86,6 +86,7 @@ fn notice_of(staging: &str, event: EventKind, to: Notify) -> Notice {
             reason: "new branch".into(),
             at: "2026-11-26T12:00:00Z".into(),
             delete_at: None,
+            wakes_at: None,
             links: Default::default(),
             text: "octostage: shop-a (a) created".into(),
             id: "1".into(),
