@@ -122,9 +122,26 @@ async fn pull_requests(
                         crate::source::pulls::left_out(&polled.pulls, &p.labels, |b| {
                             listed.contains(b)
                         });
-                    listing
-                        .branches
-                        .retain(|b| wanted.contains(b.name.as_str()));
+                    // Static stagings and `always` branches follow git heads whatever the pull
+                    // requests say: one environment can hold `main` and the labelled PRs.
+                    let Some(e) = config.environment(&env) else { continue };
+                    let pinned: std::collections::HashSet<&str> = e
+                        .statics
+                        .iter()
+                        .filter_map(|st| match &st.pin {
+                            config::Pin::Branch(b) => Some(b.as_str()),
+                            config::Pin::Commit(_) => None,
+                        })
+                        .collect();
+                    let (kept, rest): (Vec<_>, Vec<_>) =
+                        std::mem::take(&mut listing.branches).into_iter().partition(|b| {
+                            wanted.contains(b.name.as_str()) || e.always.matches(&b.name).is_some()
+                        });
+                    listing.branches = kept;
+                    listing.pinned_heads = rest
+                        .into_iter()
+                        .filter(|b| pinned.contains(b.name.as_str()))
+                        .collect();
                     listing.pull_requests = true;
                 }
             }

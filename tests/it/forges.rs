@@ -477,3 +477,29 @@ fn gitlab_merge_requests_and_gitea_pull_requests_are_read_alike() {
         }
     }
 }
+
+#[test]
+fn with_pull_requests_statics_and_always_branches_still_follow_git_heads() {
+    let f = Forge::start();
+    let d = DirRun::new(&days_ago(1));
+    for b in ["feature/labelled", "feature/unlabelled", "feature/fork", "release/1"] {
+        d.repo.commit(b, "work", &days_ago(1));
+    }
+    let listing = recorded("github.pulls.json", &d.repo, "github.pulls.schema.json");
+    f.answer("/repos/acme/shop/pulls", &listing);
+    pulls_config(&d, "github", &f.url);
+    // A static staging on main and `always` release branches, neither a pull request.
+    let text = std::fs::read_to_string(d.cfg.join("environments.yaml")).unwrap();
+    std::fs::write(
+        d.cfg.join("environments.yaml"),
+        format!("{text}    always: ['release/*']\n    static:\n      demo:\n        branch: main\n"),
+    )
+    .unwrap();
+    let (stdout, stderr) = run(&d);
+    assert_eq!(
+        stagings(&d),
+        ["app-demo", "app-feature-labelled", "app-release-1"],
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("does not exist"), "{stdout}");
+}

@@ -86,6 +86,7 @@ impl<'a> EnvPlanner<'a> {
                 self.listing
                     .branches
                     .iter()
+                    .chain(&self.listing.pinned_heads)
                     .find(|x| &x.name == b)
                     .map(|x| x.commit.clone())
                     .ok_or_else(|| format!("pinned branch {b:?} does not exist")),

@@ -64,6 +64,9 @@ pub struct RepoListing {
     pub pull_requests: bool,
     /// Labelled open pull requests that get no staging: (number, branch, why).
     pub pulls_left_out: Vec<(u64, String, crate::source::pulls::LeftOut)>,
+    /// With `pull_requests`: heads no open pull request names that static stagings pin, kept
+    /// apart from `branches` (they get no staging of their own).
+    pub pinned_heads: Vec<Branch>,
 }
 
 /// Mirrors of application repositories under one directory.
@@ -192,6 +195,7 @@ impl RepoCache {
         Ok(RepoListing {
             pull_requests: false,
             pulls_left_out: Vec::new(),
+            pinned_heads: Vec::new(),
             branches,
             pins,
             skipped,
