@@ -79,6 +79,9 @@ pub struct Metrics {
     pub leader: Gauge<i64, AtomicI64>,
     /// Writes not sent because this process's lease had lapsed.
     pub writes_refused: Counter,
+    /// 1 when the last pass read environments.yaml whole, 0 when an environment (or the
+    /// file) was invalid.
+    pub config_valid: Gauge<i64, AtomicI64>,
 }
 
 impl Metrics {
@@ -96,6 +99,7 @@ impl Metrics {
             webhooks: Family::default(),
             leader: Gauge::default(),
             writes_refused: Counter::default(),
+            config_valid: Gauge::default(),
             registry: Registry::default(),
         };
         // Registration clones the handles: the fields and the registry share each metric.
@@ -144,6 +148,11 @@ impl Metrics {
             "leader",
             "1 while this process may write (it holds the lease, or needs none)",
             m.leader.clone(),
+        );
+        registry.register(
+            "config_valid",
+            "1 when the last pass read environments.yaml whole; 0 when an environment (frozen) or the whole file was invalid",
+            m.config_valid.clone(),
         );
         registry.register(
             "writes_refused",

@@ -33,6 +33,9 @@ pub struct Config {
     pub templates: Arc<crate::templating::TemplateSet>,
     /// Things worth knowing that do not make the file invalid.
     pub warnings: Vec<super::Problem>,
+    /// Environments left out because their part of the file is invalid, with the problems:
+    /// their stagings are frozen as they are (see [`super::load_salvaging`]).
+    pub frozen: Vec<(String, String)>,
 }
 
 impl Config {

@@ -201,8 +201,26 @@ impl Report {
     }
 }
 
-/// Load the configuration from a snapshot of `source` (on a blocking thread: git).
+/// Load the configuration from a snapshot of `source` (on a blocking thread: git); every
+/// problem fails it (`validate`, `render`, `extend`).
 pub async fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Config, PassError> {
+    load_with(source, opts, config::load).await
+}
+
+/// [`load_config`] for a pass: environments whose own part of the file is invalid are left
+/// out and frozen ([`Config::frozen`]), the others go on.
+pub async fn load_config_for_pass(
+    source: &ConfigSource,
+    opts: &LoadOptions,
+) -> Result<Config, PassError> {
+    load_with(source, opts, config::load_salvaging).await
+}
+
+async fn load_with(
+    source: &ConfigSource,
+    opts: &LoadOptions,
+    load: fn(&std::path::Path, &LoadOptions) -> Result<Config, config::ConfigError>,
+) -> Result<Config, PassError> {
     let (source, opts) = (source.clone(), opts.clone());
     tokio::task::spawn_blocking(move || {
         let snapshot = source.snapshot()?;
@@ -210,7 +228,7 @@ pub async fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Co
             commit: snapshot.commit.clone(),
             ..opts
         };
-        Ok(config::load(&snapshot.root, &opts)?)
+        Ok(load(&snapshot.root, &opts)?)
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -234,7 +252,17 @@ pub async fn run(
         // Reading is abandoned at once on shutdown: nothing has been written yet.
         opts.progress
             .phase("reading the config and listing branches");
-        let config = Arc::new(unless_cancelled(cancel, load_config(source, &opts.load)).await??);
+        let loaded = unless_cancelled(cancel, load_config_for_pass(source, &opts.load)).await?;
+        if let Err(PassError::Config(_)) = &loaded {
+            crate::metrics::get().config_valid.set(0);
+        }
+        let config = Arc::new(loaded?);
+        crate::metrics::get()
+            .config_valid
+            .set(i64::from(config.frozen.is_empty()));
+        for (environment, problems) in &config.frozen {
+            warn!(environment = %environment, problems = %problems, "environment frozen: its part of environments.yaml is invalid; its stagings are kept as they are, the others go on");
+        }
         let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
         let observe = tokio::time::timeout(crate::consts::OBSERVE_TIMEOUT, target.observe());
         let observed =

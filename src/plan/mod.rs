@@ -67,7 +67,24 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     }
     let mut removed: Vec<(&str, Vec<&StagingRecord>)> = by_env.into_iter().collect();
     removed.sort_by_key(|(e, _)| *e);
+    let frozen = |e: &str| {
+        config.frozen.iter().find(|(f, _)| f == e).map(|(_, problems)| {
+            format!("environments.yaml is invalid for this environment: {problems}")
+        })
+    };
+    for (environment, _) in &config.frozen {
+        out.failed_sources
+            .push((environment.clone(), frozen(environment).unwrap_or_default()));
+    }
     for (environment, observed) in removed {
+        // Left out of this pass because its part of the file is invalid: frozen as it is.
+        if let Some(why) = frozen(environment) {
+            for o in observed {
+                out.stagings
+                    .push(keep(o, Why::SourceFailed { error: why.clone() }));
+            }
+            continue;
+        }
         for o in observed {
             let mut p = gone(
                 o,

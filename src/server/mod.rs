@@ -210,8 +210,23 @@ async fn readyz(Ax(app): Ax<App>) -> Response {
 }
 
 async fn probe_readyz(Ax(handle): Ax<Handle>) -> Response {
-    if handle.state().ready {
-        (StatusCode::OK, "ready\n").into_response()
+    let state = handle.state();
+    if state.ready {
+        // Ready (it serves), and what is frozen says so: an environment whose part of
+        // environments.yaml is invalid, or a whole file that is.
+        let mut body = String::from("ready\n");
+        if let Some(r) = &state.report {
+            for (environment, problems) in &r.config.frozen {
+                body.push_str(&format!(
+                    "environment {environment} frozen: {}\n",
+                    crate::redact::text(problems)
+                ));
+            }
+        }
+        if let Some(e) = state.last_pass.as_ref().and_then(|p| p.error.as_ref()) {
+            body.push_str(&format!("the last pass failed: {}\n", crate::redact::text(e)));
+        }
+        (StatusCode::OK, body).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

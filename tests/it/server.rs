@@ -432,3 +432,43 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
     assert_eq!(r.status, 200, "{}", r.body);
     s.wait(10, "the approved deletions never ran", |_| d.stagings() == 1);
 }
+
+#[test]
+fn a_typo_in_one_environment_freezes_it_alone_and_says_so() {
+    let d = DirRun::new(&days_ago(1));
+    let two = |ttl: &str| {
+        std::fs::write(
+            d.cfg.join("environments.yaml"),
+            format!(
+                "version: 1\nenvironments:\n  app:\n    repository: {repo}\n    templates: t\n    ttl: {ttl}\n  other:\n    repository: {repo}\n    templates: t\n    ttl: 7d\n",
+                repo = d.repo.path.display()
+            ),
+        )
+        .unwrap();
+    };
+    two("7d");
+    d.repo.commit("feature/a", "w", &days_ago(0));
+    let s = daemon(&d, true);
+    s.wait(20, "four stagings", |_| d.stagings() == 4);
+    assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 1.0);
+    // One typo in `app`; a new branch: `other` goes on, `app` is frozen as it is.
+    two("5 dys");
+    d.repo.commit("feature/b", "w", &days_ago(0));
+    let auth = format!("Bearer {TOKEN}");
+    let h = [("authorization", auth.as_str())];
+    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+    s.wait(20, "other never got feature/b", |_| d.out.join("other-feature-b").exists());
+    assert!(!d.out.join("app-feature-b").exists());
+    assert!(d.out.join("app-feature-a").exists() && d.out.join("app-main").exists());
+    let ready = get(&s.probes, "/readyz");
+    assert_eq!(ready.status, 200);
+    assert!(ready.body.contains("environment app frozen: environments.yaml:6"), "{}", ready.body);
+    assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 0.0);
+    let api = get(&s.addr, "/api/v1/stagings").json();
+    assert!(api["failed_sources"].to_string().contains("app"), "{api}");
+    // Fixed: whole again.
+    two("7d");
+    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+    s.wait(20, "app never got feature/b", |_| d.out.join("app-feature-b").exists());
+    assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 1.0);
+}

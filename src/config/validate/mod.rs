@@ -151,6 +151,7 @@ impl<'a> Validator<'a> {
             environments,
             templates: Arc::new(std::mem::take(&mut self.templates)),
             warnings: std::mem::take(&mut self.warnings),
+            frozen: Vec::new(),
         })
     }
 
