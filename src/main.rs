@@ -243,7 +243,10 @@ async fn validate(a: ConfigArgs) -> anyhow::Result<ExitCode> {
 
 /// What each environment's sleep schedule means, in its zone: the next three times it sleeps
 /// and wakes, so that a cron expression read differently from what was meant shows at once.
-fn sleep_schedules(config: &octostage::config::Config, now: chrono::DateTime<chrono::Utc>) -> String {
+fn sleep_schedules(
+    config: &octostage::config::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
     use octostage::config::validate::next_times;
     let mut text = String::new();
     for e in &config.environments {

@@ -205,11 +205,19 @@ pub fn resolve(asked: &str, live: &[(String, String)]) -> Result<String, AskErro
             matches,
         })),
     };
-    let by_branch = live.iter().filter(|(_, b)| b == asked).map(|(n, _)| n.clone()).collect();
+    let by_branch = live
+        .iter()
+        .filter(|(_, b)| b == asked)
+        .map(|(n, _)| n.clone())
+        .collect();
     if let Some(r) = pick(by_branch) {
         return r;
     }
-    let by_prefix = live.iter().filter(|(n, _)| n.starts_with(asked)).map(|(n, _)| n.clone()).collect();
+    let by_prefix = live
+        .iter()
+        .filter(|(n, _)| n.starts_with(asked))
+        .map(|(n, _)| n.clone())
+        .collect();
     if let Some(r) = pick(by_prefix) {
         return r;
     }
@@ -332,7 +340,10 @@ mod tests {
         (r.requests, _) = apply(&r, ext(2 * DAY, false), now).unwrap();
         let (q, said) = apply(&r, ext(Duration::from_secs(1), false), now).unwrap();
         assert_eq!(q.keep_until, r.requests.keep_until, "{said}");
-        assert!(said.contains("already kept until 2026-11-28T12:00:00Z"), "{said}");
+        assert!(
+            said.contains("already kept until 2026-11-28T12:00:00Z"),
+            "{said}"
+        );
         assert!(said.contains("--replace"), "{said}");
         let (q, said) = apply(&r, ext(Duration::from_secs(1), true), now).unwrap();
         assert_eq!(
@@ -364,10 +375,16 @@ mod tests {
         .collect();
         assert_eq!(resolve("shop-main", &live).unwrap(), "shop-main");
         assert_eq!(resolve("main", &live).unwrap(), "shop-main");
-        assert_eq!(resolve("shop-feature-logo", &live).unwrap(), "shop-feature-logout");
+        assert_eq!(
+            resolve("shop-feature-logo", &live).unwrap(),
+            "shop-feature-logout"
+        );
         // Two environments build feature/login: both are named, and neither is chosen.
         let e = resolve("feature/login", &live).unwrap_err().to_string();
-        assert!(e.contains("shop-feature-login") && e.contains("api-feature-login"), "{e}");
+        assert!(
+            e.contains("shop-feature-login") && e.contains("api-feature-login"),
+            "{e}"
+        );
         let e = resolve("shop-feature-lgin", &live).unwrap_err().to_string();
         assert!(e.contains("did you mean one of shop-feature-login,"), "{e}");
         let e = resolve("nothing-like-it", &live).unwrap_err().to_string();

@@ -343,7 +343,13 @@ pub fn load_salvaging(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigE
         other => return other,
     };
     let text = std::fs::read_to_string(root.join(consts::CONFIG_FILE)).unwrap_or_default();
-    salvage(crate::text::strip_bom(&text), root, &DiskFiles(root), opts, problems)
+    salvage(
+        crate::text::strip_bom(&text),
+        root,
+        &DiskFiles(root),
+        opts,
+        problems,
+    )
 }
 
 fn salvage(
@@ -415,10 +421,7 @@ fn salvage(
     }
     match validate_value(value, &positions, file, root, files, opts, &skip) {
         Ok(mut config) => {
-            config.frozen = broken
-                .into_iter()
-                .map(|(n, p)| (n, p.join("; ")))
-                .collect();
+            config.frozen = broken.into_iter().map(|(n, p)| (n, p.join("; "))).collect();
             Ok(config)
         }
         Err(_) => fail(problems),
@@ -432,23 +435,62 @@ mod tests {
     #[test]
     fn a_typo_in_one_environment_freezes_that_environment_only() {
         let text = "version: 1\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n    ttl: 5 dys\n  other:\n    repository: /repo\n    templates: t\n";
-        let files = MemFiles::new([("t/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n")]);
-        let problems = match parse(text, consts::CONFIG_FILE, Path::new("/cfg"), &files, &LoadOptions::default()) {
+        let files = MemFiles::new([(
+            "t/a.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        )]);
+        let problems = match parse(
+            text,
+            consts::CONFIG_FILE,
+            Path::new("/cfg"),
+            &files,
+            &LoadOptions::default(),
+        ) {
             Err(ConfigError::Invalid(p)) => p,
             other => panic!("{other:?}"),
         };
-        let c = salvage(text, Path::new("/cfg"), &files, &LoadOptions::default(), problems).unwrap();
-        assert_eq!(c.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["other"]);
+        let c = salvage(
+            text,
+            Path::new("/cfg"),
+            &files,
+            &LoadOptions::default(),
+            problems,
+        )
+        .unwrap();
+        assert_eq!(
+            c.environments
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["other"]
+        );
         assert_eq!(c.frozen.len(), 1);
         assert_eq!(c.frozen[0].0, "app");
-        assert!(c.frozen[0].1.contains("environments.yaml:6"), "{:?}", c.frozen);
+        assert!(
+            c.frozen[0].1.contains("environments.yaml:6"),
+            "{:?}",
+            c.frozen
+        );
         // A problem outside every environment saves nothing.
         let text = "version: 1\ndefaults:\n  ttl: 5 dys\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n";
-        let problems = match parse(text, consts::CONFIG_FILE, Path::new("/cfg"), &files, &LoadOptions::default()) {
+        let problems = match parse(
+            text,
+            consts::CONFIG_FILE,
+            Path::new("/cfg"),
+            &files,
+            &LoadOptions::default(),
+        ) {
             Err(ConfigError::Invalid(p)) => p,
             other => panic!("{other:?}"),
         };
-        assert!(salvage(text, Path::new("/cfg"), &files, &LoadOptions::default(), problems).is_err());
+        assert!(salvage(
+            text,
+            Path::new("/cfg"),
+            &files,
+            &LoadOptions::default(),
+            problems
+        )
+        .is_err());
     }
 
     fn load(files: MemFiles) -> Result<Config, ConfigError> {

@@ -224,7 +224,7 @@ impl Controller {
         }
         // A replica whose lease lapsed during the pass tells no one what it did: the next
         // leader's pass will.
-        let still_leading = gate.as_ref().is_none_or(|g| g.check().is_ok());
+        let still_leading = !gate.as_ref().is_some_and(|g| g.check().is_err());
         if let Ok(r) = &r {
             if !opts.dry_run && still_leading {
                 self.notifier.send(crate::notify::events(r));

@@ -161,10 +161,16 @@ mod tests {
         p.wakes_at = Some("2026-11-27T07:00:00Z".into());
         let r = request(&c, "a/b", &p).unwrap();
         assert_eq!(r.body["state"], "success");
-        assert_eq!(r.body["description"], "Asleep: wakes at 2026-11-27T07:00:00Z");
+        assert_eq!(
+            r.body["description"],
+            "Asleep: wakes at 2026-11-27T07:00:00Z"
+        );
         p.wakes_at = None;
         let r = request(&c, "a/b", &p).unwrap();
-        assert!(r.body["description"].as_str().unwrap().contains("until woken"));
+        assert!(r.body["description"]
+            .as_str()
+            .unwrap()
+            .contains("until woken"));
     }
 
     #[test]

@@ -124,7 +124,9 @@ async fn pull_requests(
                         });
                     // Static stagings and `always` branches follow git heads whatever the pull
                     // requests say: one environment can hold `main` and the labelled PRs.
-                    let Some(e) = config.environment(&env) else { continue };
+                    let Some(e) = config.environment(&env) else {
+                        continue;
+                    };
                     let pinned: std::collections::HashSet<&str> = e
                         .statics
                         .iter()
@@ -133,8 +135,9 @@ async fn pull_requests(
                             config::Pin::Commit(_) => None,
                         })
                         .collect();
-                    let (kept, rest): (Vec<_>, Vec<_>) =
-                        std::mem::take(&mut listing.branches).into_iter().partition(|b| {
+                    let (kept, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut listing.branches)
+                        .into_iter()
+                        .partition(|b| {
                             wanted.contains(b.name.as_str()) || e.always.matches(&b.name).is_some()
                         });
                     listing.branches = kept;

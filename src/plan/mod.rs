@@ -68,9 +68,13 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
     let mut removed: Vec<(&str, Vec<&StagingRecord>)> = by_env.into_iter().collect();
     removed.sort_by_key(|(e, _)| *e);
     let frozen = |e: &str| {
-        config.frozen.iter().find(|(f, _)| f == e).map(|(_, problems)| {
-            format!("environments.yaml is invalid for this environment: {problems}")
-        })
+        config
+            .frozen
+            .iter()
+            .find(|(f, _)| f == e)
+            .map(|(_, problems)| {
+                format!("environments.yaml is invalid for this environment: {problems}")
+            })
     };
     for (environment, _) in &config.frozen {
         out.failed_sources

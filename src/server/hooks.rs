@@ -539,7 +539,12 @@ mod tests {
         );
         assert_eq!(n("/srv/git/app.git"), "/srv/git/app");
         assert_eq!(n("file:///srv/git/app.git"), "/srv/git/app");
-        for same in ["/srv/git/app/", "/srv//git/./app", "/srv/x/../git/app.git/", "file:///srv/git/app/"] {
+        for same in [
+            "/srv/git/app/",
+            "/srv//git/./app",
+            "/srv/x/../git/app.git/",
+            "file:///srv/git/app/",
+        ] {
             assert_eq!(n(same), "/srv/git/app", "{same}");
         }
         assert_ne!(

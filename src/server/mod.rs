@@ -224,7 +224,10 @@ async fn probe_readyz(Ax(handle): Ax<Handle>) -> Response {
             }
         }
         if let Some(e) = state.last_pass.as_ref().and_then(|p| p.error.as_ref()) {
-            body.push_str(&format!("the last pass failed: {}\n", crate::redact::text(e)));
+            body.push_str(&format!(
+                "the last pass failed: {}\n",
+                crate::redact::text(e)
+            ));
         }
         (StatusCode::OK, body).into_response()
     } else {

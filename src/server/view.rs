@@ -268,10 +268,14 @@ pub fn overview(state: &State, leadership: Leadership, now: DateTime<Utc>) -> Ov
         leadership,
         last_pass: last_pass(state),
         next_pass_at: state.next_pass_at.map(rfc3339),
-        held: state.report.as_ref().and_then(|r| r.plan.held()).map(|(names, digest)| HeldView {
-            stagings: names.into_iter().map(String::from).collect(),
-            digest,
-        }),
+        held: state
+            .report
+            .as_ref()
+            .and_then(|r| r.plan.held())
+            .map(|(names, digest)| HeldView {
+                stagings: names.into_iter().map(String::from).collect(),
+                digest,
+            }),
     }
 }
 

@@ -388,10 +388,16 @@ fn a_lease_name_the_api_server_would_refuse_is_a_usage_error() {
 fn a_failed_staging_is_failed_in_plan_diff_and_times_say_their_zone() {
     let d = DirRun::new(&days_ago(1));
     d.config("", "");
-    d.template("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  a: {{ nope.x }}\n");
+    d.template(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  a: {{ nope.x }}\n",
+    );
     let o = d.run(&["plan", "--diff"]);
     let (out, _) = texts(&o);
-    assert!(out.contains("! app-main (FAILED: t/bad.yaml:6:9: undefined variable"), "{out}");
+    assert!(
+        out.contains("! app-main (FAILED: t/bad.yaml:6:9: undefined variable"),
+        "{out}"
+    );
     assert!(!out.contains("+ app-main"), "{out}");
     std::fs::remove_file(d.cfg.join("t/bad.yaml")).unwrap();
     d.repo.commit("feature/x", "w", &days_ago(0));

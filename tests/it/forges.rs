@@ -482,7 +482,12 @@ fn gitlab_merge_requests_and_gitea_pull_requests_are_read_alike() {
 fn with_pull_requests_statics_and_always_branches_still_follow_git_heads() {
     let f = Forge::start();
     let d = DirRun::new(&days_ago(1));
-    for b in ["feature/labelled", "feature/unlabelled", "feature/fork", "release/1"] {
+    for b in [
+        "feature/labelled",
+        "feature/unlabelled",
+        "feature/fork",
+        "release/1",
+    ] {
         d.repo.commit(b, "work", &days_ago(1));
     }
     let listing = recorded("github.pulls.json", &d.repo, "github.pulls.schema.json");
@@ -492,7 +497,9 @@ fn with_pull_requests_statics_and_always_branches_still_follow_git_heads() {
     let text = std::fs::read_to_string(d.cfg.join("environments.yaml")).unwrap();
     std::fs::write(
         d.cfg.join("environments.yaml"),
-        format!("{text}    always: ['release/*']\n    static:\n      demo:\n        branch: main\n"),
+        format!(
+            "{text}    always: ['release/*']\n    static:\n      demo:\n        branch: main\n"
+        ),
     )
     .unwrap();
     let (stdout, stderr) = run(&d);

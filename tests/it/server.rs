@@ -398,7 +398,10 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
     let h = [("authorization", auth.as_str())];
     let pass = |s: &Daemon| {
         let before = s.passes();
-        assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
+        assert_eq!(
+            request(&s.addr, "POST", "/api/v1/pass", &h, b"").status,
+            200
+        );
         s.wait(10, "no pass", |s| s.passes() > before);
     };
     // Three of five branches vanish at once: more than half, so the deletions are held.
@@ -407,11 +410,20 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
     }
     pass(&s);
     let plan = get(&s.addr, "/api/v1/plan").json();
-    let first = plan["held_digest"].as_str().expect("a held set").to_string();
+    let first = plan["held_digest"]
+        .as_str()
+        .expect("a held set")
+        .to_string();
     // Approving without naming the set, or naming another, does nothing.
     let r = request(&s.addr, "POST", "/api/v1/approve", &h, b"");
     assert_eq!(r.status, 400, "{}", r.body);
-    let r = request(&s.addr, "POST", "/api/v1/approve", &h, br#"{"held":"0000"}"#);
+    let r = request(
+        &s.addr,
+        "POST",
+        "/api/v1/approve",
+        &h,
+        br#"{"held":"0000"}"#,
+    );
     assert_eq!(r.status, 409, "{}", r.body);
     // The held set changes after the operator looked: the old approval is refused.
     d.repo.delete_branch("feature/f4");
@@ -425,12 +437,18 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
     let r = request(&s.addr, "POST", "/api/v1/approve", &h, body.as_bytes());
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(r.body.contains(&second), "{}", r.body);
-    assert_eq!(d.stagings(), 5, "an approval for another set deleted something");
+    assert_eq!(
+        d.stagings(),
+        5,
+        "an approval for another set deleted something"
+    );
     // The set shown now, approved, is carried out.
     let body = format!(r#"{{"held":"{second}"}}"#);
     let r = request(&s.addr, "POST", "/api/v1/approve", &h, body.as_bytes());
     assert_eq!(r.status, 200, "{}", r.body);
-    s.wait(10, "the approved deletions never ran", |_| d.stagings() == 1);
+    s.wait(10, "the approved deletions never ran", |_| {
+        d.stagings() == 1
+    });
 }
 
 #[test]
@@ -456,19 +474,35 @@ fn a_typo_in_one_environment_freezes_it_alone_and_says_so() {
     d.repo.commit("feature/b", "w", &days_ago(0));
     let auth = format!("Bearer {TOKEN}");
     let h = [("authorization", auth.as_str())];
-    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
-    s.wait(20, "other never got feature/b", |_| d.out.join("other-feature-b").exists());
+    assert_eq!(
+        request(&s.addr, "POST", "/api/v1/pass", &h, b"").status,
+        200
+    );
+    s.wait(20, "other never got feature/b", |_| {
+        d.out.join("other-feature-b").exists()
+    });
     assert!(!d.out.join("app-feature-b").exists());
     assert!(d.out.join("app-feature-a").exists() && d.out.join("app-main").exists());
     let ready = get(&s.probes, "/readyz");
     assert_eq!(ready.status, 200);
-    assert!(ready.body.contains("environment app frozen: environments.yaml:6"), "{}", ready.body);
+    assert!(
+        ready
+            .body
+            .contains("environment app frozen: environments.yaml:6"),
+        "{}",
+        ready.body
+    );
     assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 0.0);
     let api = get(&s.addr, "/api/v1/stagings").json();
     assert!(api["failed_sources"].to_string().contains("app"), "{api}");
     // Fixed: whole again.
     two("7d");
-    assert_eq!(request(&s.addr, "POST", "/api/v1/pass", &h, b"").status, 200);
-    s.wait(20, "app never got feature/b", |_| d.out.join("app-feature-b").exists());
+    assert_eq!(
+        request(&s.addr, "POST", "/api/v1/pass", &h, b"").status,
+        200
+    );
+    s.wait(20, "app never got feature/b", |_| {
+        d.out.join("app-feature-b").exists()
+    });
     assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 1.0);
 }

@@ -360,7 +360,9 @@ pub fn plain_http_elsewhere(url: &str) -> Option<String> {
     }
     .to_ascii_lowercase();
     let inside = host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
         || host.ends_with(".svc")
         || host.ends_with(".svc.cluster.local")
         || host.ends_with(".cluster.local")
@@ -406,6 +408,9 @@ mod tests {
             assert_eq!(plain_http_elsewhere(quiet), None, "{quiet}");
         }
         let w = plain_http_elsewhere("http://hooks.example.com/x").unwrap();
-        assert!(w.contains("hooks.example.com") && w.contains("https://"), "{w}");
+        assert!(
+            w.contains("hooks.example.com") && w.contains("https://"),
+            "{w}"
+        );
     }
 }

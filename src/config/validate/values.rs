@@ -154,7 +154,9 @@ fn in_range(field: &str, name: &str, low: u32, high: u32) -> Result<(), String> 
         };
         if let Some(s) = step {
             if !s.parse::<u32>().is_ok_and(|n| n >= 1) {
-                return Err(format!("the step {s:?} of the {name} is not a number of at least 1"));
+                return Err(format!(
+                    "the step {s:?} of the {name} is not a number of at least 1"
+                ));
             }
         }
         for n in range.split('-').filter(|n| *n != "*" && *n != "?") {
@@ -172,7 +174,12 @@ fn in_range(field: &str, name: &str, low: u32, high: u32) -> Result<(), String> 
 
 /// The next `n` times `s` fires after `now`, in `tz`, as people read them
 /// (`Mon 2026-12-07 19:00 CET`).
-pub fn next_times(s: &cron::Schedule, tz: chrono_tz::Tz, now: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
+pub fn next_times(
+    s: &cron::Schedule,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+    n: usize,
+) -> Vec<String> {
     s.after(&now.with_timezone(&tz))
         .take(n)
         .map(|t| t.format("%a %Y-%m-%d %H:%M %Z").to_string())
