@@ -12,7 +12,7 @@ use clap::Parser;
 
 use octostage::cli::{
     Cli, Command, ConfigArgs, ExtendArgs, Format, Listen, LogFormat, PlanArgs, RenderArgs, RunArgs,
-    StatusArgs, TargetSelect,
+    StatusArgs, TargetSelect, WakeArgs,
 };
 use octostage::config::LoadOptions;
 use octostage::controller::{shutdown_on_signals, Controller, Election, Trigger};
@@ -195,7 +195,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run(a).await,
         Command::Status(a) => status(a).await,
         Command::Sleep(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Sleep)).await,
-        Command::Wake(a) => ask(&a.select, &a.staging, |_| Ok(Ask::Wake(a.duration))).await,
+        Command::Wake(a) => wake(a).await,
         Command::Extend(a) => extend(a).await,
         Command::InternalLimitMemory(_)
         | Command::InternalRenderTemplates
@@ -508,6 +508,36 @@ async fn ask(
 ) -> anyhow::Result<ExitCode> {
     let target = targets::open(&select.target, &select.instance).await?;
     let said = requests::record(target.as_ref(), name, what, chrono::Utc::now()).await?;
+    out(&format!("{said}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wake`: with `--config`, also says when an awake cap of 0 keeps the staging asleep.
+async fn wake(a: WakeArgs) -> anyhow::Result<ExitCode> {
+    let config = match &a.ignored.config {
+        Some(c) => {
+            let args = ConfigArgs {
+                config: c.clone(),
+                config_ref: a.ignored.config_ref.clone(),
+                repositories: Vec::new(),
+                cache_dir: a.ignored.cache_dir.clone(),
+                fetch_timeout: Duration::from_secs(120),
+            };
+            let s = sources(&args);
+            pass::load_config(&s.source, &s.load).await.ok()
+        }
+        None => None,
+    };
+    let target = targets::open(&a.select.target, &a.select.instance).await?;
+    let d = a.duration;
+    let said = requests::record_noting(
+        target.as_ref(),
+        &a.staging,
+        |_| Ok(Ask::Wake(d)),
+        chrono::Utc::now(),
+        config.as_ref(),
+    )
+    .await?;
     out(&format!("{said}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -166,6 +166,22 @@ pub fn apply(
     Ok((r, said))
 }
 
+/// What keeps a staging asleep though it was woken: an awake cap of 0 for its environment or
+/// for all environments (a cap above 0 depends on the others, which the next pass weighs).
+pub fn kept_asleep_by(config: &Config, record: &StagingRecord) -> Option<String> {
+    let env = config.environment(&record.environment)?;
+    match (env.max_awake, config.limits.max_awake) {
+        (Some(0), _) => Some(format!(
+            "environment {} has max_awake: 0, which keeps it asleep whatever is asked",
+            record.environment
+        )),
+        (_, Some(0)) => {
+            Some("limits.max_awake is 0, which keeps it asleep whatever is asked".into())
+        }
+        _ => None,
+    }
+}
+
 /// The `max_extension` of a staging, from the configuration it was made from.
 pub fn max_extension(config: &Config, record: &StagingRecord) -> Result<Duration, AskError> {
     let gone = || AskError::NotConfigured(record.name.clone());
@@ -245,6 +261,17 @@ pub async fn record(
     ask: impl FnOnce(&StagingRecord) -> Result<Ask, AskError>,
     now: DateTime<Utc>,
 ) -> Result<String, AskError> {
+    record_noting(target, name, ask, now, None).await
+}
+
+/// [`record`], and when `config` is known, a wake that a cap of 0 undoes says so.
+pub async fn record_noting(
+    target: &dyn Target,
+    name: &str,
+    ask: impl FnOnce(&StagingRecord) -> Result<Ask, AskError>,
+    now: DateTime<Utc>,
+    config: Option<&Config>,
+) -> Result<String, AskError> {
     // Whole seconds, as every time octostage records.
     let now = chrono::Timelike::with_nanosecond(&now, 0).unwrap_or(now);
     let mut ask = Some(ask);
@@ -277,7 +304,14 @@ pub async fn record(
         chosen = Some(what);
         let (requests, said) = apply(&record, what, now)?;
         if target.request(&name, &record.requests, &requests).await? {
-            return Ok(said);
+            let cap = match (what, config) {
+                (Ask::Wake(_), Some(c)) => kept_asleep_by(c, &record),
+                _ => None,
+            };
+            return Ok(match cap {
+                Some(why) => format!("{said}; but it stays asleep: {why}"),
+                None => said,
+            });
         }
     }
     Err(AskError::Busy(name))

@@ -65,7 +65,15 @@ pub(crate) async fn perform(
             requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Sleep), now).await
         }
         (Act::Wake(d), Some(n)) => {
-            requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Wake(d)), now).await
+            let config = app.handle.state().config.clone();
+            requests::record_noting(
+                app.handle.target().as_ref(),
+                n,
+                |_| Ok(Ask::Wake(d)),
+                now,
+                config.as_deref(),
+            )
+            .await
         }
         (Act::Extend(duration, replace), Some(n)) => {
             let config = app.handle.state().config.clone();

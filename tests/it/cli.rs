@@ -405,3 +405,28 @@ fn a_failed_staging_is_failed_in_plan_diff_and_times_say_their_zone() {
     let status = d.run_ok(&["status"]);
     assert!(status.contains(" UTC"), "{status}");
 }
+
+#[test]
+fn a_wake_that_an_awake_cap_of_zero_undoes_says_so() {
+    let d = DirRun::new(&days_ago(1));
+    d.config("    max_awake: 0\n", "");
+    d.run(&["run", "--once"]);
+    let target = format!("dir:{}", d.out.display());
+    let cfg = d.cfg.display().to_string();
+    // With the configuration it can tell; the same arguments as every command.
+    let said = octostage_ok(&["wake", "main", "--target", &target, "--config", &cfg], 0);
+    assert!(
+        said.contains("app-main: awake from the next pass"),
+        "{said}"
+    );
+    assert!(
+        said.contains("stays asleep: environment app has max_awake: 0"),
+        "{said}"
+    );
+    // `sleep` and `status` take the same arguments (and need no configuration).
+    octostage_ok(
+        &["sleep", "app-main", "--target", &target, "--config", &cfg],
+        0,
+    );
+    octostage_ok(&["status", "--target", &target, "--config", &cfg], 0);
+}

@@ -170,7 +170,7 @@ fn no_kustomization_field_and_no_render_of_branch_files_reaches_the_network() {
     // The command ran without a network (its fetches failed) and rendered what it read.
     assert!(d.out.join("c-main").exists(), "{out}\n{err}");
     // helm never fetches a chart's dependencies for `helm template`: it says they are missing.
-    assert!(out.contains("missing in charts/"), "{out}");
+    assert!(err.contains("missing in charts/"), "{err}");
     // Control: on the host's network the same command reaches the listener, so the listener
     // would have seen the others.
     let o = d.run(&["run", "--once", "--render-network", "host"]);

@@ -132,7 +132,7 @@ fn webhooks_trigger_a_pass_only_when_signed_and_replays_are_harmless() {
     assert_eq!(ok.status, 202, "{}", ok.body);
     let hooks = |result: &str| {
         metric(
-            &s.addr,
+            &s.probes,
             "octostage_webhook_deliveries_total",
             &[("provider", "github"), ("result", result)],
         )
@@ -259,7 +259,7 @@ fn actions_need_the_token_change_the_staging_and_the_api_and_metrics_tell() {
     assert_eq!(r.status, 200, "{}", r.body);
     // Metrics: stagings by state, passes, and the pass histogram.
     let running = metric(
-        &s.addr,
+        &s.probes,
         "octostage_stagings",
         &[("environment", "app"), ("state", "running")],
     );
@@ -349,7 +349,19 @@ fn idle_connections_are_closed_and_never_starve_the_controller() {
 fn open_live_pages_are_capped_and_leave_room_for_everything_else() {
     use std::io::{BufRead, BufReader, Write};
     let d = DirRun::new(&days_ago(1));
-    let s = daemon(&d, false);
+    // Every page from this one test address: the bound tested is the live views', not the
+    // per-client one.
+    let s = Daemon::start(
+        &d.args(&[
+            "run",
+            "--interval",
+            "1h",
+            "--max-connections-per-client",
+            "256",
+        ]),
+        &[("OCTOSTAGE_GITHUB_SECRET", HOOK)],
+    );
+    s.wait(20, "never ready", |d| get(&d.addr, "/readyz").status == 200);
     let mut statuses = Vec::new();
     let mut open = Vec::new();
     for _ in 0..80 {
@@ -409,11 +421,14 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
         d.repo.delete_branch(&format!("feature/{b}"));
     }
     pass(&s);
-    let plan = get(&s.addr, "/api/v1/plan").json();
-    let first = plan["held_digest"]
-        .as_str()
-        .expect("a held set")
-        .to_string();
+    // A pass is counted a moment before its report is recorded: wait for the report.
+    let held = |s: &Daemon| {
+        get(&s.addr, "/api/v1/plan").json()["held_digest"]
+            .as_str()
+            .map(String::from)
+    };
+    s.wait(10, "nothing held", |s| held(s).is_some());
+    let first = held(&s).unwrap();
     // Approving without naming the set, or naming another, does nothing.
     let r = request(&s.addr, "POST", "/api/v1/approve", &h, b"");
     assert_eq!(r.status, 400, "{}", r.body);
@@ -428,11 +443,10 @@ fn an_approval_carries_out_only_the_held_set_it_names() {
     // The held set changes after the operator looked: the old approval is refused.
     d.repo.delete_branch("feature/f4");
     pass(&s);
-    let second = get(&s.addr, "/api/v1/plan").json()["held_digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(first, second);
+    s.wait(10, "the held set never changed", |s| {
+        held(s).is_some_and(|h| h != first)
+    });
+    let second = held(&s).unwrap();
     let body = format!(r#"{{"held":"{first}"}}"#);
     let r = request(&s.addr, "POST", "/api/v1/approve", &h, body.as_bytes());
     assert_eq!(r.status, 409, "{}", r.body);
@@ -483,15 +497,14 @@ fn a_typo_in_one_environment_freezes_it_alone_and_says_so() {
     });
     assert!(!d.out.join("app-feature-b").exists());
     assert!(d.out.join("app-feature-a").exists() && d.out.join("app-main").exists());
-    let ready = get(&s.probes, "/readyz");
-    assert_eq!(ready.status, 200);
-    assert!(
-        ready
-            .body
-            .contains("environment app frozen: environments.yaml:6"),
-        "{}",
-        ready.body
-    );
+    // The pass's files are written before its report is recorded: wait for the report.
+    s.wait(10, "readyz never said app is frozen", |s| {
+        let ready = get(&s.probes, "/readyz");
+        ready.status == 200
+            && ready
+                .body
+                .contains("environment app frozen: environments.yaml:6")
+    });
     assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 0.0);
     let api = get(&s.addr, "/api/v1/stagings").json();
     assert!(api["failed_sources"].to_string().contains("app"), "{api}");
@@ -504,5 +517,7 @@ fn a_typo_in_one_environment_freezes_it_alone_and_says_so() {
     s.wait(20, "app never got feature/b", |_| {
         d.out.join("app-feature-b").exists()
     });
-    assert_eq!(metric(&s.probes, "octostage_config_valid", &[]), 1.0);
+    s.wait(10, "config_valid never came back", |s| {
+        metric(&s.probes, "octostage_config_valid", &[]) == 1.0
+    });
 }
