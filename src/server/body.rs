@@ -20,8 +20,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) const POOL: usize = 8 << 20;
 /// How long a request waits for room in its pool.
 const WAIT: Duration = Duration::from_secs(2);
-/// The pool counts in units of this many bytes.
-const UNIT: usize = 1024;
+/// Bodies are kept in blocks of this size, which go back to their pool when the request
+/// ends and are used again: after a flood the process holds at most the pool's blocks, and
+/// never a heap fragmented by a thousand buffers of every size.
+const BLOCK: usize = 16 << 10;
 
 /// Largest body of a webhook delivery.
 pub(crate) const HOOK: usize = crate::consts::MAX_BODY;
@@ -30,20 +32,29 @@ pub(crate) const ACTION: usize = 64 << 10;
 /// Largest body of a dashboard form: a token and a duration.
 pub(crate) const FORM: usize = 16 << 10;
 
-/// Room for bodies: one pool for requests whose sender is not known yet (signed bodies, forms
-/// carrying their token), one for those whose headers already proved it.
-pub(crate) struct Pools {
-    anonymous: Arc<Semaphore>,
-    authenticated: Arc<Semaphore>,
+type Blocks = Arc<std::sync::Mutex<Vec<Box<[u8]>>>>;
+
+/// One pool: room for so many blocks, and the blocks given back.
+struct Pool {
+    room: Arc<Semaphore>,
+    free: Blocks,
 }
 
-impl Default for Pools {
-    fn default() -> Pools {
-        Pools {
-            anonymous: Arc::new(Semaphore::new(POOL / UNIT)),
-            authenticated: Arc::new(Semaphore::new(POOL / UNIT)),
+impl Default for Pool {
+    fn default() -> Pool {
+        Pool {
+            room: Arc::new(Semaphore::new(POOL / BLOCK)),
+            free: Arc::default(),
         }
     }
+}
+
+/// Room for bodies: one pool for requests whose sender is not known yet (signed bodies, forms
+/// carrying their token), one for those whose headers already proved it.
+#[derive(Default)]
+pub(crate) struct Pools {
+    anonymous: Pool,
+    authenticated: Pool,
 }
 
 /// Who sent a body, as far as its headers tell.
@@ -79,21 +90,35 @@ impl BodyError {
     }
 }
 
-/// A body read within its limits; its bytes are the pool's until it is dropped.
+/// A body read within its limits, in blocks that are the pool's again when it is dropped.
 pub(crate) struct Read {
-    pieces: Vec<axum::body::Bytes>,
-    #[cfg_attr(not(test), allow(dead_code))]
+    blocks: Vec<Box<[u8]>>,
     len: usize,
+    free: Blocks,
     _held: Option<OwnedSemaphorePermit>,
 }
 
+impl Drop for Read {
+    fn drop(&mut self) {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.append(&mut self.blocks);
+    }
+}
+
 impl Read {
-    /// The body in one piece: made only once the sender is known (a checked signature).
+    /// The body in one piece.
     pub(crate) fn bytes(&self) -> std::borrow::Cow<'_, [u8]> {
-        match self.pieces.as_slice() {
+        match self.blocks.as_slice() {
             [] => std::borrow::Cow::Borrowed(&[]),
-            [one] => std::borrow::Cow::Borrowed(one),
-            many => std::borrow::Cow::Owned(many.concat()),
+            [one] => std::borrow::Cow::Borrowed(&one[..self.len]),
+            many => {
+                let mut out = Vec::with_capacity(self.len);
+                for b in many {
+                    let n = (self.len - out.len()).min(BLOCK);
+                    out.extend_from_slice(&b[..n]);
+                }
+                std::borrow::Cow::Owned(out)
+            }
         }
     }
 
@@ -116,7 +141,7 @@ fn announced(headers: &HeaderMap) -> Option<usize> {
 }
 
 impl Pools {
-    fn pool(&self, sender: Sender) -> &Arc<Semaphore> {
+    fn pool(&self, sender: Sender) -> &Pool {
         match sender {
             Sender::Unknown => &self.anonymous,
             Sender::Authenticated => &self.authenticated,
@@ -132,51 +157,58 @@ impl Pools {
         limit: usize,
         mut each: impl FnMut(&[u8]),
     ) -> Result<Read, BodyError> {
-        let pool = self.pool(sender).clone();
-        let announced = announced(headers);
-        if announced.is_some_and(|n| n > limit) {
+        let pool = self.pool(sender);
+        if announced(headers).is_some_and(|n| n > limit) {
             return Err(BodyError::TooLarge { limit });
         }
-        // Room is taken as bytes arrive, not as announced: a client that announces a megabyte
-        // and sends nothing holds nothing. The pieces are kept as the connection read them
-        // (at most its read buffer each): one buffer grown to a megabyte per request would
-        // leave the allocator holding megabytes after a flood.
-        let mut held: Option<OwnedSemaphorePermit> = None;
-        let mut pieces: Vec<axum::body::Bytes> = Vec::new();
-        let mut len = 0;
+        // Room is taken a block at a time as bytes arrive, not as announced: a client that
+        // announces a megabyte and sends nothing holds nothing. Each piece is copied and
+        // dropped at once: a piece is a slice of the connection's read buffer and keeps all of
+        // it alive (a body sent one byte per packet would hold kilobytes per byte).
+        let mut read = Read {
+            blocks: Vec::new(),
+            len: 0,
+            free: pool.free.clone(),
+            _held: None,
+        };
         let mut stream = body.into_data_stream();
         while let Some(piece) = stream.next().await {
             let piece = piece.map_err(|e| BodyError::Read(e.to_string()))?;
-            len += piece.len();
-            if len > limit {
+            if read.len + piece.len() > limit {
                 return Err(BodyError::TooLarge { limit });
             }
-            let more = units(len).saturating_sub(held.as_ref().map_or(0, |p| p.num_permits()));
-            if more > 0 {
-                let extra = take(&pool, more).await?;
-                match &mut held {
-                    Some(h) => h.merge(extra),
-                    None => held = Some(extra),
-                }
-            }
             each(&piece);
-            pieces.push(piece);
+            let mut rest: &[u8] = &piece;
+            while !rest.is_empty() {
+                let at = read.len % BLOCK;
+                if at == 0 {
+                    let permit = take(&pool.room).await?;
+                    match &mut read._held {
+                        Some(h) => h.merge(permit),
+                        None => read._held = Some(permit),
+                    }
+                    let block = pool
+                        .free
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .pop()
+                        .unwrap_or_else(|| vec![0u8; BLOCK].into_boxed_slice());
+                    read.blocks.push(block);
+                }
+                let n = rest.len().min(BLOCK - at);
+                if let Some(block) = read.blocks.last_mut() {
+                    block[at..at + n].copy_from_slice(&rest[..n]);
+                }
+                read.len += n;
+                rest = &rest[n..];
+            }
         }
-        Ok(Read {
-            pieces,
-            len,
-            _held: held,
-        })
+        Ok(read)
     }
 }
 
-fn units(bytes: usize) -> usize {
-    bytes.div_ceil(UNIT)
-}
-
-async fn take(pool: &Arc<Semaphore>, units: usize) -> Result<OwnedSemaphorePermit, BodyError> {
-    let n = u32::try_from(units).map_err(|_| BodyError::Busy)?;
-    match tokio::time::timeout(WAIT, pool.clone().acquire_many_owned(n)).await {
+async fn take(pool: &Arc<Semaphore>) -> Result<OwnedSemaphorePermit, BodyError> {
+    match tokio::time::timeout(WAIT, pool.clone().acquire_owned()).await {
         Ok(Ok(p)) => Ok(p),
         _ => Err(BodyError::Busy),
     }
@@ -230,6 +262,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((r.len(), r.bytes().len(), fed), (100, 100, 100));
+        // Across blocks, in order.
+        let big: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let r = pools
+            .read(
+                Sender::Unknown,
+                &headers(None),
+                Body::from(big.clone()),
+                HOOK,
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(&*r.bytes(), &big[..]);
     }
 
     #[tokio::test]

@@ -94,6 +94,7 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         .route("/stagings/{name}/{action}", post(actions::form))
         .route("/actions/{action}", post(actions::form_global))
         .route("/events", get(dashboard::events))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/stagings", get(api_stagings))
         .route("/api/v1/stagings/{name}", get(api_staging))
         .route("/api/v1/plan", get(api_plan))
@@ -107,6 +108,25 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         .route("/readyz", get(readyz))
         .layer(axum::middleware::from_fn(guard))
         .with_state(app)
+}
+
+/// The JSON API's routes (method, path as the OpenAPI document writes it): what
+/// [`OPENAPI`] describes, checked against it and against the running server by a test.
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/stagings"),
+    ("get", "/api/v1/stagings/{name}"),
+    ("get", "/api/v1/plan"),
+    ("post", "/api/v1/stagings/{name}/{action}"),
+    ("post", "/api/v1/forwarded"),
+    ("post", "/api/v1/{action}"),
+];
+
+/// The OpenAPI 3.0 document of the JSON API (`GET /api/v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 /// The routes of the probe listener: health, readiness and metrics, nothing a client acts on.

@@ -221,3 +221,58 @@ fn one_client_holding_every_public_slot_leaves_the_probes_and_other_clients_answ
         std::panic::catch_unwind(|| get(&s.addr, "/metrics").status).ok() == Some(404)
     });
 }
+
+#[test]
+fn bodies_sent_a_byte_at_a_time_cost_what_they_hold_not_a_buffer_per_byte() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, &["--max-connections-per-client", "256"]);
+    let pid = s.child.as_ref().unwrap().id();
+    let base = rss_kib(pid);
+    let addr = s.addr.clone();
+    // 64 webhook deliveries and 64 dashboard forms (which need no signature header), each
+    // sending its body one byte per packet for three seconds.
+    let paths = ["/hooks/github", "/stagings/app-main/extend"];
+    let peak = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..128)
+            .map(|i| {
+                let addr = addr.clone();
+                let path = paths[i % 2];
+                scope.spawn(move || {
+                    let Ok(mut c) = TcpStream::connect(&addr) else { return };
+                    let _ = c.set_nodelay(true);
+                    let head = format!(
+                        "POST {path} HTTP/1.1\r\nhost: x\r\nx-github-event: push\r\nx-hub-signature-256: sha256={}\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 15000\r\n\r\n",
+                        "0".repeat(64)
+                    );
+                    if c.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_secs(3) {
+                        if c.write_all(b"a").is_err() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })
+            })
+            .collect();
+        let mut peak = 0;
+        while threads.iter().any(|t| !t.is_finished()) {
+            peak = peak.max(rss_kib(pid));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        peak
+    });
+    println!(
+        "resident anonymous memory: {} MiB before, at most {} MiB while 128 bodies dripped in a byte at a time",
+        base >> 10,
+        peak >> 10
+    );
+    assert!(
+        peak < base + (32 << 10),
+        "bodies sent a byte at a time took {} MiB",
+        (peak - base) >> 10
+    );
+    assert_eq!(get(&s.probes, "/healthz").status, 200);
+}

@@ -521,3 +521,69 @@ fn a_typo_in_one_environment_freezes_it_alone_and_says_so() {
         metric(&s.probes, "octostage_config_valid", &[]) == 1.0
     });
 }
+
+#[test]
+fn the_openapi_document_describes_every_api_route_and_the_server_serves_each() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, true);
+    let doc = get(&s.addr, "/api/v1/openapi.json").json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut described: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    described.sort();
+    let mut routes: Vec<(String, String)> = octostage::server::API_ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    routes.sort();
+    assert_eq!(described, routes, "the document and the routes differ");
+    // Each one is routed to a handler (which answers JSON), not to the router's fallback.
+    for (method, path) in &described {
+        let path = path.replace("{name}", "app-main").replace(
+            "{action}",
+            if path.contains("stagings") {
+                "sleep"
+            } else {
+                "pass"
+            },
+        );
+        let r = request(&s.addr, &method.to_ascii_uppercase(), &path, &[], b"");
+        assert!(
+            r.body.trim_start().starts_with('{'),
+            "{method} {path}: {} {:?}",
+            r.status,
+            r.body
+        );
+        // Documented, with this status.
+        let op = &doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(p, _)| {
+                p.replace("{name}", "app-main").replace(
+                    "{action}",
+                    if p.contains("stagings") {
+                        "sleep"
+                    } else {
+                        "pass"
+                    },
+                ) == path
+            })
+            .unwrap()
+            .1[method.as_str()];
+        assert!(
+            op["responses"][r.status.to_string()].is_object(),
+            "{method} {path} answered {}, which the document does not list",
+            r.status
+        );
+    }
+}
