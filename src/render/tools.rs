@@ -263,6 +263,18 @@ fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
                 continue;
             }
             let text = std::fs::read_to_string(&p).unwrap_or_default();
+            // kubectl's YAML library follows merge keys (`<<:`), anchors and tags, which the
+            // parse below does not: a path hidden in a merge would pass unseen. Refused.
+            if let Err(why) = plain_yaml(&text) {
+                return Err(RenderError::Command {
+                    program: "kustomize".into(),
+                    message: format!(
+                        "{} uses {why}, which octostage does not follow; write the kustomization plainly",
+                        p.strip_prefix(root).unwrap_or(&p).display()
+                    ),
+                    stderr: String::new(),
+                });
+            }
             // A file of the branch: parsed in a child under the render limits.
             let shown = format!(
                 "{} from the application repository",
@@ -308,6 +320,43 @@ fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
         }
     }
     Ok(())
+}
+
+/// Most bytes of a kustomization checked (a real one is a few hundred).
+const MAX_KUSTOMIZATION: usize = 1 << 20;
+
+/// Whether `text` is YAML written plainly: no anchor, alias, tag or merge key (the YAML
+/// features where what octostage reads and what kubectl applies can differ); else which.
+pub(crate) fn plain_yaml(text: &str) -> Result<(), String> {
+    use yaml_rust2::parser::{Event, Parser};
+    use yaml_rust2::scanner::TScalarStyle;
+    if text.len() > MAX_KUSTOMIZATION {
+        return Err(format!("more than {} bytes", MAX_KUSTOMIZATION));
+    }
+    let mut parser = Parser::new_from_str(text);
+    loop {
+        let (event, mark) = parser
+            .next_token()
+            .map_err(|e| format!("YAML it cannot read ({e})"))?;
+        let at = mark.line();
+        let (anchor, tag) = match &event {
+            Event::StreamEnd => return Ok(()),
+            Event::Alias(_) => return Err(format!("an alias (`*name`) at line {at}")),
+            Event::Scalar(v, TScalarStyle::Plain, ..) if v == "<<" => {
+                return Err(format!("a merge key (`<<:`) at line {at}"))
+            }
+            Event::Scalar(_, _, anchor, tag)
+            | Event::MappingStart(anchor, tag)
+            | Event::SequenceStart(anchor, tag) => (*anchor, tag.is_some()),
+            _ => continue,
+        };
+        if anchor > 0 {
+            return Err(format!("an anchor (`&name`) at line {at}"));
+        }
+        if tag {
+            return Err(format!("a tag (`!name`) at line {at}"));
+        }
+    }
 }
 
 /// Every entry of a kustomization that names a file, a directory or a remote root: (field,
@@ -447,4 +496,24 @@ pub fn helm(
     .collect();
     let out = run_tool(config, settings, &argv, ctx, app_dir, limits)?;
     Ok((format!("helm chart {:?}", h.chart), out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kustomization_must_be_plain_yaml() {
+        assert!(plain_yaml("resources: [cm.yaml]\npatches:\n  - path: p.yaml\n").is_ok());
+        assert!(plain_yaml("data:\n  a: \"<<\"\n").is_ok());
+        for (text, why) in [
+            ("<<: {resources: [../../x]}\n", "merge key"),
+            ("a: &x [../x]\nresources: *x\n", "anchor"),
+            ("resources: !!seq [../x]\n", "tag"),
+            ("resources: !custom [../x]\n", "tag"),
+        ] {
+            let e = plain_yaml(text).unwrap_err();
+            assert!(e.contains(why), "{text}: {e}");
+        }
+    }
 }

@@ -125,6 +125,19 @@ fn no_kustomization_field_and_no_render_of_branch_files_reaches_the_network() {
             "bases: [\"github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v3.3.1\"]\n"
                 .to_string(),
         ),
+        // YAML kubectl follows and octostage's parse does not: a merge key, a tag, an alias.
+        (
+            "merge",
+            format!(
+                "<<: {{bases: [\"{}\", ../../../../../../../host-secret]}}\n",
+                url("merge.yaml")
+            ),
+        ),
+        ("tag", format!("bases: !custom [\"{}\"]\n", url("tag.yaml"))),
+        (
+            "alias",
+            format!("x: &u [\"{}\"]\nbases: *u\n", url("alias.yaml")),
+        ),
         // A key written twice: serde_yaml refuses the file, kubectl takes the last value.
         ("twice", format!("resources: [\"{}\"]\n", url("twice.yaml"))),
     ];
