@@ -38,27 +38,67 @@ impl Limits {
     };
 }
 
-/// Connections open per client address.
+/// The connections open, by client address, each with the token that closes it. When every
+/// slot is taken, a newcomer from an address holding fewer than the address holding most
+/// closes that address's oldest connection: the kubelet's one probe connection gets in however
+/// many addresses an attacker holds slots from, unless every slot is held by a different
+/// address.
 #[derive(Default)]
-struct Clients(Mutex<HashMap<IpAddr, usize>>);
+struct Clients(Mutex<Open>);
+
+#[derive(Default)]
+struct Open {
+    by_ip: HashMap<IpAddr, std::collections::VecDeque<(u64, CancellationToken)>>,
+    total: usize,
+    next: u64,
+}
 
 /// One client's connection, counted until dropped.
 struct Slot {
     clients: Arc<Clients>,
     ip: IpAddr,
+    id: u64,
+    /// Cancelled when a newcomer takes this slot.
+    evicted: CancellationToken,
 }
 
 impl Clients {
-    fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<Slot> {
+    fn enter(self: &Arc<Self>, ip: IpAddr, limits: Limits) -> Option<Slot> {
         let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= limit {
+        let mine = open.by_ip.get(&ip).map_or(0, |c| c.len());
+        if mine >= limits.per_client {
             return None;
         }
-        *n += 1;
+        if open.total >= limits.total {
+            let (heaviest, most) = open
+                .by_ip
+                .iter()
+                .map(|(ip, c)| (*ip, c.len()))
+                .max_by_key(|(_, n)| *n)?;
+            if most <= mine + 1 {
+                return None;
+            }
+            // Its oldest connection goes; the count falls when that task ends.
+            let (_, token) = open.by_ip.get_mut(&heaviest)?.pop_front()?;
+            token.cancel();
+            open.total -= 1;
+            if open.by_ip.get(&heaviest).is_some_and(|c| c.is_empty()) {
+                open.by_ip.remove(&heaviest);
+            }
+        }
+        let id = open.next;
+        open.next += 1;
+        let evicted = CancellationToken::new();
+        open.by_ip
+            .entry(ip)
+            .or_default()
+            .push_back((id, evicted.clone()));
+        open.total += 1;
         Some(Slot {
             clients: self.clone(),
             ip,
+            id,
+            evicted,
         })
     }
 }
@@ -66,12 +106,18 @@ impl Clients {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut open = self.clients.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
+        let Some(conns) = open.by_ip.get_mut(&self.ip) else {
+            return;
+        };
+        // An evicted slot was taken off the count already.
+        let Some(i) = conns.iter().position(|(id, _)| *id == self.id) else {
+            return;
+        };
+        conns.remove(i);
+        if conns.is_empty() {
+            open.by_ip.remove(&self.ip);
         }
+        open.total -= 1;
     }
 }
 
@@ -82,7 +128,6 @@ pub(super) async fn serve(
     limits: Limits,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.total));
     let clients = Arc::new(Clients::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -98,12 +143,8 @@ pub(super) async fn serve(
             },
             _ = stop.cancelled() => break,
         };
-        let Some(slot) = clients.enter(peer.ip(), limits.per_client) else {
-            tracing::debug!(client = %peer.ip(), "connection refused: {} are open from this address", limits.per_client);
-            continue;
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::debug!("connection refused: {} are open", limits.total);
+        let Some(slot) = clients.enter(peer.ip(), limits) else {
+            tracing::debug!(client = %peer.ip(), "connection refused: no slot for this address");
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
@@ -114,8 +155,11 @@ pub(super) async fn serve(
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
-            drop((permit, slot));
+            tokio::select! {
+                _ = conn => {}
+                _ = slot.evicted.cancelled() => {}
+            }
+            drop(slot);
         });
     }
     // Open event streams never end by themselves: they get a moment, then are dropped.
@@ -128,15 +172,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_address_gets_its_share_and_the_slot_comes_back_when_dropped() {
+    fn one_address_gets_its_share_and_a_newcomer_takes_a_slot_from_the_heaviest() {
         let c = Arc::new(Clients::default());
-        let a: IpAddr = "127.0.0.1".parse().unwrap();
-        let b: IpAddr = "127.0.0.2".parse().unwrap();
-        let held: Vec<_> = (0..3).map(|_| c.enter(a, 3).unwrap()).collect();
-        assert!(c.enter(a, 3).is_none());
-        assert!(c.enter(b, 3).is_some());
-        drop(held);
-        assert!(c.enter(a, 3).is_some());
-        assert!(c.0.lock().unwrap().is_empty());
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let limits = Limits {
+            total: 4,
+            per_client: 3,
+        };
+        let a: Vec<_> = (0..3)
+            .map(|_| c.enter(ip("127.0.0.1"), limits).unwrap())
+            .collect();
+        assert!(c.enter(ip("127.0.0.1"), limits).is_none(), "over its share");
+        let b = c.enter(ip("127.0.0.2"), limits).unwrap();
+        // Full: a third address takes the oldest slot of the address holding most.
+        let newcomer = c.enter(ip("127.0.0.3"), limits).unwrap();
+        assert!(a[0].evicted.is_cancelled());
+        assert!(!a[1].evicted.is_cancelled() && !b.evicted.is_cancelled());
+        // Now 2, 1, 1: nobody holds two more than a newcomer from .2 or .3 would.
+        assert!(c.enter(ip("127.0.0.2"), limits).is_none());
+        drop(a);
+        drop(newcomer);
+        drop(b);
+        let open = c.0.lock().unwrap();
+        assert_eq!((open.total, open.by_ip.len()), (0, 0));
     }
 }

@@ -276,3 +276,49 @@ fn bodies_sent_a_byte_at_a_time_cost_what_they_hold_not_a_buffer_per_byte() {
     );
     assert_eq!(get(&s.probes, "/healthz").status, 200);
 }
+
+#[test]
+fn addresses_that_fill_every_slot_still_leave_room_for_a_new_one() {
+    let d = DirRun::new(&days_ago(1));
+    let s = daemon(&d, &[]);
+    let hold = |to: &str, from: &str, n: usize| -> Vec<TcpStream> {
+        (0..n)
+            .filter_map(|_| {
+                let mut c = connect_from(from, to).ok()?;
+                c.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").ok()?;
+                Some(c)
+            })
+            .collect()
+    };
+    // Four addresses take every slot of both listeners (4 x 64 public, 4 x 16 probes).
+    let mut held = vec![];
+    for i in 1..=4 {
+        held.extend(hold(&s.addr, &format!("127.0.0.{i}"), 64));
+        held.extend(hold(&s.probes, &format!("127.0.0.{i}"), 16));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // A fifth (the kubelet, a new visitor) still gets an answer from each, at once.
+    for (addr, path) in [
+        (&s.probes, "/healthz"),
+        (&s.probes, "/readyz"),
+        (&s.addr, "/healthz"),
+    ] {
+        let started = Instant::now();
+        let mut c = connect_from("127.0.0.5", addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        println!(
+            "{path} from a fifth address while four hold every slot: {:?} in {:?}",
+            answer.lines().next(),
+            started.elapsed()
+        );
+        assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    drop(held);
+}
