@@ -33,6 +33,34 @@ pub(crate) struct Forwarded {
     pub nonce: String,
 }
 
+/// The nonces of forwarded requests seen while they could still be replayed (sent within
+/// [`FRESH`] either way): apart from webhook delivery ids, so that no flood of other requests
+/// pushes one out early.
+#[derive(Default)]
+pub(crate) struct Nonces(std::sync::Mutex<std::collections::VecDeque<(String, i64)>>);
+
+impl Nonces {
+    /// Most nonces kept: past it, forwarded requests are refused until old ones expire.
+    const MAX: usize = 100_000;
+
+    /// `Some(true)` when `nonce` is new (and remembers it), `Some(false)` for a replay, `None`
+    /// when too many are kept to tell.
+    pub(crate) fn first_time(&self, nonce: &str, now: i64) -> Option<bool> {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        while seen.front().is_some_and(|(_, at)| now - at > 2 * FRESH) {
+            seen.pop_front();
+        }
+        if seen.iter().any(|(n, _)| n == nonce) {
+            return Some(false);
+        }
+        if seen.len() >= Self::MAX {
+            return None;
+        }
+        seen.push_back((nonce.to_string(), now));
+        Some(true)
+    }
+}
+
 /// A nonce no other request of this process carries: the time, the process and a counter,
 /// hashed (it needs to be unique, not secret; the body it is in is signed).
 fn nonce() -> String {
@@ -195,11 +223,23 @@ pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, raw: Body) -> 
         return json_error(StatusCode::BAD_REQUEST, "unreadable forwarded action");
     };
     // Signed and fresh, but seen: a replay of a request already carried out.
-    if f.nonce.is_empty() || !app.deliveries.first_time(&format!("forwarded {}", f.nonce)) {
-        return json_error(
-            StatusCode::CONFLICT,
-            "this forwarded request was carried out already (a replay)",
-        );
+    match app.nonces.first_time(&f.nonce, now) {
+        _ if f.nonce.is_empty() || f.nonce.len() > 64 => {
+            return json_error(StatusCode::BAD_REQUEST, "a forwarded request needs its nonce")
+        }
+        Some(true) => {}
+        Some(false) => {
+            return json_error(
+                StatusCode::CONFLICT,
+                "this forwarded request was carried out already (a replay)",
+            )
+        }
+        None => {
+            return json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many forwarded requests lately; try again in a minute",
+            )
+        }
     }
     match perform(&app, f.staging.as_deref(), f.act).await {
         Ok(result) => axum::Json(serde_json::json!({ "result": result })).into_response(),
@@ -246,5 +286,17 @@ mod tests {
             r#"{"staging":"a","act":{"extend":[{"secs":60,"nanos":0},false]},"nonce":"n1"}"#
         );
         assert_ne!(nonce(), nonce());
+    }
+
+    #[test]
+    fn a_nonce_is_remembered_while_its_request_is_fresh_whatever_else_arrives() {
+        let n = Nonces::default();
+        assert_eq!(n.first_time("a", 1000), Some(true));
+        for i in 0..5000 {
+            n.first_time(&format!("other {i}"), 1010);
+        }
+        assert_eq!(n.first_time("a", 1059), Some(false));
+        // Past twice the freshness window it is forgotten (its signature is stale by then).
+        assert_eq!(n.first_time("a", 1000 + 2 * FRESH + 1), Some(true));
     }
 }

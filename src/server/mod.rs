@@ -72,6 +72,7 @@ pub(crate) struct App {
     deliveries: Arc<hooks::Deliveries>,
     live_views: Arc<tokio::sync::Semaphore>,
     bodies: Arc<body::Pools>,
+    nonces: Arc<forward::Nonces>,
 }
 
 /// The routes.
@@ -81,6 +82,7 @@ pub fn router(handle: Handle, opts: Options) -> Router {
         opts: Arc::new(opts),
         deliveries: Arc::default(),
         bodies: Arc::default(),
+        nonces: Arc::default(),
         live_views: Arc::new(tokio::sync::Semaphore::new(dashboard::LIVE_VIEWS)),
         forward: reqwest::Client::builder()
             .timeout(forward::TIMEOUT)
