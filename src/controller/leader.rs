@@ -66,7 +66,11 @@ pub fn decide(me: &str, lease: Option<&LeaseRecord>, unchanged_for: Duration) ->
     match l.holder.as_deref() {
         Some(h) if h == me => Step::Renew,
         None => Step::Take,
-        Some(_) if unchanged_for >= l.duration.max(Duration::from_secs(1)) => Step::Take,
+        // Never longer than octostage's own duration: a lease written with an hour (by
+        // whoever may write Leases there) must not freeze the replicas for an hour.
+        Some(_) if unchanged_for >= l.duration.clamp(Duration::from_secs(1), LEASE_DURATION) => {
+            Step::Take
+        }
         Some(_) => Step::Follow,
     }
 }
@@ -309,6 +313,13 @@ mod tests {
             ..held_by("b")
         };
         assert_eq!(decide("a", Some(&zero), s(0)), Step::Follow);
+        // A lease claiming an hour is taken after octostage's own 15 s.
+        let hour = LeaseRecord {
+            duration: s(3600),
+            ..held_by("b")
+        };
+        assert_eq!(decide("a", Some(&hour), s(14)), Step::Follow);
+        assert_eq!(decide("a", Some(&hour), s(15)), Step::Take);
         // A lease that is not octostage's for this instance is never taken, however old, and
         // never renewed, whoever it names.
         for holder in [None, Some("a".to_string()), Some("b".to_string())] {

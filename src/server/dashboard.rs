@@ -27,6 +27,16 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         env.add_template(name, text)
             .expect("the dashboard's templates parse (tested)");
     }
+    // Text from git (branch names, commit subjects) is shown as the CLI shows it: control
+    // characters and bidirectional overrides escaped (`feature/\u{202e}gnp.exe` must not read
+    // as `feature/exe.png`), then HTML-escaped.
+    env.set_formatter(|out, state, value| {
+        if let Some(s) = value.as_str().filter(|_| !value.is_safe()) {
+            let shown = minijinja::Value::from(crate::text::printable(s).into_owned());
+            return minijinja::escape_formatter(out, state, &shown);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
 });
 

@@ -225,7 +225,10 @@ pub(crate) async fn receive(Ax(app): Ax<App>, headers: HeaderMap, raw: Body) -> 
     // Signed and fresh, but seen: a replay of a request already carried out.
     match app.nonces.first_time(&f.nonce, now) {
         _ if f.nonce.is_empty() || f.nonce.len() > 64 => {
-            return json_error(StatusCode::BAD_REQUEST, "a forwarded request needs its nonce")
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "a forwarded request needs its nonce",
+            )
         }
         Some(true) => {}
         Some(false) => {

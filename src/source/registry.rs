@@ -171,6 +171,10 @@ async fn head_following(
         if !matches!(next.scheme(), "https" | "http") {
             return Err(format!("{host}: a redirect to a {} URL", next.scheme()));
         }
+        let mut next = next;
+        // Credentials a redirect carries in its URL are not sent either.
+        let _ = next.set_username("");
+        let _ = next.set_password(None);
         url = next;
     }
     Err(format!("{host}: more than {MAX_REDIRECTS} redirects"))

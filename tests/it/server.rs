@@ -587,3 +587,19 @@ fn the_openapi_document_describes_every_api_route_and_the_server_serves_each() {
         );
     }
 }
+
+#[test]
+fn the_dashboard_shows_control_characters_and_direction_overrides_escaped() {
+    let d = DirRun::new(&days_ago(1));
+    // A branch that would read as `feature/exe.png`, and a subject with a terminal escape.
+    d.repo.commit(
+        "feature/\u{202e}gnp.exe",
+        "subject \u{1b}[31mred\u{7}",
+        &days_ago(0),
+    );
+    let s = daemon(&d, false);
+    s.wait(20, "two stagings", |s| s.stagings().len() == 2);
+    let page = get(&s.addr, "/").body;
+    assert!(!page.contains('\u{202e}') && !page.contains('\u{1b}') && !page.contains('\u{7}'));
+    assert!(page.contains("\\u{202e}gnp.exe"), "{page}");
+}
