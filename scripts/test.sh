@@ -59,6 +59,9 @@ fi
 echo "== tests"
 cargo nextest run --locked --no-fail-fast
 
+echo "== JSON API against its OpenAPI document (schemathesis, 60 s)"
+scripts/api-fuzz.sh 60
+
 # The oldest supported Kubernetes: every test that talks to a cluster, on a plane of its own
 # (other ports, other folder), with the kubectl of that version. Not when the tests were given
 # a cluster of their own, or with OCTOSTAGE_SKIP_OLDEST=1.
