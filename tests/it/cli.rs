@@ -430,3 +430,14 @@ fn a_wake_that_an_awake_cap_of_zero_undoes_says_so() {
     );
     octostage_ok(&["status", "--target", &target, "--config", &cfg], 0);
 }
+
+#[test]
+fn retention_zero_written_as_a_number_is_taken_and_a_bare_number_elsewhere_says_why_not() {
+    let d = DirRun::new(&days_ago(1));
+    d.config("    retention: 0\n", "");
+    let o = d.validate();
+    assert!(o.status.success(), "{:?}", texts(&o));
+    d.config("    retention: 0\n    max_extension: 3\n", "");
+    let (out, err) = texts(&d.validate());
+    assert!((out.clone() + &err).contains("max_extension"), "{out}{err}");
+}
