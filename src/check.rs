@@ -203,6 +203,27 @@ fn check_staging(
     }
 }
 
+/// What each environment's sleep schedule means, in its zone: the next three times it sleeps
+/// and wakes, so that a cron expression read differently from what was meant shows at once.
+pub fn sleep_schedules(
+    config: &crate::config::Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    use crate::config::validate::next_times;
+    let mut text = String::new();
+    for e in &config.environments {
+        let Some(s) = &e.settings.sleep else { continue };
+        text.push_str(&format!(
+            "{}: sleeps {}; wakes {} ({})\n",
+            e.name,
+            next_times(&s.at, s.timezone, now, 3).join(", "),
+            next_times(&s.wake, s.timezone, now, 3).join(", "),
+            s.timezone
+        ));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

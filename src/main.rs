@@ -237,29 +237,11 @@ async fn validate(a: ConfigArgs) -> anyhow::Result<ExitCode> {
         redact::url(&a.config),
         config.environments.len()
     ))?;
-    out(&sleep_schedules(&config, chrono::Utc::now()))?;
+    out(&octostage::check::sleep_schedules(
+        &config,
+        chrono::Utc::now(),
+    ))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// What each environment's sleep schedule means, in its zone: the next three times it sleeps
-/// and wakes, so that a cron expression read differently from what was meant shows at once.
-fn sleep_schedules(
-    config: &octostage::config::Config,
-    now: chrono::DateTime<chrono::Utc>,
-) -> String {
-    use octostage::config::validate::next_times;
-    let mut text = String::new();
-    for e in &config.environments {
-        let Some(s) = &e.settings.sleep else { continue };
-        text.push_str(&format!(
-            "{}: sleeps {}; wakes {} ({})\n",
-            e.name,
-            next_times(&s.at, s.timezone, now, 3).join(", "),
-            next_times(&s.wake, s.timezone, now, 3).join(", "),
-            s.timezone
-        ));
-    }
-    text
 }
 
 async fn render(a: RenderArgs) -> anyhow::Result<ExitCode> {
