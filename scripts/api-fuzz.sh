@@ -39,7 +39,8 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [ -n "$addr" ] || { cat "$work/err.log"; exit 1; }
-"$venv/bin/schemathesis" run "http://$addr/api/v1/openapi.json" \
+# Run from the scratch directory: schemathesis writes its cache (.schemathesis/) where it runs.
+(cd "$work" && "$venv/bin/schemathesis" run "http://$addr/api/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,ignored_auth \
-  -H "Authorization: Bearer $token" --max-time "$secs" --workers 1 --no-color
+  -H "Authorization: Bearer $token" --max-time "$secs" --workers 1 --no-color)
 kill -0 "$daemon" || { echo "octostage exited during the run:"; tail -20 "$work/err.log"; exit 1; }
