@@ -107,6 +107,20 @@ mod tests {
     use super::*;
     use crate::config::{parse, MemFiles};
 
+    fn problems_of(text: &str, files: &MemFiles) -> Vec<Problem> {
+        let parsed = parse(
+            text,
+            consts::CONFIG_FILE,
+            Path::new("/cfg"),
+            files,
+            &LoadOptions::default(),
+        );
+        match parsed {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_typo_in_one_environment_freezes_that_environment_only() {
         let text = "version: 1\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n    ttl: 5 dys\n  other:\n    repository: /repo\n    templates: t\n";
@@ -114,16 +128,7 @@ mod tests {
             "t/a.yaml",
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
         )]);
-        let problems = match parse(
-            text,
-            consts::CONFIG_FILE,
-            Path::new("/cfg"),
-            &files,
-            &LoadOptions::default(),
-        ) {
-            Err(ConfigError::Invalid(p)) => p,
-            other => panic!("{other:?}"),
-        };
+        let problems = problems_of(text, &files);
         let c = salvage(
             text,
             Path::new("/cfg"),
@@ -148,16 +153,7 @@ mod tests {
         );
         // A problem outside every environment saves nothing.
         let text = "version: 1\ndefaults:\n  ttl: 5 dys\nenvironments:\n  app:\n    repository: /repo\n    templates: t\n";
-        let problems = match parse(
-            text,
-            consts::CONFIG_FILE,
-            Path::new("/cfg"),
-            &files,
-            &LoadOptions::default(),
-        ) {
-            Err(ConfigError::Invalid(p)) => p,
-            other => panic!("{other:?}"),
-        };
+        let problems = problems_of(text, &files);
         assert!(salvage(
             text,
             Path::new("/cfg"),
