@@ -262,6 +262,17 @@ fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
             ) {
                 continue;
             }
+            // Its size first: a branch's file is read into this process only when small.
+            if e.metadata().map_or(0, |m| m.len()) > MAX_KUSTOMIZATION as u64 {
+                return Err(RenderError::Command {
+                    program: "kustomize".into(),
+                    message: format!(
+                        "{} is more than {MAX_KUSTOMIZATION} bytes; a kustomization is a few hundred",
+                        p.strip_prefix(root).unwrap_or(&p).display()
+                    ),
+                    stderr: String::new(),
+                });
+            }
             let text = std::fs::read_to_string(&p).unwrap_or_default();
             // kubectl's YAML library follows merge keys (`<<:`), anchors and tags, which the
             // parse below does not: a path hidden in a merge would pass unseen. Refused.

@@ -138,6 +138,8 @@ fn no_kustomization_field_and_no_render_of_branch_files_reaches_the_network() {
             "alias",
             format!("x: &u [\"{}\"]\nbases: *u\n", url("alias.yaml")),
         ),
+        // Huge: refused before it is read into octostage.
+        ("huge", format!("# {}\n", "x".repeat(2 << 20))),
         // A key written twice: serde_yaml refuses the file, kubectl takes the last value.
         ("twice", format!("resources: [\"{}\"]\n", url("twice.yaml"))),
     ];
