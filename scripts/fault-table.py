@@ -197,6 +197,7 @@ class Table:
         self.cfg = os.path.join(work, "cfg")
         self.cache = os.path.join(work, "cache")
         self.rows = []
+        self.only, self.repeat = None, 1
         git("init", "-q", "-b", "main", self.repo)
         commit(self.repo, "main")
         for i in range(1, branches):
@@ -285,6 +286,12 @@ class Table:
         return None
 
     def row(self, fault, inject, target=None, expect_lost=()):
+        if self.only and self.only not in fault:
+            return
+        for _ in range(self.repeat):
+            self.row_once(fault, inject, target, expect_lost)
+
+    def row_once(self, fault, inject, target, expect_lost):
         before_ns, before_obj, before_foreign = self.stagings(), self.objects(), self.foreign()
         result = inject()
         behaviour, healed_at = result[0], result[1]
@@ -392,6 +399,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--branches", type=int, default=20)
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--only", metavar="TEXT", help="run only the rows whose fault contains TEXT")
+    ap.add_argument("--repeat", type=int, default=1, help="run the selected rows this many times")
     opts = ap.parse_args()
     if not os.path.exists(BIN):
         subprocess.run(["cargo", "build", "--locked", "-q"], cwd=ROOT, check=True)
@@ -399,6 +408,7 @@ def main():
     plane = Plane(work)
     try:
         t = Table(work, plane, opts.branches)
+        t.only, t.repeat = opts.only, opts.repeat
         ok = run_rows(t, opts.markdown)
     finally:
         plane.down()

@@ -30,6 +30,23 @@ struct Inner {
     refusals: Notify,
 }
 
+/// Whether `e`, or any error that caused it, is [`Lapsed`] (a transport carries it inside an
+/// `io::Error`).
+pub fn is_lapsed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let inside_io = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|i| i.is::<Lapsed>());
+        if e.is::<Lapsed>() || inside_io {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// Shared by the election (which opens it) and the writers (which check it).
 #[derive(Clone)]
 pub struct WriteGate(Arc<Inner>);
@@ -97,11 +114,15 @@ impl WriteGate {
     /// [`WriteGate::check`] for a write about to be sent: a refusal is counted and wakes
     /// whoever waits in [`WriteGate::refused`].
     pub fn admit(&self) -> Result<(), Lapsed> {
-        self.check().inspect_err(|_| {
-            self.0.refused.fetch_add(1, Ordering::Relaxed);
-            crate::metrics::get().writes_refused.inc();
-            self.0.refusals.notify_waiters();
-        })
+        self.check().inspect_err(|_| self.refuse())
+    }
+
+    /// Count a write refused (here or where its bytes would have left), and wake whoever
+    /// waits in [`WriteGate::refused`].
+    pub fn refuse(&self) {
+        self.0.refused.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::get().writes_refused.inc();
+        self.0.refusals.notify_waiters();
     }
 
     /// Writes refused so far.

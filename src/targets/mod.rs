@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
-pub use gate::{Lapsed, WriteGate};
+pub use gate::{is_lapsed, Lapsed, WriteGate};
 pub use lease::{LeaseRecord, Leases, StagingNotice};
 
 /// Why a target operation failed.

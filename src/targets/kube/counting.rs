@@ -14,22 +14,25 @@ impl<S, B, R> tower::Service<http::Request<B>> for Count<S>
 where
     S: tower::Service<http::Request<B>, Response = http::Response<R>>,
     S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
+    type Error = tower::BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.0.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let verb = verb(req.method(), req.uri().query().unwrap_or(""));
         let fut = self.0.call(req);
         Box::pin(async move {
-            let r = fut.await;
+            let r = fut.await.map_err(Into::into);
             let outcome = match &r {
                 Ok(resp) => outcome(resp.status()),
+                // Refused before it left: not a request sent.
+                Err(e) if crate::targets::is_lapsed(&**e) => return r,
                 Err(_) => "transport",
             };
             crate::metrics::api_request(verb, outcome);

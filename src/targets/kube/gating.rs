@@ -1,6 +1,7 @@
 //! The write gate under the kube client (a tower layer): a request that changes anything,
 //! except the Lease the election itself writes, is sent only while [`WriteGate`] is open,
-//! checked right before it leaves. A refused request fails with [`Lapsed`], never retried.
+//! checked when it enters the client and again by each byte's socket (`transport`). A refused
+//! request fails with [`Lapsed`], never retried.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +17,7 @@ pub struct Gate<S> {
 }
 
 /// Whether a request writes something other than a Lease.
-fn gated(method: &http::Method, path: &str) -> bool {
+pub(super) fn gated(method: &http::Method, path: &str) -> bool {
     let writes = !matches!(
         *method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
@@ -45,7 +46,19 @@ where
             }
         }
         let fut = self.inner.call(req);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            fut.await.map_err(|e| {
+                let e: tower::BoxError = e.into();
+                // Refused where its bytes would have left: one error to recognise, counted.
+                if crate::targets::is_lapsed(&*e) {
+                    gate.refuse();
+                    Box::new(Lapsed)
+                } else {
+                    e
+                }
+            })
+        })
     }
 }
 

@@ -23,6 +23,7 @@ mod namespace;
 mod observe;
 mod retry;
 mod state;
+mod transport;
 mod watch;
 mod waves;
 
@@ -99,20 +100,6 @@ fn own_namespace() -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// A client whose every request is counted in the metrics, and whose writes pass `gate`
-/// (outside the count: a refused write is never sent, so never counted as one).
-fn counted(config: kube::Config, gate: &crate::targets::WriteGate) -> Result<Client, TargetError> {
-    let gate = gate.clone();
-    Ok(kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| err("kube client", e))?
-        .with_layer(&tower::layer::layer_fn(counting::Count))
-        .with_layer(&tower::layer::layer_fn(move |inner| gating::Gate {
-            inner,
-            gate: gate.clone(),
-        }))
-        .build())
-}
-
 impl KubeTarget {
     /// Connect with a kubeconfig file, or the usual inference (KUBECONFIG, ~/.kube/config,
     /// in-cluster service account) when `None`.
@@ -146,8 +133,9 @@ impl KubeTarget {
         let mut watch_config = config.clone();
         watch_config.read_timeout = Some(consts::KUBE_WATCH_READ_TIMEOUT);
         let gate = crate::targets::WriteGate::open();
-        let client = counted(config, &gate)?;
-        let watch_client = counted(watch_config, &gate)?;
+        let client = transport::client(config, &gate).map_err(|e| err("kube client", e))?;
+        let watch_client =
+            transport::client(watch_config, &gate).map_err(|e| err("kube client", e))?;
         Ok(KubeTarget {
             gate,
             client,
