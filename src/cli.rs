@@ -60,7 +60,7 @@ pub enum RenderNetwork {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check environments.yaml and its templates; print every problem with file:line:column.
-    Validate(ConfigArgs),
+    Validate(ValidateArgs),
     /// Render one staging's objects as multi-document YAML on stdout.
     Render(RenderArgs),
     /// Show what a pass would do to the target, changing nothing.
@@ -129,6 +129,20 @@ pub struct LimitMemoryArgs {
     /// The program and its arguments.
     #[arg(last = true, required = true)]
     pub argv: Vec<std::ffi::OsString>,
+}
+
+/// `validate`: the configuration, and whether to render samples against the application
+/// repositories.
+#[derive(Debug, Args, Clone)]
+pub struct ValidateArgs {
+    /// The configuration and the repositories.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Check only the configuration: do not fetch application repositories to render one
+    /// sample staging of each environment that runs kustomize or helm or reads its templates
+    /// from the application repository.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// Where the configuration comes from.

@@ -12,7 +12,7 @@ use clap::Parser;
 
 use octostage::cli::{
     Cli, Command, ConfigArgs, ExtendArgs, Format, Listen, LogFormat, PlanArgs, RenderArgs, RunArgs,
-    StatusArgs, TargetSelect, WakeArgs,
+    StatusArgs, TargetSelect, ValidateArgs, WakeArgs,
 };
 use octostage::config::LoadOptions;
 use octostage::controller::{shutdown_on_signals, Controller, Election, Trigger};
@@ -211,15 +211,41 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn validate(a: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let s = sources(&a);
+async fn validate(v: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let a = &v.config;
+    let s = sources(a);
     let config = pass::load_config(&s.source, &s.load).await?;
     warn_about(&config);
-    let findings = tokio::task::spawn_blocking({
+    let (mut findings, mut warnings) = tokio::task::spawn_blocking({
         let config = config.clone();
-        move || octostage::check::check(&config)
+        move || {
+            (
+                octostage::check::check(&config),
+                octostage::check::host_warnings(&config),
+            )
+        }
     })
     .await?;
+    if !v.offline {
+        let listings = pass::list_branches(&config, &s.cache).await;
+        let cache = s.cache.clone();
+        let config = config.clone();
+        let samples =
+            tokio::task::spawn_blocking(move || pass::render_samples(&config, &cache, &listings))
+                .await?;
+        // The sample render meets the configuration's own template errors again: said once.
+        let known: Vec<String> = findings.iter().map(|f| f.message.clone()).collect();
+        findings.extend(
+            samples
+                .findings
+                .into_iter()
+                .filter(|f| !known.contains(&f.message)),
+        );
+        warnings.extend(samples.warnings);
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if !findings.is_empty() {
         let mut msg = format!(
             "{} problem{} a pass would meet (rendered against a sample branch):",

@@ -97,3 +97,97 @@ pub fn render_staging(
         None,
     )?)
 }
+
+/// What rendering one sample staging per environment found: problems a pass would fail on,
+/// and warnings.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// What a pass would fail on.
+    pub findings: Vec<crate::check::Finding>,
+    /// What a pass would not fail on, but a user would want to know.
+    pub warnings: Vec<crate::check::Finding>,
+}
+
+/// For `validate`: render, as a pass would, the first staging of every environment that runs
+/// kustomize or helm or reads templates from the application repository, so that what only
+/// the tool or the repository's files can tell (an overlay naming `../../base` outside the
+/// exported paths, a missing chart) shows before a pass fails every staging on it.
+pub fn render_samples(
+    config: &Config,
+    cache: &crate::source::RepoCache,
+    listings: &HashMap<String, Result<RepoListing, String>>,
+) -> Samples {
+    use crate::check::Finding;
+    let observed = plan::Observed::default();
+    let plan = plan::plan(
+        config,
+        &plan::Inputs {
+            listings,
+            observed: &observed,
+            now: DateTime::<Utc>::MIN_UTC,
+            confirm_deletions: false,
+        },
+    );
+    let mut out = Samples::default();
+    for env in &config.environments {
+        let tool = matches!(
+            env.settings.render,
+            crate::config::Render::Kustomize(_)
+                | crate::config::Render::Helm(_)
+                | crate::config::Render::AppTemplates(_)
+        );
+        if !tool {
+            continue;
+        }
+        let repo = crate::redact::url(&env.repository.url);
+        if let Some(Err(e)) = listings.get(&env.name) {
+            out.warnings.push(Finding {
+                what: format!("environment {}", env.name),
+                message: format!(
+                    "not rendered against the application repository: {e}; `validate --offline` skips this"
+                ),
+            });
+            continue;
+        }
+        let Some(p) = plan.stagings.iter().find(|p| p.environment == env.name) else {
+            out.warnings.push(Finding {
+                what: format!("environment {}", env.name),
+                message: format!("no branch of {repo} gets a staging, so none was rendered"),
+            });
+            continue;
+        };
+        let what = match &p.static_name {
+            Some(s) => format!("environment {}, static staging {s:?} (rendered)", env.name),
+            None => format!(
+                "environment {} (rendered as branch {:?} of {repo})",
+                env.name, p.branch
+            ),
+        };
+        let branch = p.static_name.is_none().then_some(p.branch.as_str());
+        match render_staging(
+            config,
+            cache,
+            listings,
+            &observed,
+            &env.name,
+            branch,
+            p.static_name.as_deref(),
+        ) {
+            Ok(objects) => {
+                for (at, host) in crate::check::hosts::of_objects(&objects) {
+                    if let Some(message) = crate::check::hosts::label_problem(&host) {
+                        out.warnings.push(Finding {
+                            what: format!("{what}, {at}"),
+                            message,
+                        });
+                    }
+                }
+            }
+            Err(e) => out.findings.push(Finding {
+                what,
+                message: e.to_string(),
+            }),
+        }
+    }
+    out
+}

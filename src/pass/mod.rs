@@ -25,7 +25,7 @@ mod lookup;
 
 pub use listing::list_branches;
 
-pub use lookup::{render_staging, LookupError};
+pub use lookup::{render_samples, render_staging, LookupError, Samples};
 
 /// Why a pass could not run at all. Nothing was changed.
 #[derive(Debug, thiserror::Error)]

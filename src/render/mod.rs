@@ -468,6 +468,19 @@ fn command_vars(ctx: &Context, app_dir: Option<&std::path::Path>) -> Vec<(String
     vars
 }
 
+/// The templates a kustomize overlay or a Helm chart takes from the configuration (images,
+/// patches, values, release), rendered for `ctx` without running the tool, so that
+/// `validate` finds a typo in them.
+pub fn tool_inputs(config: &Config, settings: &Settings, ctx: &Context) -> Result<(), RenderError> {
+    match &settings.render {
+        Render::Kustomize(k) => {
+            tools::overlay(config, k, std::path::Path::new("base"), ctx).map(|_| ())
+        }
+        Render::Helm(h) => tools::helm_inputs(config, h, ctx).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// A render command's arguments, each rendered as a template.
 pub fn command_args(
     templates: &TemplateSet,

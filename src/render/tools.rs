@@ -461,6 +461,26 @@ fn on_path(program: &str) -> bool {
     })
 }
 
+/// The chart's values and release name, rendered for `ctx`.
+pub fn helm_inputs(
+    config: &Config,
+    h: &Helm,
+    ctx: &Context,
+) -> Result<(Value, String), RenderError> {
+    let mut values = Value::Object(h.values.clone());
+    super::context::render_values(
+        &config.templates,
+        &mut values,
+        &minijinja::Value::from_serialize(ctx),
+        ctx,
+    )?;
+    let release = match &h.release {
+        Some(r) => render_str(config, r, "helm release", ctx)?,
+        None => ctx.staging.clone(),
+    };
+    Ok((values, release))
+}
+
 /// `helm template` of the chart with the rendered values.
 pub fn helm(
     config: &Config,
@@ -478,17 +498,7 @@ pub fn helm(
         });
     }
     let chart = locate(config, h.from, &h.chart, app_dir)?;
-    let mut values = Value::Object(h.values.clone());
-    super::context::render_values(
-        &config.templates,
-        &mut values,
-        &minijinja::Value::from_serialize(ctx),
-        ctx,
-    )?;
-    let release = match &h.release {
-        Some(r) => render_str(config, r, "helm release", ctx)?,
-        None => ctx.staging.clone(),
-    };
+    let (values, release) = helm_inputs(config, h, ctx)?;
     let work = work_dir()?;
     let file = work.path().join("values.yaml");
     write(&file, &values.to_string())?;

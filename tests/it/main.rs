@@ -35,6 +35,7 @@ mod server;
 mod signals;
 mod steer;
 mod util;
+mod validate;
 mod watch_cache;
 mod waves;
 mod webhook;

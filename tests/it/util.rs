@@ -274,7 +274,14 @@ impl DirRun {
 
     /// `validate` of this setup's config.
     pub fn validate(&self) -> Output {
-        octostage(&["validate", "--config", self.cfg.to_str().unwrap()])
+        let cache = self.tmp.path().join("cache");
+        octostage(&[
+            "validate",
+            "--config",
+            self.cfg.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
     }
 
     /// Write the template `t/NAME`.

@@ -4,6 +4,8 @@
 //! would refuse is found before any pass. Render commands are not run (only their arguments
 //! rendered): `octostage render` runs them.
 
+pub mod hosts;
+
 use chrono::{TimeZone, Utc};
 
 use crate::config::{Config, Environment, Render, Settings};
@@ -194,13 +196,86 @@ fn check_staging(
     let result = match &settings.render {
         Render::Templates(_) => render::render(config, settings, &ctx, None, None).map(|_| ()),
         Render::Command(args) => render::command_args(&config.templates, args, &ctx).map(|_| ()),
-        // Files of the application repository exist only at a commit, and tools are not run
-        // by `validate`: the templates in the spec were compiled when the file was read.
-        Render::AppTemplates(_) | Render::Kustomize(_) | Render::Helm(_) => Ok(()),
+        // The overlay's images and patches and the chart's values are templates of the
+        // configuration: rendered here. The tools run, and files of the application
+        // repository are read, in `pass::render_samples`.
+        Render::Kustomize(_) | Render::Helm(_) => render::tool_inputs(config, settings, &ctx),
+        Render::AppTemplates(_) => Ok(()),
     };
     if let Err(e) = result {
         found(e.to_string());
     }
+}
+
+/// A branch with a long name, as someone will push: what a host built from it looks like.
+fn long_branch(sample: &str) -> String {
+    format!("{sample}-and-a-long-description-of-the-ticket-someone-pushed-for-review-4711")
+}
+
+/// The hosts of one branch's staging: its links, and the routes of objects rendered from the
+/// configuration's templates (tools and application files are not rendered here).
+fn sample_hosts(config: &Config, env: &Environment, branch: &str) -> hosts::Hosts {
+    let staging = crate::naming::assign(
+        &env.name,
+        [branch],
+        &Default::default(),
+        &Default::default(),
+    )[branch]
+        .clone();
+    let settings = env.settings_for(branch);
+    let Ok(ctx) = Context::build(
+        &config.templates,
+        &env.name,
+        &staging,
+        branch,
+        &sample_commit(),
+        &settings,
+        config.commit.as_deref(),
+    ) else {
+        return hosts::Hosts::new();
+    };
+    let mut out = hosts::of_links(&ctx);
+    if let Render::Templates(_) = settings.render {
+        if let Ok(objects) = render::render(config, &settings, &ctx, None, None) {
+            out.extend(hosts::of_objects(&objects));
+        }
+    }
+    out
+}
+
+/// Hosts a staging would be unreachable at, or share with others, or that a wildcard
+/// certificate for the preview domain does not cover: each environment's links and routed
+/// hosts, for a branch of a usual name and for one with a long name.
+pub fn host_warnings(config: &Config) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for env in &config.environments {
+        // A branch the environment builds: the first include pattern that is not always-on.
+        let branch = env
+            .include
+            .patterns()
+            .find(|p| env.always.matches(&sample_branch(p)).is_none())
+            .map(sample_branch)
+            .unwrap_or_else(|| "feature/sample".to_string());
+        let long = long_branch(&branch);
+        let short_hosts = sample_hosts(config, env, &branch);
+        let long_hosts = sample_hosts(config, env, &long);
+        for (at, host) in &long_hosts {
+            if let Some(message) = hosts::label_problem(host) {
+                let what = format!("environment {}, {at} (as branch {long:?})", env.name);
+                out.push(Finding { what, message });
+            }
+        }
+        for (at, short) in &short_hosts {
+            let Some((_, long_host)) = long_hosts.iter().find(|(a, _)| a == at) else {
+                continue;
+            };
+            if let Some(message) = hosts::across_branches(short, long_host) {
+                let what = format!("environment {}, {at} (as branch {branch:?})", env.name);
+                out.push(Finding { what, message });
+            }
+        }
+    }
+    out
 }
 
 /// What each environment's sleep schedule means, in its zone: the next three times it sleeps
