@@ -167,25 +167,43 @@ pub struct ConfigArgs {
     pub fetch_timeout: std::time::Duration,
 }
 
-/// The source arguments of the commands that need none (`sleep`, `wake`, `status`): taken and
-/// ignored, so that one set of arguments (a shell alias) works for every command.
+/// The source arguments of the commands that read the target (`sleep`, `wake`, `status`):
+/// taken so that one set of arguments (a shell alias) works for every command; `status` and
+/// `wake` say more with a configuration.
 #[derive(Debug, Args, Clone, Default)]
 pub struct IgnoredConfigArgs {
-    /// Config repository: not needed by this command (taken so one alias works for all).
+    /// Config repository: optional here (taken so one alias works for all commands). With
+    /// it, `status` also shows stagings that failed before they were ever created, and
+    /// `wake` says when an awake cap of 0 keeps the staging asleep.
     #[arg(long, short)]
     pub config: Option<String>,
-    /// Not needed by this command.
+    /// As for `plan`.
     #[arg(long, hide = true)]
     pub config_ref: Option<String>,
-    /// Not needed by this command.
-    #[arg(long = "repository", hide = true)]
-    pub repositories: Vec<String>,
-    /// Not needed by this command.
+    /// As for `plan`.
+    #[arg(long = "repository", hide = true, value_parser = parse_pair)]
+    pub repositories: Vec<(String, String)>,
+    /// As for `plan`.
     #[arg(long, hide = true)]
     pub cache_dir: Option<PathBuf>,
-    /// Not needed by this command.
-    #[arg(long, hide = true)]
-    pub fetch_timeout: Option<String>,
+    /// As for `plan`.
+    #[arg(long, hide = true, value_parser = parse_positive_duration)]
+    pub fetch_timeout: Option<std::time::Duration>,
+}
+
+impl IgnoredConfigArgs {
+    /// The configuration's arguments, when a configuration was named.
+    pub fn config_args(&self) -> Option<ConfigArgs> {
+        Some(ConfigArgs {
+            config: self.config.clone()?,
+            config_ref: self.config_ref.clone(),
+            repositories: self.repositories.clone(),
+            cache_dir: self.cache_dir.clone(),
+            fetch_timeout: self
+                .fetch_timeout
+                .unwrap_or(std::time::Duration::from_secs(120)),
+        })
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -490,6 +490,33 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     let target = targets::open(&a.select.target, &a.select.instance).await?;
     let st = target.status().await?;
     let now = chrono::Utc::now();
+    // The target holds only what was created: with the configuration, a plan tells which
+    // stagings fail, created or not.
+    let failed = match a.ignored.config_args() {
+        Some(args) if !a.cost => {
+            let s = sources(&args);
+            let opts = PassOptions {
+                load: s.load,
+                dry_run: true,
+                confirm_deletions: false,
+                approved: None,
+                concurrency: 4,
+                progress: octostage::progress::Progress::hidden(),
+                diff: false,
+            };
+            let cancel = shutdown_on_signals()?;
+            match pass::run(&s.source, &s.cache, target.as_ref(), now, &opts, &cancel).await {
+                Ok(r) => report::failures(&r),
+                Err(e) => {
+                    eprintln!(
+                        "warning: without the stagings that fail before they are created: {e:#}"
+                    );
+                    Vec::new()
+                }
+            }
+        }
+        _ => Vec::new(),
+    };
     if a.cost {
         let c = octostage::cost::report(st.stagings.iter().map(|s| &s.staging), now);
         match a.format {
@@ -501,9 +528,9 @@ async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     match a.format {
         Format::Json => out(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&report::status_json(&st, now))?
+            serde_json::to_string_pretty(&report::status_json(&st, &failed, now))?
         ))?,
-        Format::Text => out(&report::status_text(&st, now))?,
+        Format::Text => out(&report::status_text(&st, &failed, now))?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -522,15 +549,8 @@ async fn ask(
 
 /// `wake`: with `--config`, also says when an awake cap of 0 keeps the staging asleep.
 async fn wake(a: WakeArgs) -> anyhow::Result<ExitCode> {
-    let config = match &a.ignored.config {
-        Some(c) => {
-            let args = ConfigArgs {
-                config: c.clone(),
-                config_ref: a.ignored.config_ref.clone(),
-                repositories: Vec::new(),
-                cache_dir: a.ignored.cache_dir.clone(),
-                fetch_timeout: Duration::from_secs(120),
-            };
+    let config = match a.ignored.config_args() {
+        Some(args) => {
             let s = sources(&args);
             pass::load_config(&s.source, &s.load).await.ok()
         }

@@ -319,18 +319,29 @@ pub fn detail(state: &State, name: &str, now: DateTime<Utc>) -> Option<StagingDe
         timeline.push(("deleted".to_string(), d.clone()));
     }
     timeline.sort_by(|a, b| a.1.at.cmp(&b.1.at));
+    // What this pass set out to do and failed did not happen: its transitions say FAILED
+    // with the error (a staging never created has no "create" in its history).
+    let failed = r
+        .outcome(i)
+        .and_then(|o| o.error.as_ref().map(|e| e.to_string()))
+        .or_else(|| p.error.as_ref().map(|e| e.to_string()));
+    let this_pass = p.history.len() - p.added.min(p.history.len());
     Some(StagingDetail {
         health: p.health.clone(),
         history: p
             .history
             .iter()
+            .enumerate()
             .rev()
-            .map(|t| EntryView {
+            .map(|(k, t)| EntryView {
                 at: rfc3339(t.at),
                 action: t.action.to_string(),
                 why: crate::redact::text(&t.why.to_string()).into_owned(),
                 changes: None,
-                error: None,
+                error: failed
+                    .as_ref()
+                    .filter(|_| k >= this_pass)
+                    .map(|e| format!("FAILED: {}", crate::redact::text(e))),
             })
             .collect(),
         events: state

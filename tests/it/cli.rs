@@ -399,6 +399,33 @@ fn a_failed_staging_is_failed_in_plan_diff_and_times_say_their_zone() {
         "{out}"
     );
     assert!(!out.contains("+ app-main"), "{out}");
+    // Never created: the target knows nothing of it, the configuration does.
+    d.run(&["run", "--once"]);
+    let status = d.run_ok(&["status"]);
+    let row = status
+        .lines()
+        .find(|l| l.starts_with("app-main "))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        row.contains("FAILED (t/bad.yaml:6:9: undefined variable"),
+        "{status}"
+    );
+    assert!(
+        status.contains("0 stagings, and 1 that failed before it was created"),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&d.run_ok(&["status", "--format", "json"])).unwrap();
+    let main = &json["stagings"][0];
+    assert_eq!(main["name"], "app-main", "{json}");
+    assert_eq!(main["state"], "FAILED", "{json}");
+    assert!(
+        main["error"]
+            .as_str()
+            .unwrap()
+            .contains("undefined variable"),
+        "{json}"
+    );
     std::fs::remove_file(d.cfg.join("t/bad.yaml")).unwrap();
     d.repo.commit("feature/x", "w", &days_ago(0));
     d.run_ok(&["run", "--once"]);

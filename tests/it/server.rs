@@ -603,3 +603,29 @@ fn the_dashboard_shows_control_characters_and_direction_overrides_escaped() {
     assert!(!page.contains('\u{202e}') && !page.contains('\u{1b}') && !page.contains('\u{7}'));
     assert!(page.contains("\\u{202e}gnp.exe"), "{page}");
 }
+
+#[test]
+fn a_staging_that_failed_before_it_was_created_has_no_create_in_its_history() {
+    let d = DirRun::new(&days_ago(1));
+    d.config("", "");
+    d.template(
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\ndata:\n  a: {{ nope.x }}\n",
+    );
+    let s = daemon(&d, false);
+    let detail = get(&s.addr, "/api/v1/stagings/app-main");
+    assert_eq!(detail.status, 200, "{}", detail.body);
+    let v: serde_json::Value = serde_json::from_str(&detail.body).unwrap();
+    let history = v["history"].as_array().unwrap();
+    assert!(!history.is_empty(), "{v}");
+    for h in history {
+        assert!(
+            h["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("FAILED: ") && e.contains("undefined variable")),
+            "a create that failed reads as done: {h}"
+        );
+    }
+    let page = get(&s.addr, "/stagings/app-main").body;
+    assert!(page.contains("FAILED"), "{page}");
+}

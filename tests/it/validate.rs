@@ -138,10 +138,9 @@ fn hosts_with_a_label_over_63_characters_or_deeper_than_a_wildcard_are_warned_ab
         "{err}"
     );
     assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("links.api")
-                && l.contains("2 labels under \"preview.example.com\"")),
+        lines.iter().any(
+            |l| l.contains("links.api") && l.contains("2 labels under \"preview.example.com\"")
+        ),
         "{err}"
     );
     // One host for every branch, told apart by path, is fine.
