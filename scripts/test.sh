@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite, as README.md gives it and .ci/run calls it. Installs what the tests need
-# (git, python3, chromium, docker-registry, htpasswd, the Rust components, cargo-nextest; kubectl
+# (git, python3, chromium, docker-registry, htpasswd, apache2, openssh-server, the Rust
+# components, cargo-nextest; kubectl
 # and the control plane built from Go modules by scripts/control-plane.sh; helm v4 with
 # `go install`), checks formatting and lints, starts the local Kubernetes control plane
 # (OCTOSTAGE_K8S_VERSION, default 1.37) unless OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs
@@ -19,6 +20,11 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # `wait_for` is tested against a real registry on loopback (CNCF distribution) with htpasswd.
 command -v docker-registry >/dev/null 2>&1 || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# A private config repository is tested over HTTPS (git-http-backend behind Apache with basic
+# authentication) and over SSH (OpenSSH's server with a throwaway host key), on loopback.
+command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -165,6 +165,49 @@ pub struct ConfigArgs {
     /// its environments keep their stagings as they are.
     #[arg(long, default_value = "2m", value_parser = parse_positive_duration)]
     pub fetch_timeout: std::time::Duration,
+    /// How a git config repository is read when it is private.
+    #[command(flatten)]
+    pub config_credentials: ConfigCredentials,
+}
+
+/// Credentials of a git config repository: where they are, never the secrets themselves (a
+/// flag shows in `ps`). The https token comes from OCTOSTAGE_CONFIG_TOKEN or a file.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigCredentials {
+    /// User name for an https config repository (default `x-access-token`, which GitHub and
+    /// Gitea accept with a token; GitLab takes any name with a token).
+    #[arg(long, env = "OCTOSTAGE_CONFIG_USERNAME", value_name = "NAME")]
+    pub config_username: Option<String>,
+    /// File holding the https token or password of the config repository (else the
+    /// environment variable OCTOSTAGE_CONFIG_TOKEN, when set).
+    #[arg(long, env = "OCTOSTAGE_CONFIG_TOKEN_FILE", value_name = "PATH")]
+    pub config_token_file: Option<PathBuf>,
+    /// SSH private key file for an ssh config repository (else the SSH agent).
+    #[arg(long, env = "OCTOSTAGE_CONFIG_SSH_KEY_FILE", value_name = "PATH")]
+    pub config_ssh_key_file: Option<PathBuf>,
+    /// known_hosts file that must list the config repository's SSH server key (else
+    /// ~/.ssh/known_hosts).
+    #[arg(long, env = "OCTOSTAGE_CONFIG_KNOWN_HOSTS", value_name = "PATH")]
+    pub config_known_hosts: Option<PathBuf>,
+}
+
+/// The environment variable holding the config repository's https token.
+pub const CONFIG_TOKEN_ENV: &str = "OCTOSTAGE_CONFIG_TOKEN";
+
+impl ConfigCredentials {
+    /// As the credentials of a repository.
+    pub fn credentials(&self) -> crate::config::Credentials {
+        let from_env = std::env::var_os(CONFIG_TOKEN_ENV).is_some_and(|v| !v.is_empty());
+        crate::config::Credentials {
+            username: self.config_username.clone(),
+            token_env: (from_env && self.config_token_file.is_none())
+                .then(|| CONFIG_TOKEN_ENV.to_string()),
+            token_file: self.config_token_file.clone(),
+            ssh_key_file: self.config_ssh_key_file.clone(),
+            known_hosts_file: self.config_known_hosts.clone(),
+            allow_plain_http: false,
+        }
+    }
 }
 
 /// The source arguments of the commands that read the target (`sleep`, `wake`, `status`):
@@ -202,6 +245,7 @@ impl IgnoredConfigArgs {
             fetch_timeout: self
                 .fetch_timeout
                 .unwrap_or(std::time::Duration::from_secs(120)),
+            config_credentials: ConfigCredentials::default(),
         })
     }
 }

@@ -157,7 +157,8 @@ struct Sources {
 fn sources(a: &ConfigArgs) -> Sources {
     let cache_dir = a.cache_dir.clone().unwrap_or_else(default_cache_dir);
     Sources {
-        source: ConfigSource::parse(&a.config, a.config_ref.clone(), cache_dir.clone()),
+        source: ConfigSource::parse(&a.config, a.config_ref.clone(), cache_dir.clone())
+            .with_credentials(a.config_credentials.credentials()),
         cache: RepoCache::new(cache_dir).with_timeout(a.fetch_timeout),
         load: LoadOptions {
             commit: None,

@@ -154,6 +154,9 @@ pub struct Credentials {
     pub token_file: Option<PathBuf>,
     /// SSH private key file.
     pub ssh_key_file: Option<PathBuf>,
+    /// known_hosts file the SSH server's key must be listed in (else libgit2's default,
+    /// `~/.ssh/known_hosts`).
+    pub known_hosts_file: Option<PathBuf>,
     /// Whether a token may travel over plain `http://`.
     pub allow_plain_http: bool,
 }

@@ -342,6 +342,10 @@ pub struct RawCredentials {
     /// Path of an SSH private key file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_file: Option<String>,
+    /// Path of a known_hosts file (OpenSSH's format) that must list the SSH server's key;
+    /// without it, `~/.ssh/known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_hosts_file: Option<String>,
     /// Allow sending the token over plain `http://` (default false: refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_plain_http: bool,

@@ -22,6 +22,9 @@ pub enum ConfigSource {
         reference: Option<String>,
         /// Cache directory.
         cache: PathBuf,
+        /// How to authenticate (from the environment and files, never from the file it
+        /// fetches).
+        credentials: Credentials,
     },
 }
 
@@ -45,9 +48,28 @@ impl ConfigSource {
                 url: arg.to_string(),
                 reference,
                 cache,
+                credentials: Credentials::default(),
             }
         } else {
             ConfigSource::Dir(p.to_path_buf())
+        }
+    }
+
+    /// The same source, fetched with `credentials` when it is a git URL.
+    pub fn with_credentials(self, credentials: Credentials) -> ConfigSource {
+        match self {
+            ConfigSource::Git {
+                url,
+                reference,
+                cache,
+                ..
+            } => ConfigSource::Git {
+                url,
+                reference,
+                cache,
+                credentials,
+            },
+            dir => dir,
         }
     }
 
@@ -85,17 +107,26 @@ impl ConfigSource {
                 url,
                 reference,
                 cache,
-            } => checkout(url, reference.as_deref(), cache),
+                credentials,
+            } => checkout(url, reference.as_deref(), cache, credentials),
         }
     }
 }
 
-fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot, SourceError> {
+fn checkout(
+    url: &str,
+    reference: Option<&str>,
+    cache: &Path,
+    credentials: &Credentials,
+) -> Result<Snapshot, SourceError> {
     let shown = crate::redact::url(url);
-    crate::redact::check_url(url, false, false).map_err(|e| SourceError::Git {
-        url: shown.clone(),
-        action: "checking the config repository URL",
-        message: e.to_string(),
+    let has_token = credentials.token_env.is_some() || credentials.token_file.is_some();
+    crate::redact::check_url(url, has_token, credentials.allow_plain_http).map_err(|e| {
+        SourceError::Git {
+            url: shown.clone(),
+            action: "checking the config repository URL",
+            message: e.to_string(),
+        }
     })?;
     let err = |action| super::git_err(&shown, action);
     let dir = cache
@@ -111,10 +142,9 @@ fn checkout(url: &str, reference: Option<&str>, cache: &Path) -> Result<Snapshot
             Repository::init(&dir).map_err(err("creating the cache"))?
         }
     };
-    // Config repositories are read anonymously or with the ambient SSH agent; private https
-    // config repositories can be cloned by any other means and passed as a directory.
+    // The cache folder is named by a hash of the URL alone: no credential reaches a path.
     let deadline = std::time::Instant::now() + super::git::DEFAULT_FETCH_TIMEOUT;
-    let default = fetch_mirror(&repo, url, &Credentials::default(), deadline)?;
+    let default = fetch_mirror(&repo, url, credentials, deadline)?;
     let target = match reference {
         Some(r) => r.to_string(),
         None => default.ok_or_else(|| SourceError::Git {

@@ -545,8 +545,10 @@ fn plan_hints_at_patterns_that_match_nothing() {
     d.config("    branches:\n      include: [main, \"feature/*\"]\n", "");
     let out = d.run_ok(&["plan"]);
     assert!(out.contains("hint: environment app: branches.include pattern \"feature/*\" matches none of its 2 branches (`*` stays within one path segment; \"feature/**\" would match 1)"), "{out}");
+    // Offline: the example's application repositories are not real.
     let r = octostage(&[
         "validate",
+        "--offline",
         "--config",
         root().join("example-repo").to_str().unwrap(),
     ]);

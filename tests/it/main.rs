@@ -17,6 +17,7 @@ mod example;
 mod flood;
 mod forges;
 mod fuzz_corpus;
+mod git_servers;
 mod git_source;
 mod hostile;
 mod http;

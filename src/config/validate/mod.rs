@@ -342,6 +342,7 @@ impl<'a> Validator<'a> {
                 token_env: c.token_env,
                 token_file: c.token_file.map(Into::into),
                 ssh_key_file: c.ssh_key_file.map(Into::into),
+                known_hosts_file: c.known_hosts_file.map(Into::into),
                 allow_plain_http: c.allow_plain_http,
             },
         })

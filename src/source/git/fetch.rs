@@ -46,7 +46,7 @@ pub(crate) fn fetch(
     let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
     let bytes = Arc::new(AtomicUsize::new(0));
     let objects = Arc::new(AtomicUsize::new(0));
-    let mut cb = callbacks(url, credentials, deadline);
+    let (mut cb, refusal) = callbacks(url, credentials, deadline);
     let (b, o) = (bytes.clone(), objects.clone());
     cb.transfer_progress(move |p| {
         b.store(p.received_bytes(), Ordering::Relaxed);
@@ -71,7 +71,7 @@ pub(crate) fn fetch(
                     message: "did not finish within the fetch timeout and was stopped".into(),
                 }
             } else {
-                err("fetching")(e)
+                err("fetching")(refusal.explain(e))
             }
         })?;
     let default_branch = remote
@@ -128,12 +128,36 @@ pub(super) fn callbacks(
     url: &str,
     creds: &Credentials,
     deadline: Instant,
-) -> RemoteCallbacks<'static> {
+) -> (RemoteCallbacks<'static>, Refusal) {
+    let refusal = Refusal::default();
+    let refused = refusal.0.clone();
     let creds = creds.clone();
     let configured = redact::origin(url);
     let mut tried = 0u32;
     let mut cb = RemoteCallbacks::new();
     cb.sideband_progress(move |_| Instant::now() < deadline);
+    if let Some(file) = creds.known_hosts_file.clone() {
+        let port = ssh_port(url);
+        cb.certificate_check(move |cert, host| {
+            let Some(hostkey) = cert.as_hostkey() else {
+                // TLS: the system's trust store decides, as without a known_hosts file.
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            let key = hostkey.hostkey().unwrap_or_default();
+            let kind = hostkey
+                .hostkey_type()
+                .map(|t| t.name())
+                .unwrap_or("unknown");
+            let entry = super::known_hosts::host_entry(host, port);
+            super::known_hosts::check(&file, &entry, key, kind)
+                .map(|()| git2::CertificateCheckStatus::CertificateOk)
+                .map_err(|e| {
+                    let said = e.to_string();
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(said.clone());
+                    git2::Error::from_str(&said)
+                })
+        });
+    }
     cb.credentials(move |asked, user_from_url, allowed| {
         if redact::origin(asked) != configured {
             return Err(git2::Error::from_str(&format!(
@@ -164,7 +188,7 @@ pub(super) fn callbacks(
                 (None, Some(file)) => read_token(file)?,
                 (None, None) => {
                     return Err(git2::Error::from_str(
-                        "the server asks for credentials; set credentials.token_env or credentials.token_file",
+                        "the server asks for credentials; set credentials.token_env or credentials.token_file (for the config repository: the environment variable OCTOSTAGE_CONFIG_TOKEN or --config-token-file)",
                     ))
                 }
             };
@@ -177,7 +201,31 @@ pub(super) fn callbacks(
         }
         Cred::default()
     });
-    cb
+    (cb, refusal)
+}
+
+/// Why a callback refused, kept aside: libgit2 replaces a host key callback's message with
+/// its own ("invalid or unknown remote ssh hostkey"), which says nothing of what to do.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Refusal(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Refusal {
+    /// `e`, or the refusal that caused it.
+    pub(super) fn explain(&self, e: git2::Error) -> git2::Error {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(said) => git2::Error::from_str(&said),
+            None => e,
+        }
+    }
+}
+
+/// The port of an `ssh://` URL, when it names one (scp-like `user@host:path` is port 22).
+fn ssh_port(url: &str) -> Option<u16> {
+    let rest = url.split_once("://")?.1;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (_, port) = host.rsplit_once(':')?;
+    port.parse().ok()
 }
 
 fn read_token(file: &Path) -> Result<String, git2::Error> {
@@ -190,4 +238,19 @@ fn read_token(file: &Path) -> Result<String, git2::Error> {
                 e.kind()
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_of_an_ssh_url() {
+        assert_eq!(
+            ssh_port("ssh://git@127.0.0.1:2222/srv/config.git"),
+            Some(2222)
+        );
+        assert_eq!(ssh_port("ssh://git@example.com/config.git"), None);
+        assert_eq!(ssh_port("git@example.com:acme/config.git"), None);
+    }
 }

@@ -19,6 +19,7 @@ use crate::config::Credentials;
 use crate::redact;
 
 mod fetch;
+mod known_hosts;
 mod mirror;
 mod sync;
 mod tree;

@@ -56,10 +56,10 @@ pub(super) fn advertised(
     let shown = crate::redact::url(url);
     let err = |action| super::super::git_err(&shown, action);
     let mut remote = repo.remote_anonymous(url).map_err(err("opening"))?;
-    let cb = callbacks(url, credentials, deadline);
+    let (cb, refusal) = callbacks(url, credentials, deadline);
     let conn = remote
         .connect_auth(Direction::Fetch, Some(cb), None)
-        .map_err(err("listing refs"))?;
+        .map_err(|e| err("listing refs")(refusal.explain(e)))?;
     let wanted_tags: HashSet<String> = tags.iter().map(|t| format!("refs/tags/{t}")).collect();
     let mut refs = Vec::new();
     let mut skipped = Vec::new();
