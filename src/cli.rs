@@ -232,6 +232,9 @@ pub struct IgnoredConfigArgs {
     /// As for `plan`.
     #[arg(long, hide = true, value_parser = parse_positive_duration)]
     pub fetch_timeout: Option<std::time::Duration>,
+    /// As for `plan`.
+    #[command(flatten)]
+    pub config_credentials: ConfigCredentials,
 }
 
 impl IgnoredConfigArgs {
@@ -245,7 +248,7 @@ impl IgnoredConfigArgs {
             fetch_timeout: self
                 .fetch_timeout
                 .unwrap_or(std::time::Duration::from_secs(120)),
-            config_credentials: ConfigCredentials::default(),
+            config_credentials: self.config_credentials.clone(),
         })
     }
 }
