@@ -25,6 +25,10 @@ command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || need_apt+=(apache2)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# The image is built with podman (runc, cgroupfs) on a base made by debootstrap.
+command -v podman >/dev/null 2>&1 || need_apt+=(podman)
+command -v runc >/dev/null 2>&1 || need_apt+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
@@ -49,6 +53,9 @@ PATH=$tools/bin:$PATH
 export PATH
 kubectl version --client | sed -n 1p
 helm version --short
+
+echo "== the container image (scripts/image.sh: octostage, kubectl, helm on a Debian base)"
+scripts/image.sh build octostage:dev
 
 echo "== format and lints"
 cargo fmt --all -- --check

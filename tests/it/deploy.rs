@@ -227,3 +227,35 @@ fn the_chart_with_every_option_passes_a_server_side_dry_run() {
         assert!(o.contains(what), "{o}");
     }
 }
+
+#[test]
+fn a_release_builds_install_yaml_from_the_base_and_packages_the_chart() {
+    let dist = tempfile::tempdir().unwrap();
+    let out = Command::new(root().join("scripts/release.sh"))
+        .args(["--manifests-only", "1.2.3", "registry.test"])
+        .env("DIST", dist.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let install = std::fs::read_to_string(dist.path().join("install.yaml")).unwrap();
+    assert!(
+        install.contains("image: registry.test/octostage:1.2.3"),
+        "{install}"
+    );
+    // Otherwise the base's objects, exactly.
+    let base = run_ok(
+        Command::new("kubectl")
+            .arg("kustomize")
+            .arg(root().join("deploy")),
+    );
+    let base = base.replace(
+        "registry.example.com/octostage:0.1.0",
+        "registry.test/octostage:1.2.3",
+    );
+    assert_eq!(objects(&install), objects(&base));
+    assert!(dist.path().join("octostage-1.2.3.tgz").is_file());
+}

@@ -21,6 +21,7 @@ mod git_servers;
 mod git_source;
 mod hostile;
 mod http;
+mod image;
 mod images;
 mod leader;
 mod lifecycle;
