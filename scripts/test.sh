@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite, as README.md gives it and .ci/run calls it. Installs what the tests need
-# (git, python3, chromium, docker-registry, htpasswd, apache2, openssh-server, the Rust
-# components, cargo-nextest; kubectl
-# and the control plane built from Go modules by scripts/control-plane.sh; helm v4 with
-# `go install`), checks formatting and lints, starts the local Kubernetes control plane
+# (git, python3, chromium, docker-registry, htpasswd, apache2, openssh-server, podman, runc,
+# debootstrap, the Rust components, cargo-nextest; kubectl and the control plane built from Go
+# modules by scripts/control-plane.sh; helm v4 with `go install`), builds the container image
+# (scripts/image.sh), checks formatting and lints, starts the local Kubernetes control plane
 # (OCTOSTAGE_K8S_VERSION, default 1.37) unless OCTOSTAGE_TEST_KUBECONFIG names a cluster, runs
 # every test (the fuzz corpus included), then the cluster tests again on the oldest supported
 # Kubernetes (1.35), then the fault table (on a control plane of its own), fuzzes each target
