@@ -35,6 +35,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 cargo nextest --version >/dev/null 2>&1 || cargo install --locked cargo-nextest
+command -v mdbook >/dev/null 2>&1 || cargo install --locked mdbook
 
 # kubectl of the control plane's version comes first on PATH (kustomize included); helm v4 is
 # built from its module once.
@@ -56,6 +57,9 @@ helm version --short
 
 echo "== the container image (scripts/image.sh: octostage, kubectl, helm on a Debian base)"
 scripts/image.sh build octostage:dev
+
+echo "== the book (docs/, mdbook)"
+mdbook build docs
 
 echo "== format and lints"
 cargo fmt --all -- --check

@@ -281,42 +281,97 @@ fn a_listing_that_loses_most_branches_is_not_believed_until_confirmed() {
     assert_eq!(d.stagings(), 2);
 }
 
-/// README backs each safety claim with a link to its test: every such link must name a test
-/// that exists in the file it points at (files move, tests get renamed).
-#[test]
-fn every_test_the_readme_links_to_exists_where_it_points() {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let mut links = 0;
-    let mut broken = Vec::new();
-    for (i, _) in readme.match_indices("[`") {
-        let rest = &readme[i + 2..];
-        let Some((name, rest)) = rest.split_once("`](") else {
-            continue;
-        };
-        let Some((path, _)) = rest.split_once(')') else {
-            continue;
-        };
-        let path = path.split('#').next().unwrap();
-        let test = name.rsplit("::").next().unwrap();
-        let is_test_link = path.ends_with(".rs")
-            && !name.is_empty()
-            && test
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !is_test_link {
+/// The documents: README.md and the book's chapters (docs/src), with their folders.
+fn documents() -> Vec<(std::path::PathBuf, String)> {
+    let mut docs = vec![root().join("README.md")];
+    let mut chapters: Vec<_> = std::fs::read_dir(root().join("docs/src"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    chapters.sort();
+    docs.extend(chapters);
+    docs.into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+/// Every `[label](target)` of a Markdown text, outside code blocks.
+fn links(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
             continue;
         }
-        links += 1;
-        let text = std::fs::read_to_string(root().join(path)).unwrap_or_default();
-        if !text.contains(&format!("fn {test}(")) {
-            broken.push(format!("{name} -> {path}"));
+        if fenced {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            let label_start = rest[..i].rfind('[').map_or(0, |j| j + 1);
+            let label = rest[label_start..i].to_string();
+            let after = &rest[i + 2..];
+            let Some(end) = after.find(')') else { break };
+            out.push((label, after[..end].to_string()));
+            rest = &after[end..];
         }
     }
-    assert!(links > 20, "only {links} test links found");
-    assert!(
-        broken.is_empty(),
-        "README links to tests that are not there: {broken:#?}"
-    );
+    out
+}
+
+/// README and the book back each safety claim with a link to its test: every such link must
+/// name a test that exists in the file it points at (files move, tests get renamed), and
+/// every other link inside the repository must lead to a file or folder that exists.
+#[test]
+fn every_link_of_the_readme_and_the_book_resolves_and_every_test_link_names_a_test() {
+    let mut tests = 0;
+    let mut broken = Vec::new();
+    for (doc, text) in documents() {
+        let dir = doc.parent().unwrap();
+        for (label, target) in links(&text) {
+            if target.starts_with("http://")
+                || target.starts_with("https://")
+                || target.starts_with("mailto:")
+            {
+                continue;
+            }
+            let path = target.split('#').next().unwrap();
+            if path.is_empty() {
+                continue;
+            }
+            let file = dir.join(path);
+            let shown = format!(
+                "{} -> {target}",
+                doc.strip_prefix(root()).unwrap().display()
+            );
+            if !file.exists() {
+                broken.push(format!("{shown}: no such file"));
+                continue;
+            }
+            let name = label.trim_matches('`');
+            let test = name.rsplit("::").next().unwrap();
+            let is_test_link = path.ends_with(".rs")
+                && label.starts_with('`')
+                && !test.is_empty()
+                && test
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if is_test_link {
+                tests += 1;
+                let code = std::fs::read_to_string(&file).unwrap_or_default();
+                if !code.contains(&format!("fn {test}(")) {
+                    broken.push(format!("{shown}: no test {test}"));
+                }
+            }
+        }
+    }
+    assert!(tests > 20, "only {tests} test links found");
+    assert!(broken.is_empty(), "broken links: {broken:#?}");
 }
 
 #[test]
@@ -467,4 +522,24 @@ fn retention_zero_written_as_a_number_is_taken_and_a_bare_number_elsewhere_says_
     d.config("    retention: 0\n    max_extension: 3\n", "");
     let (out, err) = texts(&d.validate());
     assert!((out.clone() + &err).contains("max_extension"), "{out}{err}");
+}
+
+/// README's environments.yaml is a configuration `validate` accepts.
+#[test]
+fn the_readme_example_configuration_is_valid() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let yaml = readme
+        .split("## environments.yaml\n\n```yaml\n")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("README has an environments.yaml example");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("environments.yaml"), yaml).unwrap();
+    let o = octostage(&[
+        "validate",
+        "--offline",
+        "--config",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{:?}", texts(&o));
 }
