@@ -101,10 +101,11 @@ fn logs(cli: &Cli) {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| {
+            // kube's watcher warns at every retry of a failing watch; octostage says it once.
             if daemon {
-                "warn,octostage=info"
+                "warn,octostage=info,kube_runtime::watcher=error"
             } else {
-                "warn"
+                "warn,kube_runtime::watcher=error"
             }
             .into()
         });

@@ -265,7 +265,10 @@ fn the_example_converges_on_the_cluster_with_its_gateway_api_routes() {
         }
     }
     let _cleanup = Cleanup(&kc, env.name.clone());
-    let target = format!("kube:{}", kc.display());
+    // Under the RBAC the chart and deploy/ ship: every kind the example renders is granted.
+    let sa =
+        crate::cluster::service_account_kubeconfig(&kc, &format!("{}-sa", env.name), tmp.path());
+    let target = format!("kube:{}", sa.display());
     let common = example_args(tmp.path(), &root().join("example-repo"), &shop, &docs);
     let mut args = vec![
         "run",
@@ -279,6 +282,7 @@ fn the_example_converges_on_the_cluster_with_its_gateway_api_routes() {
     let out = octostage(&args);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("forbidden"), "{stderr}");
     for ns in ["shop-main", "shop-feature-checkout", "shop-release-2-0"] {
         let route = crate::cluster::json(&kc, &["get", "httproute", "shop", "-n", ns]);
         assert_eq!(

@@ -336,6 +336,9 @@ async fn follow<K, Key, V>(
     let mut config = config.timeout(WATCH_TIMEOUT_SECS);
     config.list_semantic = ListSemantic::MostRecent;
     let mut backoff = BACKOFF_FIRST;
+    // A watch that keeps failing the same way (RBAC that does not grant a kind) says so once,
+    // not at every retry.
+    let mut told: Option<String> = None;
     loop {
         let mut stream = pin!(watcher(api.clone(), config.clone()));
         loop {
@@ -350,10 +353,17 @@ async fn follow<K, Key, V>(
             let event = match next {
                 Some(Ok(e)) => e,
                 Some(Err(e)) => {
-                    warn!(
-                        "watch failed, passes list until it recovers: {}",
-                        crate::redact::text(&e.to_string())
-                    );
+                    let said = e.to_string();
+                    // kube appends the whole Status in Debug form: the message says it all.
+                    let said =
+                        crate::redact::text(said.split(" (Status {").next().unwrap_or(&said))
+                            .into_owned();
+                    if told.as_deref() == Some(said.as_str()) {
+                        debug!("watch failed again: {said}");
+                    } else {
+                        warn!("watch failed, passes list until it recovers: {said}");
+                        told = Some(said);
+                    }
                     break;
                 }
                 None => break,
@@ -371,6 +381,9 @@ async fn follow<K, Key, V>(
                 }
                 watcher::Event::InitDone => {
                     backoff = BACKOFF_FIRST;
+                    if told.take().is_some() {
+                        tracing::info!("watch recovered");
+                    }
                     Event::InitDone
                 }
                 watcher::Event::Apply(o) => {
