@@ -543,3 +543,30 @@ fn the_readme_example_configuration_is_valid() {
     ]);
     assert!(o.status.success(), "{:?}", texts(&o));
 }
+
+/// The reference's key tables are the schema's: regenerated, they are what the book holds.
+#[test]
+fn the_reference_tables_are_generated_from_the_current_schema() {
+    use std::io::Write;
+    let schema = octostage_ok(&["schema"], 0);
+    let mut gen = std::process::Command::new("python3")
+        .arg(root().join("scripts/gen-reference.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    gen.stdin
+        .take()
+        .unwrap()
+        .write_all(schema.as_bytes())
+        .unwrap();
+    let out = gen.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let section = String::from_utf8(out.stdout).unwrap();
+    assert!(section.lines().count() > 100, "{section}");
+    let doc = std::fs::read_to_string(root().join("docs/src/reference.md")).unwrap();
+    assert!(
+        doc.contains(&section),
+        "docs/src/reference.md is stale: run `octostage schema | scripts/gen-reference.py --write`"
+    );
+}
