@@ -196,6 +196,9 @@ fn out_of_memory(status: &std::process::ExitStatus, stderr: &str) -> Option<Stri
         "memoryerror",
         "bad_alloc",
         "not enough space",
+        // Go under RLIMIT_DATA, when reserving address space fails before any allocation.
+        "cannot reserve arena",
+        "cannot map pages in arena",
     ];
     if status.success() {
         return None;
