@@ -189,12 +189,14 @@ fn the_chart_with_every_option_passes_a_server_side_dry_run() {
             .args([
                 "--set",
                 "ingress.enabled=true,ingress.tlsSecret=octostage-tls",
+            ])
+            .args(["--set", "httpRoute.enabled=true"])
+            .args([
+                "--set-json",
+                r#"httpRoute.parentRefs=[{"name":"gw","namespace":"gateways"}]"#,
             ]),
     );
-    // An HTTPRoute needs Gateway API's CRDs, which the plane does not have: rendered, not sent.
-    let routed = helm_template(&["--set", "httpRoute.enabled=true"]);
-    assert!(routed.contains("kind: HTTPRoute"), "{routed}");
-    for kind in ["Secret", "Ingress", "Deployment"] {
+    for kind in ["Secret", "Ingress", "HTTPRoute", "Deployment"] {
         assert!(rendered.contains(&format!("kind: {kind}\n")), "no {kind}");
     }
     let mut apply = Command::new("kubectl")
@@ -223,6 +225,7 @@ fn the_chart_with_every_option_passes_a_server_side_dry_run() {
         "poddisruptionbudget.policy/octostage created (server dry run)",
         "networkpolicy.networking.k8s.io/octostage created (server dry run)",
         "ingress.networking.k8s.io/octostage created (server dry run)",
+        "httproute.gateway.networking.k8s.io/octostage created (server dry run)",
     ] {
         assert!(o.contains(what), "{o}");
     }
