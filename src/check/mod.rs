@@ -150,14 +150,19 @@ fn check_one(
     settings: &Settings,
     out: &mut Vec<Finding>,
 ) {
-    let staging = crate::naming::assign(
+    let staging = branch_staging(env, branch);
+    check_staging(config, env, what, &staging, branch, settings, out);
+}
+
+/// The name a pass gives the staging of `branch` in `env`, alone in its environment.
+fn branch_staging(env: &Environment, branch: &str) -> String {
+    crate::naming::assign(
         &env.name,
         [branch],
         &Default::default(),
         &Default::default(),
     )[branch]
-        .clone();
-    check_staging(config, env, what, &staging, branch, settings, out);
+        .clone()
 }
 
 fn check_staging(
@@ -215,13 +220,7 @@ fn long_branch(sample: &str) -> String {
 /// The hosts of one branch's staging: its links, and the routes of objects rendered from the
 /// configuration's templates (tools and application files are not rendered here).
 fn sample_hosts(config: &Config, env: &Environment, branch: &str) -> hosts::Hosts {
-    let staging = crate::naming::assign(
-        &env.name,
-        [branch],
-        &Default::default(),
-        &Default::default(),
-    )[branch]
-        .clone();
+    let staging = branch_staging(env, branch);
     let settings = env.settings_for(branch);
     let Ok(ctx) = Context::build(
         &config.templates,
@@ -243,8 +242,8 @@ fn sample_hosts(config: &Config, env: &Environment, branch: &str) -> hosts::Host
     out
 }
 
-/// Hosts a staging would be unreachable at, or share with others, or that a wildcard
-/// certificate for the preview domain does not cover: each environment's links and routed
+/// Hosts a staging would be unreachable at, or that a wildcard certificate for the preview
+/// domain does not cover: each environment's links and routed
 /// hosts, for a branch of a usual name and for one with a long name.
 pub fn host_warnings(config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();

@@ -50,9 +50,18 @@ fn the_deploy_base_passes_a_server_side_dry_run() {
     }
     assert!(yaml.contains("replicas: 2") && yaml.contains("/readyz") && yaml.contains("/healthz"));
     assert!(yaml.contains("MIMALLOC_ARENA_EAGER_COMMIT"));
+    let o = server_dry_run(&kc, &yaml);
+    assert!(
+        o.contains("deployment.apps/octostage created (server dry run)"),
+        "{o}"
+    );
+}
+
+/// `kubectl apply --dry-run=server` of `yaml` on the test cluster; what it printed.
+fn server_dry_run(kc: &std::path::Path, yaml: &str) -> String {
     let mut apply = Command::new("kubectl")
         .arg("--kubeconfig")
-        .arg(&kc)
+        .arg(kc)
         .args(["apply", "--dry-run=server", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -67,14 +76,11 @@ fn the_deploy_base_passes_a_server_side_dry_run() {
         .unwrap();
     let out = apply.wait_with_output().unwrap();
     let (o, e) = (
-        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{o}{e}");
-    assert!(
-        o.contains("deployment.apps/octostage created (server dry run)"),
-        "{o}"
-    );
+    o
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -199,27 +205,7 @@ fn the_chart_with_every_option_passes_a_server_side_dry_run() {
     for kind in ["Secret", "Ingress", "HTTPRoute", "Deployment"] {
         assert!(rendered.contains(&format!("kind: {kind}\n")), "no {kind}");
     }
-    let mut apply = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kc)
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    apply
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(rendered.as_bytes())
-        .unwrap();
-    let out = apply.wait_with_output().unwrap();
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{o}{e}");
+    let o = server_dry_run(&kc, &rendered);
     for what in [
         "deployment.apps/octostage created (server dry run)",
         "poddisruptionbudget.policy/octostage created (server dry run)",
