@@ -461,6 +461,11 @@ pub struct RunArgs {
     /// Time between passes, e.g. 30s or 5m (at least 1s).
     #[arg(long, default_value = crate::consts::DEFAULT_INTERVAL, value_parser = parse_interval)]
     pub interval: std::time::Duration,
+    /// Look at every staging at least this often, e.g. 10m (at least 1s). Passes between look
+    /// only at what changed: a branch head, the configuration, a staging's objects, workloads
+    /// or requests in the cluster (the cluster's watch tells), a deadline.
+    #[arg(long, default_value = crate::consts::DEFAULT_RESYNC_TEXT, value_parser = parse_interval)]
+    pub resync: std::time::Duration,
     /// Address of the HTTP server: dashboard, JSON API, webhooks, /healthz, /readyz
     /// (`0.0.0.0:8080` in a pod; port 0 picks a free one); `off` for none. Not started with
     /// --once.

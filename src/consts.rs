@@ -101,6 +101,11 @@ pub const DEFAULT_MAX_DELETIONS_PER_PASS: u32 = 10;
 pub const DEFAULT_MAX_BRANCH_LOSS_PERCENT: u32 = 50;
 /// Default interval between passes of `octostage run`.
 pub const DEFAULT_INTERVAL: &str = "30s";
+/// How often `run` looks at every staging, whatever changed (passes between look at what
+/// the sources and the cluster say changed).
+pub const DEFAULT_RESYNC: Duration = Duration::from_secs(600);
+/// [`DEFAULT_RESYNC`] as `--resync` takes it.
+pub const DEFAULT_RESYNC_TEXT: &str = "10m";
 
 /// Longest environment name: leaves room for a branch slug inside a 63-character label.
 pub const MAX_ENVIRONMENT_NAME: usize = 24;

@@ -356,7 +356,8 @@ async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         },
         diff: false,
     };
-    let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel.clone());
+    let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel.clone())
+        .with_resync(a.resync);
     if !a.once {
         return daemon(controller, &a, cancel).await;
     }

@@ -39,6 +39,24 @@ pub struct Config {
 }
 
 impl Config {
+    /// A digest of every value of the configuration, for this process only: two loads with
+    /// the same digest plan and render alike. Taken over the `Debug` form, which prints every
+    /// field (templates by the digest of their files); a derived `Hash` would need it of
+    /// compiled globs and templates, which have none.
+    pub fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        struct Feed<'a>(&'a mut std::collections::hash_map::DefaultHasher);
+        impl std::fmt::Write for Feed<'_> {
+            fn write_str(&mut self, s: &str) -> std::fmt::Result {
+                s.hash(self.0);
+                Ok(())
+            }
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let _ = std::fmt::write(&mut Feed(&mut h), format_args!("{self:?}"));
+        h.finish()
+    }
+
     /// The environment called `name`.
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)

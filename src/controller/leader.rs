@@ -281,6 +281,36 @@ async fn release(leases: &dyn crate::targets::Leases, e: &Election) {
     }
 }
 
+/// Cancel `cancel` as soon as this replica stops leading, or the write gate refuses a write
+/// (its lease lapsed before the election noticed: the process was paused, say).
+pub(super) fn stop_when_lost(
+    mut rx: watch::Receiver<Leadership>,
+    gate: Option<crate::targets::WriteGate>,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let refused = async {
+            match &gate {
+                Some(g) => g.refused().await,
+                None => std::future::pending().await,
+            }
+        };
+        let lost = async {
+            while rx.changed().await.is_ok() {
+                if !rx.borrow_and_update().leading {
+                    return;
+                }
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = lost => warn!("leadership lost during a pass: stopping it between stagings"),
+            _ = refused => warn!("the lease lapsed during a pass (was this process paused?): its writes are refused and the pass stops"),
+        }
+        cancel.cancel();
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,10 +9,11 @@
 //! (an expiry, the end of a retention), not at the next poll.
 
 pub mod leader;
+mod reach;
+mod signals;
 mod state;
 mod trigger;
 
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -21,13 +22,18 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use leader::stop_when_lost;
 pub use leader::{Election, Leadership};
+pub use signals::shutdown_on_signals;
+use signals::{manual_on_sighup, watch};
+use state::count;
 pub use state::{PassSummary, StagingEvent, State, MAX_EVENTS};
 pub use trigger::Trigger;
 
-use crate::pass::{self, PassError, PassOptions, Report};
+use crate::pass::{self, PassError, PassOptions, Report, Scope};
 use crate::source::{ConfigSource, RepoCache};
 use crate::targets::Target;
+use reach::{reach, Memo, Ran, Reach};
 
 /// The time source of passes; tests and the demo move it by hand.
 pub trait Clock: Send + Sync {
@@ -53,6 +59,9 @@ const RETRY_FAILED: chrono::Duration = chrono::Duration::seconds(10);
 /// How long the controller lets a burst of file changes settle before it starts a pass.
 const SETTLE: Duration = Duration::from_millis(300);
 
+/// How long the controller lets a burst of changes in the cluster settle before a pass.
+const TARGET_SETTLE: Duration = Duration::from_millis(200);
+
 /// What the controller works with.
 pub struct Controller {
     source: ConfigSource,
@@ -70,6 +79,8 @@ pub struct Controller {
     leadership: (watch::Sender<Leadership>, watch::Receiver<Leadership>),
     passes: watch::Sender<u64>,
     approve: Arc<std::sync::Mutex<Option<String>>>,
+    resync: Duration,
+    memo: std::sync::Mutex<Option<Memo>>,
 }
 
 /// What others hold of a running controller: a way to ask for a pass, its state, who writes,
@@ -148,7 +159,16 @@ impl Controller {
             leadership: watch::channel(Leadership::alone()),
             passes: watch::channel(0).0,
             approve: Arc::default(),
+            resync: crate::consts::DEFAULT_RESYNC,
+            memo: std::sync::Mutex::default(),
         }
+    }
+
+    /// The same controller, looking at every staging at least every `resync` (passes between
+    /// look at what changed).
+    pub fn with_resync(mut self, resync: Duration) -> Controller {
+        self.resync = resync;
+        self
     }
 
     /// The same controller, writing only while it holds the lease of `election` (when the
@@ -206,19 +226,39 @@ impl Controller {
             .then(|| stop_when_lost(self.leadership.1.clone(), gate.clone(), cancel.clone()));
         // The pass's log lines name what asked for it (`trigger=manual`).
         let span = tracing::info_span!("trigger", trigger = %trigger);
-        let r = tracing::Instrument::instrument(
-            pass::run(
-                &self.source,
-                &self.cache,
-                self.target.as_ref(),
-                at,
-                &opts,
-                &cancel,
-            ),
-            span,
-        )
-        .await
-        .map(Arc::new);
+        let memo = self.memo.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let dirty = self.target.take_dirty();
+        let reach = reach(
+            &trigger,
+            dirty,
+            memo.as_ref(),
+            at,
+            self.resync,
+            opts.dry_run,
+        );
+        let r =
+            tracing::Instrument::instrument(self.run_reach(reach, memo, at, &opts, &cancel), span)
+                .await;
+        let r = match r {
+            Ok(Ran::Unchanged(last)) => {
+                if let Some(lost) = lost {
+                    lost.abort();
+                }
+                tracing::debug!("nothing changed since the last pass");
+                crate::metrics::get()
+                    .passes
+                    .get_or_create(&crate::metrics::ResultLabel {
+                        result: "unchanged".into(),
+                    })
+                    .inc();
+                return Ok(last);
+            }
+            Ok(Ran::Ran(r)) => Ok(r),
+            Err(e) => {
+                *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Err(e)
+            }
+        };
         if let Some(lost) = lost {
             lost.abort();
         }
@@ -244,6 +284,59 @@ impl Controller {
         r
     }
 
+    /// Run what `reach` asks for; remember what the pass saw for the next one.
+    async fn run_reach(
+        &self,
+        reach: Reach,
+        memo: Option<Memo>,
+        at: DateTime<Utc>,
+        opts: &PassOptions,
+        cancel: &CancellationToken,
+    ) -> Result<Ran, PassError> {
+        let (scope, reread, settled) = match reach {
+            Reach::Unchanged(last) => return Ok(Ran::Unchanged(last)),
+            Reach::Pass {
+                scope,
+                reread,
+                settled,
+            } => (scope, reread, settled),
+        };
+        let previous = memo.as_ref().map(|m| &m.sources);
+        let sources = match (reread, previous) {
+            (false, Some(p)) => p.clone(),
+            _ => pass::read_sources(&self.source, &self.cache, opts, previous, cancel).await?,
+        };
+        if let (true, Scope::Changed { last, .. }, Some(p)) = (settled, &scope, previous) {
+            if sources.same(p) {
+                return Ok(Ran::Unchanged(last.clone()));
+            }
+        }
+        let report = pass::run_on(
+            &sources,
+            &self.cache,
+            self.target.as_ref(),
+            at,
+            opts,
+            &scope,
+            cancel,
+        )
+        .await
+        .map(Arc::new)?;
+        let full_at = match (&memo, &scope) {
+            (Some(m), Scope::Changed { .. }) => m.full_at,
+            _ => at,
+        };
+        // A pass that did not reach every staging it meant to is no base for the next.
+        *self.memo.lock().unwrap_or_else(|p| p.into_inner()) =
+            (report.skipped() == 0).then(|| Memo {
+                sources,
+                report: report.clone(),
+                full_at,
+                dry_run: opts.dry_run,
+            });
+        Ok(Ran::Ran(report))
+    }
+
     /// Wait, at most `limit`, for the notifications of the passes so far to be delivered.
     pub async fn finish(self, limit: Duration) -> Vec<(String, String)> {
         self.notifier.finish(limit).await
@@ -260,17 +353,9 @@ impl Controller {
         let _manual = manual_on_sighup(handle.clone(), self.shutdown.clone());
         // A process that stays up keeps a live view instead of reading the target every pass.
         self.target.watch();
-        let _target = self.target.changes().map(|changed| {
-            let (handle, stop) = (handle.clone(), self.shutdown.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        _ = changed.notified() => handle.request(Trigger::Target),
-                        _ = stop.cancelled() => return,
-                    }
-                }
-            })
-        });
+        // Told here, not through the queue of requests: changes in the cluster come in bursts
+        // and must never crowd out a webhook or an approval.
+        let changed = self.target.changes();
         let mut trigger = Trigger::Startup;
         loop {
             let deadline = match self.pass(trigger.clone()).await {
@@ -299,9 +384,16 @@ impl Controller {
             }
             let (wait, due) = self.next_wake(deadline);
             self.set_next(wait);
+            let target_changed = async {
+                match &changed {
+                    Some(n) => n.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             trigger = tokio::select! {
                 _ = tokio::time::sleep(wait) => due,
                 Some(t) = self.rx.recv() => self.coalesce(t).await,
+                _ = target_changed => self.coalesce(Trigger::Target).await,
                 _ = self.shutdown.cancelled() => {
                     info!("shutting down");
                     self.stop(_election).await;
@@ -362,17 +454,20 @@ impl Controller {
     }
 
     /// Everything requested while the last pass ran, or arriving while a burst of file changes
-    /// settles, becomes one pass; it is named after the first request.
+    /// settles, becomes one pass; it is named after the request that asks most of it (see
+    /// [`Trigger::rank`]).
     async fn coalesce(&mut self, first: Trigger) -> Trigger {
-        if first == Trigger::FileChange {
-            tokio::time::sleep(SETTLE).await;
+        match first {
+            Trigger::FileChange => tokio::time::sleep(SETTLE).await,
+            // Pods become ready a few at a time: one pass for the burst.
+            Trigger::Target => tokio::time::sleep(TARGET_SETTLE).await,
+            _ => {}
         }
         let mut more = 0;
         let mut trigger = first;
         while let Ok(t) = self.rx.try_recv() {
             more += 1;
-            // An approval coalesced into another request must not be lost.
-            if t == Trigger::Approve {
+            if t.rank() > trigger.rank() {
                 trigger = t;
             }
         }
@@ -381,68 +476,6 @@ impl Controller {
         }
         trigger
     }
-}
-
-/// Cancel `cancel` as soon as this replica stops leading, or the write gate refuses a write
-/// (its lease lapsed before the election noticed: the process was paused, say).
-fn stop_when_lost(
-    mut rx: watch::Receiver<Leadership>,
-    gate: Option<crate::targets::WriteGate>,
-    cancel: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let refused = async {
-            match &gate {
-                Some(g) => g.refused().await,
-                None => std::future::pending().await,
-            }
-        };
-        let lost = async {
-            while rx.changed().await.is_ok() {
-                if !rx.borrow_and_update().leading {
-                    return;
-                }
-            }
-            std::future::pending::<()>().await
-        };
-        tokio::select! {
-            _ = lost => warn!("leadership lost during a pass: stopping it between stagings"),
-            _ = refused => warn!("the lease lapsed during a pass (was this process paused?): its writes are refused and the pass stops"),
-        }
-        cancel.cancel();
-    })
-}
-
-/// A pass into the metrics: its result and duration, stagings by state, held deletions.
-fn count(r: &Result<Arc<Report>, PassError>, took: Duration) {
-    let m = crate::metrics::get();
-    m.pass_duration.observe(took.as_secs_f64());
-    let result = match r {
-        Ok(r) if r.ok() => "ok",
-        Ok(_) => "failures",
-        Err(PassError::Cancelled) => "cancelled",
-        Err(_) => "error",
-    };
-    m.passes
-        .get_or_create(&crate::metrics::ResultLabel {
-            result: result.into(),
-        })
-        .inc();
-    let Ok(r) = r else { return };
-    m.stagings.clear();
-    for (i, s) in r.plan.stagings.iter().enumerate() {
-        let Some(state) = crate::report::lifecycle(s, r.outcome(i)) else {
-            continue;
-        };
-        m.stagings
-            .get_or_create(&crate::metrics::StagingLabels {
-                environment: s.environment.clone(),
-                state: state.to_string(),
-            })
-            .inc();
-    }
-    m.held_deletions
-        .set(r.plan.stagings.iter().filter(|s| s.held()).count() as i64);
 }
 
 /// How long until the next pass, and why then: the interval, or a deadline of the plan when
@@ -462,114 +495,5 @@ pub fn wake(
     }
 }
 
-fn watch(dir: PathBuf, handle: Handle) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let warn_once = |e: notify::Error| {
-        warn!(
-            "cannot watch {}: {e}; relying on the interval",
-            dir.display()
-        )
-    };
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| e.kind.is_create() || e.kind.is_modify() || e.kind.is_remove()) {
-            handle.request(Trigger::FileChange);
-        }
-    })
-    .map_err(&warn_once)
-    .ok()?;
-    w.watch(&dir, notify::RecursiveMode::Recursive)
-        .map_err(&warn_once)
-        .ok()?;
-    info!(dir = %dir.display(), "watching the config directory");
-    Some(w)
-}
-
-/// SIGHUP asks for a pass at once (`kill -HUP`), as daemons are asked to look again.
-fn manual_on_sighup(
-    handle: Handle,
-    shutdown: CancellationToken,
-) -> Option<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).ok()?;
-    Some(tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                Some(()) = hup.recv() => handle.request(Trigger::Manual),
-                _ = shutdown.cancelled() => return,
-            }
-        }
-    }))
-}
-
-/// A token that fires on the first SIGTERM or SIGINT; the handlers are installed before this
-/// returns, so no signal is missed however early it comes.
-pub fn shutdown_on_signals() -> std::io::Result<CancellationToken> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let token = CancellationToken::new();
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let t = token.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM: finishing the stagings in flight, then stopping"),
-            _ = int.recv() => info!("SIGINT: finishing the stagings in flight, then stopping"),
-        }
-        t.cancel();
-    });
-    Ok(token)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
-
-    #[tokio::test]
-    async fn an_approval_is_kept_when_the_queue_of_requests_is_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let c = Controller::new(
-            ConfigSource::Dir(dir.path().to_path_buf()),
-            RepoCache::new(dir.path().join("cache")),
-            Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
-            PassOptions::default(),
-            Duration::from_secs(3600),
-            CancellationToken::new(),
-        );
-        let h = c.handle();
-        for _ in 0..20 {
-            h.request(Trigger::Manual);
-        }
-        h.approve("abc".into());
-        // The queue held no room for it, yet the next pass carries it out.
-        assert!(c.approve.lock().unwrap().is_some());
-        let _ = c.pass(Trigger::Manual).await;
-        assert!(c.approve.lock().unwrap().is_none());
-    }
-
-    #[test]
-    fn the_next_pass_comes_at_the_interval_or_the_next_deadline_whichever_is_first() {
-        let now = t("2026-11-26T12:00:00Z");
-        let hour = Duration::from_secs(3600);
-        assert_eq!(wake(now, hour, None), (hour, Trigger::Interval));
-        assert_eq!(
-            wake(now, hour, Some(t("2026-11-26T12:10:00Z"))),
-            (Duration::from_secs(601), Trigger::Deadline)
-        );
-        assert_eq!(
-            wake(now, hour, Some(t("2026-11-26T14:00:00Z"))),
-            (hour, Trigger::Interval)
-        );
-        // A deadline that has passed is not waited for; one due now waits the minimum.
-        assert_eq!(
-            wake(now, hour, Some(t("2026-11-26T11:00:00Z"))),
-            (hour, Trigger::Interval)
-        );
-        assert_eq!(
-            wake(now, hour, Some(now)),
-            (Duration::from_secs(1), Trigger::Deadline)
-        );
-    }
-}
+mod tests;

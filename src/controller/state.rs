@@ -205,3 +205,34 @@ fn reason_of(action: Action, why: &Why) -> String {
     }
     .into()
 }
+/// A pass into the metrics: its result and duration, stagings by state, held deletions.
+pub(super) fn count(r: &Result<Arc<Report>, PassError>, took: Duration) {
+    let m = crate::metrics::get();
+    m.pass_duration.observe(took.as_secs_f64());
+    let result = match r {
+        Ok(r) if r.ok() => "ok",
+        Ok(_) => "failures",
+        Err(PassError::Cancelled) => "cancelled",
+        Err(_) => "error",
+    };
+    m.passes
+        .get_or_create(&crate::metrics::ResultLabel {
+            result: result.into(),
+        })
+        .inc();
+    let Ok(r) = r else { return };
+    m.stagings.clear();
+    for (i, s) in r.plan.stagings.iter().enumerate() {
+        let Some(state) = crate::report::lifecycle(s, r.outcome(i)) else {
+            continue;
+        };
+        m.stagings
+            .get_or_create(&crate::metrics::StagingLabels {
+                environment: s.environment.clone(),
+                state: state.to_string(),
+            })
+            .inc();
+    }
+    m.held_deletions
+        .set(r.plan.stagings.iter().filter(|s| s.held()).count() as i64);
+}

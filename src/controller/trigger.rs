@@ -29,6 +29,24 @@ pub enum Trigger {
     Target,
 }
 
+impl Trigger {
+    /// How much a pass for it must look at, for coalescing: requests that arrive together
+    /// become one pass named after the one that asks most, so a webhook that arrives while a
+    /// change in the cluster waits still has the sources read again, and an approval is never
+    /// lost.
+    pub fn rank(&self) -> u8 {
+        match self {
+            // The cluster changed: the last sources stand.
+            Trigger::Target => 0,
+            // The sources are read again.
+            Trigger::Interval | Trigger::Deadline | Trigger::Webhook { .. } => 1,
+            // Every staging is looked at.
+            Trigger::Startup | Trigger::FileChange | Trigger::Manual | Trigger::Leader => 2,
+            Trigger::Approve => 3,
+        }
+    }
+}
+
 impl std::fmt::Display for Trigger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -22,8 +22,10 @@ mod copies;
 mod images;
 mod listing;
 mod lookup;
+mod scope;
 
 pub use listing::list_branches;
+pub use scope::Scope;
 
 pub use lookup::{render_samples, render_staging, LookupError, Samples};
 
@@ -234,6 +236,63 @@ async fn load_with(
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
+/// What a pass read from its sources. A later pass whose trigger cannot have changed them
+/// (a workload became ready) reuses them; one that reads them again and finds them the same
+/// has nothing new to plan from them.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// A digest of everything in the configuration (see [`Config::digest`]).
+    pub digest: u64,
+    /// Each environment's branch listing, or why it failed.
+    pub listings: Arc<plan::Listings>,
+}
+
+impl Sources {
+    /// Whether `other` holds the same configuration and listings.
+    pub fn same(&self, other: &Sources) -> bool {
+        self.digest == other.digest && self.listings == other.listings
+    }
+}
+
+/// Read the configuration and list every environment's branches; `previous`'s configuration
+/// is kept when the new one is the same (so its settings stay the same objects, which lets a
+/// pass tell an unchanged staging by identity).
+pub async fn read_sources(
+    source: &ConfigSource,
+    cache: &RepoCache,
+    opts: &PassOptions,
+    previous: Option<&Sources>,
+    cancel: &CancellationToken,
+) -> Result<Sources, PassError> {
+    opts.progress
+        .phase("reading the config and listing branches");
+    // Reading is abandoned at once on shutdown: nothing has been written yet.
+    let loaded = unless_cancelled(cancel, load_config_for_pass(source, &opts.load)).await?;
+    if let Err(PassError::Config(_)) = &loaded {
+        crate::metrics::get().config_valid.set(0);
+    }
+    let config = loaded?;
+    let digest = config.digest();
+    let config = match previous {
+        Some(p) if p.digest == digest => p.config.clone(),
+        _ => Arc::new(config),
+    };
+    crate::metrics::get()
+        .config_valid
+        .set(i64::from(config.frozen.is_empty()));
+    for (environment, problems) in &config.frozen {
+        warn!(environment = %environment, problems = %problems, "environment frozen: its part of environments.yaml is invalid; its stagings are kept as they are, the others go on");
+    }
+    let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
+    Ok(Sources {
+        config,
+        digest,
+        listings: Arc::new(listings),
+    })
+}
+
 /// Run one pass at time `now`; `cancel` stops it between stagings.
 pub async fn run(
     source: &ConfigSource,
@@ -243,27 +302,27 @@ pub async fn run(
     opts: &PassOptions,
     cancel: &CancellationToken,
 ) -> Result<Report, PassError> {
+    let sources = read_sources(source, cache, opts, None, cancel).await?;
+    run_on(&sources, cache, target, now, opts, &Scope::All, cancel).await
+}
+
+/// Run one pass at time `now` on sources already read, converging the stagings of `scope`.
+pub async fn run_on(
+    sources: &Sources,
+    cache: &RepoCache,
+    target: &dyn Target,
+    now: DateTime<Utc>,
+    opts: &PassOptions,
+    scope: &Scope,
+    cancel: &CancellationToken,
+) -> Result<Report, PassError> {
     let span = info_span!("pass", target = %target.describe(), dry_run = opts.dry_run);
     async move {
         // Whole seconds: recorded times stay readable and a pass at the same second is
         // byte-stable.
         let now = now.with_nanosecond(0).unwrap_or(now);
         let (writes_before, requests_before) = (target.writes(), target.requests());
-        // Reading is abandoned at once on shutdown: nothing has been written yet.
-        opts.progress
-            .phase("reading the config and listing branches");
-        let loaded = unless_cancelled(cancel, load_config_for_pass(source, &opts.load)).await?;
-        if let Err(PassError::Config(_)) = &loaded {
-            crate::metrics::get().config_valid.set(0);
-        }
-        let config = Arc::new(loaded?);
-        crate::metrics::get()
-            .config_valid
-            .set(i64::from(config.frozen.is_empty()));
-        for (environment, problems) in &config.frozen {
-            warn!(environment = %environment, problems = %problems, "environment frozen: its part of environments.yaml is invalid; its stagings are kept as they are, the others go on");
-        }
-        let listings = unless_cancelled(cancel, list_branches(&config, cache)).await?;
+        let (config, listings) = (sources.config.clone(), &*sources.listings);
         let observe = tokio::time::timeout(crate::consts::OBSERVE_TIMEOUT, target.observe());
         let observed =
             unless_cancelled(cancel, observe)
@@ -276,7 +335,7 @@ pub async fn run(
                     ),
                 })??;
         let inputs = |confirm_deletions| plan::Inputs {
-            listings: &listings,
+            listings,
             observed: &observed,
             now,
             confirm_deletions,
@@ -296,12 +355,13 @@ pub async fn run(
             }
         }
         unless_cancelled(cancel, images::gate(&config, &mut plan, now)).await?;
+        let selected = scope.select(&plan);
         let copied = unless_cancelled(
             cancel,
             copies::read(&plan, target, crate::consts::OBSERVE_TIMEOUT),
         )
         .await?;
-        let outcomes = converge(&config, cache, &plan, &copied, target, opts, cancel).await;
+        let outcomes = converge(&config, cache, &plan, &selected, &copied, target, opts, cancel).await;
         opts.progress.finish();
         let report = Report {
             writes: target.writes() - writes_before,
@@ -317,6 +377,7 @@ pub async fn run(
                 .iter()
                 .filter(|s| s.exists_after())
                 .count(),
+            looked_at = selected.iter().filter(|s| **s).count(),
             writes = report.writes,
             requests = report.requests,
             failures = report.failures(),
@@ -331,10 +392,12 @@ pub async fn run(
 
 /// Apply every staging of the plan, a bounded number at once; one failure never stops the
 /// others. Once `cancel` fires, stagings not yet started are skipped.
+#[allow(clippy::too_many_arguments)]
 async fn converge(
     config: &Arc<Config>,
     cache: &RepoCache,
     plan: &Plan,
+    selected: &[bool],
     copied: &copies::Copied,
     target: &dyn Target,
     opts: &PassOptions,
@@ -343,7 +406,8 @@ async fn converge(
     let work: Vec<usize> = (0..plan.stagings.len())
         .filter(|&i| {
             let s = &plan.stagings[i];
-            s.error.is_none()
+            selected[i]
+                && s.error.is_none()
                 && (s.action == Action::Delete || (s.exists_after() && s.context.is_some()))
         })
         .collect();

@@ -114,6 +114,77 @@ impl Planned {
         self.state.is_some()
     }
 
+    /// Whether `self` and `other` would be converged alike: every field equal, the settings
+    /// the same object (a configuration read again but unchanged keeps its settings).
+    /// Destructured so that a new field cannot be forgotten here.
+    pub fn same(&self, other: &Planned) -> bool {
+        let Planned {
+            environment,
+            branch,
+            static_name,
+            name,
+            namespace,
+            commit,
+            action,
+            why,
+            hold,
+            first_seen,
+            expires_at,
+            expired_at,
+            delete_at,
+            state,
+            next_change,
+            clock,
+            usage,
+            health,
+            warned,
+            warn_now,
+            settings,
+            context,
+            error,
+            observed_state,
+            observed_namespace,
+            observed_commit,
+            history,
+            added,
+            woken,
+        } = self;
+        let same_settings = match (settings, &other.settings) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_settings
+            && *environment == other.environment
+            && *branch == other.branch
+            && *static_name == other.static_name
+            && *name == other.name
+            && *namespace == other.namespace
+            && *commit == other.commit
+            && *action == other.action
+            && *why == other.why
+            && *hold == other.hold
+            && *first_seen == other.first_seen
+            && *expires_at == other.expires_at
+            && *expired_at == other.expired_at
+            && *delete_at == other.delete_at
+            && *state == other.state
+            && *next_change == other.next_change
+            && *clock == other.clock
+            && *usage == other.usage
+            && *health == other.health
+            && *warned == other.warned
+            && *warn_now == other.warn_now
+            && *context == other.context
+            && *error == other.error
+            && *observed_state == other.observed_state
+            && *observed_namespace == other.observed_namespace
+            && *observed_commit == other.observed_commit
+            && *history == other.history
+            && *added == other.added
+            && *woken == other.woken
+    }
+
     /// The transitions this very pass made (the newest `added` of its history).
     pub fn made(&self) -> &[super::Transition] {
         &self.history[self.history.len() - self.added.min(self.history.len())..]
@@ -200,10 +271,13 @@ impl Plan {
     }
 }
 
+/// Each environment's branch listing, or why it could not be read.
+pub type Listings = HashMap<String, Result<RepoListing, String>>;
+
 /// Inputs of the planner besides the configuration.
 pub struct Inputs<'a> {
     /// Listing per environment: the branches, or why they could not be read.
-    pub listings: &'a HashMap<String, Result<RepoListing, String>>,
+    pub listings: &'a Listings,
     /// What the target holds.
     pub observed: &'a Observed,
     /// The time of the pass.

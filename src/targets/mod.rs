@@ -152,6 +152,17 @@ pub struct ObjectHealth {
     pub health: String,
 }
 
+/// What changed in the watched objects since the controller last took it: the stagings whose
+/// objects, workloads' readiness or requests changed (by someone else), or everything (after a
+/// watch listed again and may have missed events).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dirty {
+    /// Every staging must be looked at.
+    pub all: bool,
+    /// These stagings must be looked at.
+    pub stagings: std::collections::BTreeSet<String>,
+}
+
 /// A place stagings are converged into.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -165,6 +176,11 @@ pub trait Target: Send + Sync {
     /// Told when what the target watches changed in a way a pass acts on (a workload's
     /// readiness, a request on a staging): the controller then asks for a pass.
     fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+    /// Which stagings changed since the last call, as far as the target follows them; `None`
+    /// when it does not (then every pass looks at every staging).
+    fn take_dirty(&self) -> Option<Dirty> {
         None
     }
     /// Make `staging` hold exactly `objects` (and its recorded state); `dry_run` only reports.

@@ -56,6 +56,7 @@ impl fmt::Debug for TemplateSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TemplateSet")
             .field("dirs", &self.dirs)
+            .field("digests", &self.digests)
             .finish()
     }
 }

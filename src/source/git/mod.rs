@@ -53,7 +53,7 @@ pub struct Skipped {
 }
 
 /// What one fetch of an application repository saw.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RepoListing {
     /// Branch heads, sorted by name.
     pub branches: Vec<Branch>,

@@ -162,14 +162,21 @@ pub fn readiness<'a>(
         .filter(|(ns, w)| stagings.get(&w.staging).is_some_and(|e| e.namespace == *ns))
         .collect();
     sorted.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+    // Kinds present per staging, indexed once: a lookup per staging over every workload was
+    // quadratic (a thousand stagings, three thousand workloads: most of a pass's CPU).
+    let mut present: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (_, w) in &sorted {
+        let kind = w.id.split('/').next().unwrap_or_default();
+        let kinds = present.entry(w.staging.as_str()).or_default();
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
     let mut out: HashMap<String, Readiness> = stagings
         .iter()
         .map(|(s, e)| {
-            let missing = e.kinds.iter().find(|k| {
-                !sorted
-                    .iter()
-                    .any(|(_, w)| &w.staging == s && w.id.split('/').next() == Some(**k))
-            });
+            let has = present.get(s.as_str());
+            let missing = e.kinds.iter().find(|k| !has.is_some_and(|h| h.contains(k)));
             let r = match missing {
                 Some(k) => Readiness::NotReady(format!("no {k} left of those applied")),
                 None => Readiness::Ready,

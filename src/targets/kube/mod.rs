@@ -305,6 +305,12 @@ impl Target for KubeTarget {
     fn changes(&self) -> Option<Arc<tokio::sync::Notify>> {
         self.watches.get().map(|w| w.changed.clone())
     }
+    fn take_dirty(&self) -> Option<crate::targets::Dirty> {
+        let w = self.watches.get()?;
+        Some(std::mem::take(
+            &mut *w.dirty.lock().unwrap_or_else(|p| p.into_inner()),
+        ))
+    }
     async fn request(
         &self,
         name: &str,

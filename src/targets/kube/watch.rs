@@ -32,6 +32,7 @@ use super::health::{self, Workload};
 use super::live::{self, LiveNs, LiveObject};
 use crate::consts;
 use crate::plan::{Foreign, StagingRecord};
+use crate::targets::Dirty;
 
 /// A namespace as the store keeps it: already sorted into this instance's or not.
 pub type NsEntry = Result<(StagingRecord, Arc<LiveNs>), Foreign>;
@@ -43,6 +44,40 @@ pub struct Kept {
     pub staging: String,
     /// Shared with every pass that reads it.
     pub live: Arc<LiveObject>,
+}
+
+/// How a watch tells the controller: a staging (or all) marked, then a wake-up.
+#[derive(Clone)]
+struct Tell {
+    changed: Arc<Notify>,
+    dirty: Arc<Mutex<Dirty>>,
+}
+
+impl Tell {
+    fn new(changed: &Arc<Notify>, dirty: &Arc<Mutex<Dirty>>) -> Tell {
+        Tell {
+            changed: changed.clone(),
+            dirty: dirty.clone(),
+        }
+    }
+
+    fn staging(&self, name: &str) {
+        {
+            let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            if d.all || !d.stagings.insert(name.to_string()) {
+                return;
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    fn all(&self) {
+        let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+        d.all = true;
+        d.stagings.clear();
+        drop(d);
+        self.changed.notify_one();
+    }
 }
 
 /// A namespaced object's key.
@@ -67,6 +102,8 @@ pub struct Watches {
     workloads: [(Shared<ObjKey, Workload>, Arc<Notify>); 3],
     /// Told when a workload's readiness changes: a pass may have a health to record.
     pub changed: Arc<Notify>,
+    /// Which stagings changed since the controller last asked (see [`Dirty`]).
+    pub dirty: Arc<Mutex<Dirty>>,
     stop: CancellationToken,
 }
 
@@ -93,18 +130,20 @@ impl Watches {
             kinds: Mutex::default(),
             workloads: Default::default(),
             changed: Arc::new(Notify::new()),
+            dirty: Arc::default(),
             stop: CancellationToken::new(),
         };
         w.follow_workloads();
         let api: Api<PartialObjectMeta<Namespace>> = Api::all(w.client.clone());
         let inst = w.instance.clone();
-        let changed = w.changed.clone();
+        let tell = Tell::new(&w.changed, &w.dirty);
         tokio::spawn(follow(
             api,
             watcher::Config::default(),
             w.namespaces.clone(),
             w.ns_restart.clone(),
             w.stop.clone(),
+            tell.clone(),
             move |o: &PartialObjectMeta<Namespace>| {
                 let m = &o.metadata;
                 let name = m.name.clone().unwrap_or_default();
@@ -112,13 +151,18 @@ impl Watches {
                 (name, Some(entry))
             },
             move |a: Option<&NsEntry>, b: Option<&NsEntry>| {
-                let asked = |e: Option<&NsEntry>| {
-                    e.and_then(|e| e.as_ref().ok())
-                        .map(|(r, _)| r.requests.clone())
-                };
-                let now = asked(b);
-                if now.as_ref().is_some_and(|r| !r.is_empty()) && asked(a) != now {
-                    changed.notify_one();
+                let before = a.and_then(|e| e.as_ref().ok());
+                let after = b.and_then(|e| e.as_ref().ok());
+                let asked =
+                    |e: Option<&(StagingRecord, Arc<LiveNs>)>| e.map(|(r, _)| r.requests.clone());
+                let now = asked(after);
+                let requested = now.as_ref().is_some_and(|r| !r.is_empty()) && asked(before) != now;
+                // A staging's namespace deleted by someone else: its pass must see it gone.
+                let deleted = before.is_some() && after.is_none();
+                if requested || deleted {
+                    if let Some((r, _)) = before.or(after) {
+                        tell.staging(&r.name);
+                    }
                 }
             },
         ));
@@ -129,10 +173,13 @@ impl Watches {
         let selector = super::state::instance_selector(&self.instance);
         let config = watcher::Config::default().labels(&selector);
         let [(d, dr), (s, sr), (j, jr)] = &self.workloads;
-        let changed = |n: Arc<Notify>| {
+        let tell = Tell::new(&self.changed, &self.dirty);
+        let changed = |t: Tell| {
             move |a: Option<&Workload>, b: Option<&Workload>| {
                 if a.map(|w| &w.readiness) != b.map(|w| &w.readiness) {
-                    n.notify_one();
+                    if let Some(w) = b.or(a) {
+                        t.staging(&w.staging);
+                    }
                 }
             }
         };
@@ -142,8 +189,9 @@ impl Watches {
             d.clone(),
             dr.clone(),
             self.stop.clone(),
+            tell.clone(),
             |o: &Deployment| (obj_key(&o.metadata), health::deployment(o)),
-            changed(self.changed.clone()),
+            changed(tell.clone()),
         ));
         tokio::spawn(follow(
             Api::<StatefulSet>::all(self.client.clone()),
@@ -151,8 +199,9 @@ impl Watches {
             s.clone(),
             sr.clone(),
             self.stop.clone(),
+            tell.clone(),
             |o: &StatefulSet| (obj_key(&o.metadata), health::stateful_set(o)),
-            changed(self.changed.clone()),
+            changed(tell.clone()),
         ));
         tokio::spawn(follow(
             Api::<Job>::all(self.client.clone()),
@@ -160,8 +209,9 @@ impl Watches {
             j.clone(),
             jr.clone(),
             self.stop.clone(),
+            tell.clone(),
             |o: &Job| (obj_key(&o.metadata), health::job(o)),
-            changed(self.changed.clone()),
+            changed(tell),
         ));
     }
 
@@ -223,14 +273,35 @@ impl Watches {
         let api: Api<PartialObjectMeta<DynamicObject>> =
             Api::all_with(self.client.clone(), resource);
         let selector = super::state::instance_selector(&self.instance);
+        let tell = Tell::new(&self.changed, &self.dirty);
         tokio::spawn(follow(
             api,
             watcher::Config::default().labels(&selector),
             kw.store.clone(),
             kw.restart.clone(),
             self.stop.clone(),
+            tell.clone(),
             |o: &PartialObjectMeta<DynamicObject>| (obj_key(&o.metadata), kept(&o.metadata)),
-            |_: Option<&Kept>, _: Option<&Kept>| {},
+            move |a: Option<&Kept>, b: Option<&Kept>| {
+                // Someone else deleted an object of a staging, took it over, or changed what
+                // octostage applied (its hash) or the fields others own (possible drift): that
+                // staging's pass checks it. octostage's own writes are in the store already,
+                // so their echo compares equal.
+                let same = |a: &Kept, b: &Kept| {
+                    a.staging == b.staging
+                        && a.live.hash == b.live.hash
+                        && a.live.ownership.others_digest == b.live.ownership.others_digest
+                };
+                match (a, b) {
+                    (Some(a), Some(b)) if same(a, b) => {}
+                    (None, None) => {}
+                    (a, b) => {
+                        for k in a.into_iter().chain(b) {
+                            tell.staging(&k.staging);
+                        }
+                    }
+                }
+            },
         ));
         kw
     }
@@ -318,12 +389,14 @@ fn read<K: Clone + Eq + std::hash::Hash, V: Clone>(
 
 /// Follow one watch into `store` until `stop`, listing again after every error or restart.
 /// `changed` sees each change after the first listing: the value before and after.
+#[allow(clippy::too_many_arguments)]
 async fn follow<K, Key, V>(
     api: Api<K>,
     config: watcher::Config,
     store: Shared<Key, V>,
     restart: Arc<Notify>,
     stop: CancellationToken,
+    tell: Tell,
     reduce: impl Fn(&K) -> (Key, Option<V>) + Send + 'static,
     changed: impl Fn(Option<&V>, Option<&V>) + Send + 'static,
 ) where
@@ -339,6 +412,7 @@ async fn follow<K, Key, V>(
     // A watch that keeps failing the same way (RBAC that does not grant a kind) says so once,
     // not at every retry.
     let mut told: Option<String> = None;
+    let mut listed = false;
     loop {
         let mut stream = pin!(watcher(api.clone(), config.clone()));
         loop {
@@ -381,6 +455,11 @@ async fn follow<K, Key, V>(
                 }
                 watcher::Event::InitDone => {
                     backoff = BACKOFF_FIRST;
+                    // A listing after the first one may follow missed events: every staging
+                    // is looked at again.
+                    if std::mem::replace(&mut listed, true) {
+                        tell.all();
+                    }
                     if told.take().is_some() {
                         tracing::info!("watch recovered");
                     }

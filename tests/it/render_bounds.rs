@@ -1,4 +1,4 @@
-//! Finding 4 of the hostile review: renders had no real bounds. A background child holding
+//! Renders are bounded (finding 4 of the hostile review: they were not). A background child holding
 //! stdout hung a pass past `render_timeout`; output was unbounded (300 MB of stdout took 1.2 GB
 //! of memory); templates ran forever. Each case runs the real binary and measures it.
 

@@ -1,0 +1,77 @@
+//! The controller's own tests (its parts have theirs).
+use super::*;
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn an_approval_is_kept_when_the_queue_of_requests_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Controller::new(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        RepoCache::new(dir.path().join("cache")),
+        Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
+        PassOptions::default(),
+        Duration::from_secs(3600),
+        CancellationToken::new(),
+    );
+    let h = c.handle();
+    for _ in 0..20 {
+        h.request(Trigger::Manual);
+    }
+    h.approve("abc".into());
+    // The queue held no room for it, yet the next pass carries it out.
+    assert!(c.approve.lock().unwrap().is_some());
+    let _ = c.pass(Trigger::Manual).await;
+    assert!(c.approve.lock().unwrap().is_none());
+}
+
+#[test]
+fn the_next_pass_comes_at_the_interval_or_the_next_deadline_whichever_is_first() {
+    let now = t("2026-11-26T12:00:00Z");
+    let hour = Duration::from_secs(3600);
+    assert_eq!(wake(now, hour, None), (hour, Trigger::Interval));
+    assert_eq!(
+        wake(now, hour, Some(t("2026-11-26T12:10:00Z"))),
+        (Duration::from_secs(601), Trigger::Deadline)
+    );
+    assert_eq!(
+        wake(now, hour, Some(t("2026-11-26T14:00:00Z"))),
+        (hour, Trigger::Interval)
+    );
+    // A deadline that has passed is not waited for; one due now waits the minimum.
+    assert_eq!(
+        wake(now, hour, Some(t("2026-11-26T11:00:00Z"))),
+        (hour, Trigger::Interval)
+    );
+    assert_eq!(
+        wake(now, hour, Some(now)),
+        (Duration::from_secs(1), Trigger::Deadline)
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_that_arrives_behind_a_change_in_the_cluster_still_has_the_sources_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Controller::new(
+        ConfigSource::Dir(dir.path().to_path_buf()),
+        RepoCache::new(dir.path().join("cache")),
+        Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
+        PassOptions::default(),
+        Duration::from_secs(3600),
+        CancellationToken::new(),
+    );
+    let h = c.handle();
+    let webhook = Trigger::Webhook {
+        repository: "https://git.example/shop".into(),
+    };
+    h.request(webhook.clone());
+    // A pass for the cluster's change alone would plan from the last sources: the push
+    // would wait for the interval.
+    assert_eq!(c.coalesce(Trigger::Target).await, webhook);
+    h.request(Trigger::Target);
+    h.request(Trigger::Approve);
+    h.request(Trigger::Interval);
+    assert_eq!(c.coalesce(Trigger::Manual).await, Trigger::Approve);
+}
