@@ -8,7 +8,8 @@
 #    Deployments a second (what restarts and autoscalers look like to a watch).
 # 3. One push to one branch, announced by the generic webhook: push -> the staging's namespace
 #    records the new commit, p50 and max over PUSHES (default 10) pushes.
-# Usage: scripts/bench-daemon.sh [N]      env: WINDOW, PUSHES, CEILING=1, MALLOC (a label only)
+# Usage: scripts/bench-daemon.sh [N]   env: WINDOW, PUSHES, CEILING=1, BASE_BIN=another build to
+# measure first on the same stagings (a baseline in the same run), MALLOC (a label only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -37,11 +38,13 @@ if [[ ${CEILING:-0} == 1 ]]; then
     "$(calc "$c_objects / $c_time")" "$(calc "($o_objects / $o_time) / ($c_objects / $c_time)")"
 fi
 
-# 2. The daemon.
+# 2. and 3. The daemon, for a baseline binary first when BASE_BIN names one (the same
+# stagings, the same run), then for this tree's.
+measure() { # BINARY LABEL: the daemon of BINARY on the stagings converged above
 secret=bench-$RANDOM$RANDOM
 lport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 pport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-OCTOSTAGE_WEBHOOK_TOKEN=$secret "$BIN" run --target "kube:$KC" "${args[@]}" --interval 2s \
+OCTOSTAGE_WEBHOOK_TOKEN=$secret "$1" run --target "kube:$KC" "${args[@]}" --interval 2s \
   --listen "127.0.0.1:$lport" --probe-listen "127.0.0.1:$pport" --log info 2> "$work/run.log" >/dev/null &
 daemon=$!
 passes() { grep -c 'pass finished' "$work/run.log" || true; }
@@ -81,10 +84,10 @@ PY
 manager=$!
 sleep 5
 p0=$(passes); busy=$(cpu_cost "$WINDOW"); busy_rss=$(rss); busy_passes=$(( $(passes) - p0 ))
-kill $manager; manager=
+kill $manager; wait $manager 2>/dev/null || true; manager=
 
 # 3. Pushes announced by the webhook.
-lat=()
+local lat=()
 for i in $(seq 1 "$PUSHES"); do
   branch=feature/b$i
   sha=$(git -C "$work/shop" commit-tree -p "refs/heads/$branch" -m "bench push $i" "refs/heads/$branch^{tree}")
@@ -114,7 +117,12 @@ PY
 done
 stats=$(python3 -c "import statistics,sys; v=sorted(map(float,sys.argv[1:])); print(f'{statistics.median(v):.2f} {max(v):.2f}')" "${lat[@]}")
 
-printf '\nthe daemon (--interval 2s) holding %s stagings%s\n' "$stagings" "${MALLOC:+, allocator $MALLOC}"
+kill "$daemon"; wait "$daemon" 2>/dev/null || true; daemon=
+printf '\n%s: the daemon (--interval 2s) holding %s stagings%s\n' "$2" "$stagings" "${MALLOC:+, allocator $MALLOC}"
 printf '  %-46s %8s ms   %6s MiB   %s passes in %s s\n' "idle: CPU per 2 s, resident" "$idle" "$idle_rss" "$idle_passes" "$WINDOW"
 printf '  %-46s %8s ms   %6s MiB   %s passes in %s s\n' "5 Deployments/s changed by another manager" "$busy" "$busy_rss" "$busy_passes" "$WINDOW"
 printf '  %-46s %s s p50, %s s max over %s pushes\n' "one push (webhook) -> staging records it" ${stats} "$PUSHES"
+
+}
+[[ -z ${BASE_BIN:-} ]] || measure "$BASE_BIN" "baseline ($BASE_BIN)"
+measure "$BIN" "this tree"
