@@ -328,14 +328,14 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     });
     // B is done: no write for two of its intervals (a pass that finds nothing changed logs
     // nothing; its metrics count lease renewals).
-    let last_write = std::cell::Cell::new((usize::MAX, Instant::now()));
+    let quiet = std::cell::Cell::new((usize::MAX, Instant::now()));
     b.wait(30, "b kept writing", |b| {
         let log = b.log.lock().unwrap();
         let at = log.iter().rposition(|l| l.contains("write: ")).unwrap_or(0);
-        if last_write.get().0 != at {
-            last_write.set((at, Instant::now()));
+        if quiet.get().0 != at {
+            quiet.set((at, Instant::now()));
         }
-        last_write.get().1.elapsed() > Duration::from_secs(4)
+        quiet.get().1.elapsed() > Duration::from_secs(4)
     });
     let f9_uid = uid(&f9);
     std::thread::sleep(Duration::from_millis(1100));
