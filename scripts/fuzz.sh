@@ -5,7 +5,7 @@
 # stable compiler is used with RUSTC_BOOTSTRAP=1 (never fetched: `rustc +nightly` would make
 # rustup download one). Any crash stops the script with its input in
 # fuzz/artifacts/<target>/: add that input to fuzz/corpus/<target>/ with the fix, so the
-# corpus test in tests/it/fuzz_corpus.rs keeps it fixed.
+# corpus test in src/fuzzing.rs (the_fuzz_corpus_never_panics) keeps it fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}

@@ -119,3 +119,28 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cron", cron),
     ("templates", templates),
 ];
+
+/// The committed fuzz corpus (`fuzz/corpus/<target>/`) replayed through every entry point:
+/// what the fuzzer found once keeps being tested without a nightly toolchain. A panic fails
+/// the test and names the file.
+#[cfg(test)]
+mod corpus {
+    #[test]
+    fn the_fuzz_corpus_never_panics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut ran = 0;
+        for (name, target) in super::TARGETS {
+            let dir = root.join("fuzz/corpus").join(name);
+            let entries =
+                std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            for e in entries {
+                let path = e.unwrap().path();
+                let data = std::fs::read(&path).unwrap();
+                let r = std::panic::catch_unwind(|| target(&data));
+                assert!(r.is_ok(), "fuzz target {name} panics on {}", path.display());
+                ran += 1;
+            }
+        }
+        assert!(ran >= 30, "only {ran} corpus inputs");
+    }
+}

@@ -11,13 +11,16 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod commands;
 pub mod cli;
 pub mod config;
 pub mod consts;
 pub mod controller;
 pub mod cost;
-pub mod demo;
+mod demo;
 pub mod diff;
+/// Entry points of the fuzz targets (`fuzz/`), which build the library with `fuzzing`.
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod metrics;
 pub mod naming;

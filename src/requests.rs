@@ -81,6 +81,16 @@ pub enum AskError {
     Target(#[from] TargetError),
 }
 
+/// When a wake for `d` from `now` ends, if that is a time at all.
+fn wake_until(now: DateTime<Utc>, d: std::time::Duration) -> Result<DateTime<Utc>, AskError> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .filter(|_| d <= crate::consts::MAX_DURATION)
+        .filter(|u| u.year() < 10_000)
+        .ok_or_else(|| AskError::Unreasonable(human_std(d)))
+}
+
 /// The requests of `record` after `ask` at `now`, and what the next pass will do, as a sentence.
 pub fn apply(
     record: &StagingRecord,
@@ -105,17 +115,7 @@ pub fn apply(
             })
         }
         Ask::Wake(d) => {
-            let until = match d {
-                None => None,
-                Some(d) => Some(
-                    chrono::Duration::from_std(d)
-                        .ok()
-                        .and_then(|d| now.checked_add_signed(d))
-                        .filter(|_| d <= crate::consts::MAX_DURATION)
-                        .filter(|u| u.year() < 10_000)
-                        .ok_or_else(|| AskError::Unreasonable(human_std(d)))?,
-                ),
-            };
+            let until = d.map(|d| wake_until(now, d)).transpose()?;
             r.wake = Some(Wake { at: now, until });
             match until {
                 Some(u) if r.sleep.is_some() => format!(

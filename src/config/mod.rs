@@ -5,6 +5,7 @@
 //! YAML syntax, then the JSON Schema (types, unknown keys), then semantic checks (durations,
 //! cron, globs, time zones, templates). Each problem names `file:line:column`.
 
+pub mod endpoint;
 pub mod model;
 pub mod notify;
 pub mod position;

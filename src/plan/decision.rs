@@ -193,6 +193,59 @@ fn listed(changes: &[String], more: usize) -> String {
     }
 }
 
+impl Why {
+    /// The reasons of the lifecycle: kept after expiry, asleep, awake.
+    fn fmt_lifecycle(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let until = |u: &Option<DateTime<Utc>>| {
+            u.map(|u| format!(" until {}", rfc3339(u)))
+                .unwrap_or_default()
+        };
+        match self {
+            Why::Retained {
+                cause,
+                retention_seconds,
+                delete_at,
+                now,
+            } => {
+                let when = delete_at
+                    .map(|d| format!("; deleted at {}", rfc3339(d)))
+                    .unwrap_or_default();
+                if *now {
+                    let r = human_std(std::time::Duration::from_secs(*retention_seconds));
+                    write!(f, "{cause}; kept until deletion (retention {r}){when}")
+                } else {
+                    write!(f, "expired, kept: {cause}{when}")
+                }
+            }
+            Why::Asleep { cause, until: u } => {
+                let until = until(u);
+                match cause {
+                    crate::plan::SleepCause::Schedule => write!(f, "sleep schedule{until}"),
+                    crate::plan::SleepCause::Manual => {
+                        f.write_str("put to sleep by `octostage sleep`; `octostage wake` wakes it")
+                    }
+                    crate::plan::SleepCause::Cap => {
+                        write!(f, "over max_awake: the least recently active sleep{until}")
+                    }
+                    crate::plan::SleepCause::Trailer => f.write_str(
+                        "head commit says `Staging: sleep`; a new commit or `octostage wake` wakes it",
+                    ),
+                }
+            }
+            Why::Awake { by, until: u } => {
+                let until = until(u);
+                match by {
+                    WakeCause::Schedule => write!(f, "sleep schedule: awake{until}"),
+                    WakeCause::Request => write!(f, "woken by `octostage wake`{until}"),
+                    WakeCause::Room => write!(f, "room under max_awake{until}"),
+                }
+            }
+            // Only the three above are passed here (see `fmt`).
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Display for Why {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -215,49 +268,7 @@ impl std::fmt::Display for Why {
             Why::UntilPassed { until } => {
                 write!(f, "its until time {} has passed", rfc3339(*until))
             }
-            Why::Retained {
-                cause,
-                retention_seconds,
-                delete_at,
-                now,
-            } => {
-                let when = delete_at
-                    .map(|d| format!("; deleted at {}", rfc3339(d)))
-                    .unwrap_or_default();
-                if *now {
-                    let r = human_std(std::time::Duration::from_secs(*retention_seconds));
-                    write!(f, "{cause}; kept until deletion (retention {r}){when}")
-                } else {
-                    write!(f, "expired, kept: {cause}{when}")
-                }
-            }
-            Why::Asleep { cause, until } => {
-                let until = until
-                    .map(|u| format!(" until {}", rfc3339(u)))
-                    .unwrap_or_default();
-                match cause {
-                    crate::plan::SleepCause::Schedule => write!(f, "sleep schedule{until}"),
-                    crate::plan::SleepCause::Manual => {
-                        f.write_str("put to sleep by `octostage sleep`; `octostage wake` wakes it")
-                    }
-                    crate::plan::SleepCause::Cap => {
-                        write!(f, "over max_awake: the least recently active sleep{until}")
-                    }
-                    crate::plan::SleepCause::Trailer => f.write_str(
-                        "head commit says `Staging: sleep`; a new commit or `octostage wake` wakes it",
-                    ),
-                }
-            }
-            Why::Awake { by, until } => {
-                let until = until
-                    .map(|u| format!(" until {}", rfc3339(u)))
-                    .unwrap_or_default();
-                match by {
-                    WakeCause::Schedule => write!(f, "sleep schedule: awake{until}"),
-                    WakeCause::Request => write!(f, "woken by `octostage wake`{until}"),
-                    WakeCause::Room => write!(f, "room under max_awake{until}"),
-                }
-            }
+            Why::Retained { .. } | Why::Asleep { .. } | Why::Awake { .. } => self.fmt_lifecycle(f),
             Why::Healthy => f.write_str("every workload is ready"),
             Why::NotReady => f.write_str("not every workload is ready"),
             Why::Unhealthy { reason } => write!(f, "failing: {reason}"),

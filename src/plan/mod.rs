@@ -65,6 +65,29 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
             }
         }
     }
+    removed_environments(config, by_env, inputs.confirm_deletions, &mut out);
+    // Deferred deletions keep their stagings, so they take part in the checks that follow.
+    guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
+    guard::collisions(&mut out.stagings);
+    guard::conflicts(&mut out.stagings, inputs.observed);
+    caps::global(&mut out.stagings, &config.limits);
+    settle_clocks(&mut out.stagings, inputs.now);
+    settle_health(&mut out.stagings, inputs.observed, inputs.now);
+    warn_expiring(&mut out.stagings, inputs.now);
+    record_transitions(&mut out.stagings, inputs.now);
+    out.stagings
+        .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
+    out
+}
+
+/// Stagings of environments the configuration no longer has: kept as they are when their
+/// part of the file is invalid (frozen), else deleted once confirmed.
+fn removed_environments(
+    config: &Config,
+    by_env: HashMap<&str, Vec<&StagingRecord>>,
+    confirm_deletions: bool,
+    out: &mut Plan,
+) {
     let mut removed: Vec<(&str, Vec<&StagingRecord>)> = by_env.into_iter().collect();
     removed.sort_by_key(|(e, _)| *e);
     let frozen = |e: &str| {
@@ -96,7 +119,7 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
                     environment: environment.to_string(),
                 },
             );
-            if !inputs.confirm_deletions {
+            if !confirm_deletions {
                 // Renaming an environment, a bad merge or the wrong --config branch looks the
                 // same as a real removal: like a mass loss of branches, it waits for a human.
                 guard::hold(
@@ -109,18 +132,6 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
             out.stagings.push(p);
         }
     }
-    // Deferred deletions keep their stagings, so they take part in the checks that follow.
-    guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
-    guard::collisions(&mut out.stagings);
-    guard::conflicts(&mut out.stagings, inputs.observed);
-    caps::global(&mut out.stagings, &config.limits);
-    settle_clocks(&mut out.stagings, inputs.now);
-    settle_health(&mut out.stagings, inputs.observed, inputs.now);
-    warn_expiring(&mut out.stagings, inputs.now);
-    record_transitions(&mut out.stagings, inputs.now);
-    out.stagings
-        .sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
-    out
 }
 
 /// Each staging's clock: started when it is created, turned when it goes to sleep or wakes.

@@ -8,6 +8,8 @@ mod command;
 mod context;
 mod explain;
 mod guard;
+pub mod isolated;
+mod kustomization;
 mod objects;
 pub mod sandbox;
 pub mod sleep;
@@ -286,13 +288,13 @@ pub fn render(
                 .ancestors()
                 .nth(std::path::Path::new(path).components().count())
                 .unwrap_or(&root);
-            let request = sandbox::TemplatesRequest {
+            let request = isolated::TemplatesRequest {
                 root: top.to_path_buf(),
                 path: path.clone(),
                 context: ctx.clone(),
                 output_limit: limit,
             };
-            sandbox::render_templates(&request, &limits)?
+            isolated::render_templates(&request, &limits)?
         }
         Render::Command(args) => {
             let argv = command_args(&config.templates, args, ctx)?;
@@ -312,7 +314,7 @@ pub fn render(
         // output of the config repository's own files (templates, charts, commands that read
         // no export) in this process, which saves two processes per staging.
         let docs = if app_dir.is_some() {
-            sandbox::parse_yaml(&source_name, &text, &mut nodes_left, &limits)?
+            isolated::parse_yaml(&source_name, &text, &mut nodes_left, &limits)?
         } else {
             objects::parse_documents_within(&source_name, &text, &mut nodes_left)?
         };

@@ -40,27 +40,7 @@ pub(crate) async fn perform(
             app.handle.request(Trigger::Manual);
             return Ok("a pass was requested".into());
         }
-        (Act::Approve(held), _) => {
-            let now_held = {
-                let state = app.handle.state();
-                state
-                    .report
-                    .as_ref()
-                    .and_then(|r| r.plan.held())
-                    .map(|(names, digest)| (names.len(), digest))
-            };
-            return match now_held {
-                Some((n, digest)) if digest == held => {
-                    app.handle.approve(held);
-                    Ok(format!("approved: the next pass carries out the {n} deletions held back (set {digest}), if the set is still the same"))
-                }
-                Some((_, digest)) => Err((
-                    StatusCode::CONFLICT,
-                    format!("the held set is {digest} now, not {held}: review the plan again and approve what it shows"),
-                )),
-                None => Err((StatusCode::CONFLICT, "nothing is held back now".into())),
-            };
-        }
+        (Act::Approve(held), _) => return approve(app, held),
         (Act::Sleep, Some(n)) => {
             requests::record(app.handle.target().as_ref(), n, |_| Ok(Ask::Sleep), now).await
         }
@@ -107,6 +87,29 @@ pub(crate) async fn perform(
             Ok(said)
         }
         Err(e) => Err((status_of(&e), e.to_string())),
+    }
+}
+
+/// Approve the held set `held` if it is the one the last plan shows.
+fn approve(app: &App, held: String) -> Result<String, (StatusCode, String)> {
+    let now_held = {
+        let state = app.handle.state();
+        state
+            .report
+            .as_ref()
+            .and_then(|r| r.plan.held())
+            .map(|(names, digest)| (names.len(), digest))
+    };
+    match now_held {
+        Some((n, digest)) if digest == held => {
+            app.handle.approve(held);
+            Ok(format!("approved: the next pass carries out the {n} deletions held back (set {digest}), if the set is still the same"))
+        }
+        Some((_, digest)) => Err((
+            StatusCode::CONFLICT,
+            format!("the held set is {digest} now, not {held}: review the plan again and approve what it shows"),
+        )),
+        None => Err((StatusCode::CONFLICT, "nothing is held back now".into())),
     }
 }
 

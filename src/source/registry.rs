@@ -204,30 +204,6 @@ pub fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
     Some(out)
 }
 
-/// The token endpoint a challenge names, if credentials may go there: `https://`, or plain
-/// `http://` to loopback itself (a host parsed, not a prefix: `http://127.0.0.1@evil/` and
-/// `http://127.0.0.1.evil.example/` are other hosts), never with user information.
-pub fn token_endpoint(realm: &str) -> Result<reqwest::Url, String> {
-    use std::net::{Ipv4Addr, Ipv6Addr};
-    use url::Host;
-    let url =
-        reqwest::Url::parse(realm).map_err(|_| "its token endpoint is not a URL".to_string())?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("its token endpoint carries user information".into());
-    }
-    let loopback = match url.host() {
-        Some(Host::Ipv4(a)) => a == Ipv4Addr::LOCALHOST,
-        Some(Host::Ipv6(a)) => a == Ipv6Addr::LOCALHOST,
-        Some(Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err("its token endpoint is not https".into()),
-    }
-}
-
 /// What a failed request says: a timeout as one, never reqwest's bare words.
 fn said(host: &str, e: reqwest::Error) -> String {
     if e.is_timeout() {
@@ -304,7 +280,7 @@ async fn authorization(
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let realm =
         get("realm").ok_or_else(|| format!("{host}: a bearer challenge without a realm"))?;
-    let realm = token_endpoint(&realm)
+    let realm = crate::config::endpoint::credential_endpoint(&realm)
         .map_err(|why| format!("{host}: {why}; not sending credentials there"))?;
     let mut req = client.get(realm);
     let mut query = Vec::new();
@@ -381,29 +357,6 @@ mod tests {
             "x.io/a:$(id)",
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn credentials_go_only_to_https_or_loopback_itself() {
-        for ok in [
-            "https://auth.docker.io/token",
-            "http://127.0.0.1:5001/token",
-            "http://localhost/t",
-            "http://[::1]:9/t",
-        ] {
-            assert!(token_endpoint(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://127.0.0.1@127.0.0.2:18081/token",
-            "http://localhost@evil.example/",
-            "http://127.0.0.1.nip.io:18081/token",
-            "http://localhost.attacker.com/",
-            "https://user:pw@auth.example.com/",
-            "ftp://127.0.0.1/",
-            "not a url",
-        ] {
-            assert!(token_endpoint(bad).is_err(), "{bad}");
         }
     }
 

@@ -6,6 +6,7 @@ pub mod dir;
 pub mod gate;
 pub mod kube;
 pub mod lease;
+mod spec;
 
 use std::fmt;
 
@@ -16,6 +17,7 @@ use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
 pub use gate::{is_lapsed, Lapsed, WriteGate};
 pub use lease::{LeaseRecord, Leases, StagingNotice};
+pub use spec::{SpecError, TargetSpec};
 
 /// Why a target operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -249,61 +251,44 @@ pub trait Target: Send + Sync {
     async fn publish(&self, _notices: &[StagingNotice]) {}
 }
 
-/// Open a target from its specification: `kube` (kubeconfig inference), `kube:PATH` (a
-/// kubeconfig file), `dir:PATH`, or `auto`: `kube` when a kubeconfig or in-cluster
-/// configuration is found. `none` is refused here: it is a plan-only target (see
+/// Open the target `spec` names. `none` is refused here: it is a plan-only target (see
 /// [`open_for_plan`]).
 ///
 /// `instance` names this octostage among others sharing a cluster: a kube target sees only the
 /// stagings of its own instance.
-pub async fn open(spec: &str, instance: &str) -> Result<Box<dyn Target>, TargetError> {
-    if spec == "auto" {
-        if kube_configured() {
-            return Box::pin(open("kube", instance)).await;
-        }
-        return Err(TargetError::Spec {
-            spec: spec.into(),
+pub async fn open(spec: &TargetSpec, instance: &str) -> Result<Box<dyn Target>, TargetError> {
+    match spec {
+        TargetSpec::Auto if kube_configured() => Box::pin(open(&TargetSpec::Kube(None), instance)).await,
+        TargetSpec::Auto => Err(TargetError::Spec {
+            spec: spec.to_string(),
             message: "no cluster is configured (no KUBECONFIG, ~/.kube/config or in-cluster service account): pass --target kube:PATH or --target dir:PATH".into(),
-        });
-    }
-    if spec == "kube" || spec.starts_with("kube:") {
-        crate::naming::check_label(instance).map_err(|e| TargetError::Spec {
-            spec: instance.into(),
-            message: format!("instance name {e}"),
-        })?;
-        let kubeconfig = spec.strip_prefix("kube:").map(std::path::Path::new);
-        return Ok(Box::new(
-            kube::KubeTarget::connect(kubeconfig, instance).await?,
-        ));
-    }
-    if let Some(path) = spec.strip_prefix("dir:") {
-        if path.is_empty() {
-            return Err(TargetError::Spec {
-                spec: spec.into(),
-                message: "give a directory: dir:PATH".into(),
-            });
+        }),
+        TargetSpec::Kube(kubeconfig) => {
+            crate::naming::check_label(instance).map_err(|e| TargetError::Spec {
+                spec: instance.into(),
+                message: format!("instance name {e}"),
+            })?;
+            Ok(Box::new(
+                kube::KubeTarget::connect(kubeconfig.as_deref(), instance).await?,
+            ))
         }
-        return Ok(Box::new(dir::DirTarget::new(path)));
-    }
-    if spec == "none" {
-        return Err(TargetError::Spec {
-            spec: spec.into(),
+        TargetSpec::Dir(path) => Ok(Box::new(dir::DirTarget::new(path))),
+        TargetSpec::None => Err(TargetError::Spec {
+            spec: spec.to_string(),
             message: "`none` holds nothing and changes nothing, so nothing would be deployed; it is for `plan` only: pass --target kube, kube:PATH or dir:PATH".into(),
-        });
+        }),
     }
-    Err(TargetError::Spec {
-        spec: spec.into(),
-        message: "known targets are kube, kube:KUBECONFIG, dir:PATH and auto (and none, for plan)"
-            .into(),
-    })
 }
 
 /// [`open`] for `plan`, which also takes `none` (and `auto` without a cluster): an empty
 /// target, so the plan shows what a fresh one would get.
-pub async fn open_for_plan(spec: &str, instance: &str) -> Result<Box<dyn Target>, TargetError> {
+pub async fn open_for_plan(
+    spec: &TargetSpec,
+    instance: &str,
+) -> Result<Box<dyn Target>, TargetError> {
     match spec {
-        "none" => Ok(Box::new(Empty)),
-        "auto" if !kube_configured() => Ok(Box::new(Empty)),
+        TargetSpec::None => Ok(Box::new(Empty)),
+        TargetSpec::Auto if !kube_configured() => Ok(Box::new(Empty)),
         _ => open(spec, instance).await,
     }
 }

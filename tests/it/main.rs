@@ -17,7 +17,6 @@ mod dir_target_safety;
 mod example;
 mod flood;
 mod forges;
-mod fuzz_corpus;
 mod git_servers;
 mod git_source;
 mod http;

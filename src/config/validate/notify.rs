@@ -131,7 +131,7 @@ impl Validator<'_> {
         }
         // The token travels with every request: in clear only to this very machine.
         if api_url.starts_with("http://")
-            && crate::source::registry::token_endpoint(&api_url).is_err()
+            && crate::config::endpoint::credential_endpoint(&api_url).is_err()
         {
             self.err(
                 &format!("{ptr}/api_url"),

@@ -38,39 +38,7 @@ impl Validator<'_> {
                 self.duration(t, &format!("{ptr}/ttl")).map(Ttl::After)
             }
         });
-        let render_timeout = raw.render_timeout.as_deref().and_then(|d| {
-            let p = format!("{ptr}/render_timeout");
-            let d = self.duration(d, &p)?;
-            if d.is_zero() || d > consts::MAX_RENDER_TIMEOUT {
-                self.err(&p, "render_timeout must be longer than 0s and at most 1h");
-                return None;
-            }
-            Some(d)
-        });
-        let render_output_limit = raw.render_output_limit.as_deref().and_then(|t| {
-            let p = format!("{ptr}/render_output_limit");
-            match parse_size(t) {
-                Ok(n) => Some(n),
-                Err(e) => {
-                    self.err(&p, e);
-                    None
-                }
-            }
-        });
-        let render_memory_limit = raw.render_memory_limit.as_deref().and_then(|t| {
-            let p = format!("{ptr}/render_memory_limit");
-            match parse_size(t) {
-                Ok(n) if (consts::MIN_RENDER_MEMORY_LIMIT..=consts::MAX_RENDER_MEMORY_LIMIT).contains(&n) => Some(n),
-                Ok(_) => {
-                    self.err(&p, "render_memory_limit must be at least 128MiB (kubectl and helm need about that to start) and at most 64GiB");
-                    None
-                }
-                Err(e) => {
-                    self.err(&p, e);
-                    None
-                }
-            }
-        });
+        let (render_timeout, render_output_limit, render_memory_limit) = self.render_limits(raw, ptr);
         Layer {
             namespace: raw.namespace.clone(),
             render,
@@ -119,6 +87,49 @@ impl Validator<'_> {
                 paths.clone()
             }),
         }
+    }
+
+    /// `render_timeout`, `render_output_limit` and `render_memory_limit` of a layer, each
+    /// within its bounds.
+    fn render_limits(
+        &mut self,
+        raw: &RawSettings,
+        ptr: &str,
+    ) -> (Option<std::time::Duration>, Option<u64>, Option<u64>) {
+        let render_timeout = raw.render_timeout.as_deref().and_then(|d| {
+            let p = format!("{ptr}/render_timeout");
+            let d = self.duration(d, &p)?;
+            if d.is_zero() || d > consts::MAX_RENDER_TIMEOUT {
+                self.err(&p, "render_timeout must be longer than 0s and at most 1h");
+                return None;
+            }
+            Some(d)
+        });
+        let render_output_limit = raw.render_output_limit.as_deref().and_then(|t| {
+            let p = format!("{ptr}/render_output_limit");
+            match parse_size(t) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.err(&p, e);
+                    None
+                }
+            }
+        });
+        let render_memory_limit = raw.render_memory_limit.as_deref().and_then(|t| {
+            let p = format!("{ptr}/render_memory_limit");
+            match parse_size(t) {
+                Ok(n) if (consts::MIN_RENDER_MEMORY_LIMIT..=consts::MAX_RENDER_MEMORY_LIMIT).contains(&n) => Some(n),
+                Ok(_) => {
+                    self.err(&p, "render_memory_limit must be at least 128MiB (kubectl and helm need about that to start) and at most 64GiB");
+                    None
+                }
+                Err(e) => {
+                    self.err(&p, e);
+                    None
+                }
+            }
+        });
+        (render_timeout, render_output_limit, render_memory_limit)
     }
 
     /// `copy` entries: one kind each, a `namespace/name` source, a name Kubernetes takes, and

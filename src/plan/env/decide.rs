@@ -154,6 +154,12 @@ impl EnvPlanner<'_> {
         if !p.exists_after() {
             return p;
         }
+        self.place(p, &c)
+    }
+
+    /// `p` with its template context and namespace, or blocked when they cannot be had or
+    /// the namespace is protected.
+    fn place(&self, mut p: Planned, c: &Candidate<'_>) -> Planned {
         let ctx = Context::build(
             &self.config.templates,
             &self.env.name,

@@ -150,21 +150,8 @@ pub(super) fn sync(
     moved |= !specs.is_empty() || !set.is_empty();
     // A glob fetch copies refs whose names are not UTF-8; nothing downstream can carry them,
     // and they are reported from the advertisement. Exact refspecs never bring one.
-    let glob = specs.iter().any(|s| s.ends_with("/*"));
-    let heads = if glob {
-        repo.references_glob("refs/heads/*")
-            .map_err(err("reading refs"))?
-            .flatten()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for r in heads {
-        if std::str::from_utf8(r.name_bytes()).is_err() {
-            let mut r = r;
-            r.delete().map_err(err("deleting refs"))?;
-            moved = true;
-        }
+    if specs.iter().any(|s| s.ends_with("/*")) {
+        moved |= drop_unreadable_heads(repo).map_err(err("deleting refs"))?;
     }
     for (name, oid) in set {
         repo.reference(
@@ -180,6 +167,18 @@ pub(super) fn sync(
         repo.refdb_compress().map_err(err("packing refs"))?;
     }
     Ok(fetched)
+}
+
+/// Delete the heads whose names are not UTF-8 (a glob fetch copies them); whether any was.
+fn drop_unreadable_heads(repo: &Repository) -> Result<bool, git2::Error> {
+    let mut dropped = false;
+    for mut r in repo.references_glob("refs/heads/*")?.flatten() {
+        if std::str::from_utf8(r.name_bytes()).is_err() {
+            r.delete()?;
+            dropped = true;
+        }
+    }
+    Ok(dropped)
 }
 
 /// The mirror's heads and its tags named in `tags`, by name.

@@ -96,6 +96,27 @@ pub async fn poll(cache: &Path, p: &PullRequests, repository: &str) -> Result<Po
     }
 }
 
+/// A request for one page of the listing, authenticated as `provider` wants.
+fn listing_request(
+    client: &reqwest::Client,
+    url: &str,
+    provider: Provider,
+    token: &str,
+) -> reqwest::RequestBuilder {
+    let req = client.get(url).header(
+        "user-agent",
+        concat!("octostage/", env!("CARGO_PKG_VERSION")),
+    );
+    match provider {
+        Provider::Github => req
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28"),
+        Provider::Gitlab => req.header("private-token", token),
+        Provider::Gitea => req.header("authorization", format!("token {token}")),
+    }
+}
+
 async fn poll_pages(
     client: &reqwest::Client,
     cache: &Path,
@@ -111,18 +132,7 @@ async fn poll_pages(
         let file = kept::path(cache, &url);
         let mut before = kept::read(&file);
         let (status, etag, body) = loop {
-            let mut req = client.get(&url).header(
-                "user-agent",
-                concat!("octostage/", env!("CARGO_PKG_VERSION")),
-            );
-            req = match p.provider {
-                Provider::Github => req
-                    .header("authorization", format!("Bearer {token}"))
-                    .header("accept", "application/vnd.github+json")
-                    .header("x-github-api-version", "2022-11-28"),
-                Provider::Gitlab => req.header("private-token", &token),
-                Provider::Gitea => req.header("authorization", format!("token {token}")),
-            };
+            let mut req = listing_request(client, &url, p.provider, &token);
             let conditional = before.as_ref().and_then(|k| k.etag.clone());
             if let Some(etag) = &conditional {
                 req = req.header("if-none-match", etag);

@@ -126,32 +126,12 @@ impl KubeTarget {
             .ensure_namespace(p, &ns, &union, live_ns.as_deref(), dry_run, &mut changes)
             .await?;
         let mut held = std::collections::HashMap::new();
-        let waves = super::waves::waves(&rendered, |r| &r.body);
-        for (i, (wave, group)) in waves.iter().enumerate() {
-            for &k in group {
-                let r = &rendered[k];
-                let id = (r.key.clone(), r.name.clone());
-                let (change, digest) = self
-                    .apply_object(&ns, r, live_objects.get(&id).map(|l| &**l), dry_run)
-                    .await?;
-                changes.extend(change);
-                held.insert(id, (r.hash.clone(), digest));
-            }
-            let Some((next, _)) = waves.get(i + 1).filter(|_| !dry_run) else {
-                continue;
-            };
-            let ids: Vec<(&str, &str)> = group
-                .iter()
-                .map(|&k| (rendered[k].key.as_str(), rendered[k].name.as_str()))
-                .collect();
-            if let Some(why) = self.wave_blocked(&ns, &ids).await? {
-                // Nothing pruned and nothing remembered: the next pass goes on from here.
-                let mut c = Change::new(ChangeKind::Wait, format!("wave {next}"));
-                c.detail = Some(format!("after wave {wave}: {why}"));
-                tracing::info!(namespace = ns, "{c}");
-                changes.push(c);
-                return Ok(changes);
-            }
+        if self
+            .apply_waves(&ns, &rendered, &live_objects, dry_run, &mut changes, &mut held)
+            .await?
+        {
+            // Nothing pruned and nothing remembered: the next pass goes on from here.
+            return Ok(changes);
         }
         let keep: BTreeSet<(&str, &str)> = rendered
             .iter()
@@ -182,6 +162,46 @@ impl KubeTarget {
                 .insert(p.name.clone(), applied);
         }
         Ok(changes)
+    }
+
+    /// Apply `rendered` wave by wave; `true` when a wave waits for the one before it to be
+    /// ready (the rest is left for the next pass).
+    async fn apply_waves(
+        &self,
+        ns: &str,
+        rendered: &[Rendered],
+        live_objects: &super::live::LiveObjects,
+        dry_run: bool,
+        changes: &mut Vec<Change>,
+        held: &mut std::collections::HashMap<(String, String), (String, u64)>,
+    ) -> Result<bool, TargetError> {
+        let waves = super::waves::waves(&rendered, |r| &r.body);
+        for (i, (wave, group)) in waves.iter().enumerate() {
+            for &k in group {
+                let r = &rendered[k];
+                let id = (r.key.clone(), r.name.clone());
+                let (change, digest) = self
+                    .apply_object(ns, r, live_objects.get(&id).map(|l| &**l), dry_run)
+                    .await?;
+                changes.extend(change);
+                held.insert(id, (r.hash.clone(), digest));
+            }
+            let Some((next, _)) = waves.get(i + 1).filter(|_| !dry_run) else {
+                continue;
+            };
+            let ids: Vec<(&str, &str)> = group
+                .iter()
+                .map(|&k| (rendered[k].key.as_str(), rendered[k].name.as_str()))
+                .collect();
+            if let Some(why) = self.wave_blocked(ns, &ids).await? {
+                let mut c = Change::new(ChangeKind::Wait, format!("wave {next}"));
+                c.detail = Some(format!("after wave {wave}: {why}"));
+                tracing::info!(namespace = ns, "{c}");
+                changes.push(c);
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Each object stamped with octostage's record, its kind checked against discovery before

@@ -14,6 +14,7 @@ mod copies;
 mod counting;
 mod drift;
 mod events;
+mod follow;
 mod gating;
 mod health;
 mod lease;

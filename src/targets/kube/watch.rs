@@ -27,7 +27,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::cache::{Event, Store};
+use super::cache::Store;
+use super::follow::{follow, Tell};
 use super::health::{self, Workload};
 use super::live::{self, LiveNs, LiveObject};
 use crate::consts;
@@ -44,40 +45,6 @@ pub struct Kept {
     pub staging: String,
     /// Shared with every pass that reads it.
     pub live: Arc<LiveObject>,
-}
-
-/// How a watch tells the controller: a staging (or all) marked, then a wake-up.
-#[derive(Clone)]
-struct Tell {
-    changed: Arc<Notify>,
-    dirty: Arc<Mutex<Dirty>>,
-}
-
-impl Tell {
-    fn new(changed: &Arc<Notify>, dirty: &Arc<Mutex<Dirty>>) -> Tell {
-        Tell {
-            changed: changed.clone(),
-            dirty: dirty.clone(),
-        }
-    }
-
-    fn staging(&self, name: &str) {
-        {
-            let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            if d.all || !d.stagings.insert(name.to_string()) {
-                return;
-            }
-        }
-        self.changed.notify_one();
-    }
-
-    fn all(&self) {
-        let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-        d.all = true;
-        d.stagings.clear();
-        drop(d);
-        self.changed.notify_one();
-    }
 }
 
 /// A namespaced object's key.
@@ -112,12 +79,6 @@ impl Drop for Watches {
         self.stop.cancel();
     }
 }
-
-/// The API server closes a watch after this many seconds and the watch resumes where it was:
-/// shorter than the client's read timeout, so a quiet watch is never mistaken for a dead one.
-const WATCH_TIMEOUT_SECS: u32 = 290;
-const BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const BACKOFF_LIMIT: Duration = Duration::from_secs(30);
 
 impl Watches {
     /// Start watching namespaces. `client` must allow reads longer than [`WATCH_TIMEOUT_SECS`].
@@ -385,105 +346,4 @@ fn read<K: Clone + Eq + std::hash::Hash, V: Clone>(
         restart.notify_one();
     }
     None
-}
-
-/// Follow one watch into `store` until `stop`, listing again after every error or restart.
-/// `changed` sees each change after the first listing: the value before and after.
-#[allow(clippy::too_many_arguments)]
-async fn follow<K, Key, V>(
-    api: Api<K>,
-    config: watcher::Config,
-    store: Shared<Key, V>,
-    restart: Arc<Notify>,
-    stop: CancellationToken,
-    tell: Tell,
-    reduce: impl Fn(&K) -> (Key, Option<V>) + Send + 'static,
-    changed: impl Fn(Option<&V>, Option<&V>) + Send + 'static,
-) where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-    Key: Eq + std::hash::Hash + Clone + Send,
-    V: Clone + Send,
-{
-    // Lists are read from etcd, not the API server's cache: a listing that starts after a
-    // write must show it (see `cache`).
-    let mut config = config.timeout(WATCH_TIMEOUT_SECS);
-    config.list_semantic = ListSemantic::MostRecent;
-    let mut backoff = BACKOFF_FIRST;
-    // A watch that keeps failing the same way (RBAC that does not grant a kind) says so once,
-    // not at every retry.
-    let mut told: Option<String> = None;
-    let mut listed = false;
-    loop {
-        let mut stream = pin!(watcher(api.clone(), config.clone()));
-        loop {
-            let next = tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = restart.notified() => {
-                    debug!("watch restarted");
-                    break;
-                }
-                next = stream.next() => next,
-            };
-            let event = match next {
-                Some(Ok(e)) => e,
-                Some(Err(e)) => {
-                    let said = e.to_string();
-                    // kube appends the whole Status in Debug form: the message says it all.
-                    let said =
-                        crate::redact::text(said.split(" (Status {").next().unwrap_or(&said))
-                            .into_owned();
-                    if told.as_deref() == Some(said.as_str()) {
-                        debug!("watch failed again: {said}");
-                    } else {
-                        warn!("watch failed, passes list until it recovers: {said}");
-                        told = Some(said);
-                    }
-                    break;
-                }
-                None => break,
-            };
-            let one = |o: &K| {
-                let version = o.meta().resource_version.clone().unwrap_or_default();
-                let (k, v) = reduce(o);
-                (k, version, v)
-            };
-            let event = match event {
-                watcher::Event::Init => Event::Init,
-                watcher::Event::InitApply(o) => {
-                    let (k, version, v) = one(&o);
-                    Event::InitApply(k, version, v)
-                }
-                watcher::Event::InitDone => {
-                    backoff = BACKOFF_FIRST;
-                    // A listing after the first one may follow missed events: every staging
-                    // is looked at again.
-                    if std::mem::replace(&mut listed, true) {
-                        tell.all();
-                    }
-                    if told.take().is_some() {
-                        tracing::info!("watch recovered");
-                    }
-                    Event::InitDone
-                }
-                watcher::Event::Apply(o) => {
-                    let (k, version, v) = one(&o);
-                    let s = store.lock().expect("store");
-                    changed(s.get(&k), v.as_ref());
-                    Event::Apply(k, version, v)
-                }
-                watcher::Event::Delete(o) => {
-                    let k = reduce(&o).0;
-                    changed(store.lock().expect("store").get(&k), None);
-                    Event::Delete(k)
-                }
-            };
-            store.lock().expect("store").event(event, Instant::now());
-        }
-        store.lock().expect("store").fail();
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(BACKOFF_LIMIT);
-    }
 }
