@@ -11,8 +11,8 @@
 #![warn(missing_docs)]
 
 pub mod check;
-pub mod commands;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod consts;
 pub mod controller;

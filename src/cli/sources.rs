@@ -2,10 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
-
-#[allow(unused_imports)]
-use super::*;
+use clap::Args;
 
 /// `validate`: the configuration, and whether to render samples against the application
 /// repositories.

@@ -1,11 +1,9 @@
 //! What a command does with stagings: render, plan, run, status and requests.
 
-use std::path::PathBuf;
+use clap::Args;
 
-use clap::{Args, ValueEnum};
-
-#[allow(unused_imports)]
-use super::*;
+use super::sources::{parse_interval, parse_positive_duration};
+use super::{ConfigArgs, Format, IgnoredConfigArgs};
 
 /// `render` arguments.
 #[derive(Debug, Args)]

@@ -85,8 +85,7 @@ pub(super) async fn render(a: RenderArgs) -> Result<ExitCode, CommandError> {
 /// `plan`: a pass that writes nothing, as a table, JSON or field changes.
 pub(super) async fn plan(a: PlanArgs) -> Result<ExitCode, CommandError> {
     let s = sources(&a.config);
-    let target =
-        targets::open_for_plan(&a.target.select.target, &a.target.select.instance).await?;
+    let target = targets::open_for_plan(&a.target.select.target, &a.target.select.instance).await?;
     let opts = PassOptions {
         load: s.load,
         dry_run: true,

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{self, Config, LoadOptions};
-use crate::plan::{self, Action, Plan, Planned, Why};
+use crate::plan::{self, Action, Plan, Planned};
 use crate::render::{self, Object, RenderError};
 use crate::source::{ConfigSource, RepoCache};
 use crate::targets::{Change, ChangeKind, Target, TargetError};

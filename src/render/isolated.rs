@@ -9,7 +9,7 @@
 //! reads back JSON, which costs it linear time and no aliases.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 

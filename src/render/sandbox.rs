@@ -14,15 +14,9 @@
 //! kubectl does not start under an address-space limit of 512 MiB while it renders in 64 MiB of
 //! data. Each process a render starts inherits the limit (each its own).
 
-
 use std::ffi::OsString;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-use serde::{Deserialize, Serialize};
-
-use super::{Context, RenderError};
 
 /// The octostage executable that runs render processes under a limit; unset, renders run
 /// without one (a library used without the binary, its unit tests).
@@ -32,7 +26,6 @@ static EXECUTABLE: OnceLock<PathBuf> = OnceLock::new();
 pub(super) fn executable() -> Option<&'static PathBuf> {
     EXECUTABLE.get()
 }
-
 
 /// The network a render process gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -179,4 +172,3 @@ pub fn exec_limited(bytes: u64, no_network: bool, argv: &[OsString]) -> SandboxE
         source,
     }
 }
-

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::kustomization::{confined, normalized, relative};
+use super::kustomization::{confined, relative};
 use super::{command, inline_error, Context, RenderError};
 use crate::config::{Config, Helm, Kustomize, Origin, Settings};
 use crate::consts;

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{branch_label, expiry, first_line, next_change, table, when};
 use crate::pass::Report;
+use crate::text::{printable, rfc3339};
 
 /// `status --format json`: `{"stagings": [...], "left_alone": [...]}`, times in RFC 3339.
 pub fn status_json(
@@ -126,7 +126,6 @@ pub fn status_text(st: &crate::targets::Status, failed: &[Failed], now: DateTime
     }
     out
 }
-
 
 /// A staging a plan of the configuration says fails.
 #[derive(Debug, Clone, PartialEq, Eq)]

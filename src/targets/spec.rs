@@ -75,7 +75,14 @@ mod tests {
 
     #[test]
     fn every_spelling_of_a_target_reads_back_as_written() {
-        for s in ["auto", "none", "kube", "kube:/etc/kc", "dir:out", "dir:/tmp/a:b"] {
+        for s in [
+            "auto",
+            "none",
+            "kube",
+            "kube:/etc/kc",
+            "dir:out",
+            "dir:/tmp/a:b",
+        ] {
             let spec: TargetSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s);
         }

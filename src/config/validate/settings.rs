@@ -38,7 +38,8 @@ impl Validator<'_> {
                 self.duration(t, &format!("{ptr}/ttl")).map(Ttl::After)
             }
         });
-        let (render_timeout, render_output_limit, render_memory_limit) = self.render_limits(raw, ptr);
+        let (render_timeout, render_output_limit, render_memory_limit) =
+            self.render_limits(raw, ptr);
         Layer {
             namespace: raw.namespace.clone(),
             render,

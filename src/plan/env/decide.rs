@@ -103,7 +103,7 @@ impl EnvPlanner<'_> {
         {
             why = c.posture.why.clone();
         }
-        let mut p = Planned {
+        let p = Planned {
             environment: self.env.name.clone(),
             branch: c.branch.clone(),
             static_name: c.static_name.clone(),

@@ -139,8 +139,8 @@ fn a_child_that_left_the_group_is_named_not_claimed_stopped() {
         &Limits {
             timeout: Duration::from_millis(800),
             max_output: 1 << 20,
-        memory: None,
-        deadline: None,
+            memory: None,
+            deadline: None,
             cancel: None,
             network: Default::default(),
         },

@@ -2,8 +2,11 @@
 
 use std::path::Path;
 
-#[allow(unused_imports)]
-use super::*;
+use tracing::warn;
+
+use super::{MAX_STATUS_FILE, REQUESTS_FILE, STALE_TMP, STATUS_FILE, TMP_PREFIX};
+use crate::plan::Requests;
+use crate::render::{object_id, Object};
 
 /// The requests file of a staging folder: none when missing; ignored, with a warning, when
 /// unreadable (a hand edit gone wrong must not stop the staging's passes).

@@ -127,7 +127,14 @@ impl KubeTarget {
             .await?;
         let mut held = std::collections::HashMap::new();
         if self
-            .apply_waves(&ns, &rendered, &live_objects, dry_run, &mut changes, &mut held)
+            .apply_waves(
+                &ns,
+                &rendered,
+                &live_objects,
+                dry_run,
+                &mut changes,
+                &mut held,
+            )
             .await?
         {
             // Nothing pruned and nothing remembered: the next pass goes on from here.
@@ -175,7 +182,7 @@ impl KubeTarget {
         changes: &mut Vec<Change>,
         held: &mut std::collections::HashMap<(String, String), (String, u64)>,
     ) -> Result<bool, TargetError> {
-        let waves = super::waves::waves(&rendered, |r| &r.body);
+        let waves = super::waves::waves(rendered, |r| &r.body);
         for (i, (wave, group)) in waves.iter().enumerate() {
             for &k in group {
                 let r = &rendered[k];

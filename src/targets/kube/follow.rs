@@ -24,7 +24,6 @@ const WATCH_TIMEOUT_SECS: u32 = 290;
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_LIMIT: Duration = Duration::from_secs(30);
 
-
 /// How a watch tells the controller: a staging (or all) marked, then a wake-up.
 #[derive(Clone)]
 pub(super) struct Tell {
@@ -58,7 +57,6 @@ impl Tell {
         self.changed.notify_one();
     }
 }
-
 
 /// Where a watch stands between its events.
 struct Progress {
@@ -123,8 +121,7 @@ where
 fn say_failed(e: &watcher::Error, told: &mut Option<String>) {
     let said = e.to_string();
     // kube appends the whole Status in Debug form: the message says it all.
-    let said =
-        crate::redact::text(said.split(" (Status {").next().unwrap_or(&said)).into_owned();
+    let said = crate::redact::text(said.split(" (Status {").next().unwrap_or(&said)).into_owned();
     if told.as_deref() == Some(said.as_str()) {
         debug!("watch failed again: {said}");
     } else {
