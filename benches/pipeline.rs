@@ -92,6 +92,7 @@ fn bench_plan() {
                 observed: &empty,
                 now,
                 confirm_deletions: false,
+                previous: None,
             },
         )
     };
@@ -115,6 +116,7 @@ fn bench_plan() {
                 observed: &observed,
                 now,
                 confirm_deletions: false,
+                previous: None,
             },
         )
     });

@@ -9,7 +9,7 @@
 # 3. One push to one branch, announced by the generic webhook: push -> the staging's namespace
 #    records the new commit, p50 and max over PUSHES (default 10) pushes.
 # Usage: scripts/bench-daemon.sh [N]   env: WINDOW, PUSHES, CEILING=1, BASE_BIN=another build to
-# measure first on the same stagings (a baseline in the same run), MALLOC (a label only)
+# measure after it on the same stagings (a baseline in the same run), MALLOC (a label only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -38,8 +38,8 @@ if [[ ${CEILING:-0} == 1 ]]; then
     "$(calc "$c_objects / $c_time")" "$(calc "($o_objects / $o_time) / ($c_objects / $c_time)")"
 fi
 
-# 2. and 3. The daemon, for a baseline binary first when BASE_BIN names one (the same
-# stagings, the same run), then for this tree's.
+# 2. and 3. The daemon of this tree, then of a baseline binary when BASE_BIN names one (the
+# same stagings, the same run).
 measure() { # BINARY LABEL: the daemon of BINARY on the stagings converged above
 secret=bench-$RANDOM$RANDOM
 lport=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -124,5 +124,6 @@ printf '  %-46s %8s ms   %6s MiB   %s passes in %s s\n' "5 Deployments/s changed
 printf '  %-46s %s s p50, %s s max over %s pushes\n' "one push (webhook) -> staging records it" ${stats} "$PUSHES"
 
 }
-[[ -z ${BASE_BIN:-} ]] || measure "$BASE_BIN" "baseline ($BASE_BIN)"
+# This tree first: the first daemon meets the cluster least settled (pods still starting).
 measure "$BIN" "this tree"
+[[ -z ${BASE_BIN:-} ]] || measure "$BASE_BIN" "baseline ($BASE_BIN)"

@@ -60,6 +60,7 @@ pub fn render_staging(
             observed,
             now: DateTime::<Utc>::MIN_UTC,
             confirm_deletions: false,
+            previous: None,
         },
     );
     let p = plan
@@ -126,6 +127,7 @@ pub fn render_samples(
             observed: &observed,
             now: DateTime::<Utc>::MIN_UTC,
             confirm_deletions: false,
+            previous: None,
         },
     );
     let mut out = Samples::default();

@@ -207,6 +207,7 @@ pub async fn run_on(
             observed: &observed,
             now,
             confirm_deletions,
+            previous: scope.last().map(|r| &r.plan),
         };
         let mut plan = plan::plan(&config, &inputs(opts.confirm_deletions));
         if let (false, Some(approved)) = (opts.confirm_deletions, &opts.approved) {

@@ -27,6 +27,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The last pass, when this one goes on from it.
+    pub fn last(&self) -> Option<&Arc<Report>> {
+        match self {
+            Scope::All => None,
+            Scope::Changed { last, .. } => Some(last),
+        }
+    }
+
     /// The stagings of `plan` to converge under this scope.
     pub(super) fn select(&self, plan: &Plan) -> Vec<bool> {
         let Scope::Changed { dirty, last } = self else {
@@ -84,6 +92,10 @@ mod tests {
     }
 
     fn plan_of(config: &Config, heads: &[(&str, &str)]) -> Plan {
+        plan_after(config, heads, None)
+    }
+
+    fn plan_after(config: &Config, heads: &[(&str, &str)], previous: Option<&Plan>) -> Plan {
         let now = "2026-12-07T12:00:00Z".parse().unwrap();
         let branches = heads
             .iter()
@@ -112,6 +124,7 @@ mod tests {
                 observed: &Observed::default(),
                 now,
                 confirm_deletions: false,
+                previous,
             },
         )
     }
@@ -195,5 +208,36 @@ mod tests {
             chosen(&plan_of(&c2, &[("feature/a", "a")]), &scope),
             ["feature/a"]
         );
+    }
+
+    #[test]
+    fn a_plan_takes_the_last_plans_contexts_where_their_inputs_are_the_same() {
+        let c = config();
+        let first = plan_of(&c, &[("feature/a", "a"), ("feature/b", "b")]);
+        let next = plan_after(&c, &[("feature/a", "a"), ("feature/b", "e")], Some(&first));
+        let ctx = |p: &Plan, b: &str| {
+            p.stagings
+                .iter()
+                .find(|s| s.branch == b)
+                .and_then(|s| s.context.clone())
+                .unwrap()
+        };
+        assert!(Arc::ptr_eq(
+            &ctx(&first, "feature/a"),
+            &ctx(&next, "feature/a")
+        ));
+        // A new commit is a new context, built again: the commit is in it.
+        assert!(!Arc::ptr_eq(
+            &ctx(&first, "feature/b"),
+            &ctx(&next, "feature/b")
+        ));
+        assert_eq!(ctx(&next, "feature/b").commit.sha, "e".repeat(40));
+        // Another load of the configuration (other settings objects): built again, equal.
+        let again = plan_after(&config(), &[("feature/a", "a")], Some(&first));
+        assert!(!Arc::ptr_eq(
+            &ctx(&first, "feature/a"),
+            &ctx(&again, "feature/a")
+        ));
+        assert_eq!(ctx(&first, "feature/a"), ctx(&again, "feature/a"));
     }
 }

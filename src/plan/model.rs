@@ -91,7 +91,7 @@ pub struct Planned {
     /// Resolved settings (for stagings that will exist).
     pub settings: Option<Arc<Settings>>,
     /// Template context (for stagings that will exist and whose context rendered).
-    pub context: Option<Box<Context>>,
+    pub context: Option<Arc<Context>>,
     /// Why the staging cannot be converged; it is left as it is.
     pub error: Option<PlanError>,
     /// Its state as the target holds it now (`None`: the target does not hold it).
@@ -175,7 +175,10 @@ impl Planned {
             && *health == other.health
             && *warned == other.warned
             && *warn_now == other.warn_now
-            && *context == other.context
+            && match (context, &other.context) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (a, b) => a.is_none() && b.is_none(),
+            }
             && *error == other.error
             && *observed_state == other.observed_state
             && *observed_namespace == other.observed_namespace
@@ -253,6 +256,16 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The staging `name` of `environment`, if the plan has it.
+    pub fn staging(&self, environment: &str, name: &str) -> Option<&Planned> {
+        self.stagings
+            .binary_search_by(|p| {
+                (p.environment.as_str(), p.name.as_str()).cmp(&(environment, name))
+            })
+            .ok()
+            .map(|i| &self.stagings[i])
+    }
+
     /// The stagings a safety rule holds back, sorted, with a digest of them: what an approval
     /// names, so that it approves this set and no other (`POST /api/v1/approve {"held": ..}`).
     pub fn held(&self) -> Option<(Vec<&str>, String)> {
@@ -284,6 +297,9 @@ pub struct Inputs<'a> {
     pub now: DateTime<Utc>,
     /// Believe a listing that lost more branches than `safety.max_branch_loss_percent`.
     pub confirm_deletions: bool,
+    /// The last plan, whose stagings' template contexts are taken again where what they were
+    /// built from is the same (the settings, the same objects; name, branch and commit).
+    pub previous: Option<&'a Plan>,
 }
 
 /// Why a staging cannot be converged this pass. Nothing is written for it; a staging that

@@ -256,3 +256,48 @@ fn skipping_unchanged_stagings_misses_no_template_commit_or_drift() {
     r.settle();
     r.stop();
 }
+
+/// What someone else does to one staging reaches a pass of its own through the watch: that
+/// pass looks at that staging alone (the plan stays whole; the others are not rendered,
+/// compared or written) and sends only its write.
+#[test]
+fn a_change_in_the_cluster_is_looked_at_alone_without_a_listing() {
+    let s = Setup::new(3);
+    let r = Running::start(&s);
+    r.wait_for_pass(1);
+    r.settle();
+    let seen = r.log.lock().unwrap().len();
+    let ns = format!("{}-main", s.env.name);
+    kubectl(&s.kc, &["-n", &ns, "delete", "configmap", "settings"]);
+    // No SIGHUP and an interval of an hour: only the watch can ask for this pass.
+    let start = Instant::now();
+    let line = loop {
+        let found = r.log.lock().unwrap()[seen..]
+            .iter()
+            .find(|l| l.contains("octostage::pass: pass finished") && field(l, "writes") == 1)
+            .cloned();
+        if let Some(l) = found {
+            break l;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never recreated:\n{}",
+            r.log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(line.contains("trigger=target changed"), "{line}");
+    assert_eq!(field(&line, "looked_at"), 1, "{line}");
+    assert_eq!(field(&line, "stagings"), 3, "{line}");
+    assert_eq!(field(&line, "requests"), 1, "{line}");
+    let cm = json(&s.kc, &["-n", &ns, "get", "configmap", "settings"]);
+    assert_eq!(cm["data"]["branch"], "main");
+    // Every pass the cluster asked for looked at fewer stagings than there are.
+    for l in r.log.lock().unwrap()[seen..]
+        .iter()
+        .filter(|l| l.contains("trigger=target changed") && l.contains("pass finished"))
+    {
+        assert!(field(l, "looked_at") < 3, "{l}");
+    }
+    r.stop();
+}

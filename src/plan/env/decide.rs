@@ -1,5 +1,7 @@
 //! What happens to one desired staging, compared with what the target holds.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use super::super::{
@@ -160,21 +162,39 @@ impl EnvPlanner<'_> {
     /// `p` with its template context and namespace, or blocked when they cannot be had or
     /// the namespace is protected.
     fn place(&self, mut p: Planned, c: &Candidate<'_>) -> Planned {
-        let ctx = Context::build(
-            &self.config.templates,
-            &self.env.name,
-            &c.name,
-            &c.branch,
-            &c.commit,
-            &c.settings,
-            self.config.commit.as_deref(),
-        );
+        // The last plan's context, when built from the very same inputs: templating every
+        // staging again is most of a plan's work.
+        let reused = self
+            .inputs
+            .previous
+            .and_then(|prev| prev.staging(&self.env.name, &c.name))
+            .filter(|q| {
+                q.branch == c.branch
+                    && q.commit.as_ref() == Some(&c.commit)
+                    && q.settings
+                        .as_ref()
+                        .is_some_and(|s| Arc::ptr_eq(s, &c.settings))
+            })
+            .and_then(|q| q.context.clone());
+        let ctx = match reused {
+            Some(ctx) => Ok(ctx),
+            None => Context::build(
+                &self.config.templates,
+                &self.env.name,
+                &c.name,
+                &c.branch,
+                &c.commit,
+                &c.settings,
+                self.config.commit.as_deref(),
+            )
+            .map(Arc::new),
+        };
         match ctx {
             Ok(ctx) => {
                 if let Some(pattern) = self.config.safety.protects(&ctx.namespace) {
                     p.namespace = Some(ctx.namespace.clone());
                     p.block(PlanError::Protected {
-                        namespace: ctx.namespace,
+                        namespace: ctx.namespace.clone(),
                         pattern: pattern.to_string(),
                     });
                     return p;
@@ -189,7 +209,7 @@ impl EnvPlanner<'_> {
                     };
                 }
                 p.namespace = Some(ctx.namespace.clone());
-                p.context = Some(Box::new(ctx));
+                p.context = Some(ctx);
             }
             Err(e) => p.block(PlanError::Render(e.to_string())),
         }

@@ -92,6 +92,7 @@ fn protected_and_foreign_namespaces_are_conflicts() {
             observed: &observed,
             now: now(),
             confirm_deletions: true,
+            previous: None,
         },
     );
     for (b, why) in [("a", "did not create it"), ("b", "instance \"blue\"")] {

@@ -88,6 +88,7 @@ fn run(
             observed: &observed_of(observed),
             now: at,
             confirm_deletions: false,
+            previous: None,
         },
     )
 }
@@ -281,6 +282,7 @@ fn an_empty_or_shrunken_listing_is_not_believed() {
             observed: &observed_of(&held),
             now: now(),
             confirm_deletions: true,
+            previous: None,
         },
     );
     assert_eq!(
@@ -406,6 +408,7 @@ fn a_removed_environment_is_held_until_confirmed() {
             observed: &observed_of(&[o]),
             now: now(),
             confirm_deletions: true,
+            previous: None,
         },
     );
     let s = p.stagings.iter().find(|s| s.environment == "docs").unwrap();

@@ -23,6 +23,9 @@ pub struct Ownership {
     pub create_entry: bool,
     /// A digest of `others`: while it stays the same, no drift can have appeared.
     pub others_digest: u64,
+    /// A digest of every field octostage owns (before [`Ownership::compact`]): a field someone
+    /// else changed leaves this set.
+    pub ours_digest: u64,
 }
 
 impl Ownership {
@@ -56,7 +59,16 @@ impl Ownership {
             }
         }
         own.others_digest = digest(&own.others);
+        own.ours_digest = digest(&[(String::new(), own.ours.clone())]);
         any_ours.then_some(own)
+    }
+
+    /// Whether drift may have appeared between `self` and `later` (of one object): a field
+    /// left octostage's set (someone changed its value), or the fields others own along
+    /// octostage's changed. Another manager's fields beside octostage's (an annotation of its
+    /// own, a status) cannot be drift.
+    pub fn may_have_drifted(&self, later: &Ownership) -> bool {
+        self.ours_digest != later.ours_digest || self.ours != later.ours
     }
 
     /// Drop what drift detection never reads: octostage's fields away from every field
@@ -340,5 +352,47 @@ mod tests {
         let created =
             Ownership::read(&[entry("octostage", "Update", json!({"f:data": {}}))]).unwrap();
         assert!(created.create_entry);
+    }
+
+    #[test]
+    fn only_a_change_along_octostages_fields_may_be_drift() {
+        let ours = json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {}, "f:image": {}}}}}}});
+        let read = |entries: &[ManagedFieldsEntry]| {
+            let mut o = Ownership::read(entries).unwrap();
+            o.compact();
+            o
+        };
+        let before = read(&[entry("octostage", "Apply", ours.clone())]);
+        // Another manager's annotation, and its status: no field of octostage's moves.
+        let annotated = read(&[
+            entry("octostage", "Apply", ours.clone()),
+            entry(
+                "autoscaler",
+                "Update",
+                json!({"f:metadata": {"f:annotations": {"f:touched": {}}}}),
+            ),
+            entry(
+                "kube-controller-manager",
+                "Update",
+                json!({"f:status": {"f:replicas": {}}}),
+            ),
+        ]);
+        assert!(!before.may_have_drifted(&annotated));
+        // `kubectl set image`: the field leaves octostage's set.
+        let taken = read(&[
+            entry(
+                "octostage",
+                "Apply",
+                json!({"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {}}}}}}}),
+            ),
+            entry("kubectl-set", "Update", containers(json!({"f:image": {}}))),
+        ]);
+        assert!(before.may_have_drifted(&taken));
+        // The same value applied by someone else: shared, along octostage's fields.
+        let shared = read(&[
+            entry("octostage", "Apply", ours),
+            entry("other", "Apply", containers(json!({"f:image": {}}))),
+        ]);
+        assert!(before.may_have_drifted(&shared));
     }
 }

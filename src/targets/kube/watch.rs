@@ -242,13 +242,13 @@ impl Watches {
             |o: &PartialObjectMeta<DynamicObject>| (obj_key(&o.metadata), kept(&o.metadata)),
             move |a: Option<&Kept>, b: Option<&Kept>| {
                 // Someone else deleted an object of a staging, took it over, or changed what
-                // octostage applied (its hash) or the fields others own (possible drift): that
-                // staging's pass checks it. octostage's own writes are in the store already,
-                // so their echo compares equal.
+                // octostage applied (its hash or its fields: possible drift): that staging's
+                // pass checks it. octostage's own writes are in the store already, so their
+                // echo compares equal; another manager's fields of its own are no drift.
                 let same = |a: &Kept, b: &Kept| {
                     a.staging == b.staging
                         && a.live.hash == b.live.hash
-                        && a.live.ownership.others_digest == b.live.ownership.others_digest
+                        && !a.live.ownership.may_have_drifted(&b.live.ownership)
                 };
                 match (a, b) {
                     (Some(a), Some(b)) if same(a, b) => {}
