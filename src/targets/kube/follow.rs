@@ -39,7 +39,9 @@ impl Tell {
         }
     }
 
-    pub(super) fn staging(&self, name: &str) {
+    /// Mark staging `name` changed, for `why` (logged at debug level), and wake the controller.
+    pub(super) fn staging(&self, name: &str, why: &'static str) {
+        debug!(staging = name, why, "changed in the cluster");
         {
             let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
             if d.all || !d.stagings.insert(name.to_string()) {

@@ -119,7 +119,14 @@ impl Watches {
                 let deleted = before.is_some() && after.is_none();
                 if requested || deleted {
                     if let Some((r, _)) = before.or(after) {
-                        tell.staging(&r.name);
+                        tell.staging(
+                            &r.name,
+                            if requested {
+                                "a request"
+                            } else {
+                                "its namespace deleted"
+                            },
+                        );
                     }
                 }
             },
@@ -136,7 +143,7 @@ impl Watches {
             move |a: Option<&Workload>, b: Option<&Workload>| {
                 if a.map(|w| &w.readiness) != b.map(|w| &w.readiness) {
                     if let Some(w) = b.or(a) {
-                        t.staging(&w.staging);
+                        t.staging(&w.staging, "a workload's readiness");
                     }
                 }
             }
@@ -255,7 +262,7 @@ impl Watches {
                     (None, None) => {}
                     (a, b) => {
                         for k in a.into_iter().chain(b) {
-                            tell.staging(&k.staging);
+                            tell.staging(&k.staging, "an object changed by someone else");
                         }
                     }
                 }
