@@ -457,14 +457,32 @@ impl Controller {
     /// settles, becomes one pass; it is named after the request that asks most of it (see
     /// [`Trigger::rank`]).
     async fn coalesce(&mut self, first: Trigger) -> Trigger {
-        match first {
-            Trigger::FileChange => tokio::time::sleep(SETTLE).await,
-            // Pods become ready a few at a time: one pass for the burst.
-            Trigger::Target => tokio::time::sleep(TARGET_SETTLE).await,
-            _ => {}
-        }
         let mut more = 0;
         let mut trigger = first;
+        let settle = match trigger {
+            Trigger::FileChange => Some(SETTLE),
+            // Pods become ready a few at a time: one pass for the burst.
+            Trigger::Target => Some(TARGET_SETTLE),
+            _ => None,
+        };
+        if let Some(d) = settle {
+            // A request that asks more (a webhook, an approval) ends the wait: it is never
+            // held up behind a burst.
+            let until = tokio::time::sleep(d);
+            tokio::pin!(until);
+            loop {
+                tokio::select! {
+                    _ = &mut until => break,
+                    Some(t) = self.rx.recv() => {
+                        more += 1;
+                        if t.rank() > trigger.rank() {
+                            trigger = t;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
         while let Ok(t) = self.rx.try_recv() {
             more += 1;
             if t.rank() > trigger.rank() {
