@@ -108,7 +108,11 @@ impl Metrics {
             "Stagings by environment and state",
             m.stagings.clone(),
         );
-        registry.register("passes", "Passes by result", m.passes.clone());
+        registry.register(
+            "passes",
+            "Passes by result: ok, failures, error, cancelled, or unchanged (nothing to do)",
+            m.passes.clone(),
+        );
         registry.register(
             "pass_duration_seconds",
             "How long a pass takes",
