@@ -1,6 +1,18 @@
 //! The controller's own tests (its parts have theirs).
 use super::*;
 
+/// A controller over a config directory and a dir target under `dir`, an hour between passes.
+fn controller(dir: &std::path::Path) -> Controller {
+    Controller::new(
+        ConfigSource::Dir(dir.to_path_buf()),
+        RepoCache::new(dir.join("cache")),
+        Arc::new(crate::targets::dir::DirTarget::new(dir.join("out"))),
+        PassOptions::default(),
+        Duration::from_secs(3600),
+        CancellationToken::new(),
+    )
+}
+
 fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
@@ -8,14 +20,7 @@ fn t(s: &str) -> DateTime<Utc> {
 #[tokio::test]
 async fn an_approval_is_kept_when_the_queue_of_requests_is_full() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Controller::new(
-        ConfigSource::Dir(dir.path().to_path_buf()),
-        RepoCache::new(dir.path().join("cache")),
-        Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
-        PassOptions::default(),
-        Duration::from_secs(3600),
-        CancellationToken::new(),
-    );
+    let c = controller(dir.path());
     let h = c.handle();
     for _ in 0..20 {
         h.request(Trigger::Manual);
@@ -54,14 +59,7 @@ fn the_next_pass_comes_at_the_interval_or_the_next_deadline_whichever_is_first()
 #[tokio::test(start_paused = true)]
 async fn a_webhook_that_arrives_behind_a_change_in_the_cluster_still_has_the_sources_read() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Controller::new(
-        ConfigSource::Dir(dir.path().to_path_buf()),
-        RepoCache::new(dir.path().join("cache")),
-        Arc::new(crate::targets::dir::DirTarget::new(dir.path().join("out"))),
-        PassOptions::default(),
-        Duration::from_secs(3600),
-        CancellationToken::new(),
-    );
+    let mut c = controller(dir.path());
     let h = c.handle();
     let webhook = Trigger::Webhook {
         repository: "https://git.example/shop".into(),
