@@ -104,7 +104,7 @@ fn bench_plan() {
         .map(StagingRecord::of)
         .collect();
     let observed = Observed {
-        stagings,
+        stagings: stagings.into_iter().map(std::sync::Arc::new).collect(),
         ..Default::default()
     };
     let t_first = time(7, first);

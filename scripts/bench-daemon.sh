@@ -38,6 +38,17 @@ if [[ ${CEILING:-0} == 1 ]]; then
     "$(calc "$c_objects / $c_time")" "$(calc "($o_objects / $o_time) / ($c_objects / $c_time)")"
 fi
 
+# The workloads start for minutes after the converge, and each one that becomes ready is a
+# change the daemon must look at: wait (at most 5 min) until every Deployment is ready, so that
+# both daemons are measured on a cluster that stands still but for the manager below.
+for _ in $(seq 300); do
+  unready=$(k get deployments -A -l octostage.dev/instance=bench -o jsonpath='{range .items[*]}{.spec.replicas}/{.status.readyReplicas}{"\n"}{end}' \
+    | awk -F/ '$1 != ($2 == "" ? 0 : $2)' | wc -l)
+  [[ $unready == 0 ]] && break
+  sleep 1
+done
+printf 'Deployments not ready before the daemons are measured: %s\n' "$unready"
+
 # 2. and 3. The daemon of this tree, then of a baseline binary when BASE_BIN names one (the
 # same stagings, the same run).
 measure() { # BINARY LABEL: the daemon of BINARY on the stagings converged above

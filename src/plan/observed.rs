@@ -368,8 +368,9 @@ impl std::fmt::Display for Foreign {
 /// What a target holds.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
-    /// The stagings this instance created.
-    pub stagings: Vec<StagingRecord>,
+    /// The stagings this instance created (shared: a target that keeps its view between
+    /// passes hands out the same records).
+    pub stagings: Vec<std::sync::Arc<StagingRecord>>,
     /// Namespaces that exist and are not this instance's, by name (kube target).
     pub foreign_namespaces: std::collections::BTreeMap<String, Foreign>,
     /// Staging names whose place is taken by something not this instance's (dir target: a

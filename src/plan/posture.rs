@@ -56,7 +56,18 @@ impl Posture {
 }
 
 /// The posture of a staging with schedule `sleep` and `requests` at `now`.
+#[cfg(test)]
 pub fn posture(sleep: Option<&Sleep>, requests: &Requests, now: DateTime<Utc>) -> Posture {
+    posture_in(sleep, requests, now, &schedule::Windows::default())
+}
+
+/// [`posture`], with the schedule's window taken from `windows`.
+pub fn posture_in(
+    sleep: Option<&Sleep>,
+    requests: &Requests,
+    now: DateTime<Utc>,
+    windows: &schedule::Windows,
+) -> Posture {
     match requests.wake {
         Some(Wake {
             until: Some(until), ..
@@ -78,7 +89,7 @@ pub fn posture(sleep: Option<&Sleep>, requests: &Requests, now: DateTime<Utc>) -
     match sleep {
         None => Posture::awake(WakeCause::Schedule, None),
         Some(s) => {
-            let w = schedule::window(s, now);
+            let w = windows.get(s, now);
             if w.asleep {
                 Posture::asleep(SleepCause::Schedule, w.next)
             } else {

@@ -51,6 +51,31 @@ pub fn window(sleep: &Sleep, now: DateTime<Utc>) -> Window {
     Window { asleep, next }
 }
 
+/// [`window`] of each schedule at one instant, worked out once per plan: stagings of an
+/// environment share their settings, and walking a cron schedule was the largest part of
+/// planning a thousand stagings.
+#[derive(Debug, Default)]
+pub struct Windows {
+    /// By the schedule's address: the configuration outlives the plan, so an address names
+    /// one schedule for as long as this memo lives.
+    at: std::cell::RefCell<std::collections::HashMap<usize, (DateTime<Utc>, Window)>>,
+}
+
+impl Windows {
+    /// [`window`]`(sleep, now)`.
+    pub fn get(&self, sleep: &Sleep, now: DateTime<Utc>) -> Window {
+        let key = std::ptr::from_ref(sleep) as usize;
+        if let Some((at, w)) = self.at.borrow().get(&key) {
+            if *at == now {
+                return *w;
+            }
+        }
+        let w = window(sleep, now);
+        self.at.borrow_mut().insert(key, (now, w));
+        w
+    }
+}
+
 /// Whether `t` is a time a schedule can be read at: `render` plans at the earliest time there
 /// is (so that nothing is expired), where no wall clock can be read.
 fn within_reason(t: DateTime<Utc>) -> bool {

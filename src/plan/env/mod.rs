@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::posture::{posture, Posture};
+use super::posture::{posture_in, Posture};
+use super::schedule::Windows;
 use super::trailer::{self, Steer};
 use super::StagingRecord;
 use super::{guard, Hold, Inputs, Life, Phase, Planned, Why};
@@ -33,6 +34,7 @@ pub(super) struct EnvPlanner<'a> {
     matched: HashSet<&'a str>,
     /// Branches whose head says `Staging: skip`.
     skipped: HashSet<&'a str>,
+    windows: Windows,
     pub out: Vec<Planned>,
 }
 
@@ -88,6 +90,7 @@ fn steer(
     life: Life,
     now: DateTime<Utc>,
     trailer: Option<(Steer, DateTime<Utc>)>,
+    windows: &Windows,
 ) -> (Life, Posture) {
     let most = |from: DateTime<Utc>| {
         chrono::Duration::from_std(settings.max_extension)
@@ -117,7 +120,7 @@ fn steer(
         .filter(|o| o.state == super::State::Expired)
         .and_then(|o| o.expired_at);
     let life = life.retained(expired_at, settings.retention, now);
-    let mut posture = posture(settings.sleep.as_ref(), requests, now);
+    let mut posture = posture_in(settings.sleep.as_ref(), requests, now, windows);
     let woken = matches!(
         posture.why,
         Why::Awake {
@@ -149,6 +152,7 @@ impl<'a> EnvPlanner<'a> {
             seen: HashSet::new(),
             matched: HashSet::new(),
             skipped: HashSet::new(),
+            windows: Windows::default(),
             out: Vec::new(),
         }
     }
@@ -298,7 +302,7 @@ impl<'a> EnvPlanner<'a> {
                     now,
                 );
                 let trailer = self.trailer(b).map(|t| (t, first_seen));
-                let (life, posture) = steer(o, &settings, life, now, trailer);
+                let (life, posture) = steer(o, &settings, life, now, trailer, &self.windows);
                 Candidate {
                     branch: b.name.clone(),
                     static_name: None,

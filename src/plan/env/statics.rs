@@ -46,7 +46,8 @@ impl<'a> EnvPlanner<'a> {
                         st.settings.retention,
                         now,
                     );
-                    let (life, posture) = super::steer(o, &st.settings, life, now, None);
+                    let (life, posture) =
+                        super::steer(o, &st.settings, life, now, None, &self.windows);
                     candidates.push(Candidate {
                         branch,
                         static_name: Some(st.name.clone()),

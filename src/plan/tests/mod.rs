@@ -95,7 +95,7 @@ fn run(
 
 fn observed_of(stagings: &[StagingRecord]) -> Observed {
     Observed {
-        stagings: stagings.to_vec(),
+        stagings: stagings.iter().cloned().map(std::sync::Arc::new).collect(),
         ..Default::default()
     }
 }

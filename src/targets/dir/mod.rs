@@ -289,7 +289,7 @@ impl Target for DirTarget {
         let mut out = Observed::default();
         for (name, folder) in self.folders()? {
             match folder {
-                Folder::Staging(r) => out.stagings.push(r.staging),
+                Folder::Staging(r) => out.stagings.push(std::sync::Arc::new(r.staging)),
                 Folder::Foreign(f) => {
                     out.foreign_names.insert(name, f);
                 }

@@ -12,7 +12,7 @@
 //! any watch error until the next listing completes, and while an expectation is older than
 //! [`EXPECT_LIMIT`] (the watch is then restarted: a bound, not a hope).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
@@ -55,18 +55,29 @@ struct Seen<V> {
 /// even after a later change.
 const RECENT_VERSIONS: usize = 4;
 
+/// Which keys' view changed since the last [`Store::take_touched`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched<K: Eq + Hash> {
+    /// Any of them (a listing replaced everything, or nobody asked yet).
+    All,
+    /// These.
+    Keys(HashSet<K>),
+}
+
 /// What one watch knows.
 #[derive(Debug)]
-pub struct Store<K, V> {
+pub struct Store<K: Eq + Hash, V> {
     ready: bool,
     items: HashMap<K, Seen<V>>,
     building: Option<(Instant, HashMap<K, Seen<V>>)>,
     expect: HashMap<K, Expect<V>>,
     events: u64,
     failures: u64,
+    /// So that a reader keeping a view of its own updates only what changed.
+    touched: Touched<K>,
 }
 
-impl<K, V> Default for Store<K, V> {
+impl<K: Eq + Hash, V> Default for Store<K, V> {
     fn default() -> Self {
         Store {
             ready: false,
@@ -75,6 +86,7 @@ impl<K, V> Default for Store<K, V> {
             expect: HashMap::new(),
             events: 0,
             failures: 0,
+            touched: Touched::All,
         }
     }
 }
@@ -96,11 +108,13 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
                 if let Some((started, items)) = self.building.take() {
                     self.items = items;
                     self.ready = true;
+                    self.touched = Touched::All;
                     // A listing that started after a write completed shows that write or later.
                     self.expect.retain(|_, x| x.at > started);
                 }
             }
             Event::Apply(k, version, v) => {
+                self.touch(&k);
                 self.confirm(&k, Some(&version));
                 let Some(value) = v else {
                     self.items.remove(&k);
@@ -118,9 +132,32 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
                 self.items.insert(k, Seen { value, versions });
             }
             Event::Delete(k) => {
+                self.touch(&k);
                 self.confirm(&k, None);
                 self.items.remove(&k);
             }
+        }
+    }
+
+    fn touch(&mut self, k: &K) {
+        if let Touched::Keys(keys) = &mut self.touched {
+            if !keys.contains(k) {
+                keys.insert(k.clone());
+            }
+        }
+    }
+
+    /// The keys whose view changed since the last call (all of them the first time and after
+    /// a listing), and from now on none.
+    pub fn take_touched(&mut self) -> Touched<K> {
+        std::mem::replace(&mut self.touched, Touched::Keys(HashSet::new()))
+    }
+
+    /// What [`Store::view`] holds for `k`.
+    pub fn current(&self, k: &K) -> Option<&V> {
+        match self.expect.get(k) {
+            Some(x) => x.value.as_ref(),
+            None => self.items.get(k).map(|s| &s.value),
         }
     }
 
@@ -141,6 +178,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
             Some(v) => seen.is_some_and(|s| s.versions.contains(v)),
             None => seen.is_none(),
         };
+        self.touch(&k);
         if already {
             self.expect.remove(&k);
             return;
@@ -160,6 +198,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Store<K, V> {
         self.failures += 1;
         self.ready = false;
         self.building = None;
+        self.touched = Touched::All;
     }
 
     /// Whether the store can answer for the whole set at `now`: listed since the last failure,
@@ -231,6 +270,34 @@ mod tests {
         }
         s.event(InitDone, now);
         s
+    }
+
+    #[test]
+    fn a_reader_is_told_the_keys_that_changed_and_everything_after_a_listing() {
+        let t = Instant::now();
+        let mut s = listed(&[("a", "1", 1), ("b", "2", 2)], t);
+        assert_eq!(s.take_touched(), Touched::All, "the first reader takes all");
+        assert_eq!(s.take_touched(), Touched::Keys(HashSet::new()));
+        s.event(Apply("a", "3".into(), Some(3)), t);
+        s.wrote("c", Some("4".into()), Some(4), t);
+        s.event(Delete("b"), t);
+        assert_eq!(
+            s.take_touched(),
+            Touched::Keys(HashSet::from(["a", "b", "c"]))
+        );
+        assert_eq!(
+            (s.current(&"a"), s.current(&"b"), s.current(&"c")),
+            (Some(&3), None, Some(&4))
+        );
+        s.fail();
+        assert_eq!(
+            s.take_touched(),
+            Touched::All,
+            "a failed watch may have missed anything"
+        );
+        s.event(Init, t);
+        s.event(InitDone, t);
+        assert_eq!(s.take_touched(), Touched::All);
     }
 
     #[test]

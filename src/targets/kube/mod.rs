@@ -25,6 +25,7 @@ mod observe;
 mod retry;
 mod state;
 mod transport;
+mod view;
 mod watch;
 mod waves;
 
@@ -67,6 +68,8 @@ pub struct KubeTarget {
     requests: AtomicU64,
     resources: Mutex<HashMap<String, Result<ApiResource, String>>>,
     live: Mutex<Live>,
+    /// What the last pass saw, updated by what changed since (see `view`).
+    view: Mutex<Option<view::View>>,
     /// Per staging, what this process last applied (see `memo`).
     applied: Mutex<HashMap<String, memo::Applied>>,
 }
@@ -149,6 +152,7 @@ impl KubeTarget {
             requests: AtomicU64::new(0),
             resources: Mutex::default(),
             live: Mutex::default(),
+            view: Mutex::default(),
             applied: Mutex::default(),
         })
     }

@@ -193,16 +193,45 @@ impl Watches {
         Some(out)
     }
 
+    /// `f` of the store of workload kind `index` (see [`super::view::WORKLOAD_KINDS`]), or
+    /// `None` when its watch cannot answer.
+    pub fn with_workloads<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut Store<ObjKey, Workload>) -> R,
+    ) -> Option<R> {
+        let (store, restart) = &self.workloads[index];
+        answer(store, restart, f)
+    }
+
+    /// `f` of the namespace store, or `None` when its watch cannot answer.
+    pub fn with_namespaces<R>(
+        &self,
+        f: impl FnOnce(&mut Store<String, NsEntry>) -> R,
+    ) -> Option<R> {
+        answer(&self.namespaces, &self.ns_restart, f)
+    }
+
+    /// `f` of the store of kind `key`, or `None` when its watch cannot answer yet (it is started
+    /// on first use).
+    pub fn with_objects<R>(
+        &self,
+        key: &str,
+        resource: &ApiResource,
+        f: impl FnOnce(&mut Store<ObjKey, Kept>) -> R,
+    ) -> Option<R> {
+        let mut kinds = self.kinds.lock().expect("kinds");
+        let kw = kinds
+            .entry(key.to_string())
+            .or_insert_with(|| self.follow_kind(key, resource));
+        answer(&kw.store, &kw.restart, f)
+    }
+
     /// Whether a workload watch is still making its first listing.
     pub fn workloads_starting(&self) -> bool {
         self.workloads
             .iter()
             .any(|(s, _)| s.lock().expect("store").starting())
-    }
-
-    /// Every namespace as octostage should see it now, or `None` when the watch cannot answer.
-    pub fn namespaces(&self) -> Option<Vec<(String, NsEntry)>> {
-        read(&self.namespaces, &self.ns_restart)
     }
 
     /// Whether the namespace watch, or the watch of kind `key`, is still making its first
@@ -217,16 +246,6 @@ impl Watches {
                 .get(k)
                 .is_some_and(|kw| kw.store.lock().expect("store").starting()),
         }
-    }
-
-    /// This instance's objects of kind `key` as octostage should see them now, or `None` when
-    /// the kind's watch cannot answer yet (it is started on first use).
-    pub fn objects(&self, key: &str, resource: &ApiResource) -> Option<Vec<(ObjKey, Kept)>> {
-        let mut kinds = self.kinds.lock().expect("kinds");
-        let kw = kinds
-            .entry(key.to_string())
-            .or_insert_with(|| self.follow_kind(key, resource));
-        read(&kw.store, &kw.restart)
     }
 
     fn follow_kind(&self, key: &str, resource: &ApiResource) -> KindWatch {
@@ -341,10 +360,22 @@ fn read<K: Clone + Eq + std::hash::Hash, V: Clone>(
     store: &Shared<K, V>,
     restart: &Notify,
 ) -> Option<Vec<(K, V)>> {
-    let s = store.lock().expect("store");
+    answer(store, restart, |s| {
+        s.view().map(|(k, v)| (k.clone(), v.clone())).collect()
+    })
+}
+
+/// `f` of the store, under its lock, or `None` when it cannot answer (and a restart when a
+/// write went unconfirmed too long).
+fn answer<K: Clone + Eq + std::hash::Hash, V: Clone, R>(
+    store: &Shared<K, V>,
+    restart: &Notify,
+    f: impl FnOnce(&mut Store<K, V>) -> R,
+) -> Option<R> {
+    let mut s = store.lock().expect("store");
     let now = Instant::now();
     if s.answers(now) {
-        return Some(s.view().map(|(k, v)| (k.clone(), v.clone())).collect());
+        return Some(f(&mut s));
     }
     if s.stale(now) {
         restart.notify_one();
