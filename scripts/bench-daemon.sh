@@ -39,15 +39,19 @@ if [[ ${CEILING:-0} == 1 ]]; then
 fi
 
 # The workloads start for minutes after the converge, and each one that becomes ready is a
-# change the daemon must look at: wait (at most 5 min) until every Deployment is ready, so that
-# both daemons are measured on a cluster that stands still but for the manager below.
+# change the daemon must look at: wait (at most 5 min) until the Deployments not ready are the
+# same for 20 s (some never are: the simulated nodes hold so many pods), so that both daemons
+# are measured on a cluster that stands still but for the manager below.
+last= same=0
 for _ in $(seq 300); do
-  unready=$(k get deployments -A -l octostage.dev/instance=bench -o jsonpath='{range .items[*]}{.spec.replicas}/{.status.readyReplicas}{"\n"}{end}' \
-    | awk -F/ '$1 != ($2 == "" ? 0 : $2)' | wc -l)
-  [[ $unready == 0 ]] && break
+  unready=$(k get deployments -A -l octostage.dev/instance=bench -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}={.spec.replicas}/{.status.readyReplicas}{"\n"}{end}' \
+    | awk -F'[=/]' '$3 != ($4 == "" ? 0 : $4)' | sort | md5sum)
+  if [[ $unready == "$last" ]]; then same=$((same + 1)); else same=0; last=$unready; fi
+  [[ $same -ge 20 ]] && break
   sleep 1
 done
-printf 'Deployments not ready before the daemons are measured: %s\n' "$unready"
+printf 'Deployments not ready before the daemons are measured: %s\n' \
+  "$(k get deployments -A -l octostage.dev/instance=bench -o jsonpath='{range .items[*]}{.spec.replicas}/{.status.readyReplicas}{"\n"}{end}' | awk -F/ '$1 != ($2 == "" ? 0 : $2)' | wc -l)"
 
 # 2. and 3. The daemon of this tree, then of a baseline binary when BASE_BIN names one (the
 # same stagings, the same run).

@@ -293,26 +293,33 @@ impl Controller {
         opts: &PassOptions,
         cancel: &CancellationToken,
     ) -> Result<Ran, PassError> {
-        let (scope, reread, settled) = match reach {
+        let (scope, reread, quiet, settled) = match reach {
             Reach::Unchanged(last) => return Ok(Ran::Unchanged(last)),
             Reach::Pass {
                 scope,
                 reread,
+                quiet,
                 settled,
-            } => (scope, reread, settled),
+            } => (scope, reread, quiet, settled),
         };
         let previous = memo.as_ref().map(|m| &m.sources);
         let sources = match (reread, previous) {
             (false, Some(p)) => p.clone(),
             _ => pass::read_sources(&self.source, &self.cache, opts, previous, cancel).await?,
         };
-        if let (true, Scope::Changed { last, .. }, Some(p)) = (settled, &scope, previous) {
-            if sources.same(p) {
+        let same = previous.is_some_and(|p| sources.same(p));
+        if let (true, true, Scope::Changed { last, .. }) = (settled, same, &scope) {
+            return Ok(Ran::Unchanged(last.clone()));
+        }
+        let observed = Arc::new(pass::observe(self.target.as_ref(), cancel).await?);
+        if let (true, true, Scope::Changed { last, .. }, Some(m)) = (quiet, same, &scope, &memo) {
+            if *m.observed == *observed {
                 return Ok(Ran::Unchanged(last.clone()));
             }
         }
-        let report = pass::run_on(
+        let report = pass::run_observed(
             &sources,
+            &observed,
             &self.cache,
             self.target.as_ref(),
             at,
@@ -330,6 +337,7 @@ impl Controller {
         *self.memo.lock().unwrap_or_else(|p| p.into_inner()) =
             (report.skipped() == 0).then(|| Memo {
                 sources,
+                observed,
                 report: report.clone(),
                 full_at,
                 dry_run: opts.dry_run,

@@ -13,6 +13,8 @@ use crate::pass::{self, Report, Scope};
 #[derive(Clone)]
 pub(super) struct Memo {
     pub sources: pass::Sources,
+    /// What the target held when the last pass looked.
+    pub observed: Arc<crate::plan::Observed>,
     pub report: Arc<Report>,
     /// When the last pass over every staging ran.
     pub full_at: DateTime<Utc>,
@@ -33,11 +35,15 @@ pub(super) enum Reach {
     /// Nothing it could act on changed since the last pass: that pass's report stands.
     Unchanged(Arc<Report>),
     /// The stagings of `scope`, from sources read again or (a change the target saw) those of
-    /// the last pass. `settled`: the target saw nothing, no deadline is due and the last pass
-    /// left nothing to retry, so sources read again and found the same leave nothing to do.
+    /// the last pass. `quiet`: no deadline is due, the last pass left nothing to retry and the
+    /// target saw nothing change but workloads' readiness, so the same sources and the same
+    /// view of the target leave nothing to do (the plan is a function of them and the clock,
+    /// and the clock matters only at deadlines). `settled`: quiet, and the target saw nothing
+    /// at all, so the same sources alone leave nothing to do.
     Pass {
         scope: Scope,
         reread: bool,
+        quiet: bool,
         settled: bool,
     },
 }
@@ -56,6 +62,7 @@ pub(super) fn reach(
     let all = Reach::Pass {
         scope: Scope::All,
         reread: true,
+        quiet: false,
         settled: false,
     };
     let (Some(dirty), Some(memo)) = (dirty, memo) else {
@@ -75,16 +82,20 @@ pub(super) fn reach(
     }
     let due = memo.report.plan.next_deadline().is_some_and(|d| d <= at);
     let unsettled = !memo.report.ok() || memo.report.skipped() > 0;
-    let settled = dirty.stagings.is_empty() && !due && !unsettled;
+    let quiet = dirty.stagings.is_empty() && !due && !unsettled;
+    let settled = quiet && dirty.health.is_empty();
     let reread = *trigger != Trigger::Target;
     if settled && !reread {
         return Reach::Unchanged(memo.report.clone());
     }
+    let mut marked = dirty.stagings;
+    marked.extend(dirty.health);
     Reach::Pass {
         reread,
+        quiet,
         settled,
         scope: Scope::Changed {
-            dirty: dirty.stagings,
+            dirty: marked,
             last: memo.report.clone(),
         },
     }
@@ -113,6 +124,7 @@ mod tests {
             .unwrap(),
         );
         Memo {
+            observed: Arc::default(),
             sources: pass::Sources {
                 digest: config.digest(),
                 config: config.clone(),
@@ -135,8 +147,8 @@ mod tests {
 
     fn dirty(stagings: &[&str]) -> Option<Dirty> {
         Some(Dirty {
-            all: false,
             stagings: stagings.iter().map(|s| s.to_string()).collect(),
+            ..Dirty::default()
         })
     }
 
@@ -173,7 +185,7 @@ mod tests {
         )));
         let everything = Some(Dirty {
             all: true,
-            stagings: BTreeSet::new(),
+            ..Dirty::default()
         });
         assert!(all(&reach(
             &Trigger::Target,
@@ -238,6 +250,7 @@ mod tests {
             Reach::Pass {
                 scope: Scope::Changed { dirty, .. },
                 reread: false,
+                quiet: false,
                 settled: false,
             } => {
                 assert_eq!(dirty, BTreeSet::from(["shop-a".to_string()]))
@@ -257,9 +270,25 @@ mod tests {
             Reach::Pass {
                 scope: Scope::Changed { .. },
                 reread: true,
+                quiet: true,
                 settled: true
             }
         ));
+        // Only a readiness that changed: the pass looks at the target, and runs only if it
+        // shows something else than the last pass saw.
+        let health = Some(Dirty {
+            health: BTreeSet::from(["shop-a".to_string()]),
+            ..Dirty::default()
+        });
+        match reach(&Trigger::Target, health, Some(&m), at(), RESYNC, false) {
+            Reach::Pass {
+                scope: Scope::Changed { dirty, .. },
+                reread: false,
+                quiet: true,
+                settled: false,
+            } => assert_eq!(dirty, BTreeSet::from(["shop-a".to_string()])),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -281,7 +310,11 @@ mod tests {
                 RESYNC,
                 false
             ),
-            Reach::Pass { settled: false, .. }
+            Reach::Pass {
+                quiet: false,
+                settled: false,
+                ..
+            }
         ));
     }
 

@@ -194,6 +194,22 @@ pub async fn run_on(
     scope: &Scope,
     cancel: &CancellationToken,
 ) -> Result<Report, PassError> {
+    let observed = observe(target, cancel).await?;
+    run_observed(sources, &observed, cache, target, now, opts, scope, cancel).await
+}
+
+/// [`run_on`], with what the target holds already read.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_observed(
+    sources: &Sources,
+    observed: &plan::Observed,
+    cache: &RepoCache,
+    target: &dyn Target,
+    now: DateTime<Utc>,
+    opts: &PassOptions,
+    scope: &Scope,
+    cancel: &CancellationToken,
+) -> Result<Report, PassError> {
     let span = info_span!("pass", target = %target.describe(), dry_run = opts.dry_run);
     async move {
         // Whole seconds: recorded times stay readable and a pass at the same second is
@@ -201,10 +217,9 @@ pub async fn run_on(
         let now = now.with_nanosecond(0).unwrap_or(now);
         let (writes_before, requests_before) = (target.writes(), target.requests());
         let (config, listings) = (sources.config.clone(), &*sources.listings);
-        let observed = observe(target, cancel).await?;
         let inputs = |confirm_deletions| plan::Inputs {
             listings,
-            observed: &observed,
+            observed,
             now,
             confirm_deletions,
             previous: scope.last().map(|r| &r.plan),
@@ -260,7 +275,7 @@ pub async fn run_on(
 }
 
 /// What the target holds, within [`crate::consts::OBSERVE_TIMEOUT`], unless `cancel` fires.
-async fn observe(
+pub async fn observe(
     target: &dyn Target,
     cancel: &CancellationToken,
 ) -> Result<plan::Observed, PassError> {

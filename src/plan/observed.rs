@@ -366,7 +366,7 @@ impl std::fmt::Display for Foreign {
 }
 
 /// What a target holds.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The stagings this instance created (shared: a target that keeps its view between
     /// passes hands out the same records).

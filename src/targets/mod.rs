@@ -155,14 +155,18 @@ pub struct ObjectHealth {
 }
 
 /// What changed in the watched objects since the controller last took it: the stagings whose
-/// objects, workloads' readiness or requests changed (by someone else), or everything (after a
-/// watch listed again and may have missed events).
+/// objects or requests changed (by someone else), those whose workloads' readiness changed, or
+/// everything (after a watch listed again and may have missed events).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dirty {
     /// Every staging must be looked at.
     pub all: bool,
     /// These stagings must be looked at.
     pub stagings: std::collections::BTreeSet<String>,
+    /// The workloads of these changed their readiness: they are looked at when what the target
+    /// shows differs from what the last pass saw (a readiness that went and came back between
+    /// two passes is no change).
+    pub health: std::collections::BTreeSet<String>,
 }
 
 /// A place stagings are converged into.

@@ -51,10 +51,27 @@ impl Tell {
         self.changed.notify_one();
     }
 
+    /// Mark staging `name`'s workloads' readiness changed, and wake the controller.
+    pub(super) fn health(&self, name: &str) {
+        debug!(
+            staging = name,
+            why = "a workload's readiness",
+            "changed in the cluster"
+        );
+        {
+            let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            if d.all || d.stagings.contains(name) || !d.health.insert(name.to_string()) {
+                return;
+            }
+        }
+        self.changed.notify_one();
+    }
+
     pub(super) fn all(&self) {
         let mut d = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
         d.all = true;
         d.stagings.clear();
+        d.health.clear();
         drop(d);
         self.changed.notify_one();
     }

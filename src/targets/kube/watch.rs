@@ -143,7 +143,7 @@ impl Watches {
             move |a: Option<&Workload>, b: Option<&Workload>| {
                 if a.map(|w| &w.readiness) != b.map(|w| &w.readiness) {
                     if let Some(w) = b.or(a) {
-                        t.staging(&w.staging, "a workload's readiness");
+                        t.health(&w.staging);
                     }
                 }
             }
