@@ -8,7 +8,7 @@
 #    Deployments a second (what restarts and autoscalers look like to a watch).
 # 3. One push to one branch, announced by the generic webhook: push -> the staging's namespace
 #    records the new commit, p50 and max over PUSHES (default 10) pushes.
-# Usage: scripts/bench-daemon.sh [N]   env: WINDOW, PUSHES, CEILING=1, BASE_BIN=another build to
+# Usage: scripts/bench-daemon.sh [N]   env: WINDOW, PUSHES, CEILING=1, BASE_BIN=other builds (space-separated) to
 # measure after it on the same stagings (a baseline in the same run), MALLOC (a label only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -141,4 +141,4 @@ printf '  %-46s %s s p50, %s s max over %s pushes\n' "one push (webhook) -> stag
 }
 # This tree first: the first daemon meets the cluster least settled (pods still starting).
 measure "$BIN" "this tree"
-[[ -z ${BASE_BIN:-} ]] || measure "$BASE_BIN" "baseline ($BASE_BIN)"
+for base in ${BASE_BIN:-}; do measure "$base" "baseline ($base)"; done

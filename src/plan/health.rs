@@ -40,7 +40,12 @@ pub fn next(
             since: now,
             reason: reason.clone(),
         }),
-        Readiness::NotReady(what) => match before {
+        // A running staging stays running while a change someone else made is on its way to
+        // its controller; anything else waits as for any other not ready workload.
+        Readiness::Unobserved(_) if matches!(before, Some(Health::Running { .. })) => {
+            keep(Health::Running { since: now })
+        }
+        Readiness::NotReady(what) | Readiness::Unobserved(what) => match before {
             Some(Health::Pending { since }) => {
                 let late = chrono::Duration::from_std(deadline)
                     .ok()
@@ -220,6 +225,31 @@ mod tests {
             (h5.clone(), transition(h4.as_ref(), h5.as_ref())),
             (h4, None)
         );
+    }
+
+    #[test]
+    fn a_change_its_controller_has_not_seen_yet_leaves_a_running_staging_running() {
+        let at = t("2026-11-26T12:00:00Z");
+        let unseen = Readiness::Unobserved("Deployment/web: change not yet seen".into());
+        let running = Health::Running {
+            since: t("2026-11-26T11:00:00Z"),
+        };
+        let r = |action, before: Option<&Health>| {
+            next(
+                action,
+                Some(State::Active),
+                before,
+                Some(&unseen),
+                TEN_MIN,
+                at,
+            )
+        };
+        assert_eq!(r(Action::Noop, Some(&running)), Some(running.clone()));
+        // After octostage's own change, and before anything ran, it is not ready.
+        let pending = Some(Health::Pending { since: at });
+        assert_eq!(r(Action::Update, Some(&running)), pending);
+        assert_eq!(r(Action::Noop, pending.as_ref()), pending);
+        assert_eq!(r(Action::Noop, None), pending);
     }
 
     #[test]

@@ -141,6 +141,10 @@ pub enum Readiness {
     Ready,
     /// Not yet: the first workload that is not (`Deployment/web: 1 of 2 ready`).
     NotReady(String),
+    /// A workload's controller has not yet seen a change of its spec (which): not ready, but
+    /// no reason to call a running staging unwell (another manager's change, an autoscaler,
+    /// is seen within moments and then shows what it does to the replicas).
+    Unobserved(String),
     /// A Job failed, or a rollout gave up: which, and why.
     Failed(String),
     /// The workloads could not be read this time (why): the recorded health stands.

@@ -117,7 +117,7 @@ impl KubeTarget {
                 let object = format!("{kind}/{name}");
                 let health = match ready.get(&object) {
                     Some(Readiness::Ready) => "ready".to_string(),
-                    Some(Readiness::NotReady(m)) => m.clone(),
+                    Some(Readiness::NotReady(m) | Readiness::Unobserved(m)) => m.clone(),
                     Some(Readiness::Failed(m)) => format!("failed: {m}"),
                     Some(Readiness::Unknown(m)) => format!("unknown: {m}"),
                     None => "-".to_string(),

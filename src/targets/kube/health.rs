@@ -34,7 +34,7 @@ fn observed(m: &ObjectMeta, observed: Option<i64>) -> bool {
 /// Ready replicas against wanted ones, as `kind/name: 1 of 2 ready`.
 fn replicas(id: &str, want: i32, ready: i32, updated: i32, seen: bool) -> Readiness {
     if !seen {
-        Readiness::NotReady(format!("{id}: change not yet seen by its controller"))
+        Readiness::Unobserved(format!("{id}: change not yet seen by its controller"))
     } else if ready < want || updated < want {
         Readiness::NotReady(format!("{id}: {} of {want} ready", ready.min(updated)))
     } else {
@@ -188,7 +188,9 @@ pub fn readiness<'a>(
         let slot = out.entry(w.staging.clone()).or_insert(Readiness::Ready);
         match (&*slot, &w.readiness) {
             (Readiness::Failed(_), _) | (_, Readiness::Ready | Readiness::Unknown(_)) => {}
-            (Readiness::NotReady(_), Readiness::NotReady(_)) => {}
+            // The first of the worst: failed, not ready, then not yet seen.
+            (Readiness::NotReady(_), Readiness::NotReady(_) | Readiness::Unobserved(_)) => {}
+            (Readiness::Unobserved(_), Readiness::Unobserved(_)) => {}
             (_, r) => *slot = r.clone(),
         }
     }
@@ -220,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             r(json!({"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2})),
-            Readiness::NotReady("Deployment/web: change not yet seen by its controller".into())
+            Readiness::Unobserved("Deployment/web: change not yet seen by its controller".into())
         );
         assert!(matches!(
             r(

@@ -58,7 +58,9 @@ impl KubeTarget {
             };
             match w.map(|w| w.readiness) {
                 Some(Readiness::Ready) => {}
-                Some(Readiness::Failed(why) | Readiness::NotReady(why)) => return Ok(Some(why)),
+                Some(
+                    Readiness::Failed(why) | Readiness::NotReady(why) | Readiness::Unobserved(why),
+                ) => return Ok(Some(why)),
                 Some(Readiness::Unknown(why)) => return Ok(Some(why)),
                 None => return Ok(Some(format!("{key}/{name}: not found"))),
             }
