@@ -8,6 +8,7 @@
 //! The next pass comes at the earliest of the interval and the next deadline the plan knows
 //! (an expiry, the end of a retention), not at the next poll.
 
+mod handle;
 pub mod leader;
 mod reach;
 mod signals;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use handle::Handle;
 use leader::stop_when_lost;
 pub use leader::{Election, Leadership};
 pub use signals::shutdown_on_signals;
@@ -81,54 +83,6 @@ pub struct Controller {
     approve: Arc<std::sync::Mutex<Option<String>>>,
     resync: Duration,
     memo: std::sync::Mutex<Option<Memo>>,
-}
-
-/// What others hold of a running controller: a way to ask for a pass, its state, who writes,
-/// and the target (where requests such as `extend` are recorded).
-#[derive(Clone)]
-pub struct Handle {
-    tx: mpsc::Sender<Trigger>,
-    state: Arc<RwLock<State>>,
-    leadership: watch::Receiver<Leadership>,
-    target: Arc<dyn Target>,
-    passes: watch::Receiver<u64>,
-    /// An approval is kept here until a pass takes it: a full queue of requests must not
-    /// lose it (a pass is coming anyway then).
-    approve: Arc<std::sync::Mutex<Option<String>>>,
-}
-
-impl Handle {
-    /// Ask for a pass. A request made while one is already waiting coalesces into it.
-    pub fn request(&self, trigger: Trigger) {
-        let _ = self.tx.try_send(trigger);
-    }
-
-    /// Approve the deletions held back in the set of digest `held` (as the plan shows it), and
-    /// ask for the pass that carries them out if the set is still the same.
-    pub fn approve(&self, held: String) {
-        *self.approve.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
-        self.request(Trigger::Approve);
-    }
-
-    /// The controller's state as of now.
-    pub fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Who writes, as of now.
-    pub fn leadership(&self) -> Leadership {
-        self.leadership.borrow().clone()
-    }
-
-    /// Told the number of passes whenever one finishes (the dashboard's live updates).
-    pub fn passes(&self) -> watch::Receiver<u64> {
-        self.passes.clone()
-    }
-
-    /// The target the controller converges.
-    pub fn target(&self) -> &Arc<dyn Target> {
-        &self.target
-    }
 }
 
 impl Controller {
@@ -313,7 +267,11 @@ impl Controller {
         }
         let observed = Arc::new(pass::observe(self.target.as_ref(), cancel).await?);
         if let (true, true, Scope::Changed { last, .. }, Some(m)) = (quiet, same, &scope, &memo) {
-            if *m.observed == *observed {
+            // What the last plan was made from stays the base: readiness that moved and
+            // changed no health is measured against it again next time.
+            if *m.observed == *observed
+                || crate::plan::health::unchanged_by(&last.plan, &m.observed, &observed, at)
+            {
                 return Ok(Ran::Unchanged(last.clone()));
             }
         }

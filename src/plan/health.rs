@@ -66,6 +66,47 @@ pub fn next(
     })
 }
 
+/// Whether a plan made at `now` from `observed` would leave every staging of `last` as it is,
+/// where `last` was made from `before` and `observed` differs from it in workloads' readiness
+/// alone: each changed readiness gives the health `last` has (a workload not ready and ready
+/// again, a change a running staging's controller has not seen yet). Lets such a change cost
+/// no pass. Any staging still on its way (an action other than none) says no: its health is
+/// worked out anew by the next plan.
+pub fn unchanged_by(
+    last: &super::Plan,
+    before: &super::Observed,
+    observed: &super::Observed,
+    now: DateTime<Utc>,
+) -> bool {
+    if before.stagings != observed.stagings
+        || before.foreign_namespaces != observed.foreign_namespaces
+        || before.foreign_names != observed.foreign_names
+    {
+        return false;
+    }
+    let (Some(old), Some(new)) = (&before.readiness, &observed.readiness) else {
+        return before.readiness == observed.readiness;
+    };
+    last.stagings.iter().all(|p| {
+        let Some(settings) = p.settings.as_ref().filter(|_| p.context.is_some()) else {
+            return true;
+        };
+        if p.action != Action::Noop {
+            return false;
+        }
+        let r = new.get(&p.name);
+        r == old.get(&p.name)
+            || next(
+                Action::Noop,
+                p.state,
+                p.health.as_ref(),
+                Some(r.unwrap_or(&Readiness::Ready)),
+                settings.health_deadline,
+                now,
+            ) == p.health
+    })
+}
+
 /// Where a staging is in its life, as `status` and `plan` show it: its recorded state and, awake,
 /// its health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -418,3 +418,62 @@ fn a_removed_environment_is_held_until_confirmed() {
 mod collisions;
 mod lifecycle;
 mod trailers;
+
+/// A readiness that changes no health is no reason to plan again, and one that does is; each
+/// answer agrees with the plan that would be made.
+#[test]
+fn a_readiness_that_changes_no_health_leaves_the_plan_as_it_is() {
+    let c = config("");
+    let l = listing(vec![branch("feature/a", 0)]);
+    let with = |records: &[StagingRecord], r: Readiness| {
+        let mut o = observed_of(records);
+        o.readiness = Some(
+            records
+                .iter()
+                .map(|s| (s.name.clone(), r.clone()))
+                .collect(),
+        );
+        o
+    };
+    let plan_at = |o: &Observed| {
+        plan(
+            &c,
+            &Inputs {
+                listings: &l,
+                observed: o,
+                now: now(),
+                confirm_deletions: false,
+                previous: None,
+            },
+        )
+    };
+    let first = run(&c, &l, &[], now());
+    let before = with(&applied(&first), Readiness::Ready);
+    let ready = plan_at(&before);
+    // Settled: applied, running, recorded.
+    let settled = with(&applied(&ready), Readiness::Ready);
+    let last = plan_at(&settled);
+    assert!(last.stagings.iter().all(|p| p.action == Action::Noop));
+    let health = |p: &Plan| {
+        p.stagings
+            .iter()
+            .map(|s| s.health.clone())
+            .collect::<Vec<_>>()
+    };
+    let unseen = with(
+        &applied(&ready),
+        Readiness::Unobserved("Deployment/web: change not yet seen".into()),
+    );
+    assert!(health::unchanged_by(&last, &settled, &unseen, now()));
+    assert_eq!(health(&plan_at(&unseen)), health(&last));
+    let down = with(
+        &applied(&ready),
+        Readiness::NotReady("Deployment/web: 0 of 1 ready".into()),
+    );
+    assert!(!health::unchanged_by(&last, &settled, &down, now()));
+    assert_ne!(health(&plan_at(&down)), health(&last));
+    // Anything else that differs is never taken for readiness alone.
+    let mut other = unseen.clone();
+    other.stagings.clear();
+    assert!(!health::unchanged_by(&last, &settled, &other, now()));
+}
