@@ -181,24 +181,22 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Result<Report, PassError> {
     let sources = read_sources(source, cache, opts, None, cancel).await?;
-    run_on(&sources, cache, target, now, opts, &Scope::All, cancel).await
-}
-
-/// Run one pass at time `now` on sources already read, converging the stagings of `scope`.
-pub async fn run_on(
-    sources: &Sources,
-    cache: &RepoCache,
-    target: &dyn Target,
-    now: DateTime<Utc>,
-    opts: &PassOptions,
-    scope: &Scope,
-    cancel: &CancellationToken,
-) -> Result<Report, PassError> {
     let observed = observe(target, cancel).await?;
-    run_observed(sources, &observed, cache, target, now, opts, scope, cancel).await
+    run_observed(
+        &sources,
+        &observed,
+        cache,
+        target,
+        now,
+        opts,
+        &Scope::All,
+        cancel,
+    )
+    .await
 }
 
-/// [`run_on`], with what the target holds already read.
+/// Run one pass at time `now` on sources and a view of the target already read, converging
+/// the stagings of `scope`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_observed(
     sources: &Sources,
