@@ -256,6 +256,13 @@ impl Setup {
     /// simulated nodes run the pods), then run a pass: the stagings that turned healthy record
     /// it, so the passes after this one write only what the test changes.
     pub fn settle(&self) {
+        self.deployments_ready();
+        self.run();
+    }
+
+    /// Wait until every Deployment of this environment has all its replicas ready and its
+    /// controller has seen its last change.
+    pub fn deployments_ready(&self) {
         let start = std::time::Instant::now();
         let sel = format!("octostage.dev/environment={}", self.env.name);
         loop {
@@ -263,9 +270,10 @@ impl Setup {
             let ready = deps["items"].as_array().unwrap().iter().all(|d| {
                 d["status"]["readyReplicas"].as_i64().unwrap_or(0)
                     == d["spec"]["replicas"].as_i64().unwrap_or(1)
+                    && d["status"]["observedGeneration"] == d["metadata"]["generation"]
             });
             if ready {
-                break;
+                return;
             }
             assert!(
                 start.elapsed() < std::time::Duration::from_secs(60),
@@ -273,7 +281,6 @@ impl Setup {
             );
             std::thread::sleep(std::time::Duration::from_millis(250));
         }
-        self.run();
     }
 
     pub fn plan(&self) -> serde_json::Value {
