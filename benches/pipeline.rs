@@ -75,7 +75,7 @@ fn bench_plan() {
             },
         })
         .collect();
-    let listings: HashMap<String, Result<RepoListing, String>> = [(
+    let listings: octostage::plan::Listings = [(
         "shop".to_string(),
         Ok(RepoListing {
             branches: branches.clone(),

@@ -13,27 +13,39 @@ use sha2::{Digest, Sha256};
 
 use crate::consts::MAX_LABEL;
 
+/// Why a name is not a DNS-1123 label; reads after the name ("`x` must not be empty").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// Empty.
+    #[error("must not be empty")]
+    Empty,
+    /// Longer than 63 characters: how long it is.
+    #[error("is {0} characters long; at most {MAX_LABEL} are allowed")]
+    Long(usize),
+    /// A character a label may not hold.
+    #[error("contains {0:?}; only lowercase letters, digits and '-' are allowed")]
+    Char(char),
+    /// It starts or ends with `-`.
+    #[error("must start and end with a letter or digit")]
+    Ends,
+}
+
 /// Check a DNS-1123 label: 1 to 63 of `a-z`, `0-9`, `-`, starting and ending alphanumeric.
-pub fn check_label(s: &str) -> Result<(), String> {
+pub fn check_label(s: &str) -> Result<(), LabelError> {
     if s.is_empty() {
-        return Err("must not be empty".into());
+        return Err(LabelError::Empty);
     }
     if s.len() > MAX_LABEL {
-        return Err(format!(
-            "is {} characters long; at most {MAX_LABEL} are allowed",
-            s.len()
-        ));
+        return Err(LabelError::Long(s.len()));
     }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
     {
-        return Err(format!(
-            "contains {c:?}; only lowercase letters, digits and '-' are allowed"
-        ));
+        return Err(LabelError::Char(c));
     }
     if s.starts_with('-') || s.ends_with('-') {
-        return Err("must start and end with a letter or digit".into());
+        return Err(LabelError::Ends);
     }
     Ok(())
 }

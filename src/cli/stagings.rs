@@ -208,7 +208,7 @@ pub enum Listen {
 /// A lease name the API server takes (a DNS label): a wrong one would leave `run` never
 /// leading, and so never writing.
 pub(super) fn parse_lease(s: &str) -> Result<String, String> {
-    crate::naming::check_label(s)?;
+    crate::naming::check_label(s).map_err(|e| format!("{s:?} {e}"))?;
     Ok(s.to_string())
 }
 

@@ -6,6 +6,7 @@
 //! cron, globs, time zones, templates). Each problem names `file:line:column`.
 
 pub mod endpoint;
+mod files;
 pub mod model;
 pub mod notify;
 pub mod position;
@@ -21,6 +22,7 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use files::{DiskFiles, Files, FilesError, MemFiles};
 pub use model::*;
 use position::{Pos, Positions};
 pub use salvage::load_salvaging;
@@ -71,138 +73,6 @@ fn list(problems: &[Problem]) -> String {
         s.push_str(&p.to_string());
     }
     s
-}
-
-/// Read access to the config repository's files, so validation can load templates without
-/// touching the disk in tests.
-pub trait Files {
-    /// Every template file (`*.yaml`, `*.yml`, `*.j2`) under `dir`, recursively, as
-    /// (path relative to the repository root, contents), sorted by path.
-    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String>;
-    /// Whether `dir` is a directory inside the repository.
-    fn has_dir(&self, dir: &str) -> bool;
-}
-
-/// [`Files`] on a directory.
-pub struct DiskFiles<'a>(pub &'a Path);
-
-impl Files for DiskFiles<'_> {
-    fn has_dir(&self, dir: &str) -> bool {
-        let base = self.0.join(dir);
-        match (self.0.canonicalize(), base.is_dir()) {
-            (Ok(root), true) => inside(&root, &base, dir).is_ok(),
-            _ => false,
-        }
-    }
-
-    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
-        let mut out = Vec::new();
-        let base = self.0.join(dir);
-        if !base.is_dir() {
-            return Err(format!(
-                "directory {dir:?} does not exist in the config repository"
-            ));
-        }
-        let root = self
-            .0
-            .canonicalize()
-            .map_err(|e| format!("cannot read the config repository: {e}"))?;
-        inside(&root, &base, dir)?;
-        collect(&root, &base, dir, &mut out)?;
-        out.sort();
-        Ok(out)
-    }
-}
-
-/// Refuse `path` (shown as `rel`) when it resolves outside `root`: a symbolic link in the
-/// config repository must not make octostage read files the repository does not hold.
-fn inside(root: &Path, path: &Path, rel: &str) -> Result<(), String> {
-    let real = path
-        .canonicalize()
-        .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
-    if real.starts_with(root) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{rel:?} is a symbolic link to {}, outside the config repository; octostage reads only files inside it",
-            real.display()
-        ))
-    }
-}
-
-/// [`Files`] held in memory, by path relative to the repository root: for configurations read
-/// from somewhere other than a checkout (a git tree, a test fixture, a benchmark).
-#[derive(Debug, Clone, Default)]
-pub struct MemFiles(pub std::collections::BTreeMap<String, String>);
-
-impl MemFiles {
-    /// Files from (path, contents) pairs.
-    pub fn new<P: Into<String>, C: Into<String>>(files: impl IntoIterator<Item = (P, C)>) -> Self {
-        MemFiles(
-            files
-                .into_iter()
-                .map(|(p, c)| (p.into(), c.into()))
-                .collect(),
-        )
-    }
-}
-
-impl Files for MemFiles {
-    fn has_dir(&self, dir: &str) -> bool {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        self.0.keys().any(|p| p.starts_with(&prefix))
-    }
-
-    fn template_files(&self, dir: &str) -> Result<Vec<(String, String)>, String> {
-        let prefix = format!("{}/", dir.trim_end_matches('/'));
-        if !self.0.keys().any(|p| p.starts_with(&prefix)) {
-            return Err(format!(
-                "directory {dir:?} does not exist in the config repository"
-            ));
-        }
-        Ok(self
-            .0
-            .iter()
-            .filter(|(p, _)| {
-                p.starts_with(&prefix) && [".yaml", ".yml", ".j2"].iter().any(|e| p.ends_with(e))
-            })
-            .map(|(p, c)| (p.clone(), c.clone()))
-            .collect())
-    }
-}
-
-fn collect(
-    root: &Path,
-    path: &Path,
-    rel: &str,
-    out: &mut Vec<(String, String)>,
-) -> Result<(), String> {
-    let io = |e: std::io::Error| format!("cannot read {rel:?}: {e}");
-    for entry in std::fs::read_dir(path).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = format!("{rel}/{name}");
-        let ty = entry.file_type().map_err(io)?;
-        let wanted = [".yaml", ".yml", ".j2"].iter().any(|e| name.ends_with(e));
-        let path = entry.path();
-        if wanted && !path.is_dir() && !path.is_file() {
-            // A FIFO or device would block the read forever.
-            return Err(format!("{rel:?} is not a regular file"));
-        }
-        if ty.is_symlink() && (wanted || entry.path().is_dir()) {
-            inside(root, &entry.path(), &rel)?;
-        }
-        if entry.path().is_dir() {
-            if !ty.is_symlink() {
-                collect(root, &entry.path(), &rel, out)?;
-            }
-        } else if wanted {
-            let text = std::fs::read_to_string(entry.path())
-                .map_err(|e| format!("cannot read {rel:?}: {e}"))?;
-            out.push((rel, crate::text::strip_bom(&text).to_string()));
-        }
-    }
-    Ok(())
 }
 
 /// Options of a load that do not come from the file.

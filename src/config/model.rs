@@ -12,7 +12,8 @@ use indexmap::IndexMap;
 use crate::consts;
 
 pub use super::notify::{
-    CommitStatus, EventKind, Notify, Provider, PullRequests, TokenSource, UrlSource, Webhook,
+    CommitStatus, EventKind, Notify, Provider, PullRequests, TokenError, TokenSource, UrlSource,
+    Webhook,
 };
 pub use super::render_spec::*;
 

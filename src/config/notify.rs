@@ -138,25 +138,41 @@ pub struct PullRequests {
 impl TokenSource {
     /// The secret, read now: one line, at most 64 KiB read (a file named by mistake, or a
     /// device, costs nothing). Errors name where it should be, never a value.
-    pub fn read(&self) -> Result<String, String> {
+    pub fn read(&self) -> Result<String, TokenError> {
         use std::io::Read;
         let value = match self {
-            TokenSource::Env(name) => std::env::var(name)
-                .map_err(|_| format!("environment variable {name} is not set"))?,
+            TokenSource::Env(name) => {
+                std::env::var(name).map_err(|_| TokenError::Unset(name.clone()))?
+            }
             TokenSource::File(path) => {
                 let mut buf = String::new();
                 std::fs::File::open(path)
                     .and_then(|f| f.take(64 << 10).read_to_string(&mut buf))
-                    .map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+                    .map_err(|e| TokenError::Unreadable(path.clone(), e.kind()))?;
                 buf
             }
         };
         let value = value.trim().to_string();
         if value.is_empty() || value.chars().any(char::is_control) {
-            return Err("the secret is empty or not one line".into());
+            return Err(TokenError::NotOneLine);
         }
         Ok(value)
     }
+}
+
+/// Why a token could not be read. Names where it should be, never a value: an I/O error is
+/// kept as its kind alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The environment variable is not set.
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    /// The file cannot be read.
+    #[error("cannot read {}: {kind}", .0.display(), kind = .1)]
+    Unreadable(std::path::PathBuf, std::io::ErrorKind),
+    /// Empty, or more than one line.
+    #[error("the secret is empty or not one line")]
+    NotOneLine,
 }
 
 /// Commit statuses: the staging's state and first link on its commit.
@@ -188,11 +204,15 @@ mod tests {
         std::fs::write(&f, "a\nb").unwrap();
         assert!(TokenSource::File(f).read().is_err());
         // A device never ends: at most 64 KiB is read, then refused (not one line).
-        let e = TokenSource::File("/dev/zero".into()).read().unwrap_err();
+        let e = TokenSource::File("/dev/zero".into())
+            .read()
+            .unwrap_err()
+            .to_string();
         assert!(!e.contains('\0'), "{e}");
         let e = TokenSource::Env("OCTOSTAGE_NO_SUCH_VARIABLE_X".into())
             .read()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("OCTOSTAGE_NO_SUCH_VARIABLE_X"));
     }
 }

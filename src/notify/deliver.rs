@@ -311,7 +311,7 @@ async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> R
         return Ok(());
     };
     let shown = format!("{} ({})", host_of(&c.api_url), c.provider.name());
-    let token = c.token.read().map_err(Fail::Final)?;
+    let token = c.token.read().map_err(|e| Fail::Final(e.to_string()))?;
     let mut r = client
         .post(&req.url)
         .header("content-type", "application/json")

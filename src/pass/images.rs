@@ -65,7 +65,7 @@ async fn ask(
 fn remember(
     image: &str,
     before: Option<Known>,
-    r: Result<Presence, String>,
+    r: Result<Presence, registry::RegistryError>,
     now: DateTime<Utc>,
 ) -> Known {
     let wait = before.map_or(FIRST_WAIT, |k| (k.wait * 2).min(MAX_WAIT));
@@ -85,7 +85,7 @@ fn remember(
         },
         Err(e) => Known {
             present: false,
-            detail: e,
+            detail: e.to_string(),
             next,
             wait,
         },
@@ -123,7 +123,8 @@ fn images_of(config: &Config, p: &Planned, templates: &[String]) -> Result<Vec<S
                     .to_string(),
             )
         })?;
-        let parsed = registry::ImageRef::parse(&image).map_err(PlanError::Render)?;
+        let parsed =
+            registry::ImageRef::parse(&image).map_err(|e| PlanError::Render(e.to_string()))?;
         if parsed.registry != literal_host(t) {
             return Err(PlanError::Render(format!(
                 "wait_for.image {image:?} names registry {:?}, not {:?} as written",
@@ -188,7 +189,7 @@ pub async fn gate(config: &Config, plan: &mut Plan, now: DateTime<Utc>) {
                 let late = remember(
                     image,
                     KNOWN.lock().expect("known").get(image).cloned(),
-                    Err(format!("no answer within {}s", ALL_CHECKS.as_secs())),
+                    Err(registry::RegistryError::Unanswered(ALL_CHECKS)),
                     now,
                 );
                 Err(late)

@@ -2,19 +2,17 @@
 //! bounded, a failure kept to the environments that use it.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use tracing::warn;
 
 use crate::config::{self, Config};
-use crate::source::{RepoCache, RepoListing};
+use crate::source::{ListingError, RepoCache};
 
 /// List every environment's repository, each repository once however many environments use
 /// it, in parallel; failures are per environment. Each listing is bounded by the cache's
 /// timeout: one that hangs is abandoned and reported, and its environment keeps its stagings.
-pub async fn list_branches(
-    config: &Config,
-    cache: &RepoCache,
-) -> HashMap<String, Result<RepoListing, String>> {
+pub async fn list_branches(config: &Config, cache: &RepoCache) -> crate::plan::Listings {
     // One fetch per repository (URL and credentials), with every pin of its environments.
     let mut repos: Vec<(config::Repository, Vec<String>, Vec<String>)> = Vec::new();
     for env in &config.environments {
@@ -45,16 +43,15 @@ pub async fn list_branches(
             let task = tokio::task::spawn_blocking(move || {
                 cache
                     .list(&repo.url, &repo.credentials, &pins)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| ListingError::Source(Arc::new(e)))
             });
             let r = match tokio::time::timeout(limit, task).await {
                 Ok(Ok(r)) => r,
-                Ok(Err(e)) => Err(format!("listing failed: {e}")),
-                Err(_) => Err(format!(
-                    "{}: listing did not finish within {} and was abandoned",
-                    crate::redact::url(&url),
-                    humantime::format_duration(limit)
-                )),
+                Ok(Err(e)) => Err(ListingError::Task(Arc::new(e))),
+                Err(_) => Err(ListingError::Abandoned {
+                    url: crate::redact::url(&url),
+                    after: limit,
+                }),
             };
             crate::metrics::get()
                 .fetch_duration
@@ -88,11 +85,7 @@ pub async fn list_branches(
 /// branches of open pull requests (not from forks, with a label asked for). A poll that fails
 /// fails the environment's listing, which keeps its stagings as they are; an empty or shrunken
 /// list meets the same guards as a git listing.
-async fn pull_requests(
-    config: &Config,
-    cache: &RepoCache,
-    out: &mut HashMap<String, Result<RepoListing, String>>,
-) {
+async fn pull_requests(config: &Config, cache: &RepoCache, out: &mut crate::plan::Listings) {
     let polls = config.environments.iter().filter_map(|env| {
         let p = env.pull_requests.clone()?;
         if !matches!(out.get(&env.name), Some(Ok(_))) {
@@ -104,7 +97,7 @@ async fn pull_requests(
             .or_else(|| crate::source::repository_of(&env.repository.url));
         Some(async move {
             let r = match repository {
-                None => Err("no `pull_requests.repository`, and none in the repository URL".into()),
+                None => Err(crate::source::pulls::PullsError::NoRepository),
                 Some(repo) => crate::source::pulls::poll(cache.dir(), &p, &repo).await,
             };
             (env.name.clone(), p, r)
@@ -149,7 +142,10 @@ async fn pull_requests(
                 }
             }
             Err(e) => {
-                let e = format!("pull requests from {}: {e}", crate::redact::url(&p.api_url));
+                let e = ListingError::Pulls {
+                    api: crate::redact::url(&p.api_url),
+                    source: e,
+                };
                 warn!(environment = %env, error = %e, "pull request listing failed; this environment's stagings are kept as they are");
                 out.insert(env, Err(e));
             }

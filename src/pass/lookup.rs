@@ -1,14 +1,11 @@
 //! Rendering one staging outside a pass (`octostage render`), named and set up exactly as a
 //! pass would.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
 use crate::plan;
 use crate::render::{self, RenderError};
-use crate::source::RepoListing;
 
 /// Why `render_staging` could not render.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +23,7 @@ pub enum LookupError {
 pub fn render_staging(
     config: &Config,
     cache: &crate::source::RepoCache,
-    listings: &HashMap<String, Result<RepoListing, String>>,
+    listings: &plan::Listings,
     observed: &plan::Observed,
     environment: &str,
     branch: Option<&str>,
@@ -116,7 +113,7 @@ pub struct Samples {
 pub fn render_samples(
     config: &Config,
     cache: &crate::source::RepoCache,
-    listings: &HashMap<String, Result<RepoListing, String>>,
+    listings: &plan::Listings,
 ) -> Samples {
     use crate::check::Finding;
     let observed = plan::Observed::default();

@@ -54,7 +54,7 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
             }
             failed => {
                 let why = match failed {
-                    Some(Err(e)) => e.clone(),
+                    Some(Err(e)) => e.to_string(),
                     _ => "no listing".to_string(),
                 };
                 for o in observed {

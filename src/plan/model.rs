@@ -285,7 +285,7 @@ impl Plan {
 }
 
 /// Each environment's branch listing, or why it could not be read.
-pub type Listings = HashMap<String, Result<RepoListing, String>>;
+pub type Listings = HashMap<String, Result<RepoListing, crate::source::ListingError>>;
 
 /// Inputs of the planner besides the configuration.
 pub struct Inputs<'a> {
@@ -310,8 +310,8 @@ pub enum PlanError {
     #[error("cannot render: {0}")]
     Render(String),
     /// Its static pin does not resolve.
-    #[error("{0}")]
-    Pin(String),
+    #[error(transparent)]
+    Pin(#[from] crate::source::PinError),
     /// Its namespace is protected.
     #[error(
         "namespace {namespace:?} is protected (by {pattern:?}); a staging may never live in it"

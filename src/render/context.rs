@@ -95,11 +95,7 @@ impl Context {
         crate::naming::check_label(&ns).map_err(|reason| RenderError::Namespace {
             template: settings.namespace.clone(),
             value: ns.clone(),
-            reason: if ns.len() > crate::consts::MAX_LABEL {
-                format!("{reason}; `| dns_label` fits a value into 63 characters with a hash suffix, such as {{{{ (\"prefix-\" ~ staging) | dns_label }}}}")
-            } else {
-                reason
-            },
+            reason,
         })?;
         let view = minijinja::context! { namespace => &ns, ..base.clone() };
         ctx.namespace = ns;

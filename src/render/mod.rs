@@ -27,6 +27,14 @@ pub use objects::{collect_object, object_id, own, parse_documents, wave, Object}
 use crate::config::{Config, Render, Settings};
 use crate::consts;
 
+/// How to fit a long value into a label.
+fn fits(reason: &crate::naming::LabelError) -> &'static str {
+    match reason {
+        crate::naming::LabelError::Long(_) => "; `| dns_label` fits a value into 63 characters with a hash suffix, such as {{ (\"prefix-\" ~ staging) | dns_label }}",
+        _ => "",
+    }
+}
+
 /// Why a staging could not be rendered.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RenderError {
@@ -43,14 +51,14 @@ pub enum RenderError {
         message: String,
     },
     /// The namespace template gave something that is not a DNS label.
-    #[error("namespace {value:?} (from template {template:?}) is not a valid DNS-1123 label: it {reason}")]
+    #[error("namespace {value:?} (from template {template:?}) is not a valid DNS-1123 label: it {reason}{}", fits(reason))]
     Namespace {
         /// The template.
         template: String,
         /// What it rendered to.
         value: String,
         /// What is wrong.
-        reason: String,
+        reason: crate::naming::LabelError,
     },
     /// Rendered output is not valid YAML.
     #[error("{source_name} produced invalid YAML: {message}")]
@@ -325,11 +333,11 @@ pub(crate) fn app_templates(
     use crate::config::Files;
     let files = crate::config::DiskFiles(top)
         .template_files(path)
-        .map_err(|message| RenderError::Template {
+        .map_err(|e| RenderError::Template {
             file: path.to_string(),
             line: 0,
             column: 0,
-            message,
+            message: e.to_string(),
         })?;
     let mut set = TemplateSet::default();
     if let Some((file, line, message)) = set.add_dir(path, files).into_iter().next() {

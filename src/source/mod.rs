@@ -74,6 +74,62 @@ pub enum SourceError {
     },
 }
 
+/// Why a static staging's pin has no commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PinError {
+    /// No such branch in the listing.
+    #[error("pinned branch {0:?} does not exist")]
+    NoBranch(String),
+    /// The listing did not look the commit up.
+    #[error("pinned commit {0:?} was not looked up")]
+    NotLookedUp(String),
+    /// The mirror does not resolve it.
+    #[error("{pin:?} is not a branch, a tag or a full commit sha of {repository} (a short sha resolves only where a branch points): {message}")]
+    Unresolved {
+        /// As written.
+        pin: String,
+        /// The repository (redacted).
+        repository: String,
+        /// libgit2's message, redacted.
+        message: String,
+    },
+}
+
+/// Why an environment's branches could not be listed: its stagings are kept as they are.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ListingError {
+    /// The repository could not be read.
+    #[error(transparent)]
+    Source(std::sync::Arc<SourceError>),
+    /// The listing's task failed.
+    #[error("listing failed: {0}")]
+    Task(std::sync::Arc<tokio::task::JoinError>),
+    /// The listing took longer than the cache's timeout.
+    #[error("{url}: listing did not finish within {} and was abandoned", humantime::format_duration(*after))]
+    Abandoned {
+        /// The repository (redacted).
+        url: String,
+        /// How long it was given.
+        after: std::time::Duration,
+    },
+    /// The open pull requests could not be read.
+    #[error("pull requests from {api}: {source}")]
+    Pulls {
+        /// The forge's API (redacted).
+        api: String,
+        /// Why.
+        source: pulls::PullsError,
+    },
+}
+
+/// Two failures are the same when they say the same: a pass that reads the sources again and
+/// finds the same failure has nothing new to plan from.
+impl PartialEq for ListingError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
 /// A mapper of git2 errors for `action` on the repository shown as `shown` (already redacted);
 /// the message is redacted too: libgit2 may quote the URL it was given.
 pub(crate) fn git_err(shown: &str, action: &'static str) -> impl Fn(git2::Error) -> SourceError {

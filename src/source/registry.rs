@@ -14,6 +14,108 @@ const MAX_TOKEN_ANSWER: usize = 64 << 10;
 /// The manifest types asked for: registry 2.8 answers 404 or 400 for a type not listed.
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// Why a registry could not say whether an image exists. Names the registry's host, never a
+/// credential.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// Not an image reference the registry API takes.
+    #[error("image {image:?} {why}")]
+    Image {
+        /// As written.
+        image: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A request failed (its URL left out).
+    #[error("{host}: {}", said(source))]
+    Request {
+        /// The registry, or its token endpoint.
+        host: String,
+        /// The cause.
+        source: std::sync::Arc<reqwest::Error>,
+    },
+    /// A redirect that cannot or may not be followed.
+    #[error("{host}: {why}")]
+    Redirect {
+        #[allow(missing_docs)]
+        host: String,
+        /// Why not.
+        why: String,
+    },
+    /// A redirect led to a host that asks for credentials.
+    #[error("{host} redirected to a host that asks for credentials; octostage sends them only to {host} and the token endpoint it names")]
+    RedirectedChallenge {
+        #[allow(missing_docs)]
+        host: String,
+    },
+    /// The registry refused the credentials, or asks for some.
+    #[error("{host}: refused ({status}); check `wait_for.credentials`")]
+    Refused {
+        #[allow(missing_docs)]
+        host: String,
+        #[allow(missing_docs)]
+        status: reqwest::StatusCode,
+    },
+    /// Another answer than present or missing.
+    #[error("{host}: answered {status} for {name}")]
+    Status {
+        #[allow(missing_docs)]
+        host: String,
+        #[allow(missing_docs)]
+        status: reqwest::StatusCode,
+        /// The repository asked for.
+        name: String,
+    },
+    /// Credentials are asked for and none are configured.
+    #[error("{host} asks for credentials; set `wait_for.credentials`")]
+    NoCredentials {
+        #[allow(missing_docs)]
+        host: String,
+    },
+    /// The password could not be read.
+    #[error("{host}: {source}")]
+    Password {
+        #[allow(missing_docs)]
+        host: String,
+        #[allow(missing_docs)]
+        source: crate::config::TokenError,
+    },
+    /// The authentication challenge or the token answer is not usable.
+    #[error("{host}: {why}")]
+    Auth {
+        #[allow(missing_docs)]
+        host: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The challenge names a token endpoint credentials may not go to.
+    #[error("{host}: {source}; not sending credentials there")]
+    Realm {
+        #[allow(missing_docs)]
+        host: String,
+        #[allow(missing_docs)]
+        source: crate::config::endpoint::EndpointError,
+    },
+    /// No answer in the time all of a pass's checks may take.
+    #[error("no answer within {}s", .0.as_secs())]
+    Unanswered(Duration),
+    /// The token endpoint refused.
+    #[error("{host} token endpoint answered {status}")]
+    TokenStatus {
+        #[allow(missing_docs)]
+        host: String,
+        #[allow(missing_docs)]
+        status: reqwest::StatusCode,
+    },
+}
+
+fn request_err(host: &str) -> impl Fn(reqwest::Error) -> RegistryError + '_ {
+    move |e| RegistryError::Request {
+        host: host.to_string(),
+        source: std::sync::Arc::new(e.without_url()),
+    }
+}
+
 /// What the registry says of an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Presence {
@@ -44,8 +146,11 @@ pub struct ImageRef {
 
 impl ImageRef {
     /// Parse `[registry/]name[:tag][@digest]` as Docker does (no registry: Docker Hub).
-    pub fn parse(image: &str) -> Result<ImageRef, String> {
-        let bad = |why: &str| format!("image {image:?} {why}");
+    pub fn parse(image: &str) -> Result<ImageRef, RegistryError> {
+        let bad = |why| RegistryError::Image {
+            image: image.to_string(),
+            why,
+        };
         if image.is_empty()
             || image.len() > 512
             || image.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -148,14 +253,18 @@ async fn head_following(
     url: &str,
     auth: Option<&str>,
     host: &str,
-) -> Result<Answer, String> {
-    let mut url = reqwest::Url::parse(url).map_err(|_| format!("{host}: not a URL"))?;
+) -> Result<Answer, RegistryError> {
+    let redirect = |why: String| RegistryError::Redirect {
+        host: host.to_string(),
+        why,
+    };
+    let mut url = reqwest::Url::parse(url).map_err(|_| redirect("not a URL".into()))?;
     for hop in 0..=MAX_REDIRECTS {
         let mut req = client.head(url.clone()).header("accept", ACCEPT);
         if let (0, Some(a)) = (hop, auth) {
             req = req.header("authorization", a);
         }
-        let resp = req.send().await.map_err(|e| said(host, e))?;
+        let resp = req.send().await.map_err(request_err(host))?;
         if !resp.status().is_redirection() {
             return Ok(Answer {
                 resp,
@@ -167,9 +276,9 @@ async fn head_following(
             .get("location")
             .and_then(|v| v.to_str().ok())
             .and_then(|l| url.join(l).ok())
-            .ok_or_else(|| format!("{host}: a redirect without a usable Location"))?;
+            .ok_or_else(|| redirect("a redirect without a usable Location".into()))?;
         if !matches!(next.scheme(), "https" | "http") {
-            return Err(format!("{host}: a redirect to a {} URL", next.scheme()));
+            return Err(redirect(format!("a redirect to a {} URL", next.scheme())));
         }
         let mut next = next;
         // Credentials a redirect carries in its URL are not sent either.
@@ -177,7 +286,7 @@ async fn head_following(
         let _ = next.set_password(None);
         url = next;
     }
-    Err(format!("{host}: more than {MAX_REDIRECTS} redirects"))
+    Err(redirect(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
 /// A `WWW-Authenticate: Bearer realm="...",service="...",scope="..."` header's parameters.
@@ -205,18 +314,21 @@ pub fn bearer_params(header: &str) -> Option<Vec<(String, String)>> {
 }
 
 /// What a failed request says: a timeout as one, never reqwest's bare words.
-fn said(host: &str, e: reqwest::Error) -> String {
+fn said(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        format!("{host}: no answer within {}s", REQUEST_TIMEOUT.as_secs())
+        format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())
     } else if e.is_connect() {
-        format!("{host}: cannot connect")
+        "cannot connect".into()
     } else {
-        format!("{host}: {}", e.without_url())
+        e.to_string()
     }
 }
 
 /// Ask the registry whether `image` exists.
-pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<Presence, String> {
+pub async fn check(
+    image: &str,
+    creds: Option<&RegistryCredentials>,
+) -> Result<Presence, RegistryError> {
     let r = ImageRef::parse(image)?;
     let url = r.manifest_url();
     let host = r.registry.clone();
@@ -224,9 +336,7 @@ pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<P
     let first = head_following(client, &url, None, &host).await?;
     let resp = if first.resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         if !first.from_registry {
-            return Err(format!(
-                "{host} redirected to a host that asks for credentials; octostage sends them only to {host} and the token endpoint it names"
-            ));
+            return Err(RegistryError::RedirectedChallenge { host });
         }
         let challenge = first
             .resp
@@ -243,11 +353,15 @@ pub async fn check(image: &str, creds: Option<&RegistryCredentials>) -> Result<P
     match resp.status().as_u16() {
         200 => Ok(Presence::Present),
         404 => Ok(Presence::Missing),
-        401 | 403 => Err(format!(
-            "{host}: refused ({}); check `wait_for.credentials`",
-            resp.status()
-        )),
-        s => Err(format!("{host}: answered {s} for {}", r.name)),
+        401 | 403 => Err(RegistryError::Refused {
+            host,
+            status: resp.status(),
+        }),
+        _ => Err(RegistryError::Status {
+            host,
+            status: resp.status(),
+            name: r.name,
+        }),
     }
 }
 
@@ -257,10 +371,21 @@ async fn authorization(
     challenge: &str,
     creds: Option<&RegistryCredentials>,
     host: &str,
-) -> Result<String, String> {
+) -> Result<String, RegistryError> {
     use base64::Engine;
-    let basic = |c: &RegistryCredentials| -> Result<String, String> {
-        let raw = format!("{}:{}", c.username, c.password.read()?);
+    let auth = |why| RegistryError::Auth {
+        host: host.to_string(),
+        why,
+    };
+    let basic = |c: &RegistryCredentials| -> Result<String, RegistryError> {
+        let password = c
+            .password
+            .read()
+            .map_err(|source| RegistryError::Password {
+                host: host.to_string(),
+                source,
+            })?;
+        let raw = format!("{}:{password}", c.username);
         Ok(format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(raw)
@@ -271,17 +396,21 @@ async fn authorization(
         .to_ascii_lowercase()
         .starts_with("basic")
     {
-        let c = creds
-            .ok_or_else(|| format!("{host} asks for credentials; set `wait_for.credentials`"))?;
+        let c = creds.ok_or_else(|| RegistryError::NoCredentials {
+            host: host.to_string(),
+        })?;
         return basic(c);
     }
     let params = bearer_params(challenge)
-        .ok_or_else(|| format!("{host}: an authentication challenge octostage does not know"))?;
+        .ok_or_else(|| auth("an authentication challenge octostage does not know"))?;
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let realm =
-        get("realm").ok_or_else(|| format!("{host}: a bearer challenge without a realm"))?;
-    let realm = crate::config::endpoint::credential_endpoint(&realm)
-        .map_err(|why| format!("{host}: {why}; not sending credentials there"))?;
+    let realm = get("realm").ok_or_else(|| auth("a bearer challenge without a realm"))?;
+    let realm = crate::config::endpoint::credential_endpoint(&realm).map_err(|source| {
+        RegistryError::Realm {
+            host: host.to_string(),
+            source,
+        }
+    })?;
     let mut req = client.get(realm);
     let mut query = Vec::new();
     for k in ["service", "scope"] {
@@ -293,30 +422,27 @@ async fn authorization(
     if let Some(c) = creds {
         req = req.header("authorization", basic(c)?);
     }
-    let mut resp = req
-        .send()
-        .await
-        .map_err(|e| said(&format!("{host} token endpoint"), e))?;
+    let endpoint = format!("{host} token endpoint");
+    let mut resp = req.send().await.map_err(request_err(&endpoint))?;
     if !resp.status().is_success() {
-        return Err(format!("{host} token endpoint answered {}", resp.status()));
+        return Err(RegistryError::TokenStatus {
+            host: host.to_string(),
+            status: resp.status(),
+        });
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| said(&format!("{host} token endpoint"), e))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(request_err(&endpoint))? {
         if body.len() + chunk.len() > MAX_TOKEN_ANSWER {
-            return Err(format!("{host} token endpoint: answer too large"));
+            return Err(auth("the token endpoint's answer is too large"));
         }
         body.extend_from_slice(&chunk);
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|_| format!("{host} token endpoint: not JSON"))?;
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| auth("the token endpoint's answer is not JSON"))?;
     let token = v["token"]
         .as_str()
         .or_else(|| v["access_token"].as_str())
-        .ok_or_else(|| format!("{host} token endpoint: no token in the answer"))?;
+        .ok_or_else(|| auth("no token in the token endpoint's answer"))?;
     Ok(format!("Bearer {token}"))
 }
 

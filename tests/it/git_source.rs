@@ -219,7 +219,7 @@ fn a_remote_repository_is_fetched_without_history_incrementally_and_the_cache_st
     assert_eq!(l.pins[&pins[2]].as_ref().unwrap().sha, head);
     let why: Vec<&str> = l.skipped.iter().map(|s| s.why).collect();
     assert_eq!(why, ["is not UTF-8"]);
-    let e = l.pins[&pins[3]].as_ref().unwrap_err();
+    let e = l.pins[&pins[3]].as_ref().unwrap_err().to_string();
     assert!(e.contains("full commit sha"), "{e}");
     // The four heads (one with a name octostage cannot carry) and the two pinned commits, not
     // the 33 commits of the history.

@@ -59,6 +59,7 @@ fn ask(port: u16) -> Result<Presence, String> {
         .build()
         .unwrap();
     rt.block_on(check(&format!("127.0.0.1:{port}/app:v1"), Some(&creds())))
+        .map_err(|e| e.to_string())
 }
 
 const EMPTY: &str = "content-length: 0\r\n\r\n";

@@ -17,7 +17,7 @@ mod render;
 mod settings;
 mod values;
 
-pub use values::{next_times, parse_cron, parse_size};
+pub use values::{next_times, parse_cron, parse_size, CronError, FieldError, SizeError};
 mod notify;
 pub use notify::{check_url as check_webhook_url, repo_path};
 

@@ -111,7 +111,7 @@ impl Validator<'_> {
             match parse_size(t) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    self.err(&p, e);
+                    self.err(&p, e.to_string());
                     None
                 }
             }
@@ -125,7 +125,7 @@ impl Validator<'_> {
                     None
                 }
                 Err(e) => {
-                    self.err(&p, e);
+                    self.err(&p, e.to_string());
                     None
                 }
             }
@@ -197,10 +197,7 @@ impl Validator<'_> {
         if let Err(e) = naming::check_label(ns) {
             self.err(
                 ptr,
-                format!(
-                    "namespace {ns:?} is not a valid DNS-1123 label: it {}",
-                    e.trim_start_matches("is ")
-                ),
+                format!("namespace {ns:?} is not a valid DNS-1123 label: it {e}"),
             );
         } else if let Some(p) = self.safety.protects(ns) {
             self.err(ptr, format!("namespace {ns:?} is protected (by {p:?}); a staging may never live in it: choose a namespace of its own, such as \"{{{{ staging }}}}\""));
@@ -238,7 +235,7 @@ impl Validator<'_> {
             return dir;
         }
         match self.files.template_files(&dir) {
-            Err(e) => self.err(ptr, e),
+            Err(e) => self.err(ptr, e.to_string()),
             Ok(files) => {
                 if files.is_empty() {
                     self.err(

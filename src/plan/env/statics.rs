@@ -7,7 +7,7 @@ use super::super::{Life, PlanError, Why};
 use super::{absent, first_seen, Candidate, EnvPlanner};
 use crate::config::{Pin, Ttl};
 use crate::naming;
-use crate::source::Commit;
+use crate::source::{Commit, PinError};
 
 impl<'a> EnvPlanner<'a> {
     pub(super) fn statics(&mut self) -> (Vec<Candidate<'a>>, HashSet<String>) {
@@ -65,10 +65,16 @@ impl<'a> EnvPlanner<'a> {
                 Err(e) => {
                     if let Some(o) = o {
                         self.seen.insert(o.name.as_str());
-                        self.out
-                            .push(super::super::keep(o, Why::PinMissing { error: e }));
+                        self.out.push(super::super::keep(
+                            o,
+                            Why::PinMissing {
+                                error: e.to_string(),
+                            },
+                        ));
                     } else {
-                        let why = Why::PinMissing { error: e.clone() };
+                        let why = Why::PinMissing {
+                            error: e.to_string(),
+                        };
                         let mut p = absent(&self.env.name, &branch, Some(&st.name), &name, why);
                         p.error = Some(PlanError::Pin(e));
                         self.out.push(p);
@@ -80,7 +86,7 @@ impl<'a> EnvPlanner<'a> {
     }
 
     /// The branch name shown for a pin and the commit it resolves to in the listing.
-    fn pinned(&self, pin: &Pin) -> (String, Result<Commit, String>) {
+    fn pinned(&self, pin: &Pin) -> (String, Result<Commit, PinError>) {
         match pin {
             Pin::Branch(b) => (
                 b.clone(),
@@ -90,7 +96,7 @@ impl<'a> EnvPlanner<'a> {
                     .chain(&self.listing.pinned_heads)
                     .find(|x| &x.name == b)
                     .map(|x| x.commit.clone())
-                    .ok_or_else(|| format!("pinned branch {b:?} does not exist")),
+                    .ok_or_else(|| PinError::NoBranch(b.clone())),
             ),
             Pin::Commit(c) => (
                 c.clone(),
@@ -98,7 +104,7 @@ impl<'a> EnvPlanner<'a> {
                     .pins
                     .get(c)
                     .cloned()
-                    .unwrap_or_else(|| Err(format!("pinned commit {c:?} was not looked up"))),
+                    .unwrap_or_else(|| Err(PinError::NotLookedUp(c.clone()))),
             ),
         }
     }

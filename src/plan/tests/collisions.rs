@@ -1,8 +1,6 @@
 //! Names and namespaces that two stagings would share, within a pass or with what the target
 //! holds.
 
-use std::collections::HashMap;
-
 use super::*;
 
 fn two_envs(namespace: &str) -> Config {
@@ -11,10 +9,7 @@ fn two_envs(namespace: &str) -> Config {
     ))
 }
 
-fn listings2(
-    shop: Vec<Branch>,
-    shop_x: Vec<Branch>,
-) -> HashMap<String, Result<RepoListing, String>> {
+fn listings2(shop: Vec<Branch>, shop_x: Vec<Branch>) -> crate::plan::Listings {
     let mut l = listing(shop);
     l.extend(
         listing(shop_x)

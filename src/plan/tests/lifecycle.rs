@@ -12,7 +12,7 @@ fn office() -> Config {
     config("    sleep: {at: \"0 20 * * Mon-Fri\", wake: \"0 7 * * Mon-Fri\", timezone: Europe/Berlin}\n")
 }
 
-fn five() -> HashMap<String, Result<RepoListing, String>> {
+fn five() -> crate::plan::Listings {
     listing((1..=5).map(|i| branch(&format!("f{i}"), 0)).collect())
 }
 

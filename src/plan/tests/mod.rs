@@ -55,7 +55,7 @@ fn branch(name: &str, days_ago: i64) -> Branch {
     }
 }
 
-fn listing(branches: Vec<Branch>) -> HashMap<String, Result<RepoListing, String>> {
+fn listing(branches: Vec<Branch>) -> crate::plan::Listings {
     [(
         "shop".to_string(),
         Ok(RepoListing {
@@ -77,7 +77,7 @@ fn applied(plan: &Plan) -> Vec<StagingRecord> {
 
 fn run(
     c: &Config,
-    l: &HashMap<String, Result<RepoListing, String>>,
+    l: &crate::plan::Listings,
     observed: &[StagingRecord],
     at: DateTime<Utc>,
 ) -> Plan {
@@ -245,8 +245,17 @@ fn excluded_and_failed_sources() {
         (Action::Delete, "excluded by pattern \"wip/**\"")
     );
     held.push(obs("shop-a", "a"));
-    let failed: HashMap<_, _> =
-        [("shop".to_string(), Err("connection refused".to_string()))].into();
+    let failed: HashMap<_, _> = [(
+        "shop".to_string(),
+        Err(crate::source::ListingError::Source(std::sync::Arc::new(
+            crate::source::SourceError::Git {
+                url: "/repo".into(),
+                action: "fetch",
+                message: "connection refused".into(),
+            },
+        ))),
+    )]
+    .into();
     let p = run(&c, &failed, &held, now());
     assert!(p.stagings.iter().all(|s| s.action == Action::Noop
         && s.held()

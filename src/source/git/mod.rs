@@ -58,7 +58,7 @@ pub struct RepoListing {
     /// Branch heads, sorted by name.
     pub branches: Vec<Branch>,
     /// Pinned commits (sha, short sha or tag) resolved, or why not.
-    pub pins: HashMap<String, Result<Commit, String>>,
+    pub pins: HashMap<String, Result<Commit, super::PinError>>,
     /// Branches that get no staging because of their name.
     pub skipped: Vec<Skipped>,
     /// Whether `branches` are those of open pull requests (`branches.from: pull_requests`).
@@ -324,15 +324,14 @@ fn fetch_pinned_shas(
 }
 
 /// The commit a pin names in the mirror.
-fn resolve(repo: &Repository, pin: &str, shown: &str) -> Result<Commit, String> {
+fn resolve(repo: &Repository, pin: &str, shown: &str) -> Result<Commit, super::PinError> {
     repo.revparse_single(pin)
         .and_then(|o| o.peel_to_commit())
         .map(|c| commit_of(&c))
-        .map_err(|e| {
-            format!(
-                "{pin:?} is not a branch, a tag or a full commit sha of {shown} (a short sha resolves only where a branch points): {}",
-                e.message()
-            )
+        .map_err(|e| super::PinError::Unresolved {
+            pin: pin.to_string(),
+            repository: shown.to_string(),
+            message: crate::redact::url(e.message()),
         })
 }
 

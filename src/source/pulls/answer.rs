@@ -8,7 +8,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use super::PullRequest;
+use super::{PullRequest, PullsError};
 use crate::config::Provider;
 
 /// Pull requests one page may hold.
@@ -155,13 +155,13 @@ fn same<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
 }
 
 /// Parse one page of `provider`'s answer.
-pub fn parse(provider: Provider, body: &[u8]) -> Result<Vec<PullRequest>, String> {
-    let page: Page = serde_json::from_slice(body)
-        .map_err(|e| format!("the answer is not a list of pull requests: {e}"))?;
+pub fn parse(provider: Provider, body: &[u8]) -> Result<Vec<PullRequest>, PullsError> {
+    let page: Page =
+        serde_json::from_slice(body).map_err(|e| PullsError::NotAList(std::sync::Arc::new(e)))?;
     page.0.into_iter().map(|i| item(provider, i)).collect()
 }
 
-fn item(provider: Provider, i: Item) -> Result<PullRequest, String> {
+fn item(provider: Provider, i: Item) -> Result<PullRequest, PullsError> {
     let (head, base) = (i.head.unwrap_or_default(), i.base.unwrap_or_default());
     let (number, branch, sha, fork) = match provider {
         Provider::Github => {
@@ -189,7 +189,7 @@ fn item(provider: Provider, i: Item) -> Result<PullRequest, String> {
             labels: i.labels.0,
             fork,
         }),
-        _ => Err("a pull request in the answer lacks its number, head branch or head sha".into()),
+        _ => Err(PullsError::Incomplete),
     }
 }
 
@@ -202,6 +202,7 @@ mod tests {
         let many = format!("[{}]", vec!["{}"; MAX_ITEMS + 1].join(","));
         assert!(parse(Provider::Github, many.as_bytes())
             .unwrap_err()
+            .to_string()
             .contains("more than"));
         let labels = format!(
             "[{{\"number\":1,\"head\":{{\"ref\":\"a\",\"sha\":\"b\"}},\"labels\":[{}]}}]",

@@ -17,6 +17,47 @@ mod kept;
 
 pub use answer::parse;
 
+/// Why a poll of the open pull requests failed. Names the API's host at most, never the token.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullsError {
+    /// No `pull_requests.repository`, and none in the repository URL.
+    #[error("no `pull_requests.repository`, and none in the repository URL")]
+    NoRepository,
+    /// The whole poll took longer than [`POLL_TIMEOUT`].
+    #[error("no complete answer within {POLL_TIMEOUT:?}")]
+    Timeout,
+    /// The token could not be read.
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenError),
+    /// A request failed (its URL left out).
+    #[error("{}", said(.0))]
+    Request(std::sync::Arc<reqwest::Error>),
+    /// A page was larger than [`MAX_BODY`].
+    #[error("a page of the answer is larger than {} MiB", MAX_BODY >> 20)]
+    TooLarge,
+    /// `304 Not Modified` for a page never kept.
+    #[error("304 Not Modified without a kept answer")]
+    NotModifiedUnkept,
+    /// The forge refused the listing.
+    #[error("answered {0} to the pull request listing")]
+    Status(reqwest::StatusCode),
+    /// More pages than [`MAX_PAGES`].
+    #[error("more than {MAX_PAGES} pages of open pull requests; refusing a partial list")]
+    TooManyPages,
+    /// A page is not a list of pull requests, or breaks a bound.
+    #[error("the answer is not a list of pull requests: {0}")]
+    NotAList(std::sync::Arc<serde_json::Error>),
+    /// A pull request lacks what octostage needs.
+    #[error("a pull request in the answer lacks its number, head branch or head sha")]
+    Incomplete,
+}
+
+impl From<reqwest::Error> for PullsError {
+    fn from(e: reqwest::Error) -> Self {
+        PullsError::Request(std::sync::Arc::new(e.without_url()))
+    }
+}
+
 /// Pages read at most (100 pull requests each; Gitea 50).
 pub const MAX_PAGES: usize = 20;
 /// Bytes of one page read at most.
@@ -88,11 +129,11 @@ static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|
 });
 
 /// Poll the open pull requests of `repository`.
-pub async fn poll(cache: &Path, p: &PullRequests, repository: &str) -> Result<Polled, String> {
+pub async fn poll(cache: &Path, p: &PullRequests, repository: &str) -> Result<Polled, PullsError> {
     let client = &*CLIENT;
     match tokio::time::timeout(POLL_TIMEOUT, poll_pages(client, cache, p, repository)).await {
         Ok(r) => r,
-        Err(_) => Err(format!("no complete answer within {POLL_TIMEOUT:?}")),
+        Err(_) => Err(PullsError::Timeout),
     }
 }
 
@@ -122,7 +163,7 @@ async fn poll_pages(
     cache: &Path,
     p: &PullRequests,
     repository: &str,
-) -> Result<Polled, String> {
+) -> Result<Polled, PullsError> {
     let token = p.token.read()?;
     let mut out = Polled::default();
     // Kept only once the whole listing was read: a refused poll leaves nothing behind.
@@ -137,7 +178,7 @@ async fn poll_pages(
             if let Some(etag) = &conditional {
                 req = req.header("if-none-match", etag);
             }
-            let resp = req.send().await.map_err(said)?;
+            let resp = req.send().await?;
             let status = resp.status();
             // A kept ETag the forge (or a proxy) will not take: ask once in full, forget it.
             if conditional.is_some() && status.is_client_error() {
@@ -162,7 +203,7 @@ async fn poll_pages(
             out.not_modified += 1;
             before
                 .map(|k| k.pulls)
-                .ok_or("304 Not Modified without a kept answer")?
+                .ok_or(PullsError::NotModifiedUnkept)?
         } else if status.is_success() {
             out.fetched += 1;
             let pulls = parse(p.provider, &body)?;
@@ -175,7 +216,7 @@ async fn poll_pages(
             ));
             pulls
         } else {
-            return Err(format!("answered {status} to the pull request listing"));
+            return Err(PullsError::Status(status));
         };
         let last = items.len() < per_page;
         out.pulls.extend(items);
@@ -186,34 +227,25 @@ async fn poll_pages(
             return Ok(out);
         }
     }
-    Err(format!(
-        "more than {MAX_PAGES} pages of open pull requests; refusing a partial list"
-    ))
+    Err(PullsError::TooManyPages)
 }
 
 /// A failed request in words: a timeout as one.
-fn said(e: reqwest::Error) -> String {
+fn said(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "no answer in time".into()
     } else if e.is_connect() {
         "cannot connect".into()
     } else {
-        e.without_url().to_string()
+        e.to_string()
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, PullsError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
+    while let Some(chunk) = resp.chunk().await? {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!(
-                "a page of the answer is larger than {} MiB",
-                MAX_BODY >> 20
-            ));
+            return Err(PullsError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
