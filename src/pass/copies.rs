@@ -14,7 +14,23 @@ use crate::render::{object_id, Object};
 use crate::targets::{Target, TargetError};
 
 /// What each source read gave: the body to write, or why not (never a value).
-pub type Copied = HashMap<Copy, Result<Object, String>>;
+pub type Copied = HashMap<Copy, Result<Object, CopyError>>;
+
+/// Why a source of `copy` was not read this pass.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CopyError {
+    /// The target could not read it.
+    #[error(transparent)]
+    Read(std::sync::Arc<TargetError>),
+    /// Reading every source took longer than the pass allows.
+    #[error("{source_name}: reading the sources of `copy` did not finish within {}", humantime::format_duration(*after))]
+    Late {
+        /// The source (`namespace/name`).
+        source_name: String,
+        /// How long the reads were given.
+        after: std::time::Duration,
+    },
+}
 
 /// How many sources are read at once.
 const PARALLEL: usize = 8;
@@ -36,7 +52,10 @@ pub async fn read(plan: &Plan, target: &dyn Target, limit: std::time::Duration) 
         .map(|c| async move {
             (
                 c.clone(),
-                target.read_copy(c).await.map_err(|e| e.to_string()),
+                target
+                    .read_copy(c)
+                    .await
+                    .map_err(|e| CopyError::Read(std::sync::Arc::new(e))),
             )
         })
         .buffer_unordered(PARALLEL)
@@ -46,11 +65,10 @@ pub async fn read(plan: &Plan, target: &dyn Target, limit: std::time::Duration) 
         Err(_) => wanted
             .into_iter()
             .map(|c| {
-                let why = format!(
-                    "{}: reading the sources of `copy` did not finish within {}",
-                    c.source(),
-                    humantime::format_duration(limit)
-                );
+                let why = CopyError::Late {
+                    source_name: c.source(),
+                    after: limit,
+                };
                 (c.clone(), Err(why))
             })
             .collect(),
@@ -71,7 +89,7 @@ pub fn collect(
     for c in &settings.copy {
         let body = match copied.get(c) {
             Some(Ok(b)) => b.clone(),
-            Some(Err(why)) => return Err(failed(why.clone())),
+            Some(Err(why)) => return Err(failed(why.to_string())),
             None => return Err(failed(format!("{}: was not read in this pass", c.source()))),
         };
         h.update(serde_json::to_vec(&body).unwrap_or_default());

@@ -37,9 +37,14 @@ impl From<State> for String {
     }
 }
 
+/// A state this version does not know (written by a newer one, or by hand).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown state {0:?}")]
+pub struct UnknownState(pub String);
+
 impl TryFrom<String> for State {
-    type Error = String;
-    fn try_from(s: String) -> Result<State, String> {
+    type Error = UnknownState;
+    fn try_from(s: String) -> Result<State, UnknownState> {
         Ok(match s.as_str() {
             "active" => State::Active,
             "expired" => State::Expired,
@@ -47,7 +52,7 @@ impl TryFrom<String> for State {
             "sleeping:manual" => State::Sleeping(SleepCause::Manual),
             "sleeping:cap" => State::Sleeping(SleepCause::Cap),
             "sleeping:trailer" => State::Sleeping(SleepCause::Trailer),
-            other => return Err(format!("unknown state {other:?}")),
+            other => return Err(UnknownState(other.to_string())),
         })
     }
 }

@@ -16,8 +16,19 @@ pub enum Steer {
     Sleep,
 }
 
-/// Parse a trailer value; the error says what was wrong, for a hint.
-pub fn parse(value: &str) -> Result<Steer, String> {
+/// What is wrong with a trailer's value, for a hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SteerError {
+    /// `keep` without a positive duration: what came instead.
+    #[error("\"keep\" needs a duration such as 14d, not {0:?}")]
+    Keep(String),
+    /// None of the three forms.
+    #[error("expected \"skip\", \"sleep\" or \"keep <duration>\"")]
+    Form,
+}
+
+/// Parse a trailer value.
+pub fn parse(value: &str) -> Result<Steer, SteerError> {
     let v = value.trim();
     let mut words = v.split_ascii_whitespace();
     let first = words.next().unwrap_or("").to_ascii_lowercase();
@@ -27,9 +38,9 @@ pub fn parse(value: &str) -> Result<Steer, String> {
         ("sleep", []) => Ok(Steer::Sleep),
         ("keep", [d]) => match humantime::parse_duration(d) {
             Ok(d) if d > Duration::ZERO => Ok(Steer::Keep(d)),
-            _ => Err(format!("\"keep\" needs a duration such as 14d, not {d:?}")),
+            _ => Err(SteerError::Keep(d.to_string())),
         },
-        _ => Err("expected \"skip\", \"sleep\" or \"keep <duration>\"".to_string()),
+        _ => Err(SteerError::Form),
     }
 }
 

@@ -142,25 +142,40 @@ fn read_kustomization(
 /// Most bytes of a kustomization checked (a real one is a few hundred).
 const MAX_KUSTOMIZATION: usize = 1 << 20;
 
+/// What a kustomization uses that is not plain YAML; reads after "uses".
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotPlain {
+    #[error("more than {MAX_KUSTOMIZATION} bytes")]
+    Large,
+    #[error("YAML it cannot read ({0})")]
+    Unreadable(yaml_rust2::ScanError),
+    #[error("an alias (`*name`) at line {0}")]
+    Alias(usize),
+    #[error("a merge key (`<<:`) at line {0}")]
+    Merge(usize),
+    #[error("an anchor (`&name`) at line {0}")]
+    Anchor(usize),
+    #[error("a tag (`!name`) at line {0}")]
+    Tag(usize),
+}
+
 /// Whether `text` is YAML written plainly: no anchor, alias, tag or merge key (the YAML
 /// features where what octostage reads and what kubectl applies can differ); else which.
-pub(crate) fn plain_yaml(text: &str) -> Result<(), String> {
+pub(crate) fn plain_yaml(text: &str) -> Result<(), NotPlain> {
     use yaml_rust2::parser::{Event, Parser};
     use yaml_rust2::scanner::TScalarStyle;
     if text.len() > MAX_KUSTOMIZATION {
-        return Err(format!("more than {} bytes", MAX_KUSTOMIZATION));
+        return Err(NotPlain::Large);
     }
     let mut parser = Parser::new_from_str(text);
     loop {
-        let (event, mark) = parser
-            .next_token()
-            .map_err(|e| format!("YAML it cannot read ({e})"))?;
+        let (event, mark) = parser.next_token().map_err(NotPlain::Unreadable)?;
         let at = mark.line();
         let (anchor, tag) = match &event {
             Event::StreamEnd => return Ok(()),
-            Event::Alias(_) => return Err(format!("an alias (`*name`) at line {at}")),
+            Event::Alias(_) => return Err(NotPlain::Alias(at)),
             Event::Scalar(v, TScalarStyle::Plain, ..) if v == "<<" => {
-                return Err(format!("a merge key (`<<:`) at line {at}"))
+                return Err(NotPlain::Merge(at))
             }
             Event::Scalar(_, _, anchor, tag)
             | Event::MappingStart(anchor, tag)
@@ -168,10 +183,10 @@ pub(crate) fn plain_yaml(text: &str) -> Result<(), String> {
             _ => continue,
         };
         if anchor > 0 {
-            return Err(format!("an anchor (`&name`) at line {at}"));
+            return Err(NotPlain::Anchor(at));
         }
         if tag {
-            return Err(format!("a tag (`!name`) at line {at}"));
+            return Err(NotPlain::Tag(at));
         }
     }
 }
@@ -268,7 +283,7 @@ mod tests {
             ("resources: !!seq [../x]\n", "tag"),
             ("resources: !custom [../x]\n", "tag"),
         ] {
-            let e = plain_yaml(text).unwrap_err();
+            let e = plain_yaml(text).unwrap_err().to_string();
             assert!(e.contains(why), "{text}: {e}");
         }
     }

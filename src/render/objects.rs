@@ -171,19 +171,33 @@ pub fn collect_object(
         return Err(err(id, "has no `metadata.name`"));
     }
     if let Err(why) = check_name(name) {
-        return Err(err(id, &why));
+        return Err(err(id, &why.to_string()));
     }
     if CLUSTER_SCOPED.contains(&kind) {
         return Err(err(id, "is cluster-scoped; a staging may only create objects in its own namespace (octostage creates the namespace itself)"));
     }
     check_namespace(source_name, &o, namespace)?;
-    wave(&o).map_err(|why| err(object_id(&o), &why))?;
+    wave(&o).map_err(|why| err(object_id(&o), &why.to_string()))?;
     out.push(o);
     Ok(())
 }
 
+/// What is wrong with a rendered object's name or wave; reads after the object.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ObjectError {
+    /// A wave annotation that is not a quoted integer in range: the value as it was.
+    #[error("has annotation {key} {value} that is not a quoted integer from -{max} to {max} (such as \"-1\")", key = consts::ANNOTATION_WAVE, value = .0, max = consts::MAX_WAVE)]
+    Wave(serde_json::Value),
+    /// A name longer than 253 characters.
+    #[error("has a `metadata.name` longer than 253 characters")]
+    LongName,
+    /// A name Kubernetes refuses.
+    #[error("has the name {0:?}, which Kubernetes refuses (no `/`, `%`, `.` or `..`)")]
+    BadName(String),
+}
+
 /// The object's wave (`octostage.dev/wave`, default 0).
-pub fn wave(o: &Object) -> Result<i32, String> {
+pub fn wave(o: &Object) -> Result<i32, ObjectError> {
     let Some(v) = o
         .get("metadata")
         .and_then(|m| m.get("annotations"))
@@ -195,12 +209,7 @@ pub fn wave(o: &Object) -> Result<i32, String> {
     v.as_str()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .filter(|w| (-max..=max).contains(w))
-        .ok_or_else(|| {
-            format!(
-                "has annotation {} {v} that is not a quoted integer from -{max} to {max} (such as \"-1\")",
-                consts::ANNOTATION_WAVE
-            )
-        })
+        .ok_or_else(|| ObjectError::Wave(v.clone()))
 }
 
 fn valid_api_version(api: &str) -> bool {
@@ -217,18 +226,16 @@ fn valid_api_version(api: &str) -> bool {
 
 /// Names Kubernetes accepts are at most 253 characters without `/`; octostage also uses them in
 /// file names and URLs, so `.`, `..`, control characters and `%` are refused.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), ObjectError> {
     if name.len() > 253 {
-        return Err("has a `metadata.name` longer than 253 characters".into());
+        return Err(ObjectError::LongName);
     }
     if name == "."
         || name == ".."
         || name.contains(['/', '%'])
         || name.chars().any(char::is_control)
     {
-        return Err(format!(
-            "has the name {name:?}, which Kubernetes refuses (no `/`, `%`, `.` or `..`)"
-        ));
+        return Err(ObjectError::BadName(name.to_string()));
     }
     Ok(())
 }

@@ -35,24 +35,48 @@ pub(crate) struct Params {
     token: Option<String>,
 }
 
-fn duration(field: &str, v: Option<&str>) -> Result<Option<Duration>, String> {
+/// Why an action request is refused (400).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ActionError {
+    #[error("{0} must be at least 1s")]
+    Short(&'static str),
+    #[error("{field} {value:?}: {source} (write 3d, 12h or 90m)")]
+    Duration {
+        field: &'static str,
+        value: String,
+        source: humantime::DurationError,
+    },
+    #[error("extend needs a duration, such as 3d")]
+    NoDuration,
+    #[error("approve names the held set it approves: {{\"held\": DIGEST}}, the `held_digest` of GET /api/v1/plan (or the plan's text)")]
+    NoHeld,
+    #[error("no action {0:?} on a staging; there are extend, wake and sleep")]
+    OnStaging(String),
+    #[error("no action {0:?}; there are pass and approve")]
+    OnController(String),
+}
+
+fn duration(field: &'static str, v: Option<&str>) -> Result<Option<Duration>, ActionError> {
     match v.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(v) => match humantime::parse_duration(v) {
             // Whole seconds, as every time octostage records.
             Ok(d) if d.as_secs() >= 1 => Ok(Some(Duration::from_secs(d.as_secs()))),
-            Ok(_) => Err(format!("{field} must be at least 1s")),
-            Err(e) => Err(format!("{field} {v:?}: {e} (write 3d, 12h or 90m)")),
+            Ok(_) => Err(ActionError::Short(field)),
+            Err(source) => Err(ActionError::Duration {
+                field,
+                value: v.to_string(),
+                source,
+            }),
         },
     }
 }
 
 /// The action named `action` on a staging (`staging: true`) or on the controller.
-pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, String> {
+pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, ActionError> {
     Ok(match (action, staging) {
         ("extend", true) => Act::Extend(
-            duration("duration", p.duration.as_deref())?
-                .ok_or("extend needs a duration, such as 3d")?,
+            duration("duration", p.duration.as_deref())?.ok_or(ActionError::NoDuration)?,
             p.replace.unwrap_or(false),
         ),
         ("wake", true) => Act::Wake(duration("for", p.for_.as_deref())?),
@@ -62,14 +86,10 @@ pub(crate) fn parse(action: &str, staging: bool, p: &Params) -> Result<Act, Stri
             p.held
                 .clone()
                 .filter(|h| !h.trim().is_empty())
-                .ok_or("approve names the held set it approves: {\"held\": DIGEST}, the `held_digest` of GET /api/v1/plan (or the plan's text)")?,
+                .ok_or(ActionError::NoHeld)?,
         ),
-        (a, true) => {
-            return Err(format!(
-                "no action {a:?} on a staging; there are extend, wake and sleep"
-            ))
-        }
-        (a, false) => return Err(format!("no action {a:?}; there are pass and approve")),
+        (a, true) => return Err(ActionError::OnStaging(a.to_string())),
+        (a, false) => return Err(ActionError::OnController(a.to_string())),
     })
 }
 
@@ -152,7 +172,7 @@ async fn api_act(
     };
     let act = match parse(&action, name.is_some(), &params) {
         Ok(a) => a,
-        Err(m) => return json_error(StatusCode::BAD_REQUEST, m),
+        Err(m) => return json_error(StatusCode::BAD_REQUEST, m.to_string()),
     };
     match super::forward::act(&app, name.as_deref(), act).await {
         Ok(said) => axum::Json(serde_json::json!({ "result": said })).into_response(),
@@ -222,7 +242,7 @@ async fn form_act(
     }
     let act = match parse(&action, name.is_some(), &params) {
         Ok(a) => a,
-        Err(m) => return page(StatusCode::BAD_REQUEST, m),
+        Err(m) => return page(StatusCode::BAD_REQUEST, m.to_string()),
     };
     match super::forward::act(&app, name.as_deref(), act).await {
         Ok(said) => page(StatusCode::OK, said),
@@ -247,22 +267,29 @@ mod tests {
     #[test]
     fn actions_are_parsed_with_their_durations_and_unknown_ones_are_named() {
         assert_eq!(
-            parse("extend", true, &p(Some("3d"), None)),
-            Ok(Act::Extend(Duration::from_secs(3 * 86400), false))
+            parse("extend", true, &p(Some("3d"), None)).ok(),
+            Some(Act::Extend(Duration::from_secs(3 * 86400), false))
         );
         assert!(parse("extend", true, &p(None, None))
             .unwrap_err()
+            .to_string()
             .contains("needs a duration"));
         assert!(parse("extend", true, &p(Some("0s"), None)).is_err());
         assert!(parse("extend", true, &p(Some("soon"), None))
             .unwrap_err()
+            .to_string()
             .contains("soon"));
-        assert_eq!(parse("wake", true, &p(None, Some(""))), Ok(Act::Wake(None)));
+        assert_eq!(
+            parse("wake", true, &p(None, Some(""))).ok(),
+            Some(Act::Wake(None))
+        );
         assert!(parse("approve", false, &p(None, None))
             .unwrap_err()
+            .to_string()
             .contains("held"));
         assert!(parse("delete", true, &p(None, None))
             .unwrap_err()
+            .to_string()
             .contains("delete"));
         assert!(parse("extend", false, &p(Some("1d"), None)).is_err());
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use config_repo::{ConfigSource, Snapshot};
-pub use git::{check_app_path, default_cache_dir, RepoCache, RepoListing};
+pub use git::{check_app_path, default_cache_dir, ExportError, RepoCache, RepoListing};
 
 /// A commit as octostage needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,14 @@ pub enum SourceError {
         action: &'static str,
         /// libgit2's message.
         message: String,
+    },
+    /// The application repository's files at a commit could not be exported.
+    #[error("application repository at {commit}: {error}")]
+    Export {
+        /// The commit, short.
+        commit: String,
+        /// Why.
+        error: git::ExportError,
     },
     /// A local file or directory problem.
     #[error("{path}: {message}")]

@@ -244,7 +244,7 @@ impl TemplateSet {
     /// Compile a string template (namespace, value, link, argument) once, so rendering it for
     /// thousands of stagings does not parse it each time, and remember where it is written.
     /// Returns the compile error, if any.
-    pub fn add_inline(&mut self, text: &str, origin: Option<Origin>) -> Result<(), String> {
+    pub fn add_inline(&mut self, text: &str, origin: Option<Origin>) -> Result<(), CompileError> {
         if !is_template(text) {
             return Ok(());
         }
@@ -256,7 +256,7 @@ impl TemplateSet {
         }
         self.env
             .add_template_owned(inline_name(text), text.to_string())
-            .map_err(|e| e.detail().unwrap_or("invalid template").to_string())
+            .map_err(CompileError)
     }
 
     /// Where an inline template is written, when the configuration says.
@@ -281,6 +281,12 @@ impl TemplateSet {
 fn inline_name(text: &str) -> String {
     format!("<inline>{text}")
 }
+
+/// Why a template does not compile: minijinja's detail alone (where it is written is said by
+/// whoever shows it).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.detail().unwrap_or("invalid template"))]
+pub struct CompileError(pub minijinja::Error);
 
 #[cfg(test)]
 mod tests {

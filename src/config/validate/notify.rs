@@ -123,9 +123,10 @@ impl Validator<'_> {
             }
         };
         if let Err(why) = check_url(&api_url) {
+            let shown = crate::redact::url(&api_url);
             self.err(
                 &format!("{ptr}/api_url"),
-                why.replace("webhook URL", "api_url"),
+                format!("api_url {shown:?} {why}"),
             );
             return None;
         }
@@ -295,7 +296,11 @@ impl Validator<'_> {
             (None, Some(name)) => UrlSource::Env(name.clone()),
             (Some(url), None) => {
                 if let Err(why) = check_url(url) {
-                    self.err(&format!("{ptr}/url"), why);
+                    let shown = crate::redact::url(url);
+                    self.err(
+                        &format!("{ptr}/url"),
+                        format!("webhook URL {shown:?} {why}"),
+                    );
                     return None;
                 }
                 if let Some(why) = plain_http_elsewhere(url) {
@@ -373,19 +378,32 @@ pub fn plain_http_elsewhere(url: &str) -> Option<String> {
     ))
 }
 
+/// Why a URL octostage sends to is refused; reads after the URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Another scheme.
+    #[error("must start with https:// or http://")]
+    Scheme,
+    /// No host.
+    #[error("names no host")]
+    NoHost,
+    /// User information in the URL.
+    #[error("carries credentials; put the whole URL in an environment variable and name it in `url_env`")]
+    Credentials,
+}
+
 /// An `http(s)://` URL without credentials in it (those belong in `url_env`).
-pub fn check_url(url: &str) -> Result<(), String> {
-    let shown = crate::redact::url(url);
+pub fn check_url(url: &str) -> Result<(), UrlError> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("webhook URL {shown:?} must start with https:// or http://"))?;
+        .ok_or(UrlError::Scheme)?;
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.is_empty() {
-        return Err(format!("webhook URL {shown:?} names no host"));
+        return Err(UrlError::NoHost);
     }
     if authority.contains('@') {
-        return Err(format!("webhook URL {shown:?} carries credentials; put the whole URL in an environment variable and name it in `url_env`"));
+        return Err(UrlError::Credentials);
     }
     Ok(())
 }

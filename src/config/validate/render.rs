@@ -63,7 +63,7 @@ impl Validator<'_> {
 
     fn app_path(&mut self, p: &str, ptr: &str) -> String {
         if let Err(e) = crate::source::check_app_path(p) {
-            self.err(ptr, e);
+            self.err(ptr, e.to_string());
         }
         p.trim_end_matches('/').to_string()
     }

@@ -82,7 +82,7 @@ impl Validator<'_> {
             app_paths: raw.app_paths.as_ref().map(|paths| {
                 for (i, p) in paths.iter().enumerate() {
                     if let Err(e) = crate::source::check_app_path(p) {
-                        self.err(&format!("{ptr}/app_paths/{i}"), e);
+                        self.err(&format!("{ptr}/app_paths/{i}"), e.to_string());
                     }
                 }
                 paths.clone()

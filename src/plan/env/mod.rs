@@ -227,7 +227,7 @@ impl<'a> EnvPlanner<'a> {
         out
     }
 
-    fn parsed(&self, b: &Branch) -> Option<Result<Steer, String>> {
+    fn parsed(&self, b: &Branch) -> Option<Result<Steer, trailer::SteerError>> {
         b.commit.steer.as_deref().map(trailer::parse)
     }
 

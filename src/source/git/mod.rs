@@ -24,7 +24,7 @@ mod mirror;
 mod sync;
 mod tree;
 
-pub use tree::check_path as check_app_path;
+pub use tree::{check_path as check_app_path, ExportError};
 
 pub(crate) use fetch::fetch_mirror;
 use fetch::{fetch, Want};

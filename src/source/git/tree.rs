@@ -97,20 +97,76 @@ fn outermost(paths: &[String]) -> Vec<String> {
     out
 }
 
+/// Why the application repository's files could not be exported.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// An export path that is not relative.
+    #[error("{0:?} must be a relative path inside the application repository")]
+    NotRelative(String),
+    /// An export path that is not normalized.
+    #[error("{0:?} must not contain `.`, `..`, `.git` or empty segments")]
+    Segments(String),
+    /// An export path the commit does not hold.
+    #[error("path {0:?} does not exist in the application repository at this commit")]
+    Missing(String),
+    /// An export path that names a submodule.
+    #[error("path {0:?} is a submodule; only files and directories are exported")]
+    Submodule(String),
+    /// The commit is gone from the mirror.
+    #[error("the commit is not in the mirror (the branch moved on)")]
+    Gone,
+    /// A tree entry whose name is not a file name.
+    #[error("an entry under {0:?} has a name that is not a file name")]
+    Name(String),
+    /// A symbolic link.
+    #[error(
+        "is a symbolic link; links are not exported (they could point outside the repository)"
+    )]
+    Link,
+    /// Too many files and directories.
+    #[error("more than {MAX_FILES} files and directories; declare narrower paths")]
+    Files,
+    /// Too many bytes.
+    #[error("more than {} MiB; declare narrower paths", MAX_BYTES >> 20)]
+    Bytes,
+    /// Too long.
+    #[error("not exported within {}s; declare narrower paths", MAX_TIME.as_secs())]
+    Time,
+    /// Writing the export failed.
+    #[error("cannot write: {0}")]
+    Write(std::io::Error),
+    /// libgit2 failed reading an object.
+    #[error("{}", .0.message())]
+    Git(git2::Error),
+    /// One of the above, at a path.
+    #[error("{at}: {error}")]
+    At {
+        /// The path.
+        at: String,
+        /// What happened there.
+        error: Box<ExportError>,
+    },
+}
+
+impl ExportError {
+    fn at(self, at: String) -> ExportError {
+        ExportError::At {
+            at,
+            error: Box::new(self),
+        }
+    }
+}
+
 /// Check an export path as written in the configuration: relative, normalized, inside.
-pub fn check_path(p: &str) -> Result<(), String> {
+pub fn check_path(p: &str) -> Result<(), ExportError> {
     if p.is_empty() || p.starts_with('/') || p.contains('\\') {
-        return Err(format!(
-            "{p:?} must be a relative path inside the application repository"
-        ));
+        return Err(ExportError::NotRelative(p.into()));
     }
     let p = p.strip_suffix('/').unwrap_or(p);
     if p.split('/')
         .any(|s| s.is_empty() || s == "." || s == ".." || s.eq_ignore_ascii_case(".git"))
     {
-        return Err(format!(
-            "{p:?} must not contain `.`, `..`, `.git` or empty segments"
-        ));
+        return Err(ExportError::Segments(p.into()));
     }
     Ok(())
 }
@@ -121,16 +177,13 @@ fn write_paths(
     paths: &[String],
     out: &Path,
 ) -> Result<u64, SourceError> {
-    let short = &sha[..sha.len().min(7)];
-    let fail = |message: String| SourceError::Local {
-        path: format!("application repository at {short}"),
-        message,
+    let fail = |error: ExportError| SourceError::Export {
+        commit: sha[..sha.len().min(7)].to_string(),
+        error,
     };
-    let oid = Oid::from_str(sha).map_err(|e| fail(e.message().to_string()))?;
-    let commit = repo
-        .find_commit(oid)
-        .map_err(|_| fail("the commit is not in the mirror (the branch moved on)".into()))?;
-    let tree = commit.tree().map_err(|e| fail(e.message().to_string()))?;
+    let oid = Oid::from_str(sha).map_err(|e| fail(ExportError::Git(e)))?;
+    let commit = repo.find_commit(oid).map_err(|_| fail(ExportError::Gone))?;
+    let tree = commit.tree().map_err(|e| fail(ExportError::Git(e)))?;
     let mut budget = Budget {
         files: 0,
         bytes: 0,
@@ -138,33 +191,26 @@ fn write_paths(
     };
     for p in paths {
         check_path(p).map_err(fail)?;
-        let entry = tree.get_path(Path::new(p)).map_err(|_| {
-            fail(format!(
-                "path {p:?} does not exist in the application repository at this commit"
-            ))
-        })?;
+        let entry = tree
+            .get_path(Path::new(p))
+            .map_err(|_| fail(ExportError::Missing(p.clone())))?;
         let target = out.join(p);
         match entry.kind() {
             Some(ObjectType::Tree) => {
                 let sub = repo
                     .find_tree(entry.id())
-                    .map_err(|e| fail(e.message().to_string()))?;
-                std::fs::create_dir_all(&target).map_err(|e| fail(format!("cannot write: {e}")))?;
-                walk(repo, &sub, &target, &mut budget).map_err(|m| fail(format!("{p}: {m}")))?;
+                    .map_err(|e| fail(ExportError::Git(e)))?;
+                std::fs::create_dir_all(&target).map_err(|e| fail(ExportError::Write(e)))?;
+                walk(repo, &sub, &target, &mut budget).map_err(|e| fail(e.at(p.clone())))?;
             }
             Some(ObjectType::Blob) => {
                 if let Some(parent) = target.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| fail(format!("cannot write: {e}")))?;
+                    std::fs::create_dir_all(parent).map_err(|e| fail(ExportError::Write(e)))?;
                 }
                 write_blob(repo, entry.id(), entry.filemode(), &target, &mut budget)
-                    .map_err(|m| fail(format!("{p}: {m}")))?;
+                    .map_err(|e| fail(e.at(p.clone())))?;
             }
-            _ => {
-                return Err(fail(format!(
-                    "path {p:?} is a submodule; only files and directories are exported"
-                )))
-            }
+            _ => return Err(fail(ExportError::Submodule(p.clone()))),
         }
     }
     Ok(budget.bytes)
@@ -184,17 +230,15 @@ fn walk(
     tree: &git2::Tree<'_>,
     out: &Path,
     budget: &mut Budget,
-) -> Result<(), String> {
+) -> Result<(), ExportError> {
     let mut failure = None;
-    tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
+    let walked = tree.walk(TreeWalkMode::PreOrder, |parent, entry| {
         let Some(name) = entry
             .name()
             .ok()
             .filter(|n| !n.is_empty() && *n != "." && *n != ".." && !n.contains('/'))
         else {
-            failure = Some(format!(
-                "an entry under {parent:?} has a name that is not a file name"
-            ));
+            failure = Some(ExportError::Name(parent.to_string()));
             return TreeWalkResult::Abort;
         };
         // A repository's own metadata (hooks, fsmonitor) is never handed to a tool.
@@ -203,9 +247,8 @@ fn walk(
         }
         let target = out.join(parent).join(name);
         let r = match entry.kind() {
-            Some(ObjectType::Tree) => count(budget).and_then(|()| {
-                std::fs::create_dir_all(&target).map_err(|e| format!("cannot write: {e}"))
-            }),
+            Some(ObjectType::Tree) => count(budget)
+                .and_then(|()| std::fs::create_dir_all(&target).map_err(ExportError::Write)),
             Some(ObjectType::Blob) => {
                 write_blob(repo, entry.id(), entry.filemode(), &target, budget)
             }
@@ -214,29 +257,27 @@ fn walk(
         };
         match r {
             Ok(()) => TreeWalkResult::Ok,
-            Err(m) => {
-                failure = Some(format!("{parent}{name}: {m}"));
+            Err(e) => {
+                failure = Some(e.at(format!("{parent}{name}")));
                 TreeWalkResult::Abort
             }
         }
-    })
-    .map_err(|e| failure.clone().unwrap_or_else(|| e.message().to_string()))?;
-    failure.map_or(Ok(()), Err)
+    });
+    match (failure, walked) {
+        (Some(e), _) => Err(e),
+        (None, Err(e)) => Err(ExportError::Git(e)),
+        (None, Ok(())) => Ok(()),
+    }
 }
 
 /// One more entry (file or directory), within the count and the time.
-fn count(budget: &mut Budget) -> Result<(), String> {
+fn count(budget: &mut Budget) -> Result<(), ExportError> {
     budget.files += 1;
     if budget.files > MAX_FILES {
-        return Err(format!(
-            "more than {MAX_FILES} files and directories; declare narrower paths"
-        ));
+        return Err(ExportError::Files);
     }
     if budget.started.elapsed() > MAX_TIME {
-        return Err(format!(
-            "not exported within {}s; declare narrower paths",
-            MAX_TIME.as_secs()
-        ));
+        return Err(ExportError::Time);
     }
     Ok(())
 }
@@ -247,34 +288,27 @@ fn write_blob(
     mode: i32,
     target: &Path,
     budget: &mut Budget,
-) -> Result<(), String> {
+) -> Result<(), ExportError> {
     if mode == 0o120000 {
-        return Err(
-            "is a symbolic link; links are not exported (they could point outside the repository)"
-                .into(),
-        );
+        return Err(ExportError::Link);
     }
     // Its size from the object's header: a huge blob is refused before it is read.
     let (size, _) = repo
         .odb()
         .and_then(|o| o.read_header(id))
-        .map_err(|e| e.message().to_string())?;
+        .map_err(ExportError::Git)?;
     if budget.bytes + size as u64 > MAX_BYTES {
-        return Err(format!(
-            "more than {} MiB; declare narrower paths",
-            MAX_BYTES >> 20
-        ));
+        return Err(ExportError::Bytes);
     }
     count(budget)?;
     budget.bytes += size as u64;
-    let blob = repo.find_blob(id).map_err(|e| e.message().to_string())?;
+    let blob = repo.find_blob(id).map_err(ExportError::Git)?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(target)
-        .map_err(|e| format!("cannot write: {e}"))?;
-    f.write_all(blob.content())
-        .map_err(|e| format!("cannot write: {e}"))?;
+        .map_err(ExportError::Write)?;
+    f.write_all(blob.content()).map_err(ExportError::Write)?;
     let perm = if mode == 0o100755 { 0o555 } else { 0o444 };
     set_mode(target, perm);
     Ok(())

@@ -107,7 +107,8 @@ pub fn classify(
     if meta.deletion_timestamp.is_some() {
         return Err(Foreign::Terminating);
     }
-    let staging = state::observed(&name, &labels, &ann).map_err(Foreign::Unreadable)?;
+    let staging =
+        state::observed(&name, &labels, &ann).map_err(|e| Foreign::Unreadable(e.to_string()))?;
     let convert = ownership
         .filter(|o| o.create_entry)
         .map(|_| fields.to_vec());

@@ -66,12 +66,31 @@ pub struct KubeTarget {
     describe: String,
     writes: AtomicU64,
     requests: AtomicU64,
-    resources: Mutex<HashMap<String, Result<ApiResource, String>>>,
+    resources: Mutex<HashMap<String, Result<ApiResource, ResourceError>>>,
     live: Mutex<Live>,
     /// What the last pass saw, updated by what changed since (see `view`).
     view: Mutex<Option<view::View>>,
     /// Per staging, what this process last applied (see `memo`).
     applied: Mutex<HashMap<String, memo::Applied>>,
+}
+
+/// Why a kind cannot be written to a staging's namespace.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResourceError {
+    /// Not `group/version/Kind`.
+    #[error("malformed kind {0:?}")]
+    Malformed(String),
+    /// Cluster-scoped.
+    #[error("{0} is cluster-scoped; a staging may only create objects in its own namespace")]
+    ClusterScoped(String),
+    /// Discovery does not find it.
+    #[error("the cluster does not serve {key}: {}", crate::redact::text(&source.to_string()))]
+    NotServed {
+        /// The kind.
+        key: String,
+        /// Discovery's answer.
+        source: Arc<kube::Error>,
+    },
 }
 
 fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TargetError {
@@ -186,19 +205,28 @@ impl KubeTarget {
 
     /// The API resource of a kind key, from discovery (cached); errors for unknown and
     /// cluster-scoped kinds.
-    async fn resource(&self, key: &str) -> Result<ApiResource, String> {
+    async fn resource(&self, key: &str) -> Result<ApiResource, ResourceError> {
         if let Some(r) = self.resources.lock().expect("resources").get(key) {
             return r.clone();
         }
         let (group, version, kind) =
-            state::split_kind(key).ok_or_else(|| format!("malformed kind {key:?}"))?;
+            state::split_kind(key).ok_or_else(|| ResourceError::Malformed(key.to_string()))?;
         let gvk = GroupVersionKind::gvk(group, version, kind);
         // Answers are remembered (a kind's scope does not change); failed lookups are not,
         // since a starting API server may not list every group yet.
-        let (found, remember) = match self.call(|| kube::discovery::pinned_kind(&self.client, &gvk)).await {
+        let (found, remember) = match self
+            .call(|| kube::discovery::pinned_kind(&self.client, &gvk))
+            .await
+        {
             Ok((ar, caps)) if caps.scope == Scope::Namespaced => (Ok(ar), true),
-            Ok(_) => (Err(format!("{key} is cluster-scoped; a staging may only create objects in its own namespace")), true),
-            Err(e) => (Err(format!("the cluster does not serve {key}: {e}")), false),
+            Ok(_) => (Err(ResourceError::ClusterScoped(key.to_string())), true),
+            Err(e) => (
+                Err(ResourceError::NotServed {
+                    key: key.to_string(),
+                    source: Arc::new(e),
+                }),
+                false,
+            ),
         };
         if remember {
             self.resources

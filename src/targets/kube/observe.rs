@@ -18,7 +18,7 @@ use super::live::{classify, owned_object, Live};
 use super::state;
 use super::view::{View, WORKLOAD_KINDS};
 use super::watch::{Kept, NsEntry, ObjKey};
-use super::{api_err, KubeTarget};
+use super::{api_err, err, KubeTarget};
 use crate::consts;
 use crate::plan::Observed;
 use crate::targets::TargetError;
@@ -90,8 +90,13 @@ impl KubeTarget {
         }
     }
 
-    async fn observe_kind(&self, view: &mut View, key: &str, whole: bool) -> Result<(), String> {
-        let ar = self.resource(key).await?;
+    async fn observe_kind(
+        &self,
+        view: &mut View,
+        key: &str,
+        whole: bool,
+    ) -> Result<(), TargetError> {
+        let ar = self.resource(key).await.map_err(|e| err(key, e))?;
         if let Some(w) = self.watches.get() {
             let mut take = |store: &mut Store<ObjKey, Kept>| {
                 let touched = whole_if(whole, store.take_touched());
@@ -185,7 +190,7 @@ impl KubeTarget {
         &self,
         key: &str,
         ar: &kube::discovery::ApiResource,
-    ) -> Result<HashMap<ObjKey, Kept>, String> {
+    ) -> Result<HashMap<ObjKey, Kept>, TargetError> {
         // Only objects labelled for this instance; ownership is then checked object by object.
         let selector = state::instance_selector(&self.instance);
         let lp = ListParams::default().labels(&selector);
@@ -193,7 +198,7 @@ impl KubeTarget {
         let list = self
             .call(|| api.list_metadata(&lp))
             .await
-            .map_err(|e| api_err(format!("listing {key}"), e).to_string())?;
+            .map_err(|e| api_err(format!("listing {key}"), e))?;
         Ok(list
             .into_iter()
             .filter_map(|o| {

@@ -94,18 +94,36 @@ pub fn namespace_annotations(
     .collect()
 }
 
+/// Why a namespace with octostage's labels holds no readable record of its staging.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// No record.
+    #[error("annotation {RECORD} is missing")]
+    Missing,
+    /// A record that does not parse.
+    #[error("annotation {RECORD}: {0}")]
+    Unreadable(serde_json::Error),
+    /// A record of another staging or namespace.
+    #[error("annotation {RECORD} names staging {name:?} of {environment:?} in namespace {namespace:?}, which its labels and name do not")]
+    Mismatch {
+        /// The staging it names.
+        name: String,
+        /// Its environment.
+        environment: String,
+        /// Its namespace.
+        namespace: String,
+    },
+}
+
 /// Read a staging back from its namespace's name, labels and annotations; why not, when the
 /// namespace carries octostage's labels but no readable record of them.
 pub fn observed(
     name: &str,
     labels: &BTreeMap<String, String>,
     ann: &BTreeMap<String, String>,
-) -> Result<StagingRecord, String> {
-    let text = ann
-        .get(RECORD)
-        .ok_or_else(|| format!("annotation {RECORD} is missing"))?;
-    let mut r: StagingRecord =
-        serde_json::from_str(text).map_err(|e| format!("annotation {RECORD}: {e}"))?;
+) -> Result<StagingRecord, RecordError> {
+    let text = ann.get(RECORD).ok_or(RecordError::Missing)?;
+    let mut r: StagingRecord = serde_json::from_str(text).map_err(RecordError::Unreadable)?;
     if let Some(text) = ann.get(REQUESTS) {
         // A hand edit gone wrong must not stop the staging's passes: ignored, and said.
         match serde_json::from_str(text) {
@@ -118,10 +136,11 @@ pub fn observed(
     let staging = labels.get(consts::LABEL_STAGING).map(String::as_str);
     let environment = labels.get(consts::LABEL_ENVIRONMENT).map(String::as_str);
     if r.namespace != name || staging != Some(&r.name) || environment != Some(&r.environment) {
-        return Err(format!(
-            "annotation {RECORD} names staging {:?} of {:?} in namespace {:?}, which its labels and name do not",
-            r.name, r.environment, r.namespace
-        ));
+        return Err(RecordError::Mismatch {
+            name: r.name,
+            environment: r.environment,
+            namespace: r.namespace,
+        });
     }
     Ok(r)
 }
@@ -267,6 +286,7 @@ mod tests {
         broken.remove(RECORD);
         assert!(observed("shop-a", &labels, &broken)
             .unwrap_err()
+            .to_string()
             .contains(RECORD));
     }
 }
