@@ -3,6 +3,8 @@
 # Leaves: KC, work, args (octostage's arguments), k, now, calc, cpu_ticks, daemon and gitd
 # (killed on exit with the bench's namespaces).
 KC=${OCTOSTAGE_TEST_KUBECONFIG:-$(scripts/control-plane.sh up)}
+# As the image and the chart run octostage (mimalloc commits its arenas as it uses them).
+export MIMALLOC_ARENA_EAGER_COMMIT=${MIMALLOC_ARENA_EAGER_COMMIT-0}
 work=$(mktemp -d)
 daemon=
 gitd=

@@ -74,28 +74,7 @@ rss() { calc "round($(awk '/VmRSS/ {print $2}' "/proc/$daemon/status") / 1024, 1
 p0=$(passes); idle=$(cpu_cost "$WINDOW"); idle_rss=$(rss); idle_passes=$(( $(passes) - p0 ))
 
 # Another manager: 5 annotations a second on the bench's Deployments, straight to the API.
-python3 - "$KC" > "$work/manager.log" 2>&1 <<'PY' &
-import json, ssl, sys, time, urllib.request, re
-kc = open(sys.argv[1]).read()
-server = re.search(r"server: (\S+)", kc).group(1)
-token = re.search(r"token: (\S+)", kc).group(1)
-ca = re.search(r"certificate-authority: (\S+)", kc).group(1)
-ctx = ssl.create_default_context(cafile=ca)
-def call(method, path, body=None, ctype="application/json"):
-    req = urllib.request.Request(server + path, method=method, data=body,
-        headers={"Authorization": "Bearer " + token, "Content-Type": ctype})
-    return json.load(urllib.request.urlopen(req, context=ctx))
-items = call("GET", "/apis/apps/v1/deployments?labelSelector=octostage.dev/instance%3Dbench")["items"]
-targets = [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in items]
-i = 0
-while True:
-    t = time.time()
-    for _ in range(5):
-        ns, name = targets[i % len(targets)]; i += 1
-        patch = json.dumps({"metadata": {"annotations": {"bench.example/touched": str(i)}}}).encode()
-        call("PATCH", f"/apis/apps/v1/namespaces/{ns}/deployments/{name}", patch, "application/merge-patch+json")
-    time.sleep(max(0, 1 - (time.time() - t)))
-PY
+python3 scripts/bench-manager.py "$KC" > "$work/manager.log" 2>&1 &
 manager=$!
 sleep 5
 p0=$(passes); busy=$(cpu_cost "$WINDOW"); busy_rss=$(rss); busy_passes=$(( $(passes) - p0 ))
