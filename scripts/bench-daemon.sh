@@ -64,6 +64,10 @@ OCTOSTAGE_WEBHOOK_TOKEN=$secret "$1" run --target "kube:$KC" "${args[@]}" --inte
 daemon=$!
 passes() { grep -c 'pass finished' "$work/run.log" || true; }
 while [ "$(passes)" -lt 1 ]; do sleep 0.2; done
+# A follower plans without writing: its figures are not the leader's.
+for _ in $(seq 75); do grep -q "leading: this replica writes" "$work/run.log" && break; sleep 0.2; done
+grep -q "leading: this replica writes" "$work/run.log" ||
+  { echo "$2 did not lead: another process holds the lease octostage-bench" >&2; exit 1; }
 sleep 20   # the watches' listings and the controllers' status updates settle
 hz=$(getconf CLK_TCK)
 cpu_cost() { # SECONDS -> "ms per 2 s" over that window

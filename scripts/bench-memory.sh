@@ -25,6 +25,9 @@ for b in $BINS; do
   python3 scripts/bench-manager.py "$KC" & manager=$!
   sleep 60
   kill "$manager" || true
+  # A follower plans without writing: what it holds is not what the leader holds.
+  grep -q "leading: this replica writes" "$work/run.log" ||
+    echo "$b did not lead (another process holds the lease octostage-bench): not measured" >&2
   awk -v b="$b" -v t="$(ls /proc/$daemon/task | wc -l)" '
     /^(VmRSS|RssAnon|RssFile):/ { v[$1] = sprintf("%.1f MiB", $2 / 1024) }
     END { printf "%s: resident %s (anonymous %s, file %s), %d threads\n", b, v["VmRSS:"], v["RssAnon:"], v["RssFile:"], t }

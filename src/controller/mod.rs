@@ -401,6 +401,7 @@ impl Controller {
 
     /// Deliver what is left to deliver and let the election release the lease.
     async fn stop(self, election: Option<tokio::task::JoinHandle<()>>) {
+        self.target.unwatch();
         self.finish(NOTIFY_AT_EXIT).await;
         if let Some(e) = election {
             let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, e).await;

@@ -179,6 +179,9 @@ pub trait Target: Send + Sync {
     /// Keep a live view of what the target holds from now on, so that later passes need not
     /// read it again (for a long-running `run`). Nothing where reading is cheap.
     fn watch(&self) {}
+    /// Stop watching, before the process goes: a watch that meets its connection closing on
+    /// the way out says nothing.
+    fn unwatch(&self) {}
     /// Told when what the target watches changed in a way a pass acts on (a workload's
     /// readiness, a request on a staging): the controller then asks for a pass.
     fn changes(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {

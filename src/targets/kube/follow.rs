@@ -178,7 +178,9 @@ pub(super) async fn follow<K, Key, V>(
     loop {
         let mut stream = pin!(watcher(api.clone(), config.clone()));
         loop {
+            // Stopping first: on the way out, connections close under the watches.
             let next = tokio::select! {
+                biased;
                 _ = stop.cancelled() => return,
                 _ = restart.notified() => {
                     debug!("watch restarted");
@@ -188,6 +190,7 @@ pub(super) async fn follow<K, Key, V>(
             };
             let event = match next {
                 Some(Ok(e)) => e,
+                Some(Err(_)) if stop.is_cancelled() => return,
                 Some(Err(e)) => {
                     say_failed(&e, &mut st.told);
                     break;

@@ -305,6 +305,11 @@ impl Target for KubeTarget {
         self.watches
             .get_or_init(|| watch::Watches::start(self.watch_client.clone(), &self.instance));
     }
+    fn unwatch(&self) {
+        if let Some(w) = self.watches.get() {
+            w.stop();
+        }
+    }
     async fn apply(
         &self,
         staging: &Planned,

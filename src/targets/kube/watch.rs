@@ -78,6 +78,11 @@ impl Drop for Watches {
 }
 
 impl Watches {
+    /// Stop every watch; the stores keep what they hold.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
     /// Start watching namespaces. `client` must allow reads longer than [`WATCH_TIMEOUT_SECS`].
     pub fn start(client: Client, instance: &str) -> Watches {
         let w = Watches {
