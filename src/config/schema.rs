@@ -222,6 +222,56 @@ mod tests {
         }
     }
 
+    /// `example`, then `example` with each of its values replaced in turn by a value of another
+    /// type, and each of its objects given an unknown key.
+    fn broken(example: &serde_json::Value) -> Vec<serde_json::Value> {
+        let mut docs = vec![example.clone()];
+        fn mutate(v: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+            out.push(path.clone());
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        path.push(k.clone());
+                        mutate(v, path, out);
+                        path.pop();
+                    }
+                }
+                serde_json::Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        path.push(i.to_string());
+                        mutate(v, path, out);
+                        path.pop();
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut paths = Vec::new();
+        mutate(example, &mut Vec::new(), &mut paths);
+        let odd = [
+            serde_json::json!(null),
+            serde_json::json!(-1),
+            serde_json::json!(1.5),
+            serde_json::json!("text"),
+            serde_json::json!(true),
+            serde_json::json!([1, "a"]),
+            serde_json::json!({"unknown_key": 1}),
+        ];
+        for (i, path) in paths.iter().enumerate() {
+            let mut doc = example.clone();
+            let pointer: String = path.iter().map(|p| format!("/{}", escape(p))).collect();
+            let slot = doc.pointer_mut(&pointer).unwrap();
+            match slot {
+                serde_json::Value::Object(m) => {
+                    m.insert("unknown_key".into(), serde_json::json!(1));
+                }
+                _ => *slot = odd[i % odd.len()].clone(),
+            }
+            docs.push(doc);
+        }
+        docs
+    }
+
     /// The schema is checked as draft 7 to save 40 MiB: it must mean the same as the draft
     /// 2020-12 it declares, on the keywords it uses and on the errors it finds.
     #[test]
@@ -247,52 +297,7 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let mut docs = vec![example.clone()];
-        // Every value of the example replaced in turn by values of other types, and every
-        // object given an unknown key.
-        fn mutate(v: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-            out.push(path.clone());
-            match v {
-                serde_json::Value::Object(m) => {
-                    for (k, v) in m {
-                        path.push(k.clone());
-                        mutate(v, path, out);
-                        path.pop();
-                    }
-                }
-                serde_json::Value::Array(a) => {
-                    for (i, v) in a.iter().enumerate() {
-                        path.push(i.to_string());
-                        mutate(v, path, out);
-                        path.pop();
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut paths = Vec::new();
-        mutate(&example, &mut Vec::new(), &mut paths);
-        let odd = [
-            serde_json::json!(null),
-            serde_json::json!(-1),
-            serde_json::json!(1.5),
-            serde_json::json!("text"),
-            serde_json::json!(true),
-            serde_json::json!([1, "a"]),
-            serde_json::json!({"unknown_key": 1}),
-        ];
-        for (i, path) in paths.iter().enumerate() {
-            let mut doc = example.clone();
-            let pointer: String = path.iter().map(|p| format!("/{}", escape(p))).collect();
-            let slot = doc.pointer_mut(&pointer).unwrap();
-            match slot {
-                serde_json::Value::Object(m) => {
-                    m.insert("unknown_key".into(), serde_json::json!(1));
-                }
-                _ => *slot = odd[i % odd.len()].clone(),
-            }
-            docs.push(doc);
-        }
+        let docs = broken(&example);
         assert!(docs.len() > 100, "{}", docs.len());
         let errors = |v: &jsonschema::Validator, doc: &serde_json::Value| {
             let mut e: Vec<String> = v
