@@ -84,12 +84,13 @@ pub enum ResourceError {
     #[error("{0} is cluster-scoped; a staging may only create objects in its own namespace")]
     ClusterScoped(String),
     /// Discovery does not find it.
-    #[error("the cluster does not serve {key}: {}", crate::redact::text(&source.to_string()))]
+    #[error("the cluster does not serve {key}: {}", crate::redact::text(&answer.to_string()))]
     NotServed {
         /// The kind.
         key: String,
-        /// Discovery's answer.
-        source: Arc<kube::Error>,
+        /// Discovery's answer: shown redacted, and not a `source()`, so that no error chain
+        /// prints it unredacted.
+        answer: Arc<kube::Error>,
     },
 }
 
@@ -223,7 +224,7 @@ impl KubeTarget {
             Err(e) => (
                 Err(ResourceError::NotServed {
                     key: key.to_string(),
-                    source: Arc::new(e),
+                    answer: Arc::new(e),
                 }),
                 false,
             ),
@@ -381,5 +382,31 @@ impl Target for KubeTarget {
 
     async fn publish(&self, notices: &[crate::targets::StagingNotice]) {
         self.publish_async(notices).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A credential in discovery's answer (a proxy quoting the URL it was asked) is shown
+    /// redacted, and no error chain reaches the answer itself.
+    #[test]
+    fn a_kind_the_cluster_does_not_serve_says_why_without_a_credential() {
+        let answer = kube::Error::Service(Box::new(std::io::Error::other(
+            "proxy refused https://admin:s3cret@api.example.com/apis/x",
+        )));
+        let e = ResourceError::NotServed {
+            key: "example.com/v1/Widget".into(),
+            answer: Arc::new(answer),
+        };
+        let shown = e.to_string();
+        assert!(
+            shown.contains("does not serve example.com/v1/Widget"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(std::error::Error::source(&e).is_none());
+        assert!(!err("Widget/w", &e).to_string().contains("s3cret"));
     }
 }
