@@ -153,7 +153,8 @@ pub struct RunArgs {
     /// Where stagings land.
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Run one pass and exit (for CI and cron); exit 1 when a staging or a source failed.
+    /// Run one pass and exit (for CI and cron); exit 1 when a staging or a source failed. On a
+    /// cluster it holds the lease for the pass: refused while a running replica leads.
     #[arg(long)]
     pub once: bool,
     /// Time between passes, e.g. 30s or 5m (at least 1s).
@@ -190,8 +191,8 @@ pub struct RunArgs {
     /// POD_NAMESPACE (or the service account's, else default) [default: octostage-INSTANCE].
     #[arg(long, value_parser = parse_lease)]
     pub lease: Option<String>,
-    /// Write without holding the lease: for a single replica where Leases may not be used.
-    /// Two replicas run this way write at the same time.
+    /// Write without holding the lease: for a single replica (or `--once`) where Leases may not
+    /// be used. Two replicas run this way write at the same time.
     #[arg(long)]
     pub no_leader_election: bool,
 }

@@ -56,6 +56,9 @@ pub enum CommandError {
     /// `--confirm-deletions` on a daemon.
     #[error("--confirm-deletions approves one pass (`plan`, `run --once`); a running octostage carries out held deletions when the held set the plan shows is approved: POST /api/v1/approve {{\"held\": DIGEST}} or the dashboard's button")]
     ConfirmInDaemon,
+    /// `run --once`: a running replica of this instance leads.
+    #[error(transparent)]
+    LeaseHeld(#[from] crate::controller::LeaseHeld),
     /// `run --once`: stagings failed.
     #[error("{0} stagings failed")]
     StagingsFailed(usize),

@@ -44,7 +44,22 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode, CommandError> {
     if !a.once {
         return daemon(controller, &a, cancel).await;
     }
-    let r = match controller.pass(Trigger::Startup).await {
+    once(controller, &a).await
+}
+
+/// `run --once`: one pass, holding the instance's lease while it writes.
+async fn once(mut controller: Controller, a: &RunArgs) -> Result<ExitCode, CommandError> {
+    if !a.no_leader_election {
+        controller = controller.with_election(election(a));
+    }
+    // A stale lease of a stopped replica is taken once unchanged for its duration.
+    let wait = crate::consts::LEASE_DURATION + crate::consts::LEASE_RETRY * 2;
+    let lead = controller.lead(wait).await?;
+    let r = controller.pass(Trigger::Startup).await;
+    if let Some(l) = lead {
+        l.release().await;
+    }
+    let r = match r {
         Err(pass::PassError::Cancelled) => {
             eprintln!("stopped before the pass changed anything");
             return Ok(ExitCode::SUCCESS);
@@ -86,13 +101,7 @@ async fn daemon(
     let controller = if a.no_leader_election {
         controller
     } else {
-        controller.with_election(Election::new(
-            a.lease
-                .clone()
-                .unwrap_or_else(|| format!("octostage-{}", a.target.select.instance)),
-            &a.identity.clone().unwrap_or_else(identity),
-            a.advertise_url.clone(),
-        ))
+        controller.with_election(election(a))
     };
     let probes = match a.probe_listen {
         Listen::Off => None,
@@ -141,6 +150,17 @@ async fn daemon(
         let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The election of this instance's replicas.
+fn election(a: &RunArgs) -> Election {
+    Election::new(
+        a.lease
+            .clone()
+            .unwrap_or_else(|| format!("octostage-{}", a.target.select.instance)),
+        &a.identity.clone().unwrap_or_else(identity),
+        a.advertise_url.clone(),
+    )
 }
 
 /// This process's name in leader election: its pod, else its host and pid.

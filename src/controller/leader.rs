@@ -30,6 +30,9 @@ pub struct Leadership {
     /// Where the holder takes actions, when it said so.
     #[serde(skip)]
     pub leader_url: Option<String>,
+    /// Why the lease could not be read or written in the last round, if it could not.
+    #[serde(skip)]
+    pub trouble: Option<String>,
 }
 
 impl Leadership {
@@ -40,6 +43,7 @@ impl Leadership {
             identity: None,
             leader: None,
             leader_url: None,
+            trouble: None,
         }
     }
 }
@@ -124,6 +128,7 @@ pub async fn run(
             identity: Some(e.identity.clone()),
             leader: None,
             leader_url: None,
+            trouble: None,
         },
     };
     loop {
@@ -136,7 +141,8 @@ pub async fn run(
             match (old.leading, status.leading) {
                 (false, true) => info!(lease = %leases.describe_lease(&e.lease), "leading: this replica writes"),
                 (true, false) => warn!(lease = %leases.describe_lease(&e.lease), "no longer leading: this replica stops writing"),
-                _ => info!(leader = ?status.leader, "following"),
+                _ if old.leader != status.leader => info!(leader = ?status.leader, "following"),
+                _ => {}
             }
             crate::metrics::get().leader.set(status.leading as i64);
             *old = status;
@@ -150,6 +156,68 @@ pub async fn run(
     if round.status.leading {
         release(leases, &e).await;
     }
+}
+
+/// The lease, held for one pass.
+pub struct Lead {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Lead {
+    /// Stop renewing and give the lease up, so that a daemon takes over at once.
+    pub async fn release(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, self.task).await;
+    }
+}
+
+/// Why a one-off pass could not take the lease.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseHeld {
+    /// Another replica of this instance held it all the time the pass waited.
+    #[error("{lease} is held by {}: a one-off pass would write beside a running octostage of this instance. Ask it for a pass instead (POST /api/v1/pass, or SIGHUP), stop it, or pass --instance for another instance", holder.as_deref().unwrap_or("another replica"))]
+    Held {
+        /// The lease, as the target describes it.
+        lease: String,
+        /// Who holds it, as last read.
+        holder: Option<String>,
+    },
+    /// The lease could not be read or written (RBAC, the API server).
+    #[error("{why}: a one-off pass writes only holding the lease; grant get, create and update on leases in its namespace, or pass --no-leader-election where no replica runs")]
+    Trouble {
+        /// What went wrong, naming the lease.
+        why: String,
+    },
+}
+
+/// Take the lease for one pass, waiting at most `limit`; see [`super::Controller::lead`].
+pub(super) async fn lead(
+    target: Arc<dyn Target>,
+    e: Election,
+    leadership: &(watch::Sender<Leadership>, watch::Receiver<Leadership>),
+    parent: &CancellationToken,
+    limit: Duration,
+) -> Result<Option<Lead>, LeaseHeld> {
+    let Some(lease) = target.leases().map(|l| l.describe_lease(&e.lease)) else {
+        return Ok(None);
+    };
+    let stop = parent.child_token();
+    let task = tokio::spawn(run(target, e, leadership.0.clone(), stop.clone()));
+    let mut rx = leadership.1.clone();
+    let _ = tokio::time::timeout(limit, rx.wait_for(|l| l.leading || l.trouble.is_some())).await;
+    let now = rx.borrow().clone();
+    if now.leading {
+        return Ok(Some(Lead { stop, task }));
+    }
+    Lead { stop, task }.release().await;
+    Err(match now.trouble {
+        Some(why) => LeaseHeld::Trouble { why },
+        None => LeaseHeld::Held {
+            lease,
+            holder: now.leader,
+        },
+    })
 }
 
 /// What the election remembers between rounds.
@@ -172,6 +240,7 @@ impl Round {
             Ok(Err(err)) => return self.trouble(format!("cannot read the lease: {err}")),
             Err(_) => return self.trouble("reading the lease timed out".into()),
         };
+        self.status.trouble = None;
         let version = lease
             .as_ref()
             .map(|l| l.version.clone())
@@ -227,8 +296,9 @@ impl Round {
     fn trouble(&mut self, why: String) {
         if self.told.as_deref() != Some(why.as_str()) {
             warn!("{why}");
-            self.told = Some(why);
+            self.told = Some(why.clone());
         }
+        self.status.trouble = Some(why);
         self.status.leading = self.status.leading
             && self
                 .renewed

@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 
 pub use handle::Handle;
 use leader::stop_when_lost;
-pub use leader::{Election, Leadership};
+pub use leader::{Election, Lead, Leadership, LeaseHeld};
 pub use signals::shutdown_on_signals;
 use signals::{manual_on_sighup, watch};
 use state::count;
@@ -134,6 +134,7 @@ impl Controller {
                 identity: Some(election.identity.clone()),
                 leader: None,
                 leader_url: None,
+                trouble: None,
             });
             self.election = Some(election);
         }
@@ -370,6 +371,23 @@ impl Controller {
         }
     }
 
+    /// For one pass (`run --once`): take the lease, waiting at most `limit` for it, and keep it
+    /// until [`Lead::release`]. A one-off pass beside a leading daemon would write at the same
+    /// time as it; `Err` tells who leads instead. `Ok(None)`: no election to hold.
+    pub async fn lead(&mut self, limit: Duration) -> Result<Option<Lead>, LeaseHeld> {
+        let Some(e) = self.election.take() else {
+            return Ok(None);
+        };
+        leader::lead(
+            self.target.clone(),
+            e,
+            &self.leadership,
+            &self.shutdown,
+            limit,
+        )
+        .await
+    }
+
     /// Start the election, if there is one, and wait for its first word (a lease read and
     /// write), so that a lone replica writes from its first pass. Becoming the leader later asks
     /// for a pass at once: the last leader's work may be due.
@@ -390,10 +408,13 @@ impl Controller {
         rx.borrow_and_update();
         let h = handle.clone();
         tokio::spawn(async move {
+            let mut led = rx.borrow().leading;
             while rx.changed().await.is_ok() {
-                if rx.borrow_and_update().leading {
+                let leading = rx.borrow_and_update().leading;
+                if leading && !led {
                     h.request(Trigger::Leader);
                 }
+                led = leading;
             }
         });
         Some(task)

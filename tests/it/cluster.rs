@@ -134,6 +134,20 @@ impl Drop for Env {
             .arg(&self.kc)
             .args(["delete", "namespaces", "-l", &sel, "--wait=false"])
             .output();
+        // `run --once` holds the instance's lease for its pass and leaves it released.
+        let lease = format!("octostage-{}", self.name);
+        let _ = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kc)
+            .args([
+                "delete",
+                "lease",
+                &lease,
+                "-n",
+                "default",
+                "--ignore-not-found",
+            ])
+            .output();
     }
 }
 
@@ -166,6 +180,8 @@ pub struct Setup {
     pub target: String,
     pub env: Env,
     pub kc: PathBuf,
+    /// `POD_NAMESPACE` of the commands, as in a pod: where `run` keeps its lease.
+    pub pod_namespace: Option<String>,
 }
 
 impl Setup {
@@ -190,6 +206,7 @@ impl Setup {
             target,
             env,
             kc,
+            pod_namespace: None,
         }
     }
 
@@ -212,7 +229,16 @@ impl Setup {
     /// `octostage CMD...` with this setup's instance, config, cache and target.
     pub fn cmd(&self, cmd: &[&str]) -> std::process::Output {
         let args = self.args(cmd);
-        octostage(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        let env: Vec<(&str, &str)> = self
+            .pod_namespace
+            .iter()
+            .map(|n| ("POD_NAMESPACE", n.as_str()))
+            .collect();
+        crate::util::octostage_env(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+            &env,
+        )
     }
 
     /// `run --once`; returns (stdout, number of writes).
@@ -608,6 +634,8 @@ fn rbac_is_sufficient() {
     let id = format!("{}-sa", s.env.name);
     let sa = service_account_kubeconfig(&admin, &id, s._tmp.path());
     s.target = format!("kube:{}", sa.display());
+    // `run --once` holds its lease in the service account's namespace, as in a pod.
+    s.pod_namespace = Some(format!("{id}-rbac"));
     // Forbidden requests fail the pass, so a green run proves every verb it needed was granted.
     let (_, writes) = s.run();
     assert_eq!(writes, 3 * 5);

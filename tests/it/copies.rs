@@ -76,6 +76,8 @@ fn secrets_are_copied_into_ten_stagings_rotated_in_one_pass_and_never_printed() 
     // Under deploy/rbac.yaml and deploy/copy-sources.yaml (names and namespaces replaced).
     let id = format!("{}-sa", s.env.name);
     let sa = service_account_kubeconfig(&admin, &id, &dir);
+    // Its lease lives in the service account's namespace, as in a pod.
+    s.pod_namespace = Some(format!("{id}-rbac"));
     let copy_rbac = std::fs::read_to_string(root().join("deploy/copy-sources.yaml"))
         .unwrap()
         .replace("namespace: platform\n", &format!("namespace: {}\n", src.ns))

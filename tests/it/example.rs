@@ -279,7 +279,9 @@ fn the_example_converges_on_the_cluster_with_its_gateway_api_routes() {
         &target,
     ];
     args.extend(common.iter().map(String::as_str));
-    let out = octostage(&args);
+    // Its lease lives in the service account's namespace, as in a pod.
+    let pod_namespace = format!("{}-sa-rbac", env.name);
+    let out = octostage_env(&args, None, &[("POD_NAMESPACE", &pod_namespace)]);
     let (stdout, stderr) = texts(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(!stderr.contains("forbidden"), "{stderr}");

@@ -137,6 +137,21 @@ fn a_lease_octostage_did_not_create_is_never_taken() {
         1,
         "said once: {log}"
     );
+    // A one-off pass is refused at once, and says why.
+    let started = Instant::now();
+    let out = s.cmd(&["run", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is not octostage's for this instance"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "waited for a lease it may never take"
+    );
+    assert_eq!(version(), before, "someone else's Lease was written");
+    assert!(s.env.namespaces().is_empty());
     kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
 }
 
@@ -388,5 +403,47 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     assert!(!leading(&a));
     drop(a);
     drop(b);
+    kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
+}
+
+/// The holder of this setup's lease, as stored.
+fn holder(s: &Setup) -> Option<String> {
+    let lease = format!("octostage-{}", s.env.name);
+    let l = crate::cluster::json(&s.kc, &["get", "lease", &lease, "-n", "default"]);
+    l["spec"]["holderIdentity"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_one_off_pass_never_writes_beside_a_leading_replica() {
+    let s = Setup::new(1);
+    // An hour between passes: only the one-off pass could create a new branch's staging.
+    let mut a = replica_with(&s, "daemon", free_port(), &["--interval", "1h"]);
+    a.wait(20, "the daemon never led", leading);
+    let count = || s.env.active_namespaces().len();
+    a.wait(30, "the staging never appeared", |_| count() == 1);
+    s.repo.commit("feature/f2", "w", &days_ago(0));
+    let out = s.cmd(&["run", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is held by daemon_"), "{stderr}");
+    assert_eq!(count(), 1, "the one-off pass wrote beside the leader");
+    assert!(holder(&s).is_some_and(|h| h.starts_with("daemon_")));
+    // A stopping daemon releases the lease: the one-off pass takes it at once, writes, and
+    // gives it back.
+    assert_eq!(a.stop(), Some(0));
+    let started = Instant::now();
+    let (_, writes) = s.run();
+    println!(
+        "one-off pass after the daemon stopped: {:?}",
+        started.elapsed()
+    );
+    assert!(writes > 0);
+    assert_eq!(count(), 2);
+    let h = holder(&s);
+    assert!(
+        h.as_deref().unwrap_or_default().is_empty(),
+        "the one-off pass kept the lease: {h:?}"
+    );
+    let lease = format!("octostage-{}", s.env.name);
     kubectl(&s.kc, &["delete", "lease", &lease, "-n", "default"]);
 }

@@ -479,6 +479,7 @@ fn a_rolebinding_to_cluster_admin_is_refused_under_the_octostage_role() {
     let id = format!("{}-sa", s.env.name);
     let sa = service_account_kubeconfig(&admin, &id, s._tmp.path());
     s.target = format!("kube:{}", sa.display());
+    s.pod_namespace = Some(format!("{id}-rbac"));
     std::fs::create_dir_all(s.cfg.join("t2")).unwrap();
     std::fs::copy(
         s.cfg.join("t/settings.yaml"),
