@@ -93,6 +93,7 @@ fn bench_plan() {
                 now,
                 confirm_deletions: false,
                 previous: None,
+                images: None,
             },
         )
     };
@@ -117,6 +118,7 @@ fn bench_plan() {
                 now,
                 confirm_deletions: false,
                 previous: None,
+                images: None,
             },
         )
     });

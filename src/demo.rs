@@ -270,6 +270,7 @@ pub async fn run(dir: Option<PathBuf>, out: &mut (dyn Write + Send)) -> Result<(
         concurrency: 4,
         progress: Default::default(),
         diff: false,
+        images: Default::default(),
     };
     writeln!(out, "octostage demo in {}\n  config repository: {}\n  application repositories: {}/apps/{{shop,docs,storefront}}\n  target: dir:{}\n", base.display(), config_dir.display(), base.display(), stagings.display())?;
 

@@ -94,6 +94,7 @@ pub(super) async fn plan(a: PlanArgs) -> Result<ExitCode, CommandError> {
         concurrency: a.target.concurrency,
         progress: crate::progress::Progress::on_terminal(),
         diff: a.diff,
+        images: Default::default(),
     };
     let cancel = shutdown_on_signals()?;
     let at = a.at.unwrap_or_else(chrono::Utc::now);

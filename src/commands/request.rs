@@ -29,6 +29,7 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode, CommandError> {
                 concurrency: 4,
                 progress: crate::progress::Progress::hidden(),
                 diff: false,
+                images: Default::default(),
             };
             let cancel = shutdown_on_signals()?;
             match pass::run(&s.source, &s.cache, target.as_ref(), now, &opts, &cancel).await {

@@ -38,6 +38,7 @@ pub(super) async fn run(a: RunArgs) -> Result<ExitCode, CommandError> {
             crate::progress::Progress::hidden()
         },
         diff: false,
+        images: Default::default(),
     };
     let controller = Controller::new(s.source, s.cache, target, opts, a.interval, cancel.clone())
         .with_resync(a.resync);

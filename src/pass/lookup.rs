@@ -58,6 +58,7 @@ pub fn render_staging(
             now: DateTime::<Utc>::MIN_UTC,
             confirm_deletions: false,
             previous: None,
+            images: None,
         },
     );
     let p = plan
@@ -125,6 +126,7 @@ pub fn render_samples(
             now: DateTime::<Utc>::MIN_UTC,
             confirm_deletions: false,
             previous: None,
+            images: None,
         },
     );
     let mut out = Samples::default();

@@ -25,6 +25,7 @@ mod lookup;
 mod outcome;
 mod scope;
 
+pub use images::Images;
 pub use listing::list_branches;
 pub use outcome::{Outcome, Report, StagingError};
 pub use scope::Scope;
@@ -79,6 +80,8 @@ pub struct PassOptions {
     /// With `dry_run`: read what the target holds of each changed object and name the fields
     /// that differ (`plan --diff`).
     pub diff: bool,
+    /// What the registries said of the images stagings wait for, kept across passes.
+    pub images: Arc<Images>,
 }
 
 /// Load the configuration from a snapshot of `source` (on a blocking thread: git); every
@@ -215,35 +218,33 @@ pub async fn run_observed(
         let now = now.with_nanosecond(0).unwrap_or(now);
         let (writes_before, requests_before) = (target.writes(), target.requests());
         let (config, listings) = (sources.config.clone(), &*sources.listings);
-        let inputs = |confirm_deletions| plan::Inputs {
+        let inputs = |images| plan::Inputs {
             listings,
             observed,
             now,
-            confirm_deletions,
+            confirm_deletions: opts.confirm_deletions,
             previous: scope.last().map(|r| &r.plan),
+            images: Some(images),
         };
-        let mut plan = plan::plan(&config, &inputs(opts.confirm_deletions));
-        if let (false, Some(approved)) = (opts.confirm_deletions, &opts.approved) {
-            match plan.held() {
-                Some((_, digest)) if &digest == approved => {
-                    info!(held = %digest, "the held deletions were approved: carrying them out");
-                    plan = plan::plan(&config, &inputs(true));
-                }
-                now_held => warn!(
-                    approved = %approved,
-                    held = now_held.map(|(_, d)| d).unwrap_or_default(),
-                    "an approval for another held set than this pass's: nothing approved; approve the set the plan shows now"
-                ),
-            }
+        let facts = opts.images.facts();
+        let mut plan = approved(&config, inputs(&facts), opts);
+        let answered;
+        if !plan.asks.is_empty() {
+            // The registries' word on what the plan waits for, then the plan made with it.
+            unless_cancelled(cancel, opts.images.ask(&plan.asks, now)).await?;
+            answered = opts.images.facts();
+            plan = approved(&config, inputs(&answered), opts);
         }
-        unless_cancelled(cancel, images::gate(&config, &mut plan, now)).await?;
         let selected = scope.select(&plan);
         let copied = unless_cancelled(
             cancel,
             copies::read(&plan, target, crate::consts::OBSERVE_TIMEOUT),
         )
         .await?;
-        let outcomes = converge(&config, cache, &plan, &selected, &copied, target, opts, cancel).await;
+        let outcomes = converge(
+            &config, cache, &plan, &selected, &copied, target, opts, cancel,
+        )
+        .await;
         opts.progress.finish();
         let report = Report {
             writes: target.writes() - writes_before,
@@ -270,6 +271,32 @@ pub async fn run_observed(
     }
     .instrument(span)
     .await
+}
+
+/// The plan, with the deletions it holds back carried out when `opts` approves exactly them.
+fn approved(config: &Config, inputs: plan::Inputs<'_>, opts: &PassOptions) -> Plan {
+    let plan = plan::plan(config, &inputs);
+    let (false, Some(approved)) = (opts.confirm_deletions, &opts.approved) else {
+        return plan;
+    };
+    match plan.held() {
+        Some((_, digest)) if &digest == approved => {
+            info!(held = %digest, "the held deletions were approved: carrying them out");
+            let inputs = plan::Inputs {
+                confirm_deletions: true,
+                ..inputs
+            };
+            plan::plan(config, &inputs)
+        }
+        now_held => {
+            warn!(
+                approved = %approved,
+                held = now_held.map(|(_, d)| d).unwrap_or_default(),
+                "an approval for another held set than this pass's: nothing approved; approve the set the plan shows now"
+            );
+            plan
+        }
+    }
 }
 
 /// What the target holds, within [`crate::consts::OBSERVE_TIMEOUT`], unless `cancel` fires.

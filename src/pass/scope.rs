@@ -125,6 +125,7 @@ mod tests {
                 now,
                 confirm_deletions: false,
                 previous,
+                images: None,
             },
         )
     }

@@ -13,6 +13,7 @@ mod decision;
 mod env;
 mod guard;
 pub mod health;
+mod images;
 pub mod lifecycle;
 mod model;
 mod observed;
@@ -23,6 +24,7 @@ pub mod trailer;
 use std::collections::HashMap;
 
 pub use decision::{Hold, WakeCause, Why};
+pub use images::{ImageAsk, ImageFact, ImageFacts};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned};
 pub use observed::{
@@ -66,6 +68,11 @@ pub fn plan(config: &Config, inputs: &Inputs<'_>) -> Plan {
         }
     }
     removed_environments(config, by_env, inputs.confirm_deletions, &mut out);
+    // Before the global rules: a staging held back for its image stays as the target holds it.
+    if let Some(facts) = inputs.images {
+        let wanted = images::hold_missing(config, &mut out.stagings, facts, inputs.now);
+        (out.asks, out.recheck) = (wanted.asks, wanted.recheck);
+    }
     // Deferred deletions keep their stagings, so they take part in the checks that follow.
     guard::limit_deletions(&mut out.stagings, config.safety.max_deletions_per_pass);
     guard::collisions(&mut out.stagings);

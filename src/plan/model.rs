@@ -253,6 +253,9 @@ pub struct Plan {
     pub hints: Vec<String>,
     /// When an image a staging waits for is asked for again.
     pub recheck: Option<DateTime<Utc>>,
+    /// Images the plan held stagings back for without the registry's word: the pass asks
+    /// for them and plans again with the answers.
+    pub asks: Vec<super::ImageAsk>,
 }
 
 impl Plan {
@@ -300,6 +303,9 @@ pub struct Inputs<'a> {
     /// The last plan, whose stagings' template contexts are taken again where what they were
     /// built from is the same (the settings, the same objects; name, branch and commit).
     pub previous: Option<&'a Plan>,
+    /// What is known of the images stagings wait for (`wait_for`); `None` to plan as if
+    /// every image were there (rendering a staging to look at it).
+    pub images: Option<&'a super::ImageFacts>,
 }
 
 /// Why a staging cannot be converged this pass. Nothing is written for it; a staging that

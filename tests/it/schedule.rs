@@ -73,6 +73,7 @@ async fn a_berlin_schedule_sleeps_and_wakes_ten_stagings_on_time_and_the_cost_re
             concurrency: 4,
             progress: Default::default(),
             diff: false,
+            images: Default::default(),
         },
         std::time::Duration::from_secs(3600),
         Default::default(),

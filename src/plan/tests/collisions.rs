@@ -88,6 +88,7 @@ fn protected_and_foreign_namespaces_are_conflicts() {
             now: now(),
             confirm_deletions: true,
             previous: None,
+            images: None,
         },
     );
     for (b, why) in [("a", "did not create it"), ("b", "instance \"blue\"")] {

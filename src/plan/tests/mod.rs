@@ -89,6 +89,7 @@ fn run(
             now: at,
             confirm_deletions: false,
             previous: None,
+            images: None,
         },
     )
 }
@@ -292,6 +293,7 @@ fn an_empty_or_shrunken_listing_is_not_believed() {
             now: now(),
             confirm_deletions: true,
             previous: None,
+            images: None,
         },
     );
     assert_eq!(
@@ -418,6 +420,7 @@ fn a_removed_environment_is_held_until_confirmed() {
             now: now(),
             confirm_deletions: true,
             previous: None,
+            images: None,
         },
     );
     let s = p.stagings.iter().find(|s| s.environment == "docs").unwrap();
@@ -425,6 +428,7 @@ fn a_removed_environment_is_held_until_confirmed() {
 }
 
 mod collisions;
+mod images;
 mod lifecycle;
 mod trailers;
 
@@ -453,6 +457,7 @@ fn a_readiness_that_changes_no_health_leaves_the_plan_as_it_is() {
                 now: now(),
                 confirm_deletions: false,
                 previous: None,
+                images: None,
             },
         )
     };
