@@ -405,14 +405,10 @@ async fn converge_one(
             .map_err(|_| late())??;
         return Ok(Vec::new());
     }
-    let ctx = p
-        .context
-        .clone()
-        .expect("filtered to stagings with a context");
-    let settings = p
-        .settings
-        .clone()
-        .expect("stagings that exist have settings");
+    // A staging that stays or comes has both; `converge` picks only such ones.
+    let (Some(ctx), Some(settings)) = (p.context.clone(), p.settings.clone()) else {
+        return Ok(Vec::new());
+    };
     let asleep = p.state.is_some_and(|s| s.asleep());
     // What is copied counts in the fingerprint: a rotated source is a change.
     let (copies, copy_digest) = copies::collect(&settings, copied)?;
@@ -433,18 +429,20 @@ async fn converge_one(
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     copies::add(&mut objects, copies, &context)?;
     // What it costs awake is known only now; the record carries it.
-    let mut p = p.clone();
-    p.usage = Some(render::sleep::usage(&objects));
+    let usage = render::sleep::usage(&objects);
     if asleep {
         render::sleep::put_to_sleep(&mut objects);
     }
+    let rendered = crate::targets::Rendered {
+        objects: &objects,
+        fingerprint: fingerprint.as_deref(),
+        usage,
+    };
     // One bound over the writes and, for `plan --diff`, the reads of what the target holds.
     let work = async {
-        let mut changes = target
-            .apply(&p, &objects, fingerprint.as_deref(), dry_run)
-            .await?;
+        let mut changes = target.apply(p, &rendered, dry_run).await?;
         if dry_run && opts.diff {
-            field_changes(target, &p, &objects, &mut changes).await;
+            field_changes(target, p, &objects, &mut changes).await;
         }
         Ok::<_, TargetError>(changes)
     };

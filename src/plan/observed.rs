@@ -308,7 +308,16 @@ pub struct StagingRecord {
 }
 
 impl StagingRecord {
-    /// The record of a planned staging after its pass.
+    /// The record of a planned staging after a pass that rendered it, with what it costs as
+    /// rendered.
+    pub fn applied(p: &super::Planned, usage: Usage) -> StagingRecord {
+        StagingRecord {
+            usage: Some(usage),
+            ..StagingRecord::of(p)
+        }
+    }
+
+    /// The record of a planned staging after its pass (its usage as last recorded).
     pub fn of(p: &super::Planned) -> StagingRecord {
         StagingRecord {
             name: p.name.clone(),

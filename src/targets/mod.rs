@@ -169,6 +169,17 @@ pub struct Dirty {
     pub health: std::collections::BTreeSet<String>,
 }
 
+/// What a staging's render gave, to apply.
+#[derive(Debug, Clone, Copy)]
+pub struct Rendered<'a> {
+    /// The objects, in the order they are applied.
+    pub objects: &'a [Object],
+    /// A digest of what they were rendered from (see [`Target::holds`]), when it can be made.
+    pub fingerprint: Option<&'a str>,
+    /// What its workloads request when awake, as rendered: recorded for the cost report.
+    pub usage: crate::plan::Usage,
+}
+
 /// A place stagings are converged into.
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -192,13 +203,12 @@ pub trait Target: Send + Sync {
     fn take_dirty(&self) -> Option<Dirty> {
         None
     }
-    /// Make `staging` hold exactly `objects` (and its recorded state); `dry_run` only reports.
-    /// `fingerprint` digests what the objects were rendered from (see [`Target::holds`]).
+    /// Make `staging` hold exactly what was rendered for it (and its recorded state, with the
+    /// rendered usage); `dry_run` only reports.
     async fn apply(
         &self,
         staging: &Planned,
-        objects: &[Object],
-        fingerprint: Option<&str>,
+        rendered: &Rendered<'_>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError>;
     /// Whether `staging` holds, as of the last observation, exactly what this process applied
@@ -315,11 +325,11 @@ impl Target for Empty {
     async fn apply(
         &self,
         _: &Planned,
-        objects: &[Object],
-        _: Option<&str>,
+        rendered: &Rendered<'_>,
         _: bool,
     ) -> Result<Vec<Change>, TargetError> {
-        Ok(objects
+        Ok(rendered
+            .objects
             .iter()
             .map(|o| Change::new(ChangeKind::Create, crate::render::object_id(o)))
             .collect())

@@ -264,10 +264,14 @@ impl DirTarget {
         Ok(out)
     }
 
-    fn record(staging: &Planned, files: BTreeMap<String, String>) -> Record {
+    fn record(
+        staging: &Planned,
+        usage: crate::plan::Usage,
+        files: BTreeMap<String, String>,
+    ) -> Record {
         Record {
             managed_by: consts::MANAGER.into(),
-            staging: StagingRecord::of(staging),
+            staging: StagingRecord::applied(staging, usage),
             files,
         }
     }
@@ -321,10 +325,10 @@ impl Target for DirTarget {
     async fn apply(
         &self,
         staging: &Planned,
-        objects: &[Object],
-        _fingerprint: Option<&str>,
+        rendered: &super::Rendered<'_>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
+        let objects = rendered.objects;
         let folder = self.folder(&staging.name)?;
         let old = match self.classify(&staging.name, &folder) {
             Folder::Staging(r) => r.files,
@@ -371,7 +375,11 @@ impl Target for DirTarget {
             let mut intent = old.clone();
             intent.extend(new.clone());
             if intent != old || !folder.join(STATUS_FILE).exists() {
-                self.write_record(&folder, &Self::record(staging, intent), false)?;
+                self.write_record(
+                    &folder,
+                    &Self::record(staging, rendered.usage, intent),
+                    false,
+                )?;
             }
         }
         let mut changes = Vec::new();
@@ -394,7 +402,11 @@ impl Target for DirTarget {
             changes.push(Change::new(ChangeKind::Prune, id.clone()));
         }
         // Last: the record as it now is.
-        self.write_record(&folder, &Self::record(staging, new), dry_run)?;
+        self.write_record(
+            &folder,
+            &Self::record(staging, rendered.usage, new),
+            dry_run,
+        )?;
         Ok(changes)
     }
 

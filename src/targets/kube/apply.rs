@@ -98,10 +98,14 @@ impl KubeTarget {
     pub(super) async fn apply_async(
         &self,
         p: &Planned,
-        objects: &[Object],
-        fingerprint: Option<&str>,
+        r: &crate::targets::Rendered<'_>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
+        let (objects, fingerprint) = (r.objects, r.fingerprint);
+        let w = state::Writing {
+            p,
+            usage: Some(r.usage),
+        };
         // Forgotten until this apply has finished.
         self.applied.lock().expect("applied").remove(&p.name);
         let ns = p
@@ -123,7 +127,7 @@ impl KubeTarget {
         // The namespace first, recording every kind that may hold objects of this staging, so a
         // pass interrupted half-way still prunes next time.
         let ns_live = self
-            .ensure_namespace(p, &ns, &union, live_ns.as_deref(), dry_run, &mut changes)
+            .ensure_namespace(&w, &ns, &union, live_ns.as_deref(), dry_run, &mut changes)
             .await?;
         let mut held = std::collections::HashMap::new();
         if self
@@ -152,7 +156,7 @@ impl KubeTarget {
         let kinds: Vec<String> = new_kinds.into_iter().collect();
         if let Some(l) = ns_live.filter(|_| kinds.len() != union.len()) {
             // Everything of the dropped kinds is pruned: stop listing them.
-            self.apply_namespace(p, &ns, &kinds, &l, dry_run).await?;
+            self.apply_namespace(&w, &ns, &kinds, &l, dry_run).await?;
         }
         self.leave_old_namespaces(p, &ns, dry_run, &mut changes)
             .await?;

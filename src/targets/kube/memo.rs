@@ -38,7 +38,8 @@ pub fn holds(a: &Applied, p: &Planned, fingerprint: &str, instance: &str, live: 
         return false;
     };
     let labels = state::namespace_labels(p, instance);
-    let annotations = state::namespace_annotations(p, &a.kinds, &ns.created);
+    let w = state::Writing { p, usage: p.usage };
+    let annotations = state::namespace_annotations(&w, &a.kinds, &ns.created);
     let same_ns = labels.iter().all(|(k, v)| ns.labels.get(k) == Some(v))
         && state::recorded(&ns.annotations) == annotations;
     if !same_ns || a.kinds.iter().any(|k| live.unlistable.contains(k)) {

@@ -314,12 +314,10 @@ impl Target for KubeTarget {
     async fn apply(
         &self,
         staging: &Planned,
-        objects: &[Object],
-        fingerprint: Option<&str>,
+        rendered: &super::Rendered<'_>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
-        self.apply_async(staging, objects, fingerprint, dry_run)
-            .await
+        self.apply_async(staging, rendered, dry_run).await
     }
     fn holds(&self, staging: &Planned, fingerprint: &str) -> bool {
         let applied = self.applied.lock().expect("applied");

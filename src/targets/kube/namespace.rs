@@ -32,7 +32,7 @@ impl KubeTarget {
     /// name exists), else apply what changed on it. Its live state after the pass.
     pub(super) async fn ensure_namespace(
         &self,
-        p: &Planned,
+        w: &state::Writing<'_>,
         ns: &str,
         kinds: &[String],
         live: Option<&LiveNs>,
@@ -40,8 +40,8 @@ impl KubeTarget {
         changes: &mut Vec<Change>,
     ) -> Result<Option<LiveNs>, TargetError> {
         if let Some(l) = live {
-            own_staging(l, p, ns)?;
-            self.apply_namespace(p, ns, kinds, l, dry_run).await?;
+            own_staging(l, w.p, ns)?;
+            self.apply_namespace(w, ns, kinds, l, dry_run).await?;
             return Ok(Some(l.clone()));
         }
         changes.push(Change::new(ChangeKind::Create, format!("Namespace/{ns}")));
@@ -49,8 +49,8 @@ impl KubeTarget {
             return Ok(None);
         }
         let created = CreatedBy::new(&self.instance, chrono::Utc::now());
-        let labels = state::namespace_labels(p, &self.instance);
-        let annotations = state::namespace_annotations(p, kinds, &created);
+        let labels = state::namespace_labels(w.p, &self.instance);
+        let annotations = state::namespace_annotations(w, kinds, &created);
         let body: Namespace = serde_json::from_value(json!({
             "apiVersion": "v1",
             "kind": "Namespace",
@@ -93,14 +93,14 @@ impl KubeTarget {
     /// on the namespace octostage created (its UID).
     pub(super) async fn apply_namespace(
         &self,
-        p: &Planned,
+        w: &state::Writing<'_>,
         ns: &str,
         kinds: &[String],
         live: &LiveNs,
         dry_run: bool,
     ) -> Result<(), TargetError> {
-        let labels = state::namespace_labels(p, &self.instance);
-        let annotations = state::namespace_annotations(p, kinds, &live.created);
+        let labels = state::namespace_labels(w.p, &self.instance);
+        let annotations = state::namespace_annotations(w, kinds, &live.created);
         let same = labels.iter().all(|(k, v)| live.labels.get(k) == Some(v))
             && state::recorded(&live.annotations) == annotations;
         if same || dry_run {

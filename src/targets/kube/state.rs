@@ -76,14 +76,27 @@ pub fn namespace_labels(p: &Planned, instance: &str) -> BTreeMap<String, String>
     .collect()
 }
 
+/// A staging as its namespace records it: as planned, with what it costs as rendered.
+#[derive(Debug, Clone, Copy)]
+pub struct Writing<'a> {
+    /// The staging.
+    pub p: &'a Planned,
+    /// Its usage as rendered (the one last recorded when it was not rendered again).
+    pub usage: Option<crate::plan::Usage>,
+}
+
 /// Annotations of a staging's namespace: its record, the `kinds` applied inside, and its
 /// creation record.
 pub fn namespace_annotations(
-    p: &Planned,
+    w: &Writing<'_>,
     kinds: &[String],
     created: &CreatedBy,
 ) -> BTreeMap<String, String> {
-    let record = serde_json::to_string(&StagingRecord::of(p)).expect("records serialize");
+    let record = StagingRecord {
+        usage: w.usage,
+        ..StagingRecord::of(w.p)
+    };
+    let record = serde_json::to_string(&record).expect("records serialize");
     [
         (ANNOTATION_CREATED_BY, created.to_annotation()),
         (RECORD, record),
