@@ -354,3 +354,33 @@ fn a_listing_stuck_on_a_silent_server_does_not_hold_the_next_one_forever() {
     assert!(e.to_string().contains("still running"), "{e}");
     drop(silent);
 }
+
+/// A remote that advertises what it did last time is listed from memory; a push, a mirror
+/// deleted under the cache, or a pin named anew is listed in full again.
+#[test]
+fn an_unchanged_remote_is_listed_from_memory_and_any_change_is_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = GitRepo::init(&tmp.path().join("srv/app"), "2026-10-01T10:00:00Z");
+    repo.commit("feat", "Feat", "2026-10-02T11:00:00Z");
+    let daemon = Daemon::serve(&tmp.path().join("srv"));
+    let url = daemon.url("app");
+    let cache = RepoCache::new(tmp.path().join("cache"));
+    let none = Credentials::default();
+    let first = cache.list(&url, &none, &[]).unwrap();
+    assert_eq!(cache.list(&url, &none, &[]).unwrap(), first);
+    let moved = repo.commit("feat", "Feat 2", "2026-10-03T11:00:00Z");
+    let l = cache.list(&url, &none, &[]).unwrap();
+    assert_eq!(l.branches[0].commit.sha, moved);
+    assert_eq!(l.branches[0].commit.subject, "Feat 2");
+    // The mirror deleted: listed and fetched again, its objects there for the render.
+    std::fs::remove_dir_all(cache.mirror_dir(&url)).unwrap();
+    assert_eq!(cache.list(&url, &none, &[]).unwrap(), l);
+    let mirror = GitRepo {
+        path: cache.mirror_dir(&url),
+    };
+    assert_eq!(mirror.git(&["cat-file", "-t", &moved]).trim(), "commit");
+    // A pin asked for the first time is resolved, not taken from the listing without it.
+    repo.git(&["tag", "v2", &moved]);
+    let pinned = cache.list(&url, &none, &["v2".to_string()]).unwrap();
+    assert_eq!(pinned.pins["v2"].as_ref().unwrap().sha, moved);
+}

@@ -23,6 +23,7 @@ mod known_hosts;
 mod mirror;
 mod sync;
 mod tree;
+mod unchanged;
 
 pub use tree::{check_path as check_app_path, ExportError};
 
@@ -79,6 +80,8 @@ pub struct RepoCache {
     commits: Arc<Mutex<HashMap<String, HashMap<Oid, Commit>>>>,
     /// One lock per mirror: two listings of one repository in this process take turns.
     locks: Arc<Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>>,
+    /// The last listing of each mirror, while its remote advertises the same.
+    listed: unchanged::Listed,
     /// Longest a listing may take, from connecting to the last commit read.
     timeout: Duration,
 }
@@ -93,6 +96,7 @@ impl RepoCache {
             dir: dir.into(),
             commits: Arc::default(),
             locks: Arc::default(),
+            listed: unchanged::Listed::default(),
             timeout: DEFAULT_FETCH_TIMEOUT,
         }
     }
@@ -169,6 +173,12 @@ impl RepoCache {
         let tags: Vec<String> = pins.iter().filter(|p| !is_full_sha(p)).cloned().collect();
         let (remote, mut skipped_refs) =
             sync::advertised(&repo, url, credentials, deadline, &tags)?;
+        let key = unchanged::key(&dir, &remote, &skipped_refs, &tags, pins);
+        let advertised_skipped = skipped_refs.clone();
+        // A mirror made afresh (deleted, or new) is filled whatever was listed before.
+        if let Some(listing) = self.listed.get(&dir, key).filter(|_| !fresh) {
+            return Ok(listing);
+        }
         let remote = sync::Advertised {
             refs: remote,
             tags: &tags,
@@ -189,18 +199,22 @@ impl RepoCache {
         let (branches, skipped) = self.branches(url, &repo).map_err(err("reading branches"))?;
         skipped_refs.extend(skipped);
         let skipped = skipped_refs;
-        let pins = pins
+        let resolved = pins
             .iter()
             .map(|p| (p.clone(), resolve(&repo, p, &shown)))
             .collect();
-        Ok(RepoListing {
+        let listing = RepoListing {
             pull_requests: false,
             pulls_left_out: Vec::new(),
             pinned_heads: Vec::new(),
             branches,
-            pins,
+            pins: resolved,
             skipped,
-        })
+        };
+        // Made after this listing's own writes to the mirror, so that the next one compares.
+        let key = unchanged::key(&dir, &remote.refs, &advertised_skipped, &tags, pins);
+        self.listed.put(&dir, key, &listing);
+        Ok(listing)
     }
 
     fn lock_for(&self, dir: &Path) -> Arc<Mutex<()>> {
