@@ -32,34 +32,38 @@ impl Ownership {
     /// Read the managed fields of an object. `None` when octostage owns no field of it (it did
     /// not write it, whatever its labels say).
     pub fn read(entries: &[ManagedFieldsEntry]) -> Option<Ownership> {
+        // Every watch event of an object runs this: fields are cloned only where kept, and
+        // digested in place (a Deployment's managed fields are most of its bytes).
         let mut own = Ownership {
             ours: Value::Object(Default::default()),
             ..Default::default()
         };
         let mut any_ours = false;
         for e in entries {
-            let fields = e
-                .fields_v1
-                .as_ref()
-                .map(|f| f.0.clone())
-                .unwrap_or(Value::Null);
+            let fields = e.fields_v1.as_ref().map(|f| &f.0);
             if e.manager.as_deref() == Some(consts::MANAGER) {
                 any_ours = true;
-                merge(&mut own.ours, &fields);
+                if let Some(f) = fields {
+                    merge(&mut own.ours, f);
+                }
                 own.create_entry |= e.operation.as_deref() == Some("Update");
-            } else {
-                let mut f = fields;
-                if let Some(m) = f.as_object_mut() {
-                    m.remove("f:status");
-                }
-                if f.as_object().is_some_and(|m| !m.is_empty()) {
-                    own.others
-                        .push((e.manager.clone().unwrap_or_else(|| "unknown".into()), f));
-                }
+                continue;
+            }
+            let Some(map) = fields.and_then(Value::as_object) else {
+                continue;
+            };
+            let kept: serde_json::Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| *k != "f:status")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !kept.is_empty() {
+                let manager = e.manager.clone().unwrap_or_else(|| "unknown".into());
+                own.others.push((manager, Value::Object(kept)));
             }
         }
-        own.others_digest = digest(&own.others);
-        own.ours_digest = digest(&[(String::new(), own.ours.clone())]);
+        own.others_digest = digest(own.others.iter().map(|(m, f)| (m.as_str(), f)));
+        own.ours_digest = digest(std::iter::once(("", &own.ours)));
         any_ours.then_some(own)
     }
 
@@ -80,14 +84,37 @@ impl Ownership {
     }
 }
 
-fn digest(others: &[(String, Value)]) -> u64 {
+fn digest<'a>(sets: impl Iterator<Item = (&'a str, &'a Value)>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for (manager, fields) in others {
+    for (manager, fields) in sets {
         manager.hash(&mut h);
-        fields.to_string().hash(&mut h);
+        hash_value(fields, &mut h);
     }
     h.finish()
+}
+
+/// Hash a field set as its text would hash, without writing the text: each kind of value is
+/// told apart by a tag, and maps keep the order they were read in.
+fn hash_value(v: &Value, h: &mut impl std::hash::Hasher) {
+    use std::hash::Hash;
+    match v {
+        Value::Null => 0u8.hash(h),
+        Value::Bool(b) => (1u8, b).hash(h),
+        Value::Number(n) => (2u8, n.to_string()).hash(h),
+        Value::String(s) => (3u8, s).hash(h),
+        Value::Array(a) => {
+            (4u8, a.len()).hash(h);
+            a.iter().for_each(|x| hash_value(x, h));
+        }
+        Value::Object(m) => {
+            (5u8, m.len()).hash(h);
+            for (k, x) in m {
+                k.hash(h);
+                hash_value(x, h);
+            }
+        }
+    }
 }
 
 /// The part of field set `ours` along the paths of the field sets `theirs`.
