@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use super::slim::{Deployment, Job, StatefulSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::consts;
@@ -47,7 +46,7 @@ pub fn deployment(d: &Deployment) -> Option<Workload> {
     let staging = staging_of(&d.metadata)?;
     let id = format!("Deployment/{}", d.metadata.name.as_deref()?);
     let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let st = d.status.clone().unwrap_or_default();
+    let st = d.status.as_ref().cloned().unwrap_or_default();
     let gave_up = st.conditions.iter().flatten().find(|c| {
         c.type_ == "Progressing"
             && c.status == "False"

@@ -23,6 +23,7 @@ mod memo;
 mod namespace;
 mod observe;
 mod retry;
+mod slim;
 mod state;
 mod transport;
 mod view;

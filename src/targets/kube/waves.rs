@@ -6,8 +6,8 @@
 //! by the staging's `health_deadline`: the waiting workload makes it pending, then failing; a
 //! failed Job makes it failing at once, with the Job's condition as the reason.
 
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use super::slim::Job;
+use super::slim::{Deployment, StatefulSet};
 use kube::api::Api;
 
 use super::health::{self, Workload};
