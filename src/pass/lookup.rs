@@ -107,6 +107,25 @@ pub struct Samples {
     pub warnings: Vec<crate::check::Finding>,
 }
 
+/// The stagings a pass would have from `listings` with nothing in the target yet.
+fn sample_plan(
+    config: &Config,
+    listings: &plan::Listings,
+    observed: &plan::Observed,
+) -> plan::Plan {
+    plan::plan(
+        config,
+        &plan::Inputs {
+            listings,
+            observed,
+            now: DateTime::<Utc>::MIN_UTC,
+            confirm_deletions: false,
+            previous: None,
+            images: None,
+        },
+    )
+}
+
 /// For `validate`: render, as a pass would, the first staging of every environment that runs
 /// kustomize or helm or reads templates from the application repository, so that what only
 /// the tool or the repository's files can tell (an overlay naming `../../base` outside the
@@ -118,17 +137,7 @@ pub fn render_samples(
 ) -> Samples {
     use crate::check::Finding;
     let observed = plan::Observed::default();
-    let plan = plan::plan(
-        config,
-        &plan::Inputs {
-            listings,
-            observed: &observed,
-            now: DateTime::<Utc>::MIN_UTC,
-            confirm_deletions: false,
-            previous: None,
-            images: None,
-        },
-    );
+    let plan = sample_plan(config, listings, &observed);
     let mut out = Samples::default();
     for env in &config.environments {
         let tool = matches!(

@@ -277,6 +277,35 @@ impl DirTarget {
     }
 }
 
+/// Each object's file name, with its id and text; an object that would overwrite another's
+/// file, or octostage's own, is refused.
+fn files_of(objects: &[Object]) -> Result<BTreeMap<String, (String, String)>, TargetError> {
+    let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for o in objects {
+        let yaml = serde_yaml::to_string(o).map_err(|e| TargetError::Corrupt {
+            what: object_id(o),
+            message: e.to_string(),
+        })?;
+        let f = file_name(o);
+        if f == STATUS_FILE || f == REQUESTS_FILE || f.starts_with(TMP_PREFIX) {
+            return Err(TargetError::Corrupt {
+                what: object_id(o),
+                message: format!(
+                    "would be written to {f}, which is octostage's own file; rename the object"
+                ),
+            });
+        }
+        if let Some((other, _)) = files.get(&f) {
+            return Err(TargetError::Corrupt {
+                what: object_id(o),
+                message: format!("and {other} would both be written to {f}; rename one"),
+            });
+        }
+        files.insert(f, (object_id(o), yaml));
+    }
+    Ok(files)
+}
+
 #[async_trait]
 impl Target for DirTarget {
     async fn current(&self, staging: &Planned, object: &Object) -> Option<Object> {
@@ -328,7 +357,6 @@ impl Target for DirTarget {
         rendered: &super::Rendered<'_>,
         dry_run: bool,
     ) -> Result<Vec<Change>, TargetError> {
-        let objects = rendered.objects;
         let folder = self.folder(&staging.name)?;
         let old = match self.classify(&staging.name, &folder) {
             Folder::Staging(r) => r.files,
@@ -341,29 +369,7 @@ impl Target for DirTarget {
             }
             Folder::Foreign(_) => BTreeMap::new(),
         };
-        let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
-        for o in objects {
-            let yaml = serde_yaml::to_string(o).map_err(|e| TargetError::Corrupt {
-                what: object_id(o),
-                message: e.to_string(),
-            })?;
-            let f = file_name(o);
-            if f == STATUS_FILE || f == REQUESTS_FILE || f.starts_with(TMP_PREFIX) {
-                return Err(TargetError::Corrupt {
-                    what: object_id(o),
-                    message: format!(
-                        "would be written to {f}, which is octostage's own file; rename the object"
-                    ),
-                });
-            }
-            if let Some((other, _)) = files.get(&f) {
-                return Err(TargetError::Corrupt {
-                    what: object_id(o),
-                    message: format!("and {other} would both be written to {f}; rename one"),
-                });
-            }
-            files.insert(f, (object_id(o), yaml));
-        }
+        let files = files_of(rendered.objects)?;
         let new: BTreeMap<String, String> = files
             .iter()
             .map(|(f, (id, _))| (f.clone(), id.clone()))
