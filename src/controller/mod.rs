@@ -30,7 +30,7 @@ pub use signals::shutdown_on_signals;
 use signals::{manual_on_sighup, watch};
 use state::count;
 pub use state::{PassSummary, StagingEvent, State, MAX_EVENTS};
-pub use trigger::Trigger;
+pub use trigger::{wake, Trigger};
 
 use crate::pass::{self, PassError, PassOptions, Report, Scope};
 use crate::source::{ConfigSource, RepoCache};
@@ -481,23 +481,6 @@ impl Controller {
             info!(trigger = %trigger, coalesced = more, "requests coalesced into one pass");
         }
         trigger
-    }
-}
-
-/// How long until the next pass, and why then: the interval, or a deadline of the plan when
-/// that comes first (a second late, so the pass sees it passed; never sooner than
-/// [`crate::consts::MIN_INTERVAL`]).
-pub fn wake(
-    now: DateTime<Utc>,
-    interval: Duration,
-    deadline: Option<DateTime<Utc>>,
-) -> (Duration, Trigger) {
-    let until_deadline = deadline
-        .and_then(|d| (d - now).to_std().ok())
-        .map(|d| (d + Duration::from_secs(1)).max(crate::consts::MIN_INTERVAL));
-    match until_deadline {
-        Some(d) if d < interval => (d, Trigger::Deadline),
-        _ => (interval, Trigger::Interval),
     }
 }
 

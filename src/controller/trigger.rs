@@ -62,3 +62,20 @@ impl std::fmt::Display for Trigger {
         }
     }
 }
+
+/// How long until the next pass, and why then: the interval, or a deadline of the plan when
+/// that comes first (a second late, so the pass sees it passed; never sooner than
+/// [`crate::consts::MIN_INTERVAL`]).
+pub fn wake(
+    now: chrono::DateTime<chrono::Utc>,
+    interval: std::time::Duration,
+    deadline: Option<chrono::DateTime<chrono::Utc>>,
+) -> (std::time::Duration, Trigger) {
+    let until_deadline = deadline
+        .and_then(|d| (d - now).to_std().ok())
+        .map(|d| (d + std::time::Duration::from_secs(1)).max(crate::consts::MIN_INTERVAL));
+    match until_deadline {
+        Some(d) if d < interval => (d, Trigger::Deadline),
+        _ => (interval, Trigger::Interval),
+    }
+}
