@@ -50,17 +50,7 @@ pub fn render_staging(
     }
     // Plan with the staging's lifecycle set aside (it is rendered even when expired or capped),
     // so its name and context are exactly what a pass gives it.
-    let plan = plan::plan(
-        config,
-        &plan::Inputs {
-            listings,
-            observed,
-            now: DateTime::<Utc>::MIN_UTC,
-            confirm_deletions: false,
-            previous: None,
-            images: None,
-        },
-    );
+    let plan = sample_plan(config, listings, observed);
     let p = plan
         .stagings
         .iter()
@@ -107,7 +97,8 @@ pub struct Samples {
     pub warnings: Vec<crate::check::Finding>,
 }
 
-/// The stagings a pass would have from `listings` with nothing in the target yet.
+/// The stagings a pass would have from `listings` and `observed`, their lifecycle set aside
+/// (the plan of the earliest time: nothing has expired, slept or been capped yet).
 fn sample_plan(
     config: &Config,
     listings: &plan::Listings,
