@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Action, PlanError, Planned, Why};
+use super::{Action, PlanError, Planned, Unrendered, Why};
 use crate::config::{Config, RegistryCredentials};
 use crate::source::registry;
 
@@ -154,19 +154,16 @@ fn images_of(config: &Config, p: &Planned, templates: &[String]) -> Result<Vec<S
     let mut out = Vec::new();
     for t in templates {
         let image = config.templates.render_str(t, &view).map_err(|e| {
-            PlanError::Render(
-                crate::render::inline_error(&config.templates, t, "wait_for.image", &e, ctx)
-                    .to_string(),
-            )
+            let e = crate::render::inline_error(&config.templates, t, "wait_for.image", &e, ctx);
+            PlanError::Render(e.into())
         })?;
-        let parsed =
-            registry::ImageRef::parse(&image).map_err(|e| PlanError::Render(e.to_string()))?;
+        let parsed = registry::ImageRef::parse(&image).map_err(|e| PlanError::Render(e.into()))?;
         if parsed.registry != literal_host(t) {
-            return Err(PlanError::Render(format!(
-                "wait_for.image {image:?} names registry {:?}, not {:?} as written",
-                parsed.registry,
-                literal_host(t)
-            )));
+            return Err(PlanError::Render(Unrendered::Registry {
+                named: parsed.registry,
+                written: literal_host(t),
+                image,
+            }));
         }
         out.push(image);
     }

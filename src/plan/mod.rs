@@ -26,7 +26,7 @@ use std::collections::HashMap;
 pub use decision::{Hold, WakeCause, Why};
 pub use images::{ImageAsk, ImageFact, ImageFacts};
 pub use lifecycle::{Life, Phase};
-pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned};
+pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned, Unrendered};
 pub use observed::{
     Clock, Extension, Foreign, Health, Observed, Readiness, Requests, SleepCause, StagingRecord,
     State, Transition, Usage, Wake, MAX_HISTORY,

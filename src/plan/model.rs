@@ -312,9 +312,10 @@ pub struct Inputs<'a> {
 /// exists is kept as it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    /// Its template context does not render (namespace, values, links).
+    /// Its template context (namespace, values, links), or an image it waits for, does not
+    /// render.
     #[error("cannot render: {0}")]
-    Render(String),
+    Render(Unrendered),
     /// Its static pin does not resolve.
     #[error(transparent)]
     Pin(#[from] crate::source::PinError),
@@ -361,6 +362,36 @@ pub enum PlanError {
         why: Foreign,
     },
 }
+
+/// Why part of a staging's plan did not render. Plans are compared (see [`Planned::same`]),
+/// so two of these are equal when they say the same.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Unrendered {
+    /// A template of its context failed.
+    #[error(transparent)]
+    Template(#[from] crate::render::RenderError),
+    /// An image it waits for renders to no image reference.
+    #[error(transparent)]
+    Image(#[from] crate::source::registry::RegistryError),
+    /// An image it waits for names another registry than the template wrote out.
+    #[error("wait_for.image {image:?} names registry {named:?}, not {written:?} as written")]
+    Registry {
+        /// The rendered image.
+        image: String,
+        /// The registry it names.
+        named: String,
+        /// The registry the template wrote out.
+        written: String,
+    },
+}
+
+impl PartialEq for Unrendered {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for Unrendered {}
 
 impl PlanError {
     /// A stable name of the kind of error, for metrics and tests.

@@ -211,7 +211,7 @@ impl EnvPlanner<'_> {
                 p.namespace = Some(ctx.namespace.clone());
                 p.context = Some(ctx);
             }
-            Err(e) => p.block(PlanError::Render(e.to_string())),
+            Err(e) => p.block(PlanError::Render(e.into())),
         }
         p
     }
