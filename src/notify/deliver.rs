@@ -209,8 +209,70 @@ impl Sink {
 /// Why an attempt failed: worth another (the receiver certainly did not take it), or not (it
 /// may have: at most once wins over delivery).
 enum Fail {
-    Retry(String),
-    Final(String),
+    Retry(Undelivered),
+    Final(Undelivered),
+}
+
+/// Why a notification did not arrive. Receivers are shown by host or by the variable that
+/// holds their URL, never by a URL that may carry a secret.
+#[derive(Debug, thiserror::Error)]
+enum Undelivered {
+    /// A variable the configuration names is not set.
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    /// A webhook URL from the environment is unusable.
+    #[error("the URL in {0} is not an http(s) URL without credentials or spaces")]
+    BadUrl(String),
+    /// The receiver answered with an error.
+    #[error("{to} answered {status}{what}")]
+    Answered {
+        to: String,
+        status: reqwest::StatusCode,
+        /// What was asked, when it is not a notification (` to a commit status`).
+        what: &'static str,
+    },
+    /// The receiver could not be reached.
+    #[error("{0}: cannot connect")]
+    Unreachable(String),
+    /// No answer in time; the event may have arrived.
+    #[error("{to}: no answer within {limit:?}; it may have arrived")]
+    Late { to: String, limit: Duration },
+    /// A commit status got no answer in time (setting it again is harmless).
+    #[error("{0}: no answer in time")]
+    LateStatus(String),
+    /// Any other failure of the request, shown without its URL.
+    #[error("{to}: {source}")]
+    Request {
+        to: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A commit status for an environment that names no repository.
+    #[error("commit status: no repository for {0} (set `commit_status.repository`)")]
+    NoRepository(String),
+    /// The forge's token could not be read.
+    #[error(transparent)]
+    Token(#[from] crate::config::TokenError),
+    /// The notification command is empty.
+    #[error("empty command")]
+    EmptyCommand,
+    /// The notification command could not be started or waited for.
+    #[error("{program}: {source}")]
+    Command {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The notification command ran out of time; it was stopped with its processes.
+    #[error("{program} did not finish within {limit:?} and was stopped with its processes")]
+    CommandLate { program: String, limit: Duration },
+    /// The notification command failed; the tail of its stderr, redacted.
+    #[error("{program} exited with {status}: {said}")]
+    CommandFailed {
+        program: String,
+        status: std::process::ExitStatus,
+        said: String,
+    },
 }
 
 /// Run `attempt` until it succeeds or fails for good, at most [`ATTEMPTS`] times with doubling
@@ -255,13 +317,11 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
     let (url, shown) = match &hook.url {
         UrlSource::Literal(u) => (u.clone(), host_of(u)),
         UrlSource::Env(name) => {
-            let url = std::env::var(name)
-                .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?;
+            let url =
+                std::env::var(name).map_err(|_| Fail::Final(Undelivered::Unset(name.clone())))?;
             if crate::config::validate::check_webhook_url(url.trim()).is_err() || url.trim() != url
             {
-                return Err(Fail::Final(format!(
-                    "the URL in {name} is not an http(s) URL without credentials or spaces"
-                )));
+                return Err(Fail::Final(Undelivered::BadUrl(name.clone())));
             }
             (url, format!("the webhook in {name}"))
         }
@@ -277,41 +337,47 @@ async fn post(client: &reqwest::Client, hook: &Webhook, n: &Notice) -> Result<()
         .header("x-octostage-event", n.payload.event.name())
         .header("x-octostage-delivery", &n.payload.id);
     if let Some(name) = &hook.secret_env {
-        let key = std::env::var(name)
-            .map_err(|_| Fail::Final(format!("environment variable {name} is not set")))?;
+        let key = std::env::var(name).map_err(|_| Fail::Final(Undelivered::Unset(name.clone())))?;
         let sig = crate::signing::hmac_sha256(key.as_bytes(), &[&body]);
         req = req.header("x-octostage-signature-256", format!("sha256={sig}"));
     }
     match req.body(body).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
-            let why = format!("{shown} answered {}", r.status());
+            let why = Undelivered::Answered {
+                to: shown,
+                status: r.status(),
+                what: "",
+            };
             match r.status().as_u16() {
                 408 | 429 | 502 | 503 | 504 => Err(Fail::Retry(why)),
                 _ => Err(Fail::Final(why)),
             }
         }
-        Err(e) if e.is_connect() => Err(Fail::Retry(format!("{shown}: cannot connect"))),
-        Err(e) if e.is_timeout() => Err(Fail::Final(format!(
-            "{shown}: no answer within {ATTEMPT_TIMEOUT:?}; it may have arrived"
-        ))),
-        Err(e) => Err(Fail::Final(format!("{shown}: {}", e.without_url()))),
+        Err(e) if e.is_connect() => Err(Fail::Retry(Undelivered::Unreachable(shown))),
+        Err(e) if e.is_timeout() => Err(Fail::Final(Undelivered::Late {
+            to: shown,
+            limit: ATTEMPT_TIMEOUT,
+        })),
+        Err(e) => Err(Fail::Final(Undelivered::Request {
+            to: shown,
+            source: e.without_url(),
+        })),
     }
 }
 
 /// Set the commit status a notice asks for, if it asks for one.
 async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> Result<(), Fail> {
     let Some(repository) = n.repository.as_deref() else {
-        return Err(Fail::Final(format!(
-            "commit status: no repository for {} (set `commit_status.repository`)",
-            n.payload.environment
+        return Err(Fail::Final(Undelivered::NoRepository(
+            n.payload.environment.clone(),
         )));
     };
     let Some(req) = super::status::request(c, repository, &n.payload) else {
         return Ok(());
     };
     let shown = format!("{} ({})", host_of(&c.api_url), c.provider.name());
-    let token = c.token.read().map_err(|e| Fail::Final(e.to_string()))?;
+    let token = c.token.read().map_err(|e| Fail::Final(e.into()))?;
     let mut r = client
         .post(&req.url)
         .header("content-type", "application/json")
@@ -330,16 +396,23 @@ async fn set_status(client: &reqwest::Client, c: &CommitStatus, n: &Notice) -> R
     match r.body(req.body.to_string()).send().await {
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
-            let why = format!("{shown} answered {} to a commit status", r.status());
+            let why = Undelivered::Answered {
+                to: shown,
+                status: r.status(),
+                what: " to a commit status",
+            };
             match r.status().as_u16() {
                 408 | 429 | 500 | 502 | 503 | 504 => Err(Fail::Retry(why)),
                 _ => Err(Fail::Final(why)),
             }
         }
-        Err(e) if e.is_connect() => Err(Fail::Retry(format!("{shown}: cannot connect"))),
+        Err(e) if e.is_connect() => Err(Fail::Retry(Undelivered::Unreachable(shown))),
         // Setting the same status twice is harmless: a timeout is tried again too.
-        Err(e) if e.is_timeout() => Err(Fail::Retry(format!("{shown}: no answer in time"))),
-        Err(e) => Err(Fail::Final(format!("{shown}: {}", e.without_url()))),
+        Err(e) if e.is_timeout() => Err(Fail::Retry(Undelivered::LateStatus(shown))),
+        Err(e) => Err(Fail::Final(Undelivered::Request {
+            to: shown,
+            source: e.without_url(),
+        })),
     }
 }
 
@@ -353,7 +426,7 @@ async fn run(cmd: &[String], n: &Notice) -> Result<(), Fail> {
     use tokio::io::AsyncReadExt;
     let (prog, args) = cmd
         .split_first()
-        .ok_or(Fail::Final("empty command".into()))?;
+        .ok_or(Fail::Final(Undelivered::EmptyCommand))?;
     let mut c = tokio::process::Command::new(prog);
     c.args(args)
         .env_clear()
@@ -368,7 +441,13 @@ async fn run(cmd: &[String], n: &Notice) -> Result<(), Fail> {
         }
     }
     c.env("OCTOSTAGE_EVENT", n.payload.event.name());
-    let mut child = c.spawn().map_err(|e| Fail::Final(format!("{prog}: {e}")))?;
+    let failed = |source| {
+        Fail::Final(Undelivered::Command {
+            program: prog.clone(),
+            source,
+        })
+    };
+    let mut child = c.spawn().map_err(failed)?;
     let group = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
@@ -401,15 +480,17 @@ async fn run(cmd: &[String], n: &Notice) -> Result<(), Fail> {
         .and_then(Result::ok)
         .unwrap_or_default();
     match status {
-        Err(_) => Err(Fail::Final(format!(
-            "{prog} did not finish within {ATTEMPT_TIMEOUT:?} and was stopped with its processes"
-        ))),
-        Ok(Err(e)) => Err(Fail::Final(format!("{prog}: {e}"))),
+        Err(_) => Err(Fail::Final(Undelivered::CommandLate {
+            program: prog.clone(),
+            limit: ATTEMPT_TIMEOUT,
+        })),
+        Ok(Err(e)) => Err(failed(e)),
         Ok(Ok(s)) if s.success() => Ok(()),
-        Ok(Ok(s)) => Err(Fail::Final(format!(
-            "{prog} exited with {s}: {}",
-            crate::redact::text(&said)
-        ))),
+        Ok(Ok(s)) => Err(Fail::Final(Undelivered::CommandFailed {
+            program: prog.clone(),
+            status: s,
+            said: crate::redact::text(&said).into_owned(),
+        })),
     }
 }
 
