@@ -49,18 +49,19 @@ impl Images {
             })
             .buffer_unordered(PARALLEL)
             .collect::<Vec<_>>();
-        let answers = tokio::time::timeout(ALL_CHECKS, checks)
+        let answers: std::collections::HashMap<&str, _> = tokio::time::timeout(ALL_CHECKS, checks)
             .await
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if known.len() + asks.len() > MAX_KNOWN {
             known.clear();
         }
         for a in asks {
             let answer = answers
-                .iter()
-                .find(|(image, _)| *image == a.image)
-                .map(|(_, r)| r.clone())
+                .get(a.image.as_str())
+                .cloned()
                 .unwrap_or(Err(registry::RegistryError::Unanswered(ALL_CHECKS)));
             let fact = remember(known.get(&a.image), answer, now);
             known.insert(a.image.clone(), fact);
