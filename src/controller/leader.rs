@@ -183,6 +183,12 @@ pub enum LeaseHeld {
         /// Who holds it, as last read.
         holder: Option<String>,
     },
+    /// Told to stop while waiting for the lease.
+    #[error("stopped while waiting for {lease}; nothing was written")]
+    Stopped {
+        /// The lease, as the target describes it.
+        lease: String,
+    },
     /// The lease could not be read or written (RBAC, the API server).
     #[error("{why}: a one-off pass writes only holding the lease; grant get, create and update on leases in its namespace, or pass --no-leader-election where no replica runs")]
     Trouble {
@@ -205,12 +211,20 @@ pub(super) async fn lead(
     let stop = parent.child_token();
     let task = tokio::spawn(run(target, e, leadership.0.clone(), stop.clone()));
     let mut rx = leadership.1.clone();
-    let _ = tokio::time::timeout(limit, rx.wait_for(|l| l.leading || l.trouble.is_some())).await;
+    let wait = tokio::time::timeout(limit, rx.wait_for(|l| l.leading || l.trouble.is_some()));
+    // A signal ends the wait at once; the election stops with it (its token is a child).
+    let stopped = tokio::select! {
+        _ = wait => false,
+        _ = parent.cancelled() => true,
+    };
     let now = rx.borrow().clone();
-    if now.leading {
+    if now.leading && !stopped {
         return Ok(Some(Lead { stop, task }));
     }
     Lead { stop, task }.release().await;
+    if stopped {
+        return Err(LeaseHeld::Stopped { lease });
+    }
     Err(match now.trouble {
         Some(why) => LeaseHeld::Trouble { why },
         None => LeaseHeld::Held {

@@ -428,6 +428,25 @@ fn a_one_off_pass_never_writes_beside_a_leading_replica() {
     assert!(stderr.contains("is held by daemon_"), "{stderr}");
     assert_eq!(count(), 1, "the one-off pass wrote beside the leader");
     assert!(holder(&s).is_some_and(|h| h.starts_with("daemon_")));
+    // Told to stop while it waits for the lease, it stops at once, having written nothing.
+    let args = s.args(&["run", "--once"]);
+    let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let signalled = Instant::now();
+    crate::signals::signal(&waiting, nix::sys::signal::Signal::SIGTERM);
+    let (code, _, log) = crate::signals::finish(waiting, std::time::Duration::from_secs(10));
+    assert!(
+        signalled.elapsed().as_secs() < 4,
+        "waited on after SIGTERM: {log}"
+    );
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("stopped while waiting for lease"), "{log}");
+    assert_eq!(count(), 1, "the stopped pass wrote");
     // A stopping daemon releases the lease: the one-off pass takes it at once, writes, and
     // gives it back.
     assert_eq!(a.stop(), Some(0));
