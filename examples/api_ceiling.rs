@@ -88,8 +88,8 @@ fn read_stagings(dir: &Path, prefix: &str) -> Result<Vec<(String, Vec<serde_json
         let mut objects = Vec::new();
         for f in std::fs::read_dir(&folder)?.flatten() {
             let text = std::fs::read_to_string(f.path())?;
-            let value: serde_json::Value =
-                serde_yaml::from_str(&text).with_context(|| format!("{}", f.path().display()))?;
+            let value: serde_json::Value = octostage::yaml::document(&text)
+                .with_context(|| format!("{}", f.path().display()))?;
             if value.get("kind").and_then(|k| k.as_str()).is_some() {
                 objects.push(value);
             }

@@ -38,4 +38,4 @@ pub mod source;
 pub mod targets;
 pub mod templating;
 pub mod text;
-pub mod yaml_budget;
+pub mod yaml;

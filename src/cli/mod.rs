@@ -109,19 +109,6 @@ pub enum Command {
     /// under the memory limit).
     #[command(hide = true)]
     InternalRenderTemplates,
-    /// Parse YAML read from stdin within a budget and print it as JSON (octostage starts this
-    /// under the memory limit).
-    #[command(hide = true)]
-    InternalParseYaml(ParseYamlArgs),
-}
-
-/// `internal-parse-yaml` arguments.
-#[derive(Debug, Args)]
-pub struct ParseYamlArgs {
-    /// Nodes left in the budget.
-    pub nodes: u64,
-    /// Bytes of text left in the budget.
-    pub text: u64,
 }
 
 /// `internal-limit-memory` arguments.

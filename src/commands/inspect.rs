@@ -76,7 +76,7 @@ pub(super) async fn render(a: RenderArgs) -> Result<ExitCode, CommandError> {
     let mut text = String::new();
     for o in objects {
         text.push_str("---\n");
-        text.push_str(&serde_yaml::to_string(&o)?);
+        text.push_str(&crate::yaml::to_string(&o)?);
     }
     out(&text)?;
     Ok(ExitCode::SUCCESS)

@@ -46,7 +46,7 @@ pub enum CommandError {
     Json(#[from] serde_json::Error),
     /// The answer could not be printed as YAML.
     #[error("printing the answer as YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] crate::yaml::WriteError),
     /// A blocking task of the command panicked or was cancelled.
     #[error(transparent)]
     Task(#[from] tokio::task::JoinError),
@@ -98,12 +98,6 @@ pub fn internal(cli: &Cli) -> Option<ExitCode> {
             Some(ExitCode::from(127))
         }
         Command::InternalRenderTemplates => Some(served(crate::render::isolated::serve_templates(
-            std::io::stdin(),
-            std::io::stdout(),
-        ))),
-        Command::InternalParseYaml(a) => Some(served(crate::render::isolated::serve_yaml(
-            a.nodes,
-            a.text,
             std::io::stdin(),
             std::io::stdout(),
         ))),
@@ -189,9 +183,7 @@ pub async fn dispatch(command: Command) -> Result<ExitCode, CommandError> {
         }
         Command::Wake(a) => request::wake(a).await,
         Command::Extend(a) => request::extend(a).await,
-        Command::InternalLimitMemory(_)
-        | Command::InternalRenderTemplates
-        | Command::InternalParseYaml(_) => Ok(internal_late()),
+        Command::InternalLimitMemory(_) | Command::InternalRenderTemplates => Ok(internal_late()),
         Command::Demo(a) => {
             let mut text = Vec::new();
             crate::demo::run(a.dir, &mut text).await?;

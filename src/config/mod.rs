@@ -1,4 +1,4 @@
-//! `environments.yaml`: the file format ([`raw`]), where its values stand ([`position`]), its
+//! `environments.yaml`: the file format ([`raw`]), where its values stand ([`crate::yaml::Positions`]), its
 //! JSON Schema ([`schema`]), validation ([`validate`]) and the validated model ([`model`]).
 //!
 //! Loading runs in stages and gathers every problem of a file before it gives up:
@@ -9,7 +9,7 @@ pub mod endpoint;
 mod files;
 pub mod model;
 pub mod notify;
-pub mod position;
+
 pub mod raw;
 mod raw_forge;
 mod raw_render;
@@ -22,9 +22,10 @@ pub mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use crate::yaml::Pos;
+use crate::yaml::Positions;
 pub use files::{DiskFiles, Files, FilesError, MemFiles};
 pub use model::*;
-use position::{Pos, Positions};
 pub use salvage::load_salvaging;
 
 use crate::consts;
@@ -127,28 +128,17 @@ pub fn parse(
         message,
     };
     let text = crate::text::strip_bom(text);
-    // Not YAML: the parse below says where.
-    match crate::yaml_budget::check(text) {
-        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
-        Err(e) => {
+    let value = match crate::yaml::document(text) {
+        Ok(v) => v,
+        Err(e) if e.is_budget() => {
             return Err(ConfigError::Invalid(vec![problem(
                 Pos { line: 1, column: 1 },
                 format!("YAML: {e}"),
             )]))
         }
-    }
-    let value: serde_json::Value = match serde_yaml::from_str(text) {
-        Ok(v) => v,
         Err(e) => {
-            let pos = e
-                .location()
-                .map(|l| Pos {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or_default();
             return Err(ConfigError::Invalid(vec![problem(
-                pos,
+                e.pos().unwrap_or_default(),
                 format!("YAML syntax: {e}"),
             )]));
         }

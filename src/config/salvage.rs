@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use super::position::{self, Positions};
 use super::{
     consts, load, validate_value, Config, ConfigError, DiskFiles, Files, LoadOptions, Problem,
 };
+use crate::yaml::{self as position, Positions};
 
 /// [`load`], but when the only problems lie inside some environments' part of
 /// `environments.yaml`, the configuration without those environments, which it names in
@@ -35,7 +35,7 @@ fn salvage(
 ) -> Result<Config, ConfigError> {
     let file = consts::CONFIG_FILE;
     let fail = |problems: Vec<Problem>| Err(ConfigError::Invalid(problems));
-    let Ok(mut value) = serde_yaml::from_str::<serde_json::Value>(text) else {
+    let Ok(mut value) = crate::yaml::document(text) else {
         return fail(problems);
     };
     let positions = Positions::index(text);

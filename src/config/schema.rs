@@ -5,9 +5,9 @@ use std::sync::OnceLock;
 
 use jsonschema::error::ValidationErrorKind;
 
-use super::position::{escape, Positions};
 use super::raw::RawFile;
 use super::Problem;
+use crate::yaml::{escape, Positions};
 
 /// The schema as pretty JSON, exactly as committed in `schema/environments.schema.json`.
 pub fn json() -> String {
@@ -289,7 +289,7 @@ mod tests {
         );
         let full = jsonschema::validator_for(&schema).unwrap();
         let seven = compile(&schema);
-        let example: serde_json::Value = serde_yaml::from_str(
+        let example: serde_json::Value = crate::yaml::document(
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/example-repo/environments.yaml"

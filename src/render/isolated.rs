@@ -2,14 +2,11 @@
 //!
 //! Templates from the application repository are rendered under the sandbox's memory limit: in a child process
 //! (`octostage internal-render-templates`), under the limit, the request on its stdin and the
-//! result as JSON on its stdout. So is the YAML every render prints (`octostage
-//! internal-parse-yaml`): serde_yaml spends time quadratic in the nesting of flow collections
-//! and re-reads an aliased scalar at every use, and no count made before parsing bounds every
-//! way to make it slow; in a child, the render's time and memory limits bound it, and octostage
-//! reads back JSON, which costs it linear time and no aliases.
+//! result as JSON on its stdout. The YAML a render prints is parsed in octostage's own process:
+//! [`crate::yaml`] bounds it while it reads (its module says how, and what was measured).
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,105 +16,6 @@ use super::{Context, RenderError};
 /// Most bytes of a templates request read from stdin: the context is values, links and
 /// commit data, far below this.
 const MAX_REQUEST: u64 = 16 << 20;
-/// Most bytes of YAML a parsing child reads: more than any `render_output_limit` lets through.
-const MAX_YAML: u64 = 4 << 30;
-
-/// Longest a child may take to parse one render's YAML (at most `render_timeout`): 32 MiB of
-/// manifests parse in about two seconds.
-const PARSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// What a YAML child answers.
-#[derive(Debug, Serialize, Deserialize)]
-enum YamlAnswer {
-    /// The documents, and what is left of the budget.
-    Parsed {
-        docs: Vec<serde_json::Value>,
-        left: crate::yaml_budget::Budget,
-    },
-    /// Why not: the YAML's own error.
-    Failed(String),
-    /// Why not: the budget's.
-    OverBudget(String),
-}
-
-/// `octostage internal-parse-yaml NODES TEXT`: parse the YAML on stdin within a budget of
-/// NODES nodes and TEXT bytes and print the documents as JSON.
-pub fn serve_yaml(
-    nodes: u64,
-    text: u64,
-    stdin: impl Read,
-    stdout: impl std::io::Write,
-) -> Result<(), SandboxError> {
-    let input = read_bounded(stdin, MAX_YAML)?;
-    let input = String::from_utf8_lossy(&input);
-    let mut left = crate::yaml_budget::Budget { nodes, text };
-    let answer = match super::objects::parse_documents_within("", &input, &mut left) {
-        Ok(docs) => YamlAnswer::Parsed { docs, left },
-        Err(RenderError::Yaml { message, .. }) => YamlAnswer::Failed(message),
-        Err(RenderError::YamlBudget { message, .. }) => YamlAnswer::OverBudget(message),
-        Err(e) => YamlAnswer::Failed(e.to_string()),
-    };
-    write_answer(stdout, &answer)
-}
-
-/// The documents of `text` (printed by a render: `source_name`), within what is `left` of the
-/// staging's budget, parsed in a child under `limits` (at most [`PARSE_TIMEOUT`]); in this
-/// process when limits are not enabled.
-pub(crate) fn parse_yaml(
-    source_name: &str,
-    text: &str,
-    left: &mut crate::yaml_budget::Budget,
-    limits: &super::Limits,
-) -> Result<Vec<serde_json::Value>, RenderError> {
-    let Some(exe) = super::sandbox::executable() else {
-        return super::objects::parse_documents_within(source_name, text, left);
-    };
-    let argv = vec![
-        exe.display().to_string(),
-        "internal-parse-yaml".into(),
-        left.nodes.to_string(),
-        left.text.to_string(),
-    ];
-    // The documents hold at most the budget's text, each byte escaped in at most six, and its
-    // nodes, each a few bytes of JSON.
-    let child_limits = super::Limits {
-        timeout: limits.timeout.min(PARSE_TIMEOUT),
-        max_output: left
-            .text
-            .saturating_mul(6)
-            .saturating_add(left.nodes.saturating_mul(64))
-            .saturating_add(1 << 20),
-        ..limits.clone()
-    };
-    let what = format!("parsing the YAML of {source_name}");
-    let out = super::command::run_with_input(
-        &argv,
-        Path::new("/"),
-        &[],
-        &[],
-        text.as_bytes(),
-        &child_limits,
-    )
-    .map_err(|e| renamed(e, &what))?;
-    match serde_json::from_str(&out) {
-        Ok(YamlAnswer::Parsed { docs, left: l }) => {
-            *left = l;
-            Ok(docs)
-        }
-        Ok(YamlAnswer::Failed(message)) => Err(RenderError::Yaml {
-            source_name: source_name.to_string(),
-            message,
-        }),
-        Ok(YamlAnswer::OverBudget(message)) => Err(RenderError::YamlBudget {
-            source_name: source_name.to_string(),
-            message,
-        }),
-        Err(e) => Err(RenderError::Yaml {
-            source_name: source_name.to_string(),
-            message: format!("the parsing process answered something unreadable: {e}"),
-        }),
-    }
-}
 
 /// An error of a child named for what it did, not for the octostage binary it runs.
 fn renamed(e: RenderError, what: &str) -> RenderError {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::RenderError;
+use crate::yaml::MAX_PLAIN;
 
 /// `path` with `.` and `..` resolved by name (nothing on disk is followed).
 pub(super) fn normalized(path: &Path) -> PathBuf {
@@ -29,7 +30,7 @@ pub(super) fn normalized(path: &Path) -> PathBuf {
 /// the export that exists there. A directory elsewhere on the host (another
 /// environment's export, the config repository) or a remote URL (which kubectl would fetch,
 /// with the host's git credentials) is refused. kubectl itself keeps files to their root.
-pub(super) fn confined(root: &Path, limits: &super::Limits) -> Result<(), RenderError> {
+pub(super) fn confined(root: &Path) -> Result<(), RenderError> {
     let refuse = |file: &Path, field: &str, entry: &str, why: &str| {
         RenderError::Command {
         program: "kustomize".into(),
@@ -59,7 +60,7 @@ pub(super) fn confined(root: &Path, limits: &super::Limits) -> Result<(), Render
             ) {
                 continue;
             }
-            let doc = read_kustomization(root, &p, e.metadata().map_or(0, |m| m.len()), limits)?;
+            let doc = read_kustomization(root, &p, e.metadata().map_or(0, |m| m.len()))?;
             for (field, entry) in named_paths(&doc) {
                 let inline = entry.contains('\n');
                 if entry.contains("://") || entry.starts_with("git@") {
@@ -86,18 +87,13 @@ pub(super) fn confined(root: &Path, limits: &super::Limits) -> Result<(), Render
 
 /// The kustomization at `p` (of `size` bytes) as a document, if it is small, plain YAML
 /// that octostage can read itself.
-fn read_kustomization(
-    root: &Path,
-    p: &Path,
-    size: u64,
-    limits: &super::Limits,
-) -> Result<Value, RenderError> {
+fn read_kustomization(root: &Path, p: &Path, size: u64) -> Result<Value, RenderError> {
     // Its size first: a branch's file is read into this process only when small.
-    if size > MAX_KUSTOMIZATION as u64 {
+    if size > MAX_PLAIN as u64 {
         return Err(RenderError::Command {
             program: "kustomize".into(),
             message: format!(
-                "{} is more than {MAX_KUSTOMIZATION} bytes; a kustomization is a few hundred",
+                "{} is more than {MAX_PLAIN} bytes; a kustomization is a few hundred",
                 p.strip_prefix(root).unwrap_or(p).display()
             ),
             stderr: String::new(),
@@ -106,7 +102,7 @@ fn read_kustomization(
     let text = std::fs::read_to_string(p).unwrap_or_default();
     // kubectl's YAML library follows merge keys (`<<:`), anchors and tags, which the
     // parse below does not: a path hidden in a merge would pass unseen. Refused.
-    if let Err(why) = plain_yaml(&text) {
+    if let Err(why) = crate::yaml::plain(&text) {
         return Err(RenderError::Command {
             program: "kustomize".into(),
             message: format!(
@@ -116,78 +112,19 @@ fn read_kustomization(
             stderr: String::new(),
         });
     }
-    // A file of the branch: parsed in a child under the render limits.
-    let shown = format!(
-        "{} from the application repository",
-        p.strip_prefix(root).unwrap_or(p).display()
-    );
-    let mut budget = crate::yaml_budget::Budget::default();
-    // What octostage cannot read is refused, not left to kubectl: kubectl reads some
-    // YAML serde_yaml refuses (a key given twice: kubectl takes the last), and would
-    // follow what this check never saw.
-    match super::isolated::parse_yaml(&shown, &text, &mut budget, limits) {
+    // What octostage cannot read is refused, not left to kubectl: kubectl reads some YAML
+    // octostage refuses (a key given twice: kubectl takes the last), and would follow what
+    // this check never saw. Plain YAML of at most a megabyte: bounded in this process.
+    match crate::yaml::documents(&text, &mut crate::yaml::Budget::default()) {
         Ok(docs) => Ok(docs.into_iter().next().unwrap_or_default()),
-        Err(RenderError::Yaml { message, .. }) => Err(RenderError::Command {
+        Err(e) => Err(RenderError::Command {
             program: "kustomize".into(),
             message: format!(
-                "{} cannot be checked: {message}; fix the kustomization (a key written twice, say)",
+                "{} cannot be checked: {e}; fix the kustomization (a key written twice, say)",
                 p.strip_prefix(root).unwrap_or(p).display()
             ),
             stderr: String::new(),
         }),
-        Err(e) => Err(e),
-    }
-}
-
-/// Most bytes of a kustomization checked (a real one is a few hundred).
-const MAX_KUSTOMIZATION: usize = 1 << 20;
-
-/// What a kustomization uses that is not plain YAML; reads after "uses".
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum NotPlain {
-    #[error("more than {MAX_KUSTOMIZATION} bytes")]
-    Large,
-    #[error("YAML it cannot read ({0})")]
-    Unreadable(yaml_rust2::ScanError),
-    #[error("an alias (`*name`) at line {0}")]
-    Alias(usize),
-    #[error("a merge key (`<<:`) at line {0}")]
-    Merge(usize),
-    #[error("an anchor (`&name`) at line {0}")]
-    Anchor(usize),
-    #[error("a tag (`!name`) at line {0}")]
-    Tag(usize),
-}
-
-/// Whether `text` is YAML written plainly: no anchor, alias, tag or merge key (the YAML
-/// features where what octostage reads and what kubectl applies can differ); else which.
-pub(crate) fn plain_yaml(text: &str) -> Result<(), NotPlain> {
-    use yaml_rust2::parser::{Event, Parser};
-    use yaml_rust2::scanner::TScalarStyle;
-    if text.len() > MAX_KUSTOMIZATION {
-        return Err(NotPlain::Large);
-    }
-    let mut parser = Parser::new_from_str(text);
-    loop {
-        let (event, mark) = parser.next_token().map_err(NotPlain::Unreadable)?;
-        let at = mark.line();
-        let (anchor, tag) = match &event {
-            Event::StreamEnd => return Ok(()),
-            Event::Alias(_) => return Err(NotPlain::Alias(at)),
-            Event::Scalar(v, TScalarStyle::Plain, ..) if v == "<<" => {
-                return Err(NotPlain::Merge(at))
-            }
-            Event::Scalar(_, _, anchor, tag)
-            | Event::MappingStart(anchor, tag)
-            | Event::SequenceStart(anchor, tag) => (*anchor, tag.is_some()),
-            _ => continue,
-        };
-        if anchor > 0 {
-            return Err(NotPlain::Anchor(at));
-        }
-        if tag {
-            return Err(NotPlain::Tag(at));
-        }
     }
 }
 
@@ -267,24 +204,4 @@ pub(super) fn relative(from: &Path, to: &Path) -> PathBuf {
         out.push(c);
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_kustomization_must_be_plain_yaml() {
-        assert!(plain_yaml("resources: [cm.yaml]\npatches:\n  - path: p.yaml\n").is_ok());
-        assert!(plain_yaml("data:\n  a: \"<<\"\n").is_ok());
-        for (text, why) in [
-            ("<<: {resources: [../../x]}\n", "merge key"),
-            ("a: &x [../x]\nresources: *x\n", "anchor"),
-            ("resources: !!seq [../x]\n", "tag"),
-            ("resources: !custom [../x]\n", "tag"),
-        ] {
-            let e = plain_yaml(text).unwrap_err().to_string();
-            assert!(e.contains(why), "{text}: {e}");
-        }
-    }
 }

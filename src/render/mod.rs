@@ -105,8 +105,8 @@ pub enum RenderError {
     /// Octostage is shutting down: the render command was stopped.
     #[error("rendering was stopped: octostage is shutting down")]
     Cancelled,
-    /// YAML refused before it was parsed: it would cost too much (see `yaml_budget`).
-    #[error("{source_name} is refused before it is parsed: {message}")]
+    /// YAML refused while it was parsed: it would cost too much (see `crate::yaml`).
+    #[error("{source_name} is refused: {message}")]
     YamlBudget {
         /// Template file, command or file.
         source_name: String,
@@ -259,16 +259,10 @@ pub fn render(
     };
     let untrusted = untrusted(ctx);
     let mut objects = Vec::new();
-    let mut nodes_left = crate::yaml_budget::Budget::default();
+    // One budget for the staging: its outputs together build at most so many values.
+    let mut nodes_left = crate::yaml::Budget::default();
     for (source_name, text) in outputs {
-        // Output made from files of a branch is parsed in a child under the render limits;
-        // output of the config repository's own files (templates, charts, commands that read
-        // no export) in this process, which saves two processes per staging.
-        let docs = if app_dir.is_some() {
-            isolated::parse_yaml(&source_name, &text, &mut nodes_left, &limits)?
-        } else {
-            objects::parse_documents_within(&source_name, &text, &mut nodes_left)?
-        };
+        let docs = objects::parse_documents_within(&source_name, &text, &mut nodes_left)?;
         guard::intact(&source_name, &text, &docs, &untrusted)?;
         for doc in docs {
             collect_object(&source_name, doc, &ctx.namespace, &mut objects)?;

@@ -2,8 +2,6 @@
 //! and a name that are safe anywhere they are used (URLs, file names), nothing cluster-scoped,
 //! nothing outside the staging's namespace, and octostage's ownership labels on everything.
 
-use serde::Deserialize;
-
 use super::{Context, RenderError};
 use crate::consts;
 
@@ -66,45 +64,26 @@ pub fn parse_documents(
     source_name: &str,
     text: &str,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
-    parse_documents_within(
-        source_name,
-        text,
-        &mut crate::yaml_budget::Budget::default(),
-    )
+    parse_documents_within(source_name, text, &mut crate::yaml::Budget::default())
 }
 
 /// [`parse_documents`] within what is `left` of a budget of YAML nodes (see
-/// [`crate::yaml_budget`]) shared by the outputs of one render.
+/// [`crate::yaml`]) shared by the outputs of one render.
 pub fn parse_documents_within(
     source_name: &str,
     text: &str,
-    left: &mut crate::yaml_budget::Budget,
+    left: &mut crate::yaml::Budget,
 ) -> Result<Vec<serde_json::Value>, RenderError> {
-    let text = crate::text::strip_bom(text);
-    let yaml_err = |message: String| RenderError::Yaml {
-        source_name: source_name.to_string(),
-        message,
-    };
-    // Rendered from files of a branch: bounded before serde_yaml builds any value.
-    match crate::yaml_budget::charge(text, left) {
-        // Not YAML: the parse below says where.
-        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
-        Err(e) => {
-            return Err(RenderError::YamlBudget {
-                source_name: source_name.to_string(),
-                message: e.to_string(),
-            })
-        }
-    }
-    let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(text) {
-        let v = serde_yaml::Value::deserialize(de).map_err(|e| yaml_err(e.to_string()))?;
-        let v: serde_json::Value = serde_json::to_value(&v).map_err(|e| yaml_err(e.to_string()))?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
+    crate::yaml::documents(text, left).map_err(|e| match e {
+        e if e.is_budget() => RenderError::YamlBudget {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        },
+        e => RenderError::Yaml {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        },
+    })
 }
 
 /// Check one document (a `List` is opened) and add its objects to `out`.

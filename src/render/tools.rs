@@ -136,20 +136,14 @@ pub fn overlay(
 /// A rendered patch is YAML kustomize reads as it is: a branch name or commit subject in it
 /// must have stayed inside a string, as in every rendered manifest (see `guard`).
 fn intact_patch(what: &str, text: &str, ctx: &Context) -> Result<(), RenderError> {
-    match crate::yaml_budget::check(text) {
-        Ok(()) | Err(crate::yaml_budget::BudgetError::Syntax(_)) => {}
-        Err(e) => {
-            return Err(RenderError::Object {
-                source_name: what.to_string(),
-                object: "(patch)".into(),
-                message: e.to_string(),
-            })
-        }
-    }
-    let doc: serde_json::Value = serde_yaml::from_str(text).map_err(|e| RenderError::Object {
+    let doc = crate::yaml::document(text).map_err(|e| RenderError::Object {
         source_name: what.to_string(),
         object: "(patch)".into(),
-        message: format!("is not YAML once rendered: {e}"),
+        message: if e.is_budget() {
+            e.to_string()
+        } else {
+            format!("is not YAML once rendered: {e}")
+        },
     })?;
     super::guard::intact(what, text, &[doc], &super::untrusted(ctx))
 }
@@ -193,7 +187,7 @@ pub fn kustomize(
 ) -> Result<(String, String), RenderError> {
     let base = locate(config, k.from, &k.path, app_dir)?;
     if let (Origin::App, Some(root)) = (k.from, app_dir) {
-        confined(root, limits)?;
+        confined(root)?;
     }
     let work = work_dir()?;
     // kustomize takes no absolute root: the base is named relative to the overlay.

@@ -48,10 +48,10 @@ pub fn commit_files(
     repo.git(&["rev-parse", "HEAD"])
 }
 
-fn read(out: &Path, staging: &str, file: &str) -> serde_yaml::Value {
+fn read(out: &Path, staging: &str, file: &str) -> serde_json::Value {
     let p = out.join(staging).join(file);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_yaml::from_str(&text).unwrap()
+    octostage::yaml::document(&text).unwrap()
 }
 
 const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-config\ndata:\n  version: \"1\"\n  branch: {{ branch.name | tojson }}\n";

@@ -161,7 +161,7 @@ fn template_values_that_are_undefined_fail_and_the_namespace_builtin_works() {
     d.run_ok(&["run", "--once"]);
     let cm = std::fs::read_to_string(d.out.join("app-main/configmap-info.yaml")).unwrap();
     assert!(
-        cm.contains("count: '6'") && cm.contains("ns: app-main"),
+        cm.contains("count: \"6\"") && cm.contains("ns: app-main"),
         "{cm}"
     );
 }

@@ -96,12 +96,12 @@ fn run_ok(cmd: &mut Command) -> String {
 
 /// The objects of a multi-document YAML stream, each as canonical JSON, sorted.
 fn objects(yaml: &str) -> Vec<String> {
-    let mut out: Vec<String> = serde_yaml::Deserializer::from_str(yaml)
-        .filter_map(|d| {
-            let v = serde_json::Value::deserialize(d).unwrap();
-            (!v.is_null()).then(|| canonical(&v))
-        })
-        .collect();
+    let mut out: Vec<String> =
+        octostage::yaml::documents(yaml, &mut octostage::yaml::Budget::default())
+            .unwrap()
+            .iter()
+            .map(canonical)
+            .collect();
     out.sort();
     out
 }
@@ -142,8 +142,6 @@ fn helm_template(extra: &[&str]) -> String {
             .args(extra),
     )
 }
-
-use serde::Deserialize;
 
 #[test]
 fn the_chart_and_the_kustomize_base_give_the_same_objects() {

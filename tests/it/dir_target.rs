@@ -156,7 +156,7 @@ fn sigkill_at_any_moment_of_a_pass_leaves_a_target_the_next_pass_converges() {
                 assert!(!name.ends_with(".tmp"), "{} holds {name}", dir.display());
             }
             let cm = std::fs::read_to_string(dir.join("configmap-info.yaml")).unwrap();
-            assert!(cm.contains(&format!("round: '{delay}'")), "{cm}");
+            assert!(cm.contains(&format!("round: \"{delay}\"")), "{cm}");
         }
         let st = status_json(&d);
         assert!(st["left_alone"].as_array().unwrap().is_empty(), "{st}");

@@ -82,7 +82,7 @@ fn the_example_converges_into_a_directory() {
     );
     // The kustomize base of the storefront's own repository, per staging: its commit's image
     // and a host of its own.
-    let sf: serde_yaml::Value = serde_yaml::from_str(
+    let sf = octostage::yaml::document(
         &std::fs::read_to_string(
             out.join("storefront-feature-wishlist/deployment-storefront.yaml"),
         )
@@ -118,7 +118,7 @@ fn the_example_converges_into_a_directory() {
     ] {
         assert!(shop_main.join(f).is_file(), "{f} missing");
     }
-    let web: serde_yaml::Value = serde_yaml::from_str(
+    let web = octostage::yaml::document(
         &std::fs::read_to_string(out.join("shop-release-2-0/deployment-web.yaml")).unwrap(),
     )
     .unwrap();
@@ -163,7 +163,8 @@ fn the_example_converges_into_a_directory() {
     );
     let status = std::fs::read_to_string(out.join("shop-rc/octostage-status.yaml")).unwrap();
     assert!(
-        status.contains("expires_at: 2027-01-31T18:00:00Z") && status.contains("branch: v1.4.0"),
+        status.contains("expires_at: \"2027-01-31T18:00:00Z\"")
+            && status.contains("branch: v1.4.0"),
         "{status}"
     );
 
@@ -177,9 +178,8 @@ fn the_example_converges_into_a_directory() {
     ];
     r.extend_from_slice(&common);
     let rendered = octostage_ok(&r, 0);
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&rendered)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect();
+    let docs =
+        octostage::yaml::documents(&rendered, &mut octostage::yaml::Budget::default()).unwrap();
     assert_eq!(docs.len(), 11, "{rendered}");
     for d in &docs {
         assert_eq!(d["metadata"]["namespace"], "shop-feature-checkout", "{d:?}");

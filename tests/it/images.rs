@@ -167,7 +167,7 @@ fn run(d: &DirRun, cmd: &[&str], password: &str) -> (String, String) {
 
 fn commit_in(d: &DirRun, staging: &str) -> Option<String> {
     let text = std::fs::read_to_string(d.out.join(staging).join("configmap-info.yaml")).ok()?;
-    let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let v = octostage::yaml::document(&text).unwrap();
     v["data"]["commit"].as_str().map(str::to_string)
 }
 

@@ -140,7 +140,7 @@ fn no_kustomization_field_and_no_render_of_branch_files_reaches_the_network() {
         ),
         // Huge: refused before it is read into octostage.
         ("huge", format!("# {}\n", "x".repeat(2 << 20))),
-        // A key written twice: serde_yaml refuses the file, kubectl takes the last value.
+        // A key written twice: octostage refuses the file, kubectl takes the last value.
         ("twice", format!("resources: [\"{}\"]\n", url("twice.yaml"))),
     ];
     for (name, field) in &fields {

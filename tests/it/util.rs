@@ -132,6 +132,43 @@ pub fn octostage(args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
+/// Run it, and its peak resident memory in MiB (the kernel's high-water mark of that one
+/// process, read every 10 ms while it runs): a figure of its own, where `RUSAGE_CHILDREN`
+/// would hold the largest process any test of this binary ever waited for.
+pub fn octostage_peak_mib(args: &[&str]) -> (Output, u64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_octostage"))
+        .env("OCTOSTAGE_LISTEN", "127.0.0.1:0")
+        .env("OCTOSTAGE_PROBE_LISTEN", "127.0.0.1:0")
+        .args(args)
+        .env_remove("OCTOSTAGE_CONFIG")
+        .env_remove("OCTOSTAGE_TARGET")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let status = format!("/proc/{}/status", child.id());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("VmHWM:"))
+                        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+                });
+                peak = peak.max(hwm.unwrap_or(0));
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            peak / 1024
+        })
+    };
+    let out = child.wait_with_output().expect("binary runs");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    (out, watcher.join().unwrap())
+}
+
 /// Run it and expect `code`; returns stdout.
 pub fn octostage_ok(args: &[&str], code: i32) -> String {
     let out = octostage(args);
@@ -239,6 +276,12 @@ impl DirRun {
     pub fn run(&self, cmd: &[&str]) -> std::process::Output {
         let a = self.args(cmd);
         octostage(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// [`DirRun::run`], and the process's peak resident memory in MiB.
+    pub fn run_peak_mib(&self, cmd: &[&str]) -> (std::process::Output, u64) {
+        let a = self.args(cmd);
+        octostage_peak_mib(&a.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     pub fn run_ok(&self, cmd: &[&str]) -> String {

@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::model::*;
-use super::position::{escape, Positions};
 use super::raw::*;
 use super::{Files, LoadOptions, Problem};
 use crate::consts;
 use crate::naming;
 use crate::templating::TemplateSet;
+use crate::yaml::{escape, Positions};
 
 mod render;
 mod settings;

@@ -6,10 +6,10 @@ use super::super::model::*;
 use super::super::raw::*;
 use super::parse_size;
 use super::Validator;
-use crate::config::position::escape;
 use crate::config::Problem;
 use crate::consts;
 use crate::naming;
+use crate::yaml::escape;
 
 impl Validator<'_> {
     pub(super) fn layer(&mut self, raw: &RawSettings, ptr: &str) -> Layer {
@@ -247,7 +247,7 @@ impl Validator<'_> {
                     for (line, expr) in crate::config::untrusted::yaml_template(source) {
                         self.warnings.push(Problem {
                             file: file.clone(),
-                            pos: crate::config::position::Pos { line, column: 1 },
+                            pos: crate::yaml::Pos { line, column: 1 },
                             message: format!("`{{{{ {expr} }}}}` writes a value from git into YAML as it is; whoever pushes chooses it: write `{{{{ {expr} | tojson }}}}`"),
                         });
                     }
@@ -255,7 +255,7 @@ impl Validator<'_> {
                 for (problem_file, line, msg) in self.templates.add_dir(&dir, files) {
                     self.problems.push(Problem {
                         file: problem_file,
-                        pos: crate::config::position::Pos { line, column: 1 },
+                        pos: crate::yaml::Pos { line, column: 1 },
                         message: msg,
                     });
                 }

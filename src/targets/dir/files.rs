@@ -20,7 +20,7 @@ pub(super) fn read_requests(folder: &Path) -> Requests {
         }
         Err(_) => return Requests::default(),
     }
-    match std::fs::read_to_string(&path).map(|t| serde_yaml::from_str(&t)) {
+    match std::fs::read_to_string(&path).map(|t| crate::yaml::from_str(&t)) {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             warn!(file = %path.display(), error = %e, "ignored: unreadable");

@@ -127,7 +127,10 @@ impl DirTarget {
     ) -> Result<(), TargetError> {
         let text = format!(
             "# Written by octostage; do not edit.\n{}",
-            serde_yaml::to_string(record).expect("status serializes")
+            crate::yaml::to_string(record).map_err(|e| TargetError::Corrupt {
+                what: STATUS_FILE.into(),
+                message: e.to_string(),
+            })?
         );
         self.write_if_changed(&folder.join(STATUS_FILE), text.as_bytes(), dry_run)?;
         Ok(())
@@ -163,7 +166,7 @@ impl DirTarget {
             }
             Err(e) => return Folder::Foreign(Foreign::Unreadable(e.to_string())),
         };
-        let record: Record = match serde_yaml::from_str(&text) {
+        let record: Record = match crate::yaml::from_str(&text) {
             Ok(r) => r,
             Err(e) => return Folder::Foreign(Foreign::Unreadable(format!("{STATUS_FILE}: {e}"))),
         };
@@ -233,7 +236,10 @@ impl DirTarget {
         if read_requests(folder) != *expected {
             return Ok(false);
         }
-        let text = serde_yaml::to_string(requests).expect("requests serialize");
+        let text = crate::yaml::to_string(requests).map_err(|e| TargetError::Corrupt {
+            what: REQUESTS_FILE.into(),
+            message: e.to_string(),
+        })?;
         self.write_if_changed(&folder.join(REQUESTS_FILE), text.as_bytes(), false)?;
         Ok(true)
     }
@@ -282,7 +288,7 @@ impl DirTarget {
 fn files_of(objects: &[Object]) -> Result<BTreeMap<String, (String, String)>, TargetError> {
     let mut files: BTreeMap<String, (String, String)> = BTreeMap::new();
     for o in objects {
-        let yaml = serde_yaml::to_string(o).map_err(|e| TargetError::Corrupt {
+        let yaml = crate::yaml::to_string(o).map_err(|e| TargetError::Corrupt {
             what: object_id(o),
             message: e.to_string(),
         })?;
@@ -311,7 +317,10 @@ impl Target for DirTarget {
     async fn current(&self, staging: &Planned, object: &Object) -> Option<Object> {
         let file = self.folder(&staging.name).ok()?.join(file_name(object));
         let text = std::fs::read_to_string(file).ok()?;
-        serde_yaml::from_str(&text).ok()
+        match crate::yaml::document(&text) {
+            Ok(serde_json::Value::Object(o)) => Some(o),
+            _ => None,
+        }
     }
 
     fn describe(&self) -> String {

@@ -1,14 +1,14 @@
 //! Where each value of a YAML document stands, by JSON pointer, so that errors found on the
 //! parsed value (schema, semantic checks) can name `file:line:column`.
 //!
-//! serde_yaml gives no positions for values that parsed fine, so the same text is read a second
-//! time with yaml-rust2's event parser, which marks every node.
+//! A value built by serde gives no positions, so the same text is read a second time with
+//! serde-saphyr's event parser (granit-parser), which marks every node. It reads events and
+//! builds nothing: aliases are not followed, so this costs time and memory linear in the text.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_saphyr::granit_parser::{Event, Marker, Parser, ScalarStyle, Span, SpannedEventReceiver};
 
 /// A 1-based line and column in a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -27,7 +27,7 @@ impl fmt::Display for Pos {
 
 impl From<Marker> for Pos {
     fn from(m: Marker) -> Self {
-        // yaml-rust2 counts lines from 1 and columns from 0.
+        // The parser counts lines from 1 and columns from 0.
         Pos {
             line: m.line(),
             column: m.col() + 1,
@@ -57,7 +57,7 @@ pub struct Duplicate {
 
 impl Positions {
     /// Index the first document of `text`. Text that does not parse gives an empty index: the
-    /// parse error itself is reported by the caller, with serde_yaml's position.
+    /// parse error itself is reported by the caller, with the parser's position.
     pub fn index(text: &str) -> Positions {
         let mut builder = Builder::default();
         let mut parser = Parser::new_from_str(text);
@@ -165,20 +165,16 @@ impl Builder {
     }
 }
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Builder {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
         if self.done {
             return;
         }
-        let pos = Pos::from(mark);
+        let pos = Pos::from(span.start);
         match ev {
             Event::Scalar(value, style, ..) => {
                 if let Some(p) = self.place(Some(&value), pos) {
-                    if matches!(
-                        style,
-                        yaml_rust2::scanner::TScalarStyle::SingleQuoted
-                            | yaml_rust2::scanner::TScalarStyle::DoubleQuoted
-                    ) {
+                    if matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted) {
                         self.positions.quoted.insert(p.clone());
                     }
                     self.positions.values.insert(p, pos);
