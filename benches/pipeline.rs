@@ -4,6 +4,9 @@
 //!   noop), against the 100 ms budget and against a baseline of naming alone.
 //! - list: 10,000 branches from a local repository through the cache, cold (first fetch) and warm
 //!   (nothing new), against `git clone --mirror` and `git for-each-ref` on the same repository.
+//! - yaml: what a render prints (Deployments of 25 nodes each, 50 to 5,000 of them) read by
+//!   `octostage::yaml::documents` within the staging's budget, against the same values read
+//!   from JSON by serde_json.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -226,6 +229,37 @@ fn bench_list() {
     println!("  warm (fetch, nothing new, list)    {:>10}   baseline git for-each-ref   {:>10}   ratio {:.2}x", ms(warm), ms(t_refs), warm.as_secs_f64() / t_refs.as_secs_f64());
 }
 
+fn bench_yaml() {
+    println!("yaml, documents of a render read within the budget:");
+    for n in [50, 500, 5000] {
+        let yaml: String = (0..n)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web-{i}\n  labels: {{app: web, tier: \"front\"}}\nspec:\n  replicas: 2\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n        args: [\"--port\", \"8080\"]\n        env:\n        - name: A\n          value: \"{}\"\n",
+                    "y".repeat(100)
+                )
+            })
+            .collect();
+        let docs =
+            octostage::yaml::documents(&yaml, &mut octostage::yaml::Budget::default()).unwrap();
+        assert_eq!(docs.len(), n);
+        let json = serde_json::to_string(&docs).unwrap();
+        let t_yaml = time(7, || {
+            octostage::yaml::documents(&yaml, &mut octostage::yaml::Budget::default()).unwrap()
+        });
+        let t_json = time(7, || {
+            serde_json::from_str::<Vec<serde_json::Value>>(&json).unwrap()
+        });
+        println!(
+            "  {n:>5} objects, {:>5} KB of YAML   {:>10}   baseline serde_json on the same values {:>10}   ratio {:.2}x",
+            yaml.len() >> 10,
+            ms(t_yaml),
+            ms(t_json),
+            t_yaml.as_secs_f64() / t_json.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing and only checks it runs.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -244,5 +278,8 @@ fn main() {
     }
     if run("list") {
         bench_list();
+    }
+    if run("yaml") {
+        bench_yaml();
     }
 }

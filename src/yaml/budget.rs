@@ -83,6 +83,13 @@ impl<'de> serde::Deserialize<'de> for Counted {
     }
 }
 
+/// Run a whole read with at least 16 MiB of stack, on a fresh segment when the thread has
+/// less: the parser recurses within one level of values too (a key that is itself nested
+/// brackets), which the per-level check below does not see.
+pub(super) fn on_a_large_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(16 << 20, 16 << 20, f)
+}
+
 /// Run one level deeper in the stack, on a fresh segment when little is left: every level of
 /// nesting takes a few kilobytes of the parser's and this visitor's frames (tens in a debug
 /// build), and text reaches [`super::MAX_DEPTH`] levels on any thread, a 2 MiB one included.
@@ -141,15 +148,6 @@ impl<'de> serde::de::Visitor<'de> for Build<'_> {
         self.take(0)?;
         Ok(v.into())
     }
-    fn visit_i128<E: serde::de::Error>(mut self, v: i128) -> Result<Value, E> {
-        self.take(0)?;
-        // Past 64 bits JSON (and the Kubernetes API) keeps the digits as they were written.
-        Ok(serde_json::Number::from_i128(v).map_or_else(|| v.to_string().into(), Value::Number))
-    }
-    fn visit_u128<E: serde::de::Error>(mut self, v: u128) -> Result<Value, E> {
-        self.take(0)?;
-        Ok(serde_json::Number::from_u128(v).map_or_else(|| v.to_string().into(), Value::Number))
-    }
     fn visit_f64<E: serde::de::Error>(mut self, v: f64) -> Result<Value, E> {
         self.take(0)?;
         Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
@@ -161,10 +159,6 @@ impl<'de> serde::de::Visitor<'de> for Build<'_> {
     fn visit_string<E: serde::de::Error>(mut self, v: String) -> Result<Value, E> {
         self.take(v.len())?;
         Ok(v.into())
-    }
-    fn visit_bytes<E: serde::de::Error>(mut self, v: &[u8]) -> Result<Value, E> {
-        self.take(v.len())?;
-        Ok(Value::Array(v.iter().map(|b| (*b).into()).collect()))
     }
     fn visit_unit<E: serde::de::Error>(mut self) -> Result<Value, E> {
         self.take(0)?;
@@ -194,11 +188,17 @@ impl<'de> serde::de::Visitor<'de> for Build<'_> {
         deeper(|| {
             let mut out = serde_json::Map::new();
             while let Some(k) = map.next_key_seed(self.again())? {
-                // JSON keys are strings: other scalars as they print (`1`, `true`), as the
-                // Kubernetes API's YAML decoder has them.
+                // JSON keys are strings: numbers and booleans as they print (`1`, `true`), as
+                // the Kubernetes API's YAML decoder has them; a null or a collection is no key
+                // there either.
                 let k = match k {
                     Value::String(s) => s,
-                    other => other.to_string(),
+                    Value::Number(_) | Value::Bool(_) => k.to_string(),
+                    Value::Null | Value::Array(_) | Value::Object(_) => {
+                        return Err(serde::de::Error::custom(
+                            "a mapping key must be a string, a number or a boolean",
+                        ))
+                    }
                 };
                 let v = map.next_value_seed(self.again())?;
                 out.insert(k, v);

@@ -11,8 +11,9 @@
 //! The parser streams events and is linear in its input: the attacks that took serde_yaml
 //! seconds to minutes (brackets hidden in strings, a 1 MB number read again at each of 20,000
 //! aliases) are refused in milliseconds here, so no child process parses for octostage.
-//! Scalars read as they did with serde_yaml: booleans are YAML 1.2's (`yes` is a string), and so
-//! are numbers (`010` and `1_000` are strings).
+//! Values read as they did with serde_yaml: booleans are YAML 1.2's (`yes` is a string), and so
+//! are numbers (`010` and `1_000` are strings); `<<` is an ordinary key (following merges made
+//! the parser copy nested merge values at every level).
 
 mod budget;
 mod plain;
@@ -25,7 +26,7 @@ pub use positions::{escape, Duplicate, Pos, Positions};
 use budget::{Build, Charge, Counted};
 use serde::de::DeserializeSeed;
 use serde_json::Value;
-use serde_saphyr::options::DuplicateKeyPolicy;
+use serde_saphyr::options::{DuplicateKeyPolicy, MergeKeyPolicy};
 
 /// Deepest nesting of collections, flow (`[`, `{`) or block: far past any manifest, and
 /// the Kubernetes API's own JSON limit is in the same range.
@@ -81,7 +82,9 @@ pub fn documents(text: &str, left: &mut Budget) -> Result<Vec<Value>, YamlError>
         over: false,
     };
     let (read, charge) = budget::counting(charge, || {
-        serde_saphyr::from_str_multiple_with_options::<Counted, Vec<Counted>>(text, options)
+        budget::on_a_large_stack(|| {
+            serde_saphyr::from_str_multiple_with_options::<Counted, Vec<Counted>>(text, options)
+        })
     });
     *left = charge.left;
     let docs = read.map_err(|e| error(&e, charge.over))?;
@@ -99,13 +102,17 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
     let text = crate::text::strip_bom(text);
     let mut left = Budget::default();
     let mut over = false;
-    let options = options(&left, DuplicateKeyPolicy::LastWins);
-    serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        Build {
-            left: &mut left,
-            over: &mut over,
-        }
-        .deserialize(de)
+    // Entries reach the visitor as written, which keeps the last: the parser's own last-wins
+    // buffers a mapping's entries.
+    let options = options(&left, DuplicateKeyPolicy::PassThrough);
+    budget::on_a_large_stack(|| {
+        serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            Build {
+                left: &mut left,
+                over: &mut over,
+            }
+            .deserialize(de)
+        })
     })
     .map_err(|e| error(&e, over))
 }
@@ -113,11 +120,9 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
 /// A value of type `T` from `text`, which octostage wrote itself (a dir target's record),
 /// within the default budget's parser limits.
 pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(
-        text,
-        options(&Budget::default(), DuplicateKeyPolicy::Error),
-    )
-    .map_err(|e| error(&e, false))
+    let options = options(&Budget::default(), DuplicateKeyPolicy::Error);
+    budget::on_a_large_stack(|| serde_saphyr::from_str_with_options(text, options))
+        .map_err(|e| error(&e, false))
 }
 
 /// `value` as a YAML document.
@@ -140,9 +145,16 @@ fn options(left: &Budget, duplicate_keys: DuplicateKeyPolicy) -> serde_saphyr::O
             max_documents: nodes.saturating_add(1),
             max_nodes: nodes.saturating_add(1),
             max_total_scalar_bytes: text.saturating_add(1),
+            max_recorded_anchor_events: nodes.saturating_add(1),
             max_recorded_anchor_bytes: text.saturating_add(1),
+            // What aliases copy is charged by the visitor; the heuristic refused real
+            // manifests (one anchor used a hundred times).
+            enforce_alias_anchor_ratio: false,
         },
         duplicate_keys: duplicate_keys,
+        // `<<` is a key like any other, as serde_yaml had it: following merges made the
+        // parser copy each nested merge value again, depth times the text in memory.
+        merge_keys: MergeKeyPolicy::AsOrdinary,
         // As serde_yaml read them: `010` and `1_000` are strings, not 10.0 and 1000.
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
@@ -167,20 +179,36 @@ fn error(e: &serde_saphyr::Error, over: bool) -> YamlError {
             breach: BudgetBreach::Depth { .. },
             ..
         } => YamlError::TooDeep,
+        E::ExternalMessage { source, .. }
+            if matches!(
+                &**source,
+                serde_saphyr::ExternalMessageSource::Parser(s)
+                    if matches!(s.kind(), serde_saphyr::granit_parser::ErrorKind::RecursionLimitExceeded)
+            ) =>
+        {
+            YamlError::TooDeep
+        }
         E::Budget { .. }
         | E::AliasReplayLimitExceeded { .. }
         | E::AliasExpansionLimitExceeded { .. }
         | E::AliasReplayStackDepthExceeded { .. } => YamlError::TooLarge,
-        // The parser's flow-nesting limit has no variant of its own.
-        other if other.to_string().contains("recursion limit exceeded") => YamlError::TooDeep,
+        E::MultipleDocuments { .. } => YamlError::Syntax {
+            message: "it holds more than one YAML document (`---`); write one".into(),
+            pos: position(inner),
+        },
         other => YamlError::Syntax {
             message: message(other),
-            pos: other.location().map(|l| Pos {
-                line: usize::try_from(l.line()).unwrap_or(usize::MAX),
-                column: usize::try_from(l.column()).unwrap_or(usize::MAX),
-            }),
+            pos: position(other),
         },
     }
+}
+
+/// Where the parser stopped.
+fn position(e: &serde_saphyr::Error) -> Option<Pos> {
+    e.location().map(|l| Pos {
+        line: usize::try_from(l.line()).unwrap_or(usize::MAX),
+        column: usize::try_from(l.column()).unwrap_or(usize::MAX),
+    })
 }
 
 /// The parser's message, without its advice to the programmer.

@@ -59,7 +59,12 @@ impl Positions {
     /// Index the first document of `text`. Text that does not parse gives an empty index: the
     /// parse error itself is reported by the caller, with the parser's position.
     pub fn index(text: &str) -> Positions {
-        let mut builder = Builder::default();
+        // Past this, what is not indexed falls back to its nearest indexed ancestor.
+        let cap = text.len().saturating_mul(16).saturating_add(1 << 20);
+        let mut builder = Builder {
+            cap,
+            ..Builder::default()
+        };
         let mut parser = Parser::new_from_str(text);
         let _ = parser.load(&mut builder, false);
         builder.positions
@@ -122,6 +127,10 @@ struct Builder {
     stack: Vec<Frame>,
     positions: Positions,
     done: bool,
+    /// Bytes of pointers indexed so far, and the most there may be: a pointer repeats the
+    /// keys above it, so long keys nested deep would cost depth times the text.
+    spent: usize,
+    cap: usize,
 }
 
 impl Builder {
@@ -171,6 +180,15 @@ impl<'input> SpannedEventReceiver<'input> for Builder {
             return;
         }
         let pos = Pos::from(span.start);
+        let depth_bytes = match self.stack.last() {
+            Some(Frame::Map { pointer, .. } | Frame::Seq { pointer, .. }) => pointer.len(),
+            None => 0,
+        };
+        self.spent = self.spent.saturating_add(depth_bytes + 32);
+        if self.spent > self.cap {
+            self.done = true;
+            return;
+        }
         match ev {
             Event::Scalar(value, style, ..) => {
                 if let Some(p) = self.place(Some(&value), pos) {
@@ -249,6 +267,32 @@ mod tests {
             .map(|d| (d.key.as_str(), d.first.line, d.again.line))
             .collect();
         assert_eq!(d, [("c", 3, 4), ("a", 1, 5)]);
+    }
+
+    #[test]
+    fn long_keys_nested_deep_are_indexed_in_memory_bounded_by_the_text() {
+        let key = "k".repeat(1000);
+        let mut text = String::new();
+        for i in 0..120 {
+            text += &format!("{}{key}:\n", " ".repeat(i * 2));
+        }
+        text += &format!(
+            "{}leaf: {{{}}}\n",
+            " ".repeat(240),
+            (0..20_000)
+                .map(|i| format!("a{i}: 1"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let p = Positions::index(&text);
+        let held: usize = p.values.keys().chain(p.keys.keys()).map(String::len).sum();
+        // Unbounded, the 20,000 entries would hold 120 KB of pointer each: 4.8 GB.
+        assert!(
+            held < text.len() * 64,
+            "{held} bytes of pointers for {} of text",
+            text.len()
+        );
+        assert_eq!(p.key(&format!("/{key}")), Pos { line: 1, column: 1 });
     }
 
     #[test]

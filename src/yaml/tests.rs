@@ -26,8 +26,8 @@ fn ordinary_yaml_reads_as_before() {
     assert_eq!(v["f"], 1.5);
     assert_eq!(v["2"], "n");
     assert_eq!(v["g"], "1_000");
-    // Merge keys are followed, as kubectl follows them.
-    assert_eq!(docs[1]["m"]["y"], 1);
+    // `<<` is an ordinary key, as serde_yaml had it (see `options`).
+    assert_eq!(docs[1]["m"]["<<"]["y"], 1);
     assert!(document("").unwrap().is_null());
     // What kubectl accepts: flow collections closed at the key's indent, tabs after a colon.
     document(
@@ -202,4 +202,67 @@ fn a_kustomization_must_be_plain_yaml() {
         let e = plain(text).unwrap_err().to_string();
         assert!(e.contains(why), "{text}: {e}");
     }
+}
+
+/// Found by a hostile review of the move to serde-saphyr: each of these broke a bound or
+/// refused what it should read.
+#[test]
+fn what_the_review_of_the_parser_found() {
+    // One anchor used 150 times is a manifest, not a bomb: the parser's ratio heuristic
+    // refused it.
+    let uses = vec!["*x"; 150].join(", ");
+    let v = document(&format!("a: &x 1\nb: [{uses}]\n")).unwrap();
+    assert_eq!(v["b"].as_array().map(Vec::len), Some(150));
+    // Merge values nested 126 deep were copied again at every level (gigabytes from 1.5 MB):
+    // merges are not followed, so this is 126 plain mappings.
+    let nested = format!(
+        "x: {}{{{}}}{}\n",
+        "{<<: ".repeat(126),
+        (0..20_000)
+            .map(|i| format!("k{i}: 0"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        "}".repeat(126)
+    );
+    let start = Instant::now();
+    let docs = fresh(&nested).unwrap();
+    assert!(docs[0]["x"]["<<"]["<<"].is_object());
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+    // Anchors nested 120 deep around 8,000 items keep a copy of every event per open anchor.
+    let mut anchored = String::from("a: ");
+    for i in 0..120 {
+        anchored += &format!("&a{i} [");
+    }
+    anchored += &vec!["0"; 8000].join(",");
+    anchored += &"]".repeat(120);
+    assert_eq!(fresh(&anchored), Err(YamlError::TooLarge));
+    // A syntax error whose text reads like the depth limit is still a syntax error.
+    let e =
+        fresh("\"recursion limit exceeded\": 1\n\"recursion limit exceeded\": 2\n").unwrap_err();
+    assert!(matches!(e, YamlError::Syntax { .. }), "{e:?}");
+    // A second document in a file that is one: our words, not the library's advice.
+    let e = document("a: 1\n---\nb: 2\n").unwrap_err();
+    assert!(e.to_string().contains("more than one YAML document"), "{e}");
+    assert!(!e.to_string().contains("from_str_multiple"), "{e}");
+    // Keys the Kubernetes API has no name for.
+    for text in ["~: v\n", "? [a]\n: v\n", "? {a: b}\n: v\n"] {
+        assert!(fresh(text).is_err(), "{text}");
+    }
+    assert_eq!(document("1: a\ntrue: b\n").unwrap()["true"], "b");
+}
+
+/// The parser recurses inside one level of values too (a key made of nested brackets): a
+/// whole read runs on a large enough stack, on any thread.
+#[test]
+fn a_key_of_nested_brackets_reads_on_a_small_thread() {
+    let text = format!("x:\n  ? {}{}\n  : 1\n", "[".repeat(125), "]".repeat(125));
+    std::thread::Builder::new()
+        .stack_size(256 << 10)
+        .spawn(move || {
+            assert!(fresh(&text).is_err());
+            assert!(document(&text).is_err());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
 }
