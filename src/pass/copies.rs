@@ -121,6 +121,6 @@ pub fn add(
 fn failed(message: String) -> StagingError {
     StagingError::Target(TargetError::Io {
         path: "copy".into(),
-        message,
+        cause: crate::targets::Cause::other(message),
     })
 }

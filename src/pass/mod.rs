@@ -309,9 +309,12 @@ pub async fn observe(
         .await?
         .map_err(|_| TargetError::Io {
             path: target.describe(),
-            message: format!(
-                "reading what the target holds did not finish within {}",
-                humantime::format_duration(crate::consts::OBSERVE_TIMEOUT)
+            cause: crate::targets::Cause::new(
+                crate::targets::CauseKind::Timeout,
+                format_args!(
+                    "reading what the target holds did not finish within {}",
+                    humantime::format_duration(crate::consts::OBSERVE_TIMEOUT)
+                ),
             ),
         })??)
 }
@@ -393,9 +396,12 @@ async fn converge_one(
     let late = || {
         StagingError::Target(TargetError::Io {
             path: p.name.clone(),
-            message: format!(
-                "writing the staging did not finish within {} and was abandoned",
-                humantime::format_duration(limit)
+            cause: crate::targets::Cause::new(
+                crate::targets::CauseKind::Timeout,
+                format_args!(
+                    "writing the staging did not finish within {} and was abandoned",
+                    humantime::format_duration(limit)
+                ),
             ),
         })
     };

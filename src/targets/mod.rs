@@ -2,6 +2,7 @@
 //! stagings, and what stands where a staging would go but is not octostage's) and applies one
 //! staging's objects or deletes a staging, writing only what differs and only what it created.
 
+mod cause;
 pub mod dir;
 pub mod gate;
 pub mod kube;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::plan::{Observed, Planned, Requests, StagingRecord};
 use crate::render::Object;
+pub use cause::{Cause, CauseKind};
 pub use gate::{is_lapsed, Lapsed, WriteGate};
 pub use lease::{LeaseRecord, Leases, StagingNotice};
 pub use spec::{SpecError, TargetSpec};
@@ -31,12 +33,13 @@ pub enum TargetError {
         message: String,
     },
     /// A file or API operation failed.
-    #[error("{path}: {message}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The path or object.
         path: String,
-        /// What happened.
-        message: String,
+        /// What happened, typed, its text redacted.
+        #[source]
+        cause: Cause,
     },
     /// What the target holds is unreadable.
     #[error("{what}: {message}")]
@@ -247,9 +250,12 @@ pub trait Target: Send + Sync {
     async fn read_copy(&self, copy: &crate::config::Copy) -> Result<Object, TargetError> {
         Err(TargetError::Io {
             path: copy.source(),
-            message: format!(
-                "only a kube target can copy it; {} has nothing to copy from",
-                self.describe()
+            cause: Cause::new(
+                CauseKind::Unsupported,
+                format_args!(
+                    "only a kube target can copy it; {} has nothing to copy from",
+                    self.describe()
+                ),
             ),
         })
     }

@@ -65,10 +65,10 @@ enum Folder {
     Interrupted,
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> TargetError {
+fn io(path: &Path, e: impl Into<std::io::Error>) -> TargetError {
     TargetError::Io {
         path: path.display().to_string(),
-        message: e.to_string(),
+        cause: crate::targets::Cause::io(&e.into()),
     }
 }
 
@@ -228,8 +228,9 @@ impl DirTarget {
             Folder::Interrupted => {
                 return Err(TargetError::Io {
                     path: folder.display().to_string(),
-                    message: "holds only an interrupted first write; try again after the next pass"
-                        .into(),
+                    cause: crate::targets::Cause::other(
+                        "holds only an interrupted first write; try again after the next pass",
+                    ),
                 })
             }
         }

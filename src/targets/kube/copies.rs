@@ -16,7 +16,7 @@ impl KubeTarget {
     pub(super) async fn read_copy_async(&self, c: &Copy) -> Result<Object, TargetError> {
         let missing = || TargetError::Io {
             path: c.source(),
-            message: "not found; create it, or remove it from `copy`".into(),
+            cause: crate::targets::Cause::other("not found; create it, or remove it from `copy`"),
         };
         let body = match c.kind {
             CopyKind::Secret => {

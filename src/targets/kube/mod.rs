@@ -98,15 +98,15 @@ pub enum ResourceError {
 fn err(what: impl Into<String>, e: impl std::fmt::Display) -> TargetError {
     TargetError::Io {
         path: what.into(),
-        message: crate::redact::text(&e.to_string()).into_owned(),
+        cause: crate::targets::Cause::other(e),
     }
 }
 
-/// The API server's own words for an API error, not the client's debug dump.
+/// The API server's own words and code for an API error, not the client's debug dump.
 fn api_err(what: impl Into<String>, e: kube::Error) -> TargetError {
-    match &e {
-        kube::Error::Api(s) => err(what, format!("{} ({} {})", s.message, s.code, s.reason)),
-        _ => err(what, e),
+    TargetError::Io {
+        path: what.into(),
+        cause: crate::targets::Cause::kube(&e),
     }
 }
 
