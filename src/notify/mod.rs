@@ -11,6 +11,7 @@
 
 pub mod deliver;
 pub mod status;
+mod undelivered;
 
 use std::sync::Arc;
 
