@@ -9,7 +9,6 @@ pub mod endpoint;
 mod files;
 pub mod model;
 pub mod notify;
-
 pub mod raw;
 mod raw_forge;
 mod raw_render;

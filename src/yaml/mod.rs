@@ -82,7 +82,7 @@ pub fn documents(text: &str, left: &mut Budget) -> Result<Vec<Value>, YamlError>
         over: false,
     };
     let (read, charge) = budget::counting(charge, || {
-        budget::on_a_large_stack(|| {
+        budget::on_a_large_stack(text, || {
             serde_saphyr::from_str_multiple_with_options::<Counted, Vec<Counted>>(text, options)
         })
     });
@@ -105,7 +105,7 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
     // Entries reach the visitor as written, which keeps the last: the parser's own last-wins
     // buffers a mapping's entries.
     let options = options(&left, DuplicateKeyPolicy::PassThrough);
-    budget::on_a_large_stack(|| {
+    budget::on_a_large_stack(text, || {
         serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
             Build {
                 left: &mut left,
@@ -121,7 +121,7 @@ pub fn document(text: &str) -> Result<Value, YamlError> {
 /// within the default budget's parser limits.
 pub fn from_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     let options = options(&Budget::default(), DuplicateKeyPolicy::Error);
-    budget::on_a_large_stack(|| serde_saphyr::from_str_with_options(text, options))
+    budget::on_a_large_stack(text, || serde_saphyr::from_str_with_options(text, options))
         .map_err(|e| error(&e, false))
 }
 

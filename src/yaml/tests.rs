@@ -266,3 +266,21 @@ fn a_key_of_nested_brackets_reads_on_a_small_thread() {
         .join()
         .unwrap();
 }
+
+/// Found reviewing the change: every read took a fresh 16 MiB stack segment on a 2 MiB thread
+/// (about 12 µs each), a dir target's thousand small records included. The stack a read may
+/// need follows from what can open a level in its text.
+#[test]
+fn a_small_file_needs_little_stack_and_deep_text_gets_enough() {
+    let record = "managed-by: octostage\nname: shop-main\nenvironment: shop\nbranch: main\nlinks:\n- https://x\n";
+    assert!(
+        budget::stack_needed(record) <= 16 * budget::stack_needed(""),
+        "{record}"
+    );
+    let deep = format!("x: {}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(budget::stack_needed(&deep) >= 2 * MAX_DEPTH * budget::stack_needed("") / 8);
+    assert_eq!(
+        budget::stack_needed(&deep),
+        budget::stack_needed(&"[".repeat(1_000_000))
+    );
+}
