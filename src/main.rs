@@ -39,8 +39,7 @@ fn main() -> ExitCode {
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
         Err(e) => {
             // Every cause in the chain, redacted.
-            let e = anyhow::Error::from(e);
-            eprintln!("error: {}", octostage::redact::text(&format!("{e:#}")));
+            eprintln!("error: {}", octostage::redact::error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -107,6 +107,23 @@ pub fn text(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// An error and its causes as one line, redacted as [`text`] does. A cause whose words its
+/// error already shows (`"{path}: {cause}"` with the cause also its `source()`) is not
+/// repeated.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let words = cause.to_string();
+        if !out.contains(&words) {
+            out.push_str(": ");
+            out.push_str(&words);
+        }
+        next = cause.source();
+    }
+    text(&out).into_owned()
+}
+
 /// Split on whitespace and quoting characters, keeping the separators, so the text can be put
 /// back together exactly.
 fn split_keep(s: &str) -> Vec<&str> {
@@ -215,6 +232,24 @@ impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer {0}")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner at https://user:tok@example.com/x")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper")]
+    struct Wrapper(#[source] Outer);
+
+    #[test]
+    fn an_error_chain_shows_each_cause_once_and_redacted() {
+        let chain = error_chain(&Wrapper(Outer(Inner)));
+        assert_eq!(chain, "wrapper: outer inner at https://***@example.com/x");
+    }
 
     #[test]
     fn credentials_in_urls_are_refused() {

@@ -7,6 +7,7 @@
 
 pub mod endpoint;
 mod files;
+mod inputs;
 pub mod model;
 pub mod notify;
 pub mod raw;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use crate::yaml::Pos;
 use crate::yaml::Positions;
 pub use files::{DiskFiles, Files, FilesError, MemFiles};
+pub use inputs::{load_for_pass, ReadSet};
 pub use model::*;
 pub use salvage::load_salvaging;
 
@@ -86,6 +88,17 @@ pub struct LoadOptions {
 
 /// Load and validate `environments.yaml` from the config repository at `root`.
 pub fn load(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
+    parse(
+        &config_text(root)?,
+        consts::CONFIG_FILE,
+        root,
+        &DiskFiles(root),
+        opts,
+    )
+}
+
+/// The text of `environments.yaml` at `root`: only a regular file inside the repository.
+fn config_text(root: &Path) -> Result<String, ConfigError> {
     let path = root.join(consts::CONFIG_FILE);
     if path.is_symlink() {
         let real = root
@@ -106,11 +119,10 @@ pub fn load(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
             message: "is not a regular file".into(),
         }]));
     }
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
-    })?;
-    parse(&text, consts::CONFIG_FILE, root, &DiskFiles(root), opts)
+    })
 }
 
 /// Validate the text of `environments.yaml` (named `file` in messages). Pure but for `files`.

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use super::{
-    consts, load, validate_value, Config, ConfigError, DiskFiles, Files, LoadOptions, Problem,
+    config_text, consts, parse, validate_value, Config, ConfigError, DiskFiles, Files, LoadOptions,
+    Problem,
 };
 use crate::yaml::{self as position, Positions};
 
@@ -12,18 +13,21 @@ use crate::yaml::{self as position, Positions};
 /// `environments.yaml`, the configuration without those environments, which it names in
 /// [`Config::frozen`]: one typo in one environment freezes that environment, not every one.
 pub fn load_salvaging(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
-    let problems = match load(root, opts) {
+    parse_salvaging(&config_text(root)?, root, &DiskFiles(root), opts)
+}
+
+/// [`parse`] of `environments.yaml`'s `text`, salvaging as [`load_salvaging`] does.
+pub(super) fn parse_salvaging(
+    text: &str,
+    root: &Path,
+    files: &dyn Files,
+    opts: &LoadOptions,
+) -> Result<Config, ConfigError> {
+    let problems = match parse(text, consts::CONFIG_FILE, root, files, opts) {
         Err(ConfigError::Invalid(p)) => p,
         other => return other,
     };
-    let text = std::fs::read_to_string(root.join(consts::CONFIG_FILE)).unwrap_or_default();
-    salvage(
-        crate::text::strip_bom(&text),
-        root,
-        &DiskFiles(root),
-        opts,
-        problems,
-    )
+    salvage(crate::text::strip_bom(text), root, files, opts, problems)
 }
 
 fn salvage(
@@ -105,7 +109,7 @@ fn salvage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse, MemFiles};
+    use crate::config::MemFiles;
 
     fn problems_of(text: &str, files: &MemFiles) -> Vec<Problem> {
         let parsed = parse(

@@ -129,6 +129,7 @@ mod tests {
                 digest: config.digest(),
                 config: config.clone(),
                 listings: Arc::new(HashMap::new()),
+                reads: None,
             },
             report: Arc::new(Report {
                 config,

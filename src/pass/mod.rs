@@ -107,11 +107,46 @@ async fn load_with(
     let (source, opts) = (source.clone(), opts.clone());
     tokio::task::spawn_blocking(move || {
         let snapshot = source.snapshot()?;
-        let opts = LoadOptions {
-            commit: snapshot.commit.clone(),
-            ..opts
-        };
-        Ok(load(&snapshot.root, &opts)?)
+        Ok(load(&snapshot.root, &at_commit(&opts, &snapshot))?)
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+fn at_commit(opts: &LoadOptions, snapshot: &crate::source::Snapshot) -> LoadOptions {
+    LoadOptions {
+        commit: snapshot.commit.clone(),
+        ..opts.clone()
+    }
+}
+
+/// What a pass's load of the configuration gave.
+enum Loaded {
+    /// The files it reads are those the last load read: its configuration stands.
+    Unchanged(Arc<Config>, u64, Arc<config::ReadSet>),
+    /// Loaded anew, with what the load read.
+    New(Config, Option<Arc<config::ReadSet>>),
+}
+
+/// [`load_config_for_pass`], unless the files it would read are those `previous`'s
+/// configuration was loaded from.
+async fn load_unless_unchanged(
+    source: &ConfigSource,
+    opts: &LoadOptions,
+    previous: Option<&Sources>,
+) -> Result<Loaded, PassError> {
+    let (source, opts) = (source.clone(), opts.clone());
+    let last = previous.and_then(|p| Some((p.config.clone(), p.digest, p.reads.clone()?)));
+    tokio::task::spawn_blocking(move || {
+        let snapshot = source.snapshot()?;
+        let opts = at_commit(&opts, &snapshot);
+        if let Some((config, digest, reads)) = last {
+            if reads.unchanged(&snapshot.root, &opts) {
+                return Ok(Loaded::Unchanged(config, digest, reads));
+            }
+        }
+        let (loaded, reads) = config::load_for_pass(&snapshot.root, &opts);
+        Ok(Loaded::New(loaded?, reads.map(Arc::new)))
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -128,6 +163,8 @@ pub struct Sources {
     pub digest: u64,
     /// Each environment's branch listing, or why it failed.
     pub listings: Arc<plan::Listings>,
+    /// What loading the configuration read (`None`: load it again next time).
+    pub reads: Option<Arc<config::ReadSet>>,
 }
 
 impl Sources {
@@ -150,15 +187,21 @@ pub async fn read_sources(
     opts.progress
         .phase("reading the config and listing branches");
     // Reading is abandoned at once on shutdown: nothing has been written yet.
-    let loaded = unless_cancelled(cancel, load_config_for_pass(source, &opts.load)).await?;
+    let loaded =
+        unless_cancelled(cancel, load_unless_unchanged(source, &opts.load, previous)).await?;
     if let Err(PassError::Config(_)) = &loaded {
         crate::metrics::get().config_valid.set(0);
     }
-    let config = loaded?;
-    let digest = config.digest();
-    let config = match previous {
-        Some(p) if p.digest == digest => p.config.clone(),
-        _ => Arc::new(config),
+    let (config, digest, reads) = match (loaded?, previous) {
+        (Loaded::Unchanged(config, digest, reads), _) => (config, digest, Some(reads)),
+        (Loaded::New(config, reads), previous) => {
+            let digest = config.digest();
+            let config = match previous {
+                Some(p) if p.digest == digest => p.config.clone(),
+                _ => Arc::new(config),
+            };
+            (config, digest, reads)
+        }
     };
     crate::metrics::get()
         .config_valid
@@ -171,6 +214,7 @@ pub async fn read_sources(
         config,
         digest,
         listings: Arc::new(listings),
+        reads,
     })
 }
 

@@ -18,7 +18,7 @@ fn precedence(p: &Planned) -> Rank<'_> {
     (
         p.expires_at.is_some(),
         Reverse(p.commit.as_ref().map(|c| c.time.min(p.first_seen))),
-        p.observed_state.is_none(),
+        p.present.is_none(),
         p.environment.as_str(),
         p.name.as_str(),
     )
@@ -33,7 +33,7 @@ pub fn global(stagings: &mut [Planned], limits: &Limits) {
         order.sort_by(|&a, &b| precedence(&stagings[a]).cmp(&precedence(&stagings[b])));
         for &i in order.iter().skip(max as usize) {
             let p = &mut stagings[i];
-            if p.observed_state.is_none() {
+            if p.present.is_none() {
                 not_created(p, max);
             } else {
                 capped(p, "max_stagings", max);
@@ -77,7 +77,7 @@ fn capped(p: &mut Planned, cap: &str, max: u32) {
     p.state = Some(State::Sleeping(SleepCause::Cap));
     p.next_change = None;
     if matches!(p.action, Action::Noop | Action::Wake | Action::Sleep) {
-        if p.observed_state == p.state {
+        if p.present_state() == p.state {
             (p.action, p.why) = (Action::Noop, Why::UpToDate);
         } else {
             let why = Why::OverLimit {

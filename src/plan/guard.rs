@@ -5,7 +5,7 @@ use super::{Action, Hold, Observed, PlanError, Planned, State};
 /// Turn a deletion into a held noop: the staging stays as it is, with the rule that holds it.
 pub fn hold(p: &mut Planned, hold: Hold) {
     p.action = Action::Noop;
-    p.state = p.observed_state.or(Some(State::Active));
+    p.state = p.present_state().or(Some(State::Active));
     p.hold = Some(hold);
 }
 

@@ -71,7 +71,8 @@ fn standing(fact: Option<&ImageFact>, gave_up: bool, now: DateTime<Utc>) -> Stan
 /// Whether `p` moves to a commit the target does not run yet.
 fn new_commit(p: &Planned) -> bool {
     matches!(p.action, Action::Create | Action::Update)
-        && p.commit.as_ref().map(|c| c.sha.as_str()) != p.observed_commit.as_deref()
+        && p.commit.as_ref().map(|c| c.sha.as_str())
+            != p.present.as_ref().map(|h| h.commit.as_str())
 }
 
 /// Hold back the stagings whose images are not known to be there; say which images to ask.
@@ -175,8 +176,8 @@ fn images_of(config: &Config, p: &Planned, templates: &[String]) -> Result<Vec<S
 fn hold(p: &mut Planned, why: Why) {
     p.action = Action::Noop;
     p.context = None;
-    p.state = p.observed_state;
-    match &p.observed_commit {
+    p.state = p.present_state();
+    match p.present.as_ref().map(|h| &h.commit) {
         None => {
             p.why = Why::NotCreated {
                 cause: Box::new(why),

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 pub use decision::{Hold, WakeCause, Why};
 pub use images::{ImageAsk, ImageFact, ImageFacts};
 pub use lifecycle::{Life, Phase};
-pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned, Unrendered};
+pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned, Present, Unrendered};
 pub use observed::{
     Clock, Extension, Foreign, Health, Observed, Readiness, Requests, SleepCause, StagingRecord,
     State, Transition, Usage, Wake, MAX_HISTORY,
@@ -147,7 +147,7 @@ fn settle_clocks(stagings: &mut [Planned], now: chrono::DateTime<chrono::Utc>) {
         let Some(state) = p.state else {
             continue;
         };
-        p.clock = match (p.observed_state, p.clock) {
+        p.clock = match (p.present_state(), p.clock) {
             (Some(before), Some(c)) if before.asleep() != state.asleep() => {
                 Some(c.turn(before.asleep(), now))
             }
@@ -272,9 +272,7 @@ fn keep(o: &StagingRecord, why: Why) -> Planned {
         settings: None,
         context: None,
         error: None,
-        observed_state: Some(o.state),
-        observed_namespace: Some(o.namespace.clone()),
-        observed_commit: Some(o.commit.clone()),
+        present: Some(Present::of(o)),
         history: o.history.clone(),
         added: 0,
         woken: false,

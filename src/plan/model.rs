@@ -94,12 +94,8 @@ pub struct Planned {
     pub context: Option<Arc<Context>>,
     /// Why the staging cannot be converged; it is left as it is.
     pub error: Option<PlanError>,
-    /// Its state as the target holds it now (`None`: the target does not hold it).
-    pub observed_state: Option<State>,
-    /// The namespace the target holds it in now, if it does.
-    pub observed_namespace: Option<String>,
-    /// The commit the target holds it at now, if it does.
-    pub observed_commit: Option<String>,
+    /// How the target holds it now (`None`: the target does not hold it).
+    pub present: Option<Present>,
     /// Its transitions: the recorded ones, and this pass's when it changes the staging.
     pub history: Vec<super::Transition>,
     /// How many of the last transitions of `history` this pass made.
@@ -108,7 +104,34 @@ pub struct Planned {
     pub woken: bool,
 }
 
+/// How the target holds a staging before the pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Present {
+    /// Its state.
+    pub state: State,
+    /// Its namespace.
+    pub namespace: String,
+    /// The commit it runs.
+    pub commit: String,
+}
+
+impl Present {
+    /// As `record` shows it.
+    pub fn of(record: &super::StagingRecord) -> Present {
+        Present {
+            state: record.state,
+            namespace: record.namespace.clone(),
+            commit: record.commit.clone(),
+        }
+    }
+}
+
 impl Planned {
+    /// Its state as the target holds it now (`None`: the target does not hold it).
+    pub fn present_state(&self) -> Option<State> {
+        self.present.as_ref().map(|h| h.state)
+    }
+
     /// Whether the staging exists after the pass.
     pub fn exists_after(&self) -> bool {
         self.state.is_some()
@@ -142,9 +165,7 @@ impl Planned {
             settings,
             context,
             error,
-            observed_state,
-            observed_namespace,
-            observed_commit,
+            present,
             history,
             added,
             woken,
@@ -180,9 +201,7 @@ impl Planned {
                 (a, b) => a.is_none() && b.is_none(),
             }
             && *error == other.error
-            && *observed_state == other.observed_state
-            && *observed_namespace == other.observed_namespace
-            && *observed_commit == other.observed_commit
+            && *present == other.present
             && *history == other.history
             && *added == other.added
             && *woken == other.woken
@@ -228,9 +247,9 @@ impl Planned {
     /// Hold the staging as the target has it: nothing is written for it this pass.
     pub fn block(&mut self, error: PlanError) {
         self.action = Action::Noop;
-        self.state = self.observed_state;
-        if self.observed_namespace.is_some() {
-            self.namespace = self.observed_namespace.clone();
+        self.state = self.present_state();
+        if let Some(h) = &self.present {
+            self.namespace = Some(h.namespace.clone());
         }
         self.context = None;
         self.hold = None;

@@ -7,6 +7,7 @@ pub mod dir;
 pub mod gate;
 pub mod kube;
 pub mod lease;
+mod refusal;
 mod spec;
 
 use std::fmt;
@@ -19,18 +20,20 @@ use crate::render::Object;
 pub use cause::{Cause, CauseKind};
 pub use gate::{is_lapsed, Lapsed, WriteGate};
 pub use lease::{LeaseRecord, Leases, StagingNotice};
+pub use refusal::{Clash, Unusable, Unwritable};
 pub use spec::{SpecError, TargetSpec};
 
 /// Why a target operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TargetError {
     /// The target specification is wrong.
-    #[error("invalid target {spec:?}: {message}")]
+    #[error("invalid target {spec:?}: {why}")]
     Spec {
         /// What was given.
         spec: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        why: Unusable,
     },
     /// A file or API operation failed.
     #[error("{path}: {cause}")]
@@ -42,21 +45,22 @@ pub enum TargetError {
         cause: Cause,
     },
     /// What the target holds is unreadable.
-    #[error("{what}: {message}")]
+    #[error("{what}: {why}")]
     Corrupt {
         /// The staging or object.
         what: String,
         /// What is wrong and what to do.
-        message: String,
+        #[source]
+        why: Unwritable,
     },
     /// Something octostage did not create stands where it would write: reported, never
     /// adopted or overwritten.
-    #[error("{what} {message}")]
+    #[error("{what} {whose}")]
     Conflict {
         /// The namespace, folder or object.
         what: String,
-        /// Whose it is and what to do.
-        message: String,
+        /// Whose it is (the text says what to do).
+        whose: Clash,
     },
 }
 
@@ -281,15 +285,17 @@ pub trait Target: Send + Sync {
 /// stagings of its own instance.
 pub async fn open(spec: &TargetSpec, instance: &str) -> Result<Box<dyn Target>, TargetError> {
     match spec {
-        TargetSpec::Auto if kube_configured() => Box::pin(open(&TargetSpec::Kube(None), instance)).await,
+        TargetSpec::Auto if kube_configured() => {
+            Box::pin(open(&TargetSpec::Kube(None), instance)).await
+        }
         TargetSpec::Auto => Err(TargetError::Spec {
             spec: spec.to_string(),
-            message: "no cluster is configured (no KUBECONFIG, ~/.kube/config or in-cluster service account): pass --target kube:PATH or --target dir:PATH".into(),
+            why: Unusable::NoCluster,
         }),
         TargetSpec::Kube(kubeconfig) => {
             crate::naming::check_label(instance).map_err(|e| TargetError::Spec {
                 spec: instance.into(),
-                message: format!("instance name {e}"),
+                why: Unusable::Instance(e),
             })?;
             Ok(Box::new(
                 kube::KubeTarget::connect(kubeconfig.as_deref(), instance).await?,
@@ -298,7 +304,7 @@ pub async fn open(spec: &TargetSpec, instance: &str) -> Result<Box<dyn Target>, 
         TargetSpec::Dir(path) => Ok(Box::new(dir::DirTarget::new(path))),
         TargetSpec::None => Err(TargetError::Spec {
             spec: spec.to_string(),
-            message: "`none` holds nothing and changes nothing, so nothing would be deployed; it is for `plan` only: pass --target kube, kube:PATH or dir:PATH".into(),
+            why: Unusable::PlanOnly,
         }),
     }
 }
@@ -352,7 +358,9 @@ impl Target for Empty {
     async fn request(&self, name: &str, _: &Requests, _: &Requests) -> Result<bool, TargetError> {
         Err(TargetError::Spec {
             spec: "none".into(),
-            message: format!("holds no staging, so not {name:?}"),
+            why: Unusable::HoldsNothing {
+                staging: name.into(),
+            },
         })
     }
 }

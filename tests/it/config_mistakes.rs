@@ -310,6 +310,8 @@ fn run_names_its_target_and_refuses_to_deploy_nowhere() {
             err.contains("no cluster is configured") || err.contains("for `plan` only"),
             "{err}"
         );
+        // The reason is the error's cause too: printed once, not once per link of the chain.
+        assert_eq!(err.matches("pass --target").count(), 1, "{err}");
     }
     let out = d.run_ok(&["run", "--once"]);
     assert!(

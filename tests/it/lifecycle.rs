@@ -81,7 +81,12 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     let rx = Receiver::start();
     let s = Setup::new(1);
     templates(&s, "one");
-    config(&s, &format!("    ttl: 7d\n    retention: 1m\n    notify:\n      webhooks: [{{url: {:?}, secret_env: HOOK_KEY}}]\n", rx.url));
+    // Retention is long while the staging must outlive it (woken by a commit), then short, so
+    // that its end is waited for in seconds.
+    let retention = |r: &str| {
+        config(&s, &format!("    ttl: 7d\n    retention: {r}\n    notify:\n      webhooks: [{{url: {:?}, secret_env: HOOK_KEY}}]\n", rx.url));
+    };
+    retention("1h");
     s.repo.commit("feature/x", "work", &days_ago(0));
     let name = format!("{}-feature-x", s.env.name);
     let ns = name.clone();
@@ -133,7 +138,8 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
         (pvc, seed)
     );
 
-    // Stale again; deleted once the minute of retention has passed, not before.
+    // Stale again; deleted once the retention has passed, not before.
+    retention("10s");
     s.repo.commit("feature/x", "abandoned", &days_ago(30));
     run(&s);
     let mine = staging_status(&s, &name);

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::super::{
-    Action, Clock, Phase, PlanError, Planned, SleepCause, StagingRecord, State, WakeCause, Why,
+    Action, Clock, Phase, PlanError, Planned, Present, SleepCause, StagingRecord, State, WakeCause,
+    Why,
 };
 use super::{Candidate, EnvPlanner};
 use crate::config::Ttl;
@@ -140,9 +141,7 @@ impl EnvPlanner<'_> {
             settings: Some(c.settings.clone()),
             context: None,
             error: None,
-            observed_state: c.observed.map(|o| o.state),
-            observed_namespace: c.observed.map(|o| o.namespace.clone()),
-            observed_commit: c.observed.map(|o| o.commit.clone()),
+            present: c.observed.map(Present::of),
             history: c.observed.map(|o| o.history.clone()).unwrap_or_default(),
             added: 0,
             woken: matches!(
@@ -248,9 +247,7 @@ pub(super) fn absent(
         settings: None,
         context: None,
         error: None,
-        observed_state: None,
-        observed_namespace: None,
-        observed_commit: None,
+        present: None,
         history: Vec::new(),
         added: 0,
         woken: false,

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::{Change, ChangeKind, StagingStatus, Status, Target, TargetError};
+use super::{Change, ChangeKind, Clash, StagingStatus, Status, Target, TargetError, Unwritable};
 use crate::consts;
 use crate::plan::{Foreign, Observed, Planned, Requests, StagingRecord};
 use crate::render::{object_id, Object};
@@ -86,7 +86,7 @@ impl DirTarget {
     fn folder(&self, name: &str) -> Result<PathBuf, TargetError> {
         crate::naming::check_label(name).map_err(|e| TargetError::Corrupt {
             what: format!("staging name {name:?}"),
-            message: format!("{e}; refusing to touch the file system with it"),
+            why: Unwritable::Name(e),
         })?;
         Ok(self.root.join(name))
     }
@@ -129,7 +129,7 @@ impl DirTarget {
             "# Written by octostage; do not edit.\n{}",
             crate::yaml::to_string(record).map_err(|e| TargetError::Corrupt {
                 what: STATUS_FILE.into(),
-                message: e.to_string(),
+                why: e.into(),
             })?
         );
         self.write_if_changed(&folder.join(STATUS_FILE), text.as_bytes(), dry_run)?;
@@ -222,7 +222,7 @@ impl DirTarget {
             Folder::Foreign(f) => {
                 return Err(TargetError::Conflict {
                     what: format!("folder {}", folder.display()),
-                    message: f.to_string(),
+                    whose: Clash::Foreign(f),
                 })
             }
             Folder::Interrupted => {
@@ -239,7 +239,7 @@ impl DirTarget {
         }
         let text = crate::yaml::to_string(requests).map_err(|e| TargetError::Corrupt {
             what: REQUESTS_FILE.into(),
-            message: e.to_string(),
+            why: e.into(),
         })?;
         self.write_if_changed(&folder.join(REQUESTS_FILE), text.as_bytes(), false)?;
         Ok(true)
@@ -291,21 +291,22 @@ fn files_of(objects: &[Object]) -> Result<BTreeMap<String, (String, String)>, Ta
     for o in objects {
         let yaml = crate::yaml::to_string(o).map_err(|e| TargetError::Corrupt {
             what: object_id(o),
-            message: e.to_string(),
+            why: e.into(),
         })?;
         let f = file_name(o);
         if f == STATUS_FILE || f == REQUESTS_FILE || f.starts_with(TMP_PREFIX) {
             return Err(TargetError::Corrupt {
                 what: object_id(o),
-                message: format!(
-                    "would be written to {f}, which is octostage's own file; rename the object"
-                ),
+                why: Unwritable::OwnFile { file: f },
             });
         }
         if let Some((other, _)) = files.get(&f) {
             return Err(TargetError::Corrupt {
                 what: object_id(o),
-                message: format!("and {other} would both be written to {f}; rename one"),
+                why: Unwritable::SameFile {
+                    other: other.clone(),
+                    file: f,
+                },
             });
         }
         files.insert(f, (object_id(o), yaml));
@@ -374,7 +375,7 @@ impl Target for DirTarget {
             Folder::Foreign(f) if std::fs::symlink_metadata(&folder).is_ok() => {
                 return Err(TargetError::Conflict {
                     what: format!("folder {}", folder.display()),
-                    message: f.to_string(),
+                    whose: Clash::Foreign(f),
                 })
             }
             Folder::Foreign(_) => BTreeMap::new(),

@@ -19,7 +19,7 @@ use super::{api_err, err, KubeTarget};
 use crate::consts;
 use crate::plan::Planned;
 use crate::render::{object_id, Object};
-use crate::targets::{Change, ChangeKind, TargetError};
+use crate::targets::{Change, ChangeKind, Clash, TargetError};
 
 /// A rendered object ready to send.
 struct Rendered {
@@ -372,7 +372,7 @@ impl KubeTarget {
             }
             Err(e) if already_exists(&e) => Err(TargetError::Conflict {
                 what: format!("{id} in namespace {ns:?}"),
-                message: "exists and octostage did not create it (it lacks octostage's ownership record); octostage never adopts what it did not create: remove or rename it, or stop rendering it".into(),
+                whose: Clash::NotCreated,
             }),
             Err(e) => Err(api_err(format!("{ns}/{id}"), e)),
         }
@@ -425,7 +425,7 @@ pub(super) fn gone_or(e: kube::Error, what: String) -> TargetError {
     if precondition(&e) || not_found(&e) {
         TargetError::Conflict {
             what,
-            message: "is no longer the one octostage created (deleted or replaced since this pass looked); nothing was written, the next pass looks again".into(),
+            whose: Clash::Replaced,
         }
     } else {
         api_err(what, e)

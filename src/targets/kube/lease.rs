@@ -73,7 +73,7 @@ impl Leases for KubeTarget {
         if !r.version.is_empty() && !r.ours {
             return Err(TargetError::Conflict {
                 what: self.describe_lease(name),
-                message: "is not octostage's for this instance; it is never written".into(),
+                whose: crate::targets::Clash::ForeignLease,
             });
         }
         let lease = Lease {

@@ -17,7 +17,7 @@ use super::state::{self, CreatedBy};
 use super::{api_err, err, KubeTarget};
 use crate::consts;
 use crate::plan::Planned;
-use crate::targets::{Change, ChangeKind, TargetError};
+use crate::targets::{Change, ChangeKind, Clash, TargetError};
 
 impl KubeTarget {
     /// Tell the watch cache what a write of a namespace returned (`None`: it is gone), so the
@@ -67,7 +67,7 @@ impl KubeTarget {
             Err(e) if already_exists(&e) => {
                 return Err(TargetError::Conflict {
                     what: format!("namespace {ns:?}"),
-                    message: crate::plan::Foreign::NotCreated.to_string(),
+                    whose: Clash::Foreign(crate::plan::Foreign::NotCreated),
                 })
             }
             Err(e) => return Err(api_err(format!("namespace {ns}"), e)),
@@ -242,10 +242,9 @@ impl KubeTarget {
         let Some((ns, current)) = found else {
             return Err(TargetError::Conflict {
                 what: format!("staging {name:?}"),
-                message: format!(
-                    "is not a staging of octostage instance {:?} on this cluster (see `octostage status`)",
-                    self.instance
-                ),
+                whose: Clash::NoSuchStaging {
+                    instance: self.instance.clone(),
+                },
             });
         };
         if current != *expected {
@@ -284,11 +283,10 @@ pub(super) fn own_staging(l: &LiveNs, p: &Planned, ns: &str) -> Result<(), Targe
         Some(s) if *s == p.name => Ok(()),
         other => Err(TargetError::Conflict {
             what: format!("namespace {ns:?}"),
-            message: format!(
-                "belongs to staging {:?} of this instance, not to {:?}; nothing was written",
-                other.map(String::as_str).unwrap_or("?"),
-                p.name
-            ),
+            whose: Clash::OtherStaging {
+                owner: other.map_or("?", String::as_str).to_string(),
+                wanted: p.name.clone(),
+            },
         }),
     }
 }
