@@ -293,15 +293,18 @@ impl Controller {
             _ => at,
         };
         // A pass that did not reach every staging it meant to is no base for the next.
-        *self.memo.lock().unwrap_or_else(|p| p.into_inner()) =
-            (report.skipped() == 0).then(|| Memo {
-                sources,
-                observed,
-                report: report.clone(),
-                full_at,
-                dry_run: opts.dry_run,
-            });
+        *self.memo.lock().unwrap_or_else(|p| p.into_inner()) = (report.skipped() == 0)
+            .then(|| Memo::new(sources, observed, report.clone(), full_at, opts.dry_run));
         Ok(Ran::Ran(report))
+    }
+
+    /// When `r`'s next lifecycle change is due: the memo's, worked out once when the pass
+    /// made `r`, unless the memo holds another report.
+    fn deadline_of(&self, r: &Arc<Report>) -> Option<DateTime<Utc>> {
+        match &*self.memo.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(m) if Arc::ptr_eq(&m.report, r) => m.deadline,
+            _ => r.plan.next_deadline(),
+        }
     }
 
     /// Wait, at most `limit`, for the notifications of the passes so far to be delivered.
@@ -334,7 +337,7 @@ impl Controller {
                             "pass finished with failing stagings or sources"
                         );
                     }
-                    r.plan.next_deadline()
+                    self.deadline_of(&r)
                 }
                 Err(PassError::Cancelled) => None,
                 Err(e) => {

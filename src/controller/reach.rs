@@ -19,6 +19,28 @@ pub(super) struct Memo {
     /// When the last pass over every staging ran.
     pub full_at: DateTime<Utc>,
     pub dry_run: bool,
+    /// When the report's next lifecycle change is due: worked out once per pass, as it looks
+    /// at every staging, and not again at each change the target reports.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl Memo {
+    pub fn new(
+        sources: pass::Sources,
+        observed: Arc<crate::plan::Observed>,
+        report: Arc<Report>,
+        full_at: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Memo {
+        Memo {
+            deadline: report.plan.next_deadline(),
+            sources,
+            observed,
+            report,
+            full_at,
+            dry_run,
+        }
+    }
 }
 
 /// What a pass did.
@@ -80,7 +102,7 @@ pub(super) fn reach(
     if dirty.all || own || stale || memo.dry_run != dry_run {
         return all;
     }
-    let due = memo.report.plan.next_deadline().is_some_and(|d| d <= at);
+    let due = memo.deadline.is_some_and(|d| d <= at);
     let unsettled = !memo.report.ok() || memo.report.skipped() > 0;
     let quiet = dirty.stagings.is_empty() && !due && !unsettled;
     let settled = quiet && dirty.health.is_empty();
@@ -123,15 +145,15 @@ mod tests {
             )
             .unwrap(),
         );
-        Memo {
-            observed: Arc::default(),
-            sources: pass::Sources {
+        Memo::new(
+            pass::Sources {
                 digest: config.digest(),
                 config: config.clone(),
                 listings: Arc::new(HashMap::new()),
                 reads: None,
             },
-            report: Arc::new(Report {
+            Arc::default(),
+            Arc::new(Report {
                 config,
                 plan: crate::plan::Plan {
                     at: at(),
@@ -141,9 +163,9 @@ mod tests {
                 writes: 0,
                 requests: 0,
             }),
-            full_at: at() - chrono::Duration::minutes(1),
-            dry_run: false,
-        }
+            at() - chrono::Duration::minutes(1),
+            false,
+        )
     }
 
     fn dirty(stagings: &[&str]) -> Option<Dirty> {
@@ -298,10 +320,11 @@ mod tests {
         let mut plan = m.report.plan.clone();
         plan.recheck = Some(at() - chrono::Duration::seconds(1));
         plan.at = at() - chrono::Duration::minutes(1);
-        m.report = Arc::new(Report {
+        let report = Arc::new(Report {
             plan,
             ..clone_report(&m.report)
         });
+        m = Memo::new(m.sources, m.observed, report, m.full_at, m.dry_run);
         assert!(matches!(
             reach(
                 &Trigger::Deadline,
