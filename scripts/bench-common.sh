@@ -44,7 +44,7 @@ git init -q -b main "$work/shop"
   echo "reset refs/tags/v1.4.0"; echo "from :1"; echo
   for i in $(seq 1 $((N - 3))); do
     echo "commit refs/heads/feature/b$i"; echo "committer Dev <dev@example.com> $(date +%s) +0000"
-    echo "data 4"; echo "work"; echo "from :1"; echo "M 644 inline f.txt"; echo "data 3"; echo "$i"; echo
+    echo "data 4"; echo "work"; echo "from :1"; echo "M 644 inline f.txt"; echo "data $(( ${#i} + 1 ))"; echo "$i"; echo
   done
 } | git -C "$work/shop" fast-import --quiet
 # fast-import leaves a loose file per ref; a served repository keeps its refs packed.

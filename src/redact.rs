@@ -107,18 +107,20 @@ pub fn text(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// An error and its causes as one line, redacted as [`text`] does. A cause whose words its
-/// error already shows (`"{path}: {cause}"` with the cause also its `source()`) is not
-/// repeated.
+/// An error and its causes as one line, redacted as [`text`] does. A cause whose words the
+/// error right above it already shows (`"{path}: {cause}"` with the cause also its
+/// `source()`) is not repeated.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
+    let mut above = out.clone();
     let mut next = e.source();
     while let Some(cause) = next {
         let words = cause.to_string();
-        if !out.contains(&words) {
+        if !above.contains(&words) {
             out.push_str(": ");
             out.push_str(&words);
         }
+        above = words;
         next = cause.source();
     }
     text(&out).into_owned()
@@ -245,10 +247,28 @@ mod tests {
     #[error("wrapper")]
     struct Wrapper(#[source] Outer);
 
+    #[derive(Debug, thiserror::Error)]
+    #[error("timed out")]
+    struct TimedOut;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading: {0}")]
+    struct Reading(#[source] TimedOut);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the pass timed out")]
+    struct Pass(#[source] Reading);
+
     #[test]
     fn an_error_chain_shows_each_cause_once_and_redacted() {
         let chain = error_chain(&Wrapper(Outer(Inner)));
         assert_eq!(chain, "wrapper: outer inner at https://***@example.com/x");
+        // A cause is left out only where the error right above it shows it, not because the
+        // same words appear higher up.
+        assert_eq!(
+            error_chain(&Pass(Reading(TimedOut))),
+            "the pass timed out: reading: timed out"
+        );
     }
 
     #[test]

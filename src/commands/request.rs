@@ -36,7 +36,8 @@ pub(super) async fn status(a: StatusArgs) -> Result<ExitCode, CommandError> {
                 Ok(r) => report::failures(&r),
                 Err(e) => {
                     eprintln!(
-                        "warning: without the stagings that fail before they are created: {e:#}"
+                        "warning: without the stagings that fail before they are created: {}",
+                        crate::redact::error_chain(&e)
                     );
                     Vec::new()
                 }

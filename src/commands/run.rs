@@ -57,6 +57,8 @@ async fn once(mut controller: Controller, a: &RunArgs) -> Result<ExitCode, Comma
     let wait = crate::consts::LEASE_DURATION + crate::consts::LEASE_RETRY * 2;
     let lead = controller.lead(wait).await?;
     let r = controller.pass(Trigger::Startup).await;
+    // Its Events are written under the lease too.
+    controller.published(NOTIFY_AT_EXIT_ONCE).await;
     if let Some(l) = lead {
         l.release().await;
     }

@@ -49,8 +49,10 @@ impl ReadSet {
     }
 }
 
-/// [`super::load_salvaging`], and what it read when it loaded a configuration (a failed load
-/// is read again next time: it is rare and its messages must stay current).
+/// The configuration at `root` for a pass: [`super::load`], but an environment whose own part
+/// of `environments.yaml` is invalid is left out and named in [`Config::frozen`], the others
+/// go on. With what it read when it loaded a configuration (a failed load is read again next
+/// time: it is rare and its messages must stay current).
 pub fn load_for_pass(
     root: &Path,
     opts: &LoadOptions,
@@ -73,10 +75,19 @@ struct Recorder<'a> {
 
 impl<'a> Recorder<'a> {
     fn new(root: &'a Path, text: &str, opts: &LoadOptions) -> Recorder<'a> {
+        // Destructured, so that an option added later cannot be left out of the digest.
+        let LoadOptions {
+            commit,
+            repository_overrides,
+        } = opts;
         let mut h = Sha256::new();
         feed(&mut h, text.as_bytes());
-        feed(&mut h, opts.commit.as_deref().unwrap_or("").as_bytes());
-        for (env, url) in &opts.repository_overrides {
+        match commit {
+            Some(c) => feed(&mut h, c.as_bytes()),
+            None => feed(&mut h, b"no commit"),
+        }
+        count(&mut h, repository_overrides.len());
+        for (env, url) in repository_overrides {
             feed(&mut h, env.as_bytes());
             feed(&mut h, url.as_bytes());
         }
@@ -98,8 +109,12 @@ impl<'a> Recorder<'a> {
 
 /// Length first, so that two answers can never run together into the same bytes.
 fn feed(h: &mut Sha256, bytes: &[u8]) {
-    h.update((bytes.len() as u64).to_le_bytes());
+    count(h, bytes.len());
     h.update(bytes);
+}
+
+fn count(h: &mut Sha256, n: usize) {
+    h.update((n as u64).to_le_bytes());
 }
 
 impl Files for Recorder<'_> {
@@ -111,12 +126,17 @@ impl Files for Recorder<'_> {
         feed(h, dir.as_bytes());
         match &answer {
             Ok(files) => {
+                feed(h, b"ok");
+                count(h, files.len());
                 for (path, text) in files {
                     feed(h, path.as_bytes());
                     feed(h, text.as_bytes());
                 }
             }
-            Err(e) => feed(h, e.to_string().as_bytes()),
+            Err(e) => {
+                feed(h, b"error");
+                feed(h, e.to_string().as_bytes());
+            }
         }
         answer
     }

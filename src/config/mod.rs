@@ -27,7 +27,6 @@ use crate::yaml::Positions;
 pub use files::{DiskFiles, Files, FilesError, MemFiles};
 pub use inputs::{load_for_pass, ReadSet};
 pub use model::*;
-pub use salvage::load_salvaging;
 
 use crate::consts;
 

@@ -35,7 +35,7 @@ pub struct Config {
     /// Things worth knowing that do not make the file invalid.
     pub warnings: Vec<super::Problem>,
     /// Environments left out because their part of the file is invalid, with the problems:
-    /// their stagings are frozen as they are (see [`super::load_salvaging`]).
+    /// their stagings are frozen as they are (see [`super::load_for_pass`]).
     pub frozen: Vec<(String, String)>,
 }
 

@@ -3,20 +3,12 @@
 
 use std::path::Path;
 
-use super::{
-    config_text, consts, parse, validate_value, Config, ConfigError, DiskFiles, Files, LoadOptions,
-    Problem,
-};
+use super::{consts, parse, validate_value, Config, ConfigError, Files, LoadOptions, Problem};
 use crate::yaml::{self as position, Positions};
 
-/// [`load`], but when the only problems lie inside some environments' part of
-/// `environments.yaml`, the configuration without those environments, which it names in
+/// [`parse`] of `environments.yaml`'s `text`, but when the only problems lie inside some
+/// environments' part of it, the configuration without those environments, which it names in
 /// [`Config::frozen`]: one typo in one environment freezes that environment, not every one.
-pub fn load_salvaging(root: &Path, opts: &LoadOptions) -> Result<Config, ConfigError> {
-    parse_salvaging(&config_text(root)?, root, &DiskFiles(root), opts)
-}
-
-/// [`parse`] of `environments.yaml`'s `text`, salvaging as [`load_salvaging`] does.
 pub(super) fn parse_salvaging(
     text: &str,
     root: &Path,

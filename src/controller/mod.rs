@@ -83,6 +83,9 @@ pub struct Controller {
     approve: Arc<std::sync::Mutex<Option<String>>>,
     resync: Duration,
     memo: std::sync::Mutex<Option<Memo>>,
+    /// The Events of passes still being posted: they need the lease, so a replica about to
+    /// release it waits for them first (see [`Controller::published`]).
+    publishing: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Controller {
@@ -115,6 +118,7 @@ impl Controller {
             approve: Arc::default(),
             resync: crate::consts::DEFAULT_RESYNC,
             memo: std::sync::Mutex::default(),
+            publishing: std::sync::Mutex::default(),
         }
     }
 
@@ -234,7 +238,10 @@ impl Controller {
         };
         if !opts.dry_run && !notices.is_empty() {
             let target = self.target.clone();
-            tokio::spawn(async move { target.publish(&notices).await });
+            let task = tokio::spawn(async move { target.publish(&notices).await });
+            let mut publishing = self.publishing.lock().unwrap_or_else(|p| p.into_inner());
+            publishing.retain(|t| !t.is_finished());
+            publishing.push(task);
         }
         r
     }
@@ -302,9 +309,26 @@ impl Controller {
     /// made `r`, unless the memo holds another report.
     fn deadline_of(&self, r: &Arc<Report>) -> Option<DateTime<Utc>> {
         match &*self.memo.lock().unwrap_or_else(|p| p.into_inner()) {
-            Some(m) if Arc::ptr_eq(&m.report, r) => m.deadline,
+            Some(m) if Arc::ptr_eq(m.report().0, r) => m.report().1,
             _ => r.plan.next_deadline(),
         }
+    }
+
+    /// Wait, at most `limit`, for the Events of the passes so far to be posted, before the
+    /// lease is released (a replica without it posts none). Whether all were; what is left
+    /// after `limit` is given up.
+    pub async fn published(&self, limit: Duration) -> bool {
+        let tasks = std::mem::take(&mut *self.publishing.lock().unwrap_or_else(|p| p.into_inner()));
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let done = tokio::time::timeout(limit, futures::future::join_all(tasks)).await;
+        if done.is_err() {
+            aborts.iter().for_each(tokio::task::AbortHandle::abort);
+            warn!(
+                limit = %humantime::format_duration(limit),
+                "Events of the last pass not all posted in time; the rest are given up (the staging records keep every transition)"
+            );
+        }
+        done.is_ok()
     }
 
     /// Wait, at most `limit`, for the notifications of the passes so far to be delivered.
@@ -426,6 +450,7 @@ impl Controller {
     /// Deliver what is left to deliver and let the election release the lease.
     async fn stop(self, election: Option<tokio::task::JoinHandle<()>>) {
         self.target.unwatch();
+        self.published(NOTIFY_AT_EXIT).await;
         self.finish(NOTIFY_AT_EXIT).await;
         if let Some(e) = election {
             let _ = tokio::time::timeout(crate::consts::LEASE_RETRY * 2, e).await;

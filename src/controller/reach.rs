@@ -15,13 +15,14 @@ pub(super) struct Memo {
     pub sources: pass::Sources,
     /// What the target held when the last pass looked.
     pub observed: Arc<crate::plan::Observed>,
-    pub report: Arc<Report>,
+    /// Private with `deadline`: one is never replaced without the other.
+    report: Arc<Report>,
     /// When the last pass over every staging ran.
     pub full_at: DateTime<Utc>,
     pub dry_run: bool,
     /// When the report's next lifecycle change is due: worked out once per pass, as it looks
     /// at every staging, and not again at each change the target reports.
-    pub deadline: Option<DateTime<Utc>>,
+    deadline: Option<DateTime<Utc>>,
 }
 
 impl Memo {
@@ -40,6 +41,11 @@ impl Memo {
             full_at,
             dry_run,
         }
+    }
+
+    /// The last pass's report, and when its next lifecycle change is due.
+    pub fn report(&self) -> (&Arc<Report>, Option<DateTime<Utc>>) {
+        (&self.report, self.deadline)
     }
 }
 

@@ -87,27 +87,10 @@ pub struct PassOptions {
 /// Load the configuration from a snapshot of `source` (on a blocking thread: git); every
 /// problem fails it (`validate`, `render`, `extend`).
 pub async fn load_config(source: &ConfigSource, opts: &LoadOptions) -> Result<Config, PassError> {
-    load_with(source, opts, config::load).await
-}
-
-/// [`load_config`] for a pass: environments whose own part of the file is invalid are left
-/// out and frozen ([`Config::frozen`]), the others go on.
-pub async fn load_config_for_pass(
-    source: &ConfigSource,
-    opts: &LoadOptions,
-) -> Result<Config, PassError> {
-    load_with(source, opts, config::load_salvaging).await
-}
-
-async fn load_with(
-    source: &ConfigSource,
-    opts: &LoadOptions,
-    load: fn(&std::path::Path, &LoadOptions) -> Result<Config, config::ConfigError>,
-) -> Result<Config, PassError> {
     let (source, opts) = (source.clone(), opts.clone());
     tokio::task::spawn_blocking(move || {
         let snapshot = source.snapshot()?;
-        Ok(load(&snapshot.root, &at_commit(&opts, &snapshot))?)
+        Ok(config::load(&snapshot.root, &at_commit(&opts, &snapshot))?)
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -128,8 +111,9 @@ enum Loaded {
     New(Config, Option<Arc<config::ReadSet>>),
 }
 
-/// [`load_config_for_pass`], unless the files it would read are those `previous`'s
-/// configuration was loaded from.
+/// The configuration for a pass: environments whose own part of the file is invalid are left
+/// out and frozen ([`Config::frozen`]), the others go on. Not loaded again when the files it
+/// would read are those `previous`'s configuration was loaded from.
 async fn load_unless_unchanged(
     source: &ConfigSource,
     opts: &LoadOptions,

@@ -341,6 +341,18 @@ fn twenty_branches_converge_idempotently_prune_restore_and_delete() {
     }
     // Per staging: the namespace and four objects.
     assert_eq!(writes, 20 * 5);
+    // And its Event, posted before `run --once` gave up the lease (after it, none could be).
+    for ns in &namespaces {
+        let name = ns["metadata"]["name"].as_str().unwrap();
+        let events = json(&s.kc, &["get", "events.events.k8s.io", "-n", name]);
+        let ours = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["reportingController"] == "octostage.dev/controller")
+            .count();
+        assert!(ours >= 1, "no Event in {name}: {events}");
+    }
     let ns = format!("{}-main", s.env.name);
     let names = kubectl(
         &s.kc,

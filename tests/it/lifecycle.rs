@@ -139,7 +139,7 @@ fn expiry_sleeps_keeping_data_a_commit_wakes_and_retention_deletes_each_transiti
     );
 
     // Stale again; deleted once the retention has passed, not before.
-    retention("10s");
+    retention("20s");
     s.repo.commit("feature/x", "abandoned", &days_ago(30));
     run(&s);
     let mine = staging_status(&s, &name);
@@ -258,6 +258,9 @@ fn asleep_a_template_change_is_applied_asleep_and_runs_after_waking_and_requests
     assert!(run(&s).contains("put to sleep by `octostage sleep`"));
     assert_eq!(deployment(&s, &ns)["spec"]["replicas"], 0);
     assert_eq!(staging_status(&s, &name)["state"], "sleeping:manual");
+    // Time asleep is counted in whole seconds, and the cost below must show some: on a fast
+    // machine the rest of this stretch took less than one.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     templates(&s, "two");
     std::fs::write(
         s.cfg.join("t/web.yaml"),
