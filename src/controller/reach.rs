@@ -23,6 +23,8 @@ pub(super) struct Memo {
     /// When the report's next lifecycle change is due: worked out once per pass, as it looks
     /// at every staging, and not again at each change the target reports.
     deadline: Option<DateTime<Utc>>,
+    /// The report's stagings by name, for [`Memo::unchanged_by`].
+    rest: crate::plan::health::AtRest,
 }
 
 impl Memo {
@@ -35,12 +37,26 @@ impl Memo {
     ) -> Memo {
         Memo {
             deadline: report.plan.next_deadline(),
+            rest: crate::plan::health::AtRest::of(&report.plan),
             sources,
             observed,
             report,
             full_at,
             dry_run,
         }
+    }
+
+    /// Whether a plan made at `at` from `observed` would leave every staging of the last report
+    /// as it is (see [`crate::plan::health::unchanged_by`]): costs what changed since the last
+    /// pass looked, not the number of stagings.
+    pub fn unchanged_by(&self, observed: &crate::plan::Observed, at: DateTime<Utc>) -> bool {
+        crate::plan::health::unchanged_by(
+            &self.report.plan,
+            &self.rest,
+            &self.observed,
+            observed,
+            at,
+        )
     }
 
     /// The last pass's report, and when its next lifecycle change is due.

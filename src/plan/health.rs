@@ -66,14 +66,39 @@ pub fn next(
     })
 }
 
+/// What [`unchanged_by`] needs of a plan, worked out once per plan: its stagings by name, and
+/// whether every staging whose health a plan works out is at rest (no action).
+#[derive(Debug, Clone, Default)]
+pub struct AtRest {
+    by_name: std::collections::HashMap<String, Vec<usize>>,
+    all: bool,
+}
+
+impl AtRest {
+    /// The index of `plan`.
+    pub fn of(plan: &super::Plan) -> AtRest {
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        let mut all = true;
+        for (i, p) in plan.stagings.iter().enumerate() {
+            if p.settings.is_some() && p.context.is_some() {
+                all &= p.action == Action::Noop;
+                by_name.entry(p.name.clone()).or_default().push(i);
+            }
+        }
+        AtRest { by_name, all }
+    }
+}
+
 /// Whether a plan made at `now` from `observed` would leave every staging of `last` as it is,
 /// where `last` was made from `before` and `observed` differs from it in workloads' readiness
 /// alone: each changed readiness gives the health `last` has (a workload not ready and ready
 /// again, a change a running staging's controller has not seen yet). Lets such a change cost
 /// no pass. Any staging still on its way (an action other than none) says no: its health is
-/// worked out anew by the next plan.
+/// worked out anew by the next plan. `rest` is [`AtRest::of`] `last`; only the stagings whose
+/// readiness differs are looked at.
 pub fn unchanged_by(
     last: &super::Plan,
+    rest: &AtRest,
     before: &super::Observed,
     observed: &super::Observed,
     now: DateTime<Utc>,
@@ -87,23 +112,29 @@ pub fn unchanged_by(
     let (Some(old), Some(new)) = (&before.readiness, &observed.readiness) else {
         return before.readiness == observed.readiness;
     };
-    last.stagings.iter().all(|p| {
-        let Some(settings) = p.settings.as_ref().filter(|_| p.context.is_some()) else {
-            return true;
+    if !rest.all {
+        return false;
+    }
+    old.diff(new).all(|change| {
+        let name = match change {
+            imbl::ordmap::DiffItem::Add(name, _) | imbl::ordmap::DiffItem::Remove(name, _) => name,
+            imbl::ordmap::DiffItem::Update { new: (name, _), .. } => name,
         };
-        if p.action != Action::Noop {
-            return false;
-        }
-        let r = new.get(&p.name);
-        r == old.get(&p.name)
-            || next(
+        let r = new.get(name).unwrap_or(&Readiness::Ready);
+        rest.by_name.get(name).into_iter().flatten().all(|&i| {
+            let p = &last.stagings[i];
+            let Some(settings) = p.settings.as_ref() else {
+                return true;
+            };
+            next(
                 Action::Noop,
                 p.state,
                 p.health.as_ref(),
-                Some(r.unwrap_or(&Readiness::Ready)),
+                Some(r),
                 settings.health_deadline,
                 now,
             ) == p.health
+        })
     })
 }
 

@@ -28,8 +28,8 @@ pub use images::{ImageAsk, ImageFact, ImageFacts};
 pub use lifecycle::{Life, Phase};
 pub use model::{Action, Inputs, Listings, Plan, PlanError, Planned, Present, Unrendered};
 pub use observed::{
-    Clock, Extension, Foreign, Health, Observed, Readiness, Requests, SleepCause, StagingRecord,
-    State, Transition, Usage, Wake, MAX_HISTORY,
+    Clock, Extension, Foreign, Health, Observed, Readiness, ReadinessMap, Requests, SleepCause,
+    StagingRecord, State, Transition, Usage, Wake, MAX_HISTORY,
 };
 pub use posture::Posture;
 

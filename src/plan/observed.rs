@@ -383,6 +383,11 @@ impl std::fmt::Display for Foreign {
     }
 }
 
+/// How each staging's workloads are doing, by staging name. A persistent map: a copy costs
+/// nothing and two copies that share most of their entries compare by what differs, so a
+/// change of one workload costs what changed, not the number of stagings.
+pub type ReadinessMap = imbl::OrdMap<String, Readiness>;
+
 /// What a target holds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
@@ -396,5 +401,5 @@ pub struct Observed {
     pub foreign_names: std::collections::BTreeMap<String, Foreign>,
     /// How each staging's workloads are doing, by staging name; `None` when the target cannot
     /// tell (a dir target runs nothing: a staging is its files).
-    pub readiness: Option<std::collections::HashMap<String, Readiness>>,
+    pub readiness: Option<ReadinessMap>,
 }

@@ -184,15 +184,21 @@ fn a_namespace_made_by_hand_in_a_stagings_way_is_seen_without_a_listing_and_left
     hand.namespace(&z);
     s.repo.commit("feature/z", "w", &days_ago(0));
     // Until the watch has delivered the namespace a pass would try to create it, and be
-    // refused by the API server; once delivered, the plan refuses it with no request.
+    // refused by the API server; once delivered, the plan refuses it with no request. The
+    // namespace's own watch event may ask for a pass before the branch is listed: that pass
+    // knows no staging for it and fails nothing. No pass writes anything.
     let start = Instant::now();
     loop {
         let p = r.pass();
-        assert_eq!(p.failures, 1, "{p:?}");
-        if p.requests == 0 {
+        assert_eq!(p.writes, 0, "{p:?}");
+        assert!(p.failures <= 1, "{p:?}");
+        if p.failures == 1 && p.requests == 0 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "never seen");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never seen: {p:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     untouched(&s.kc, &z);

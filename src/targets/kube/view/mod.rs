@@ -77,7 +77,7 @@ pub(super) struct View {
     workloads_followed: [bool; WORKLOAD_KINDS],
     /// Stagings whose readiness must be worked out again.
     affected: BTreeSet<String>,
-    readiness: HashMap<String, Readiness>,
+    readiness: crate::plan::ReadinessMap,
 }
 
 impl View {
